@@ -1,0 +1,116 @@
+//! The CSI surface: one file per service.
+//!
+//! Handlers validate the request, open a span carrying `volume.id` / `volume.name` /
+//! `target.path`, call into [`crate::provision`] or [`crate::mount`], and pick the gRPC code
+//! for every error in one `From` impl per RPC family. [`observe`] logs each non-OK status once.
+//! Requests are never printed with `{:?}`: prost's `Debug` would print `secrets`.
+
+pub mod controller;
+pub mod identity;
+pub mod node;
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tonic::{Code, Status};
+use tracing::Instrument;
+
+use crate::proto::volume_capability::access_mode::Mode;
+use crate::proto::volume_capability::AccessType;
+use crate::proto::VolumeCapability;
+
+/// How long a call may take when its client sent no `grpc-timeout`.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Parses a `grpc-timeout` header value (`<digits><H|M|S|m|u|n>`).
+pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    if value.len() < 2 || value.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = value.split_at(value.len() - 1);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.checked_mul(3600)?),
+        "M" => Duration::from_secs(n.checked_mul(60)?),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// When a handler must answer: the caller's deadline less a margin (a tenth, between 100 ms
+/// and 5 s) so the answer arrives before the caller gives up.
+pub fn deadline(metadata: &tonic::metadata::MetadataMap) -> Instant {
+    let timeout = metadata
+        .get("grpc-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_grpc_timeout)
+        .unwrap_or(DEFAULT_TIMEOUT);
+    let margin = (timeout / 10).clamp(Duration::from_millis(100), Duration::from_secs(5)).min(timeout / 2);
+    Instant::now() + timeout.saturating_sub(margin)
+}
+
+/// Runs a handler inside `span` and logs its status once if it is not OK. Expected,
+/// retryable outcomes (an operation in progress, still creating) log at info, refusals of
+/// bad input at warn, everything else at error.
+pub async fn observe<T>(span: tracing::Span, fut: impl Future<Output = Result<T, Status>>) -> Result<T, Status> {
+    async move {
+        let result = fut.await;
+        if let Err(status) = &result {
+            let code = status.code();
+            let message = status.message();
+            match code {
+                Code::Aborted | Code::DeadlineExceeded => tracing::info!(?code, message, "call not complete"),
+                Code::InvalidArgument | Code::NotFound | Code::AlreadyExists | Code::OutOfRange | Code::FailedPrecondition => {
+                    tracing::warn!(?code, message, "call refused")
+                }
+                _ => tracing::error!(?code, message, "call failed"),
+            }
+        }
+        result
+    }
+    .instrument(span)
+    .await
+}
+
+/// Checks volume capabilities: mount access (any fs type of `""` or `lustre`) in any access
+/// mode. Returns why a capability is unsupported.
+pub fn check_capabilities(caps: &[VolumeCapability]) -> Result<(), String> {
+    if caps.is_empty() {
+        return Err("volume_capabilities must not be empty".into());
+    }
+    for cap in caps {
+        match &cap.access_type {
+            Some(AccessType::Mount(m)) => {
+                if !(m.fs_type.is_empty() || m.fs_type == "lustre") {
+                    return Err(format!("fs_type {:?} is not supported: FSx volumes are lustre", m.fs_type));
+                }
+            }
+            Some(AccessType::Block(_)) => return Err("block access is not supported: FSx for Lustre volumes are file systems".into()),
+            None => return Err("access_type (mount) is required".into()),
+        }
+        let mode = cap.access_mode.as_ref().map(|m| m.mode()).unwrap_or(Mode::Unknown);
+        if mode == Mode::Unknown {
+            return Err("access_mode is required".into());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts() {
+        assert_eq!(parse_grpc_timeout("5S"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_grpc_timeout("300m"), Some(Duration::from_millis(300)));
+        assert_eq!(parse_grpc_timeout("2M"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_grpc_timeout("S"), None);
+        assert_eq!(parse_grpc_timeout("5x"), None);
+        assert_eq!(parse_grpc_timeout("-5S"), None);
+    }
+}

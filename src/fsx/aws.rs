@@ -1,0 +1,269 @@
+//! [`Fsx`] on the real `aws-sdk-fsx` client.
+//!
+//! Credentials and region come from `aws-config`'s default chain (IRSA, EKS Pod Identity,
+//! instance profile, environment; region from `--region`, `AWS_REGION` or IMDSv2), and the
+//! endpoint honours `AWS_ENDPOINT_URL_FSX`, which is how tests point it at the emulator.
+//! Retries use the SDK's adaptive mode, so throttling slows us down instead of failing calls.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_fsx::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_fsx::types as t;
+
+use super::{
+    AutoImportPolicy, CreateSpec, DataCompressionType, DeploymentType, DriveCacheType, FileSystem,
+    Fsx, FsxError, Lifecycle, MetadataMode, Page, StorageType,
+};
+
+/// How many attempts the SDK makes per call before an error reaches the driver.
+const MAX_ATTEMPTS: u32 = 10;
+
+/// The FSx client used in production.
+#[derive(Clone, Debug)]
+pub struct AwsFsx {
+    client: aws_sdk_fsx::Client,
+}
+
+impl AwsFsx {
+    /// Loads the shared AWS configuration (default credential and region chains) and builds
+    /// the client with adaptive retries and bounded time-outs.
+    pub async fn from_env(region: Option<String>) -> Self {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(region) = region {
+            loader = loader.region(aws_config::Region::new(region));
+        }
+        let shared = loader.load().await;
+        let conf = aws_sdk_fsx::config::Builder::from(&shared);
+        Self::from_conf(conf)
+    }
+
+    /// Builds the client from an SDK config builder, adding the driver's retry and time-out
+    /// policy. Tests use this to point a client at the emulator with static credentials.
+    pub fn from_conf(conf: aws_sdk_fsx::config::Builder) -> Self {
+        let conf = conf
+            .retry_config(
+                aws_sdk_fsx::config::retry::RetryConfig::adaptive()
+                    .with_max_attempts(MAX_ATTEMPTS)
+                    .with_initial_backoff(Duration::from_millis(100))
+                    .with_max_backoff(Duration::from_secs(10)),
+            )
+            .timeout_config(
+                aws_sdk_fsx::config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(Duration::from_secs(20))
+                    .operation_timeout(Duration::from_secs(90))
+                    .build(),
+            )
+            .build();
+        Self { client: aws_sdk_fsx::Client::from_conf(conf) }
+    }
+
+    /// The region the client was configured with, if any.
+    pub fn region(&self) -> Option<String> {
+        self.client.config().region().map(|r| r.to_string())
+    }
+}
+
+/// Turns any SDK error into the driver's few kinds. This is the only place AWS error codes
+/// are matched.
+fn classify<E, R>(err: SdkError<E, R>) -> FsxError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match &err {
+        SdkError::ServiceError(service) => {
+            let e = service.err();
+            let code = e.code().unwrap_or("Unknown").to_string();
+            let message = e.message().unwrap_or("").to_string();
+            classify_code(code, message)
+        }
+        SdkError::TimeoutError(_) => FsxError::Unavailable("request timed out".into()),
+        SdkError::DispatchFailure(_) => FsxError::Unavailable(format!("could not reach FSx: {}", error_chain(&err))),
+        SdkError::ResponseError(_) => FsxError::Unavailable(format!("unreadable response from FSx: {}", error_chain(&err))),
+        SdkError::ConstructionFailure(_) => FsxError::Other { code: "ConstructionFailure".into(), message: error_chain(&err) },
+        _ => FsxError::Other { code: "Unknown".into(), message: error_chain(&err) },
+    }
+}
+
+/// Maps an FSx error code and message to a [`FsxError`].
+pub fn classify_code(code: String, message: String) -> FsxError {
+    match code.as_str() {
+        "FileSystemNotFound" | "ResourceNotFound" => FsxError::NotFound(message),
+        "BadRequest" | "InvalidNetworkSettings" | "InvalidImportPath" | "InvalidExportPath"
+        | "InvalidPerUnitStorageThroughput" | "MissingFileSystemConfiguration" | "ValidationException"
+        | "InvalidDataRepositoryType" => FsxError::Invalid { code, message },
+        "IncompatibleParameterError" => FsxError::Incompatible(message),
+        "ServiceLimitExceeded" => FsxError::LimitExceeded(message),
+        "InternalServerError" | "ThrottlingException" | "Throttling" | "TooManyRequestsException"
+        | "RequestLimitExceeded" | "ServiceUnavailable" | "RequestTimeout" => {
+            FsxError::Unavailable(format!("{code}: {message}"))
+        }
+        _ => FsxError::Other { code, message },
+    }
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+fn parse<T: std::str::FromStr>(s: Option<&str>) -> Option<T> {
+    s.and_then(|s| s.parse().ok())
+}
+
+/// Reads the parts of an SDK `FileSystem` the driver uses.
+fn from_sdk(fs: &t::FileSystem) -> FileSystem {
+    let lustre = fs.lustre_configuration();
+    let repo = lustre.and_then(|l| l.data_repository_configuration());
+    FileSystem {
+        id: fs.file_system_id().unwrap_or_default().to_string(),
+        lifecycle: fs.lifecycle().map(|l| Lifecycle::from_wire(l.as_str())).unwrap_or(Lifecycle::Other(String::new())),
+        failure_message: fs.failure_details().and_then(|d| d.message()).map(str::to_string),
+        capacity_gib: fs.storage_capacity().unwrap_or(0) as i64,
+        storage_type: parse(fs.storage_type().map(|s| s.as_str())),
+        deployment_type: parse(lustre.and_then(|l| l.deployment_type()).map(|d| d.as_str())),
+        per_unit_storage_throughput: lustre.and_then(|l| l.per_unit_storage_throughput()),
+        drive_cache_type: parse(lustre.and_then(|l| l.drive_cache_type()).map(|d| d.as_str())),
+        data_compression_type: parse(lustre.and_then(|l| l.data_compression_type()).map(|d| d.as_str())),
+        subnet_ids: fs.subnet_ids().to_vec(),
+        dns_name: fs.dns_name().unwrap_or_default().to_string(),
+        mount_name: lustre.and_then(|l| l.mount_name()).unwrap_or_default().to_string(),
+        kms_key_id: fs.kms_key_id().map(str::to_string),
+        file_system_type_version: fs.file_system_type_version().map(str::to_string),
+        efa_enabled: lustre.and_then(|l| l.efa_enabled()),
+        import_path: repo.and_then(|r| r.import_path()).map(str::to_string),
+        export_path: repo.and_then(|r| r.export_path()).map(str::to_string),
+        tags: fs
+            .tags()
+            .iter()
+            .filter_map(|tag| Some((tag.key()?.to_string(), tag.value()?.to_string())))
+            .collect(),
+    }
+}
+
+fn lustre_configuration(spec: &CreateSpec) -> t::CreateFileSystemLustreConfiguration {
+    let l = &spec.lustre;
+    let metadata = l.metadata_mode.map(|mode| {
+        t::CreateFileSystemLustreMetadataConfiguration::builder()
+            .mode(match mode {
+                MetadataMode::Automatic => t::MetadataConfigurationMode::Automatic,
+                MetadataMode::UserProvisioned => t::MetadataConfigurationMode::UserProvisioned,
+            })
+            .set_iops(l.metadata_iops)
+            .build()
+    });
+    t::CreateFileSystemLustreConfiguration::builder()
+        .set_deployment_type(l.deployment_type.map(|d| match d {
+            DeploymentType::Scratch1 => t::LustreDeploymentType::Scratch1,
+            DeploymentType::Scratch2 => t::LustreDeploymentType::Scratch2,
+            DeploymentType::Persistent1 => t::LustreDeploymentType::Persistent1,
+            DeploymentType::Persistent2 => t::LustreDeploymentType::Persistent2,
+        }))
+        .set_per_unit_storage_throughput(l.per_unit_storage_throughput)
+        .set_drive_cache_type(l.drive_cache_type.map(|d| match d {
+            DriveCacheType::None => t::DriveCacheType::None,
+            DriveCacheType::Read => t::DriveCacheType::Read,
+        }))
+        .set_import_path(l.import_path.clone())
+        .set_export_path(l.export_path.clone())
+        .set_auto_import_policy(l.auto_import_policy.map(|p| match p {
+            AutoImportPolicy::None => t::AutoImportPolicyType::None,
+            AutoImportPolicy::New => t::AutoImportPolicyType::New,
+            AutoImportPolicy::NewChanged => t::AutoImportPolicyType::NewChanged,
+            AutoImportPolicy::NewChangedDeleted => t::AutoImportPolicyType::NewChangedDeleted,
+        }))
+        .set_data_compression_type(l.data_compression_type.map(|d| match d {
+            DataCompressionType::None => t::DataCompressionType::None,
+            DataCompressionType::Lz4 => t::DataCompressionType::Lz4,
+        }))
+        .set_weekly_maintenance_start_time(l.weekly_maintenance_start_time.clone())
+        .set_daily_automatic_backup_start_time(l.daily_automatic_backup_start_time.clone())
+        .set_automatic_backup_retention_days(l.automatic_backup_retention_days)
+        .set_copy_tags_to_backups(l.copy_tags_to_backups)
+        .set_efa_enabled(l.efa_enabled)
+        .set_metadata_configuration(metadata)
+        .build()
+}
+
+#[async_trait]
+impl Fsx for AwsFsx {
+    async fn create_file_system(&self, spec: &CreateSpec) -> Result<FileSystem, FsxError> {
+        let tags = spec
+            .tags
+            .iter()
+            .map(|(k, v)| t::Tag::builder().key(k).value(v).build())
+            .collect::<Vec<_>>();
+        let out = self
+            .client
+            .create_file_system()
+            .client_request_token(&spec.client_request_token)
+            .file_system_type(t::FileSystemType::Lustre)
+            .storage_capacity(spec.capacity_gib)
+            .set_storage_type(spec.lustre.storage_type.map(|s| match s {
+                StorageType::Ssd => t::StorageType::Ssd,
+                StorageType::Hdd => t::StorageType::Hdd,
+            }))
+            .subnet_ids(&spec.subnet_id)
+            .set_security_group_ids(Some(spec.security_group_ids.clone()))
+            .set_tags(Some(tags))
+            .set_kms_key_id(spec.kms_key_id.clone())
+            .set_file_system_type_version(spec.file_system_type_version.clone())
+            .lustre_configuration(lustre_configuration(spec))
+            .send()
+            .await
+            .map_err(classify)?;
+        out.file_system()
+            .map(from_sdk)
+            .ok_or_else(|| FsxError::Other { code: "EmptyResponse".into(), message: "CreateFileSystem returned no file system".into() })
+    }
+
+    async fn describe_file_systems(&self, ids: &[String]) -> Result<Vec<FileSystem>, FsxError> {
+        let out = self
+            .client
+            .describe_file_systems()
+            .set_file_system_ids(Some(ids.to_vec()))
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(out.file_systems().iter().map(from_sdk).collect())
+    }
+
+    async fn list_file_systems(&self, next_token: Option<String>) -> Result<Page, FsxError> {
+        let out = self
+            .client
+            .describe_file_systems()
+            .set_next_token(next_token)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(Page {
+            file_systems: out
+                .file_systems()
+                .iter()
+                .filter(|fs| fs.file_system_type() == Some(&t::FileSystemType::Lustre))
+                .map(from_sdk)
+                .collect(),
+            next_token: out.next_token().map(str::to_string),
+        })
+    }
+
+    async fn delete_file_system(&self, id: &str) -> Result<Lifecycle, FsxError> {
+        let out = self
+            .client
+            .delete_file_system()
+            .file_system_id(id)
+            .lustre_configuration(t::DeleteFileSystemLustreConfiguration::builder().skip_final_backup(true).build())
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(out.lifecycle().map(|l| Lifecycle::from_wire(l.as_str())).unwrap_or(Lifecycle::Deleting))
+    }
+}

@@ -1,0 +1,303 @@
+//! The FSx boundary: what the controller needs from Amazon FSx, in domain terms.
+//!
+//! The provisioning logic talks only to the [`Fsx`] trait; [`aws::AwsFsx`] implements it on
+//! `aws-sdk-fsx`. AWS error codes become the few [`FsxError`] variants here, at the boundary,
+//! so the rest of the driver never matches on strings.
+
+pub mod aws;
+
+use std::fmt;
+use std::str::FromStr;
+
+use async_trait::async_trait;
+
+/// Tag key that names the CSI volume a file system was created for (shared with the Go driver).
+pub const VOLUME_NAME_TAG: &str = "CSIVolumeName";
+
+/// At most this many ids go into one `DescribeFileSystems` call (the API's limit).
+pub const DESCRIBE_BATCH: usize = 50;
+
+macro_rules! wire_enum {
+    ($(#[$m:meta])* $name:ident { $($variant:ident => $wire:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            /// Every accepted value, in wire spelling.
+            pub const ALL: &'static [&'static str] = &[$($wire),+];
+
+            /// The value as the FSx API spells it.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $wire),+ }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = ();
+            fn from_str(s: &str) -> Result<Self, ()> {
+                match s { $($wire => Ok(Self::$variant),)+ _ => Err(()) }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+wire_enum!(
+    /// `LustreConfiguration.DeploymentType`.
+    DeploymentType { Scratch1 => "SCRATCH_1", Scratch2 => "SCRATCH_2", Persistent1 => "PERSISTENT_1", Persistent2 => "PERSISTENT_2" }
+);
+wire_enum!(
+    /// `StorageType` (Lustre file systems use SSD or HDD).
+    StorageType { Ssd => "SSD", Hdd => "HDD" }
+);
+wire_enum!(
+    /// `LustreConfiguration.DriveCacheType` (HDD only).
+    DriveCacheType { None => "NONE", Read => "READ" }
+);
+wire_enum!(
+    /// `LustreConfiguration.DataCompressionType`.
+    DataCompressionType { None => "NONE", Lz4 => "LZ4" }
+);
+wire_enum!(
+    /// `LustreConfiguration.AutoImportPolicy`.
+    AutoImportPolicy { None => "NONE", New => "NEW", NewChanged => "NEW_CHANGED", NewChangedDeleted => "NEW_CHANGED_DELETED" }
+);
+wire_enum!(
+    /// `LustreConfiguration.MetadataConfiguration.Mode` (PERSISTENT_2 only).
+    MetadataMode { Automatic => "AUTOMATIC", UserProvisioned => "USER_PROVISIONED" }
+);
+
+impl DeploymentType {
+    /// Scratch file systems have no backups and no throughput tiers.
+    pub fn is_scratch(self) -> bool {
+        matches!(self, Self::Scratch1 | Self::Scratch2)
+    }
+}
+
+/// The lifecycle of a file system (`FileSystem.Lifecycle`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lifecycle {
+    Creating,
+    Available,
+    Updating,
+    Deleting,
+    Failed,
+    Misconfigured,
+    MisconfiguredUnavailable,
+    /// A value this driver does not know yet; kept verbatim.
+    Other(String),
+}
+
+impl Lifecycle {
+    /// Parses the wire spelling; unknown values are kept, never refused.
+    pub fn from_wire(s: &str) -> Self {
+        match s {
+            "CREATING" => Self::Creating,
+            "AVAILABLE" => Self::Available,
+            "UPDATING" => Self::Updating,
+            "DELETING" => Self::Deleting,
+            "FAILED" => Self::Failed,
+            "MISCONFIGURED" => Self::Misconfigured,
+            "MISCONFIGURED_UNAVAILABLE" => Self::MisconfiguredUnavailable,
+            other => Self::Other(other.to_string()),
+        }
+    }
+
+    /// The wire spelling.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Creating => "CREATING",
+            Self::Available => "AVAILABLE",
+            Self::Updating => "UPDATING",
+            Self::Deleting => "DELETING",
+            Self::Failed => "FAILED",
+            Self::Misconfigured => "MISCONFIGURED",
+            Self::MisconfiguredUnavailable => "MISCONFIGURED_UNAVAILABLE",
+            Self::Other(s) => s,
+        }
+    }
+
+    /// A file system that can be mounted (UPDATING file systems stay mountable).
+    pub fn is_usable(&self) -> bool {
+        matches!(self, Self::Available | Self::Updating)
+    }
+}
+
+impl fmt::Display for Lifecycle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A Lustre file system as described by FSx: what the driver reads of `FileSystem`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSystem {
+    pub id: String,
+    pub lifecycle: Lifecycle,
+    /// `FailureDetails.Message`, for FAILED (and sometimes MISCONFIGURED) file systems.
+    pub failure_message: Option<String>,
+    pub capacity_gib: i64,
+    pub storage_type: Option<StorageType>,
+    pub deployment_type: Option<DeploymentType>,
+    pub per_unit_storage_throughput: Option<i32>,
+    pub drive_cache_type: Option<DriveCacheType>,
+    pub data_compression_type: Option<DataCompressionType>,
+    pub subnet_ids: Vec<String>,
+    pub dns_name: String,
+    pub mount_name: String,
+    pub kms_key_id: Option<String>,
+    pub file_system_type_version: Option<String>,
+    pub efa_enabled: Option<bool>,
+    pub import_path: Option<String>,
+    pub export_path: Option<String>,
+    pub tags: Vec<(String, String)>,
+}
+
+impl FileSystem {
+    /// The value of a tag, if present.
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// The CSI volume name this file system was created for, if this driver (or the Go
+    /// driver) created it.
+    pub fn volume_name(&self) -> Option<&str> {
+        self.tag(VOLUME_NAME_TAG)
+    }
+
+    /// Capacity in bytes, as CSI reports it.
+    pub fn capacity_bytes(&self) -> i64 {
+        self.capacity_gib.saturating_mul(GIB)
+    }
+}
+
+/// One GiB in bytes.
+pub const GIB: i64 = 1 << 30;
+
+/// Everything `CreateFileSystem` needs for one Lustre file system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateSpec {
+    /// Idempotency token: same token and same spec → the same file system.
+    pub client_request_token: String,
+    pub capacity_gib: i32,
+    pub subnet_id: String,
+    pub security_group_ids: Vec<String>,
+    pub tags: Vec<(String, String)>,
+    pub kms_key_id: Option<String>,
+    pub file_system_type_version: Option<String>,
+    pub lustre: LustreSpec,
+}
+
+/// The `LustreConfiguration` part of [`CreateSpec`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LustreSpec {
+    pub deployment_type: Option<DeploymentType>,
+    pub storage_type: Option<StorageType>,
+    pub per_unit_storage_throughput: Option<i32>,
+    pub drive_cache_type: Option<DriveCacheType>,
+    pub import_path: Option<String>,
+    pub export_path: Option<String>,
+    pub auto_import_policy: Option<AutoImportPolicy>,
+    pub data_compression_type: Option<DataCompressionType>,
+    pub weekly_maintenance_start_time: Option<String>,
+    pub daily_automatic_backup_start_time: Option<String>,
+    pub automatic_backup_retention_days: Option<i32>,
+    pub copy_tags_to_backups: Option<bool>,
+    pub efa_enabled: Option<bool>,
+    pub metadata_mode: Option<MetadataMode>,
+    pub metadata_iops: Option<i32>,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub file_systems: Vec<FileSystem>,
+    pub next_token: Option<String>,
+}
+
+/// What can go wrong at the FSx boundary, in the few kinds the driver acts on.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum FsxError {
+    /// The file system does not exist (`FileSystemNotFound`).
+    #[error("file system not found: {0}")]
+    NotFound(String),
+    /// FSx refused the request as malformed or not allowed (`BadRequest`,
+    /// `InvalidNetworkSettings`, `InvalidImportPath`, ...). Retrying will not help.
+    #[error("FSx refused the request ({code}): {message}")]
+    Invalid { code: String, message: String },
+    /// The same idempotency token was used with other parameters, or the request conflicts
+    /// with the file system's state (`IncompatibleParameterError`).
+    #[error("FSx reports incompatible parameters: {0}")]
+    Incompatible(String),
+    /// An account quota is exhausted (`ServiceLimitExceeded`).
+    #[error("FSx service limit exceeded: {0}")]
+    LimitExceeded(String),
+    /// Throttling, 5xx, time-outs or network errors that outlived the SDK's retries.
+    #[error("FSx is unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else, with FSx's code and message.
+    #[error("FSx error ({code}): {message}")]
+    Other { code: String, message: String },
+}
+
+/// The FSx operations the controller uses. Every method is one API call (plus the SDK's
+/// retries); none waits for a lifecycle change.
+#[async_trait]
+pub trait Fsx: Send + Sync + 'static {
+    /// `CreateFileSystem`. Idempotent through `spec.client_request_token`: the same token with
+    /// the same spec returns the same file system (even a FAILED or deleted one, within
+    /// FSx's window); with another spec it returns [`FsxError::Incompatible`].
+    async fn create_file_system(&self, spec: &CreateSpec) -> Result<FileSystem, FsxError>;
+
+    /// `DescribeFileSystems` for up to [`DESCRIBE_BATCH`] ids. Fails with
+    /// [`FsxError::NotFound`] if any id does not exist. Read-only.
+    async fn describe_file_systems(&self, ids: &[String]) -> Result<Vec<FileSystem>, FsxError>;
+
+    /// One page of the account's file systems (`DescribeFileSystems` without ids). Only
+    /// Lustre file systems are returned. Read-only.
+    async fn list_file_systems(&self, next_token: Option<String>) -> Result<Page, FsxError>;
+
+    /// `DeleteFileSystem` with no final backup. Returns the lifecycle FSx reports (normally
+    /// DELETING). Deleting a file system that is already DELETING succeeds; one that is gone
+    /// gives [`FsxError::NotFound`].
+    async fn delete_file_system(&self, id: &str) -> Result<Lifecycle, FsxError>;
+}
+
+/// True if `id` has the shape of a file system id: `fs-` and 8 to 18 lowercase hex digits.
+pub fn is_file_system_id(id: &str) -> bool {
+    id.len() <= 21
+        && id
+            .strip_prefix("fs-")
+            .is_some_and(|hex| hex.len() >= 8 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_system_ids() {
+        assert!(is_file_system_id("fs-0123456789abcdef0"));
+        assert!(is_file_system_id("fs-01234567"));
+        assert!(!is_file_system_id("fs-0123456"));
+        assert!(!is_file_system_id("fs-0123456789ABCDEF0"));
+        assert!(!is_file_system_id("fs-0123456789abcdef012"));
+        assert!(!is_file_system_id("vol-01234567"));
+        assert!(!is_file_system_id(""));
+    }
+
+    #[test]
+    fn enums_round_trip() {
+        for s in DeploymentType::ALL {
+            assert_eq!(s.parse::<DeploymentType>().unwrap().as_str(), *s);
+        }
+        assert!("scratch_1".parse::<DeploymentType>().is_err());
+        assert_eq!(Lifecycle::from_wire("NEW_STATE"), Lifecycle::Other("NEW_STATE".into()));
+    }
+}

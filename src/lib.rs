@@ -1,0 +1,59 @@
+//! A Container Storage Interface driver for Amazon FSx for Lustre.
+//!
+//! One binary, `fsx-csi-driver`, runs as the controller (beside the CSI sidecars, talking to
+//! the FSx API) or as the node plugin (on every node, mounting Lustre with `mount(2)`), or both.
+//! It is a drop-in for `kubernetes-sigs/aws-fsx-csi-driver`: same driver name, StorageClass
+//! keys, volume context keys and `CSIVolumeName` tag.
+//!
+//! # Layout
+//!
+//! The tree follows the path of a request, from the CSI socket inwards to the two real
+//! boundaries (the FSx API and the kernel's mount table):
+//!
+//! - [`cli`]: the command line (`--mode`, `--endpoint`, ...), parsed with clap.
+//! - [`server`]: binds the unix socket (0600, stale sockets only), serves the CSI services
+//!   with graceful shutdown, and logs every non-OK status once.
+//! - [`csi`]: the CSI surface, one file per service. Handlers validate the request, open a
+//!   span with `volume.id` / `volume.name` / `target.path`, call into the layers below, and
+//!   choose the gRPC code for every error in one place per RPC family.
+//!   - [`csi::identity`]: plugin name, capabilities and readiness.
+//!   - [`csi::controller`]: CreateVolume, DeleteVolume, ControllerGetVolume, ListVolumes, ...
+//!   - [`csi::node`]: NodeStage/Publish/Unpublish/Unstage, stats and node info.
+//! - [`provision`]: the controller's logic, independent of gRPC.
+//!   - [`provision::params`]: StorageClass parameters parsed once into one typed struct.
+//!   - [`provision::capacity`]: valid FSx for Lustre sizes per deployment and storage type.
+//!   - [`provision::token`]: deterministic `ClientRequestToken`s.
+//!   - [`provision::index`]: the in-memory name → file system index (one listing at start).
+//!   - [`provision::poller`]: one background poller that describes every in-flight file system
+//!     in batches of 50 per tick and wakes the calls waiting on them.
+//!   - [`provision::inflight`]: per-key guards that answer `Aborted` to concurrent calls.
+//!   - [`provision::Provisioner`]: create / delete / get, exactly one file system per name.
+//! - [`fsx`]: the FSx boundary: a domain trait ([`fsx::Fsx`]), domain types and errors, and
+//!   [`fsx::aws::AwsFsx`], its implementation on `aws-sdk-fsx`.
+//! - [`mount`]: the mount boundary: Lustre source / flag / data building as pure functions,
+//!   `/proc/self/mountinfo` parsing, the [`mount::Mounter`] trait with the syscall mounter,
+//!   and the bounded worker that keeps a hung Lustre server from freezing the plugin.
+//! - [`logging`]: `--log-format text|json` tracing setup.
+//!
+//! The FSx emulator used by tests, the demo and the benchmarks is a separate crate in
+//! `tests/fsx-emulator`; the shipped binary has no fake mode.
+
+pub mod cli;
+pub mod csi;
+pub mod fsx;
+pub mod logging;
+pub mod mount;
+pub mod provision;
+pub mod server;
+
+/// Generated CSI v1.12.0 types and service stubs (`proto/csi.proto`).
+#[allow(clippy::all, missing_docs)]
+pub mod proto {
+    tonic::include_proto!("csi.v1");
+}
+
+/// The CSI driver name, shared with the Go driver so clusters can switch without changes.
+pub const DRIVER_NAME: &str = "fsx.csi.aws.com";
+
+/// This crate's version, reported by `GetPluginInfo` and `--version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,86 @@
+//! `fsx-csi-driver`: wires the real FSx client and the syscall mounter into the CSI services
+//! and serves them on the endpoint's unix socket until SIGTERM or SIGINT.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use fsx_csi_driver::cli::Cli;
+use fsx_csi_driver::csi::controller::ControllerService;
+use fsx_csi_driver::csi::identity::IdentityService;
+use fsx_csi_driver::csi::node::{NodeOptions, NodeService};
+use fsx_csi_driver::fsx::aws::AwsFsx;
+use fsx_csi_driver::mount::SyscallMounter;
+use fsx_csi_driver::provision::{Options, Provisioner};
+use fsx_csi_driver::server::{self, Services};
+use fsx_csi_driver::{logging, DRIVER_NAME, VERSION};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_format);
+    // Two workers are plenty: every call either waits on FSx or on a mount worker thread.
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "exiting");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    let path = server::socket_path(&cli.endpoint)?;
+    tracing::info!(driver = DRIVER_NAME, version = VERSION, mode = ?cli.mode, endpoint = %path.display(), "starting");
+
+    let provisioner = if cli.mode.controller() {
+        let fsx = AwsFsx::from_env(cli.region.clone()).await;
+        tracing::info!(region = fsx.region().as_deref().unwrap_or("(unset)"), "FSx client configured");
+        let provisioner = Provisioner::new(
+            Arc::new(fsx),
+            Options { extra_tags: cli.extra_tags.0.clone(), poll_interval: cli.poll_interval },
+        );
+        provisioner.start();
+        Some(provisioner)
+    } else {
+        None
+    };
+    let services = Services {
+        identity: IdentityService::new(provisioner.clone()),
+        controller: provisioner.map(ControllerService::new),
+        node: cli
+            .mode
+            .node()
+            .then(|| NodeService::new(NodeOptions::new(cli.node_id.clone(), cli.kubelet_dir.clone()), Arc::new(SyscallMounter))),
+    };
+
+    let listener = server::bind(&path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+    tracing::info!(socket = %path.display(), "listening");
+    let result = server::serve(listener, services, shutdown_signal()).await;
+    let _ = std::fs::remove_file(&path);
+    result.map_err(|e| format!("server error: {e}"))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        _ = term => tracing::info!("SIGTERM: shutting down"),
+    }
+}

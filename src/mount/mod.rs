@@ -1,0 +1,198 @@
+//! The mount boundary: everything the node plugin asks of the kernel.
+//!
+//! - [`lustre`]: source, flag and data building, pure and unit-tested;
+//! - [`mountinfo`]: `/proc/self/mountinfo` parsing, the source of truth for idempotency;
+//! - [`worker`]: runs calls that may hang on their own threads, bounded by a deadline;
+//! - [`Mounter`]: the trait over the syscalls, and [`SyscallMounter`], its real
+//!   implementation on `mount(2)`, `umount2(2)` and `statvfs(3)`. No program is ever executed.
+
+pub mod lustre;
+pub mod mountinfo;
+pub mod worker;
+
+use std::net::Ipv4Addr;
+use std::path::{Component, Path};
+
+use nix::errno::Errno;
+use nix::mount::{MntFlags, MsFlags};
+
+/// Usage figures from `statvfs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    pub total_bytes: i64,
+    pub available_bytes: i64,
+    pub used_bytes: i64,
+    pub total_inodes: i64,
+    pub free_inodes: i64,
+    pub used_inodes: i64,
+}
+
+/// The kernel calls the node plugin makes. Implementations are called from worker threads
+/// and may block.
+pub trait Mounter: Send + Sync + 'static {
+    /// `mount(2)`. Not idempotent by itself: callers check [`Mounter::mount_table`] first.
+    fn mount(&self, source: Option<&str>, target: &Path, fstype: Option<&str>, flags: MsFlags, data: Option<&str>) -> Result<(), Errno>;
+
+    /// `umount2(2)`. `EINVAL` means `target` is not a mount point.
+    fn unmount(&self, target: &Path, flags: MntFlags) -> Result<(), Errno>;
+
+    /// The text of `/proc/self/mountinfo`. Never touches a mounted file system.
+    fn mount_table(&self) -> std::io::Result<String>;
+
+    /// `statvfs(3)` on `path`. May hang on a dead Lustre mount.
+    fn statvfs(&self, path: &Path) -> Result<Usage, Errno>;
+
+    /// Resolves a host name to its first IPv4 address (`getaddrinfo`).
+    fn resolve(&self, host: &str) -> std::io::Result<Ipv4Addr> {
+        lustre::resolve_ipv4(host)
+    }
+}
+
+/// The real mounter: direct syscalls through `nix`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SyscallMounter;
+
+impl Mounter for SyscallMounter {
+    fn mount(&self, source: Option<&str>, target: &Path, fstype: Option<&str>, flags: MsFlags, data: Option<&str>) -> Result<(), Errno> {
+        nix::mount::mount(source, target, fstype, flags, data)
+    }
+
+    fn unmount(&self, target: &Path, flags: MntFlags) -> Result<(), Errno> {
+        nix::mount::umount2(target, flags)
+    }
+
+    fn mount_table(&self) -> std::io::Result<String> {
+        std::fs::read_to_string("/proc/self/mountinfo")
+    }
+
+    fn statvfs(&self, path: &Path) -> Result<Usage, Errno> {
+        let s = nix::sys::statvfs::statvfs(path)?;
+        let frsize = s.fragment_size() as i64;
+        let total = (s.blocks() as i64).saturating_mul(frsize);
+        let free = (s.blocks_free() as i64).saturating_mul(frsize);
+        let available = (s.blocks_available() as i64).saturating_mul(frsize);
+        Ok(Usage {
+            total_bytes: total,
+            available_bytes: available,
+            used_bytes: total.saturating_sub(free),
+            total_inodes: s.files() as i64,
+            free_inodes: s.files_free() as i64,
+            used_inodes: (s.files() as i64).saturating_sub(s.files_free() as i64),
+        })
+    }
+}
+
+/// What a failed Lustre `mount(2)` means, in words a person can act on (errnos from
+/// lustre-release `obd_mount.c` and the kernel).
+pub fn explain_mount_errno(errno: Errno, source: &str) -> String {
+    match errno {
+        Errno::ENODEV => format!(
+            "mount {source}: ENODEV: the Lustre client kernel module is not loaded on this node (install the lustre client for this kernel and `modprobe lustre`)"
+        ),
+        Errno::ENOENT => format!("mount {source}: ENOENT: wrong mount name: check the volume's mountname (the file system's MountName)"),
+        Errno::EINVAL => format!("mount {source}: EINVAL: bad mount option or unresolved host: check mountOptions and the volume's dnsname"),
+        Errno::EIO => format!("mount {source}: EIO: the file system is unreachable: check that it is AVAILABLE and reachable from this node"),
+        Errno::ETIMEDOUT => format!(
+            "mount {source}: ETIMEDOUT: the file system did not answer: check that its security group allows TCP 988 from this node"
+        ),
+        Errno::EBUSY => format!("mount {source}: EBUSY: the target is busy or already mounted"),
+        Errno::EPERM | Errno::EACCES => format!("mount {source}: {errno}: the node plugin needs CAP_SYS_ADMIN (run it privileged)"),
+        other => format!("mount {source}: {other}: {}", other.desc()),
+    }
+}
+
+/// Why a path is not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field} {path:?} {why}")]
+pub struct PathError {
+    pub field: &'static str,
+    pub path: String,
+    pub why: String,
+}
+
+/// Checks that `path` is absolute, clean (no `.`, `..`, `//` or trailing `/`), and strictly
+/// below `root`.
+pub fn check_path(field: &'static str, path: &str, root: &Path) -> Result<(), PathError> {
+    let fail = |why: String| Err(PathError { field, path: path.to_string(), why });
+    if path.is_empty() {
+        return fail("is required".into());
+    }
+    if path.len() > 4096 || path.contains('\0') || path.contains('\n') {
+        return fail("is too long or has control characters".into());
+    }
+    let p = Path::new(path);
+    if !p.is_absolute() {
+        return fail("must be an absolute path".into());
+    }
+    if path.contains("//") || (path.len() > 1 && path.ends_with('/')) {
+        return fail("must be a clean path (no // or trailing /)".into());
+    }
+    if p.components().any(|c| matches!(c, Component::ParentDir | Component::CurDir)) || path.split('/').any(|s| s == "." || s == "..") {
+        return fail("must not contain . or .. components".into());
+    }
+    if !p.starts_with(root) || p == root {
+        return fail(format!("must lie under the kubelet directory {}", root.display()));
+    }
+    Ok(())
+}
+
+/// Checks a relative subdirectory (a volume attribute): clean, no `..`, not absolute.
+pub fn check_subdirectory(sub: &str) -> Result<(), String> {
+    if sub.is_empty() {
+        return Ok(());
+    }
+    let p = Path::new(sub);
+    if sub.len() > 1024 || sub.contains('\0') || sub.contains('\n') || sub.contains("//") || sub.ends_with('/') {
+        return Err(format!("subdirectory {sub:?} must be a clean relative path"));
+    }
+    if p.is_absolute() || p.components().any(|c| !matches!(c, Component::Normal(_))) {
+        return Err(format!("subdirectory {sub:?} must be relative, without . or .. components"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROOT: &str = "/var/lib/kubelet";
+
+    #[test]
+    fn paths() {
+        let root = Path::new(ROOT);
+        check_path("target_path", "/var/lib/kubelet/pods/p/volumes/kubernetes.io~csi/pv/mount", root).unwrap();
+        for bad in [
+            "",
+            "relative/path",
+            "/var/lib/kubelet",
+            "/var/lib/kubelet/../../etc",
+            "/var/lib/kubelet/pods/../../../etc/passwd",
+            "/var/lib/kubelet/./x",
+            "/var/lib/kubelet//x",
+            "/var/lib/kubelet/x/",
+            "/var/lib/kubeletx/y",
+            "/etc/kubernetes",
+            "/var/lib/kubelet/x\n",
+        ] {
+            assert!(check_path("target_path", bad, root).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn subdirectories() {
+        check_subdirectory("").unwrap();
+        check_subdirectory("team/a").unwrap();
+        for bad in ["/abs", "../up", "a/../../b", "./a", "a//b", "a/"] {
+            assert!(check_subdirectory(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn errno_messages_say_what_to_check() {
+        assert!(explain_mount_errno(Errno::ENODEV, "s").contains("Lustre client kernel module is not loaded"));
+        assert!(explain_mount_errno(Errno::ENOENT, "s").contains("wrong mount name"));
+        assert!(explain_mount_errno(Errno::EINVAL, "s").contains("bad mount option or unresolved host"));
+        assert!(explain_mount_errno(Errno::EIO, "s").contains("unreachable"));
+        assert!(explain_mount_errno(Errno::ETIMEDOUT, "s").contains("TCP 988"));
+    }
+}

@@ -1,0 +1,696 @@
+//! StorageClass parameters, parsed once into [`StorageClassParams`].
+//!
+//! Every key and value the Go driver accepts is checked here, before any FSx call: an unknown
+//! key, a malformed value, or a combination FSx would refuse gives a [`ParamError`] naming the
+//! key and what would be accepted. Nothing past this module sees the raw map.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use crate::fsx::{
+    AutoImportPolicy, CreateSpec, DataCompressionType, DeploymentType, DriveCacheType, FileSystem, LustreSpec, MetadataMode,
+    StorageType, VOLUME_NAME_TAG,
+};
+
+/// Keys with this prefix are set by the external-provisioner and are not ours to validate.
+pub const RESERVED_PREFIX: &str = "csi.storage.k8s.io/";
+
+/// Every StorageClass key this driver accepts (the Go driver's keys).
+pub const KEYS: &[&str] = &[
+    "subnetId",
+    "securityGroupIds",
+    "deploymentType",
+    "perUnitStorageThroughput",
+    "storageType",
+    "driveCacheType",
+    "kmsKeyId",
+    "s3ImportPath",
+    "s3ExportPath",
+    "autoImportPolicy",
+    "dataCompressionType",
+    "weeklyMaintenanceStartTime",
+    "dailyAutomaticBackupStartTime",
+    "automaticBackupRetentionDays",
+    "copyTagsToBackups",
+    "fileSystemTypeVersion",
+    "extraTags",
+    "efaEnabled",
+    "metadataConfigurationMode",
+    "metadataIops",
+];
+
+/// A StorageClass parameter that cannot be used, with what would be accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid StorageClass parameter {key:?}: {message}")]
+pub struct ParamError {
+    /// The offending key (or keys, for a combination).
+    pub key: String,
+    /// What is wrong and what would be accepted.
+    pub message: String,
+}
+
+fn err(key: &str, message: impl Into<String>) -> ParamError {
+    ParamError { key: key.to_string(), message: message.into() }
+}
+
+/// The StorageClass, typed. Built only by [`StorageClassParams::parse`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageClassParams {
+    pub subnet_id: String,
+    pub security_group_ids: Vec<String>,
+    pub deployment_type: DeploymentType,
+    pub storage_type: StorageType,
+    pub per_unit_storage_throughput: Option<i32>,
+    pub drive_cache_type: Option<DriveCacheType>,
+    pub kms_key_id: Option<String>,
+    pub s3_import_path: Option<String>,
+    pub s3_export_path: Option<String>,
+    pub auto_import_policy: Option<AutoImportPolicy>,
+    pub data_compression_type: Option<DataCompressionType>,
+    pub weekly_maintenance_start_time: Option<String>,
+    pub daily_automatic_backup_start_time: Option<String>,
+    pub automatic_backup_retention_days: Option<i32>,
+    pub copy_tags_to_backups: Option<bool>,
+    pub file_system_type_version: Option<String>,
+    pub extra_tags: Vec<(String, String)>,
+    pub efa_enabled: Option<bool>,
+    pub metadata_mode: Option<MetadataMode>,
+    pub metadata_iops: Option<i32>,
+    /// `csi.storage.k8s.io/pvc/namespace`, `pvc/name`, `pv/name`, when the provisioner runs
+    /// with `--extra-create-metadata`; they become descriptive tags.
+    pub kubernetes_tags: Vec<(String, String)>,
+}
+
+/// A `Display` list of accepted values: `A, B or C`.
+struct OneOf<'a>(&'a [&'a str]);
+
+impl fmt::Display for OneOf<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, v) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(if i + 1 == self.0.len() { " or " } else { ", " })?;
+            }
+            f.write_str(v)?;
+        }
+        Ok(())
+    }
+}
+
+fn parse_enum<T: std::str::FromStr>(key: &str, value: &str, all: &[&str]) -> Result<T, ParamError> {
+    value.parse().map_err(|_| err(key, format!("{value:?} is not one of {}", OneOf(all))))
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool, ParamError> {
+    match value {
+        "true" | "True" | "TRUE" => Ok(true),
+        "false" | "False" | "FALSE" => Ok(false),
+        _ => Err(err(key, format!("{value:?} is not true or false"))),
+    }
+}
+
+fn parse_int(key: &str, value: &str, min: i32, max: i32) -> Result<i32, ParamError> {
+    match value.parse::<i32>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(err(key, format!("{value:?} is not a whole number from {min} to {max}"))),
+    }
+}
+
+fn is_hex_id(value: &str, prefix: &str, max_len: usize) -> bool {
+    value.len() <= max_len
+        && value
+            .strip_prefix(prefix)
+            .is_some_and(|h| h.len() >= 8 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+}
+
+fn two_digits(s: &str, max: u32) -> bool {
+    s.len() == 2 && s.bytes().all(|b| b.is_ascii_digit()) && s.parse::<u32>().is_ok_and(|n| n <= max)
+}
+
+/// `HH:MM`, 24-hour, UTC.
+fn is_daily_time(s: &str) -> bool {
+    matches!(s.split_once(':'), Some((h, m)) if two_digits(h, 23) && two_digits(m, 59))
+}
+
+/// `d:HH:MM`, d = 1 (Monday) to 7 (Sunday).
+fn is_weekly_time(s: &str) -> bool {
+    matches!(s.split_once(':'), Some((d, hm)) if d.len() == 1 && ("1"..="7").contains(&d) && is_daily_time(hm))
+}
+
+/// Checks `s3://bucket[/prefix]` and returns the bucket.
+pub fn s3_bucket<'a>(key: &str, path: &'a str) -> Result<&'a str, ParamError> {
+    let accepted = "expected s3://bucket or s3://bucket/prefix, with a bucket name of 3-63 lowercase letters, digits, dots or hyphens";
+    let rest = path.strip_prefix("s3://").ok_or_else(|| err(key, format!("{path:?} does not start with s3:// ({accepted})")))?;
+    let bucket = rest.split('/').next().unwrap_or("");
+    let bucket_ok = (3..=63).contains(&bucket.len())
+        && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        && bucket.as_bytes().first().is_some_and(|b| b.is_ascii_alphanumeric())
+        && bucket.as_bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
+    if !bucket_ok {
+        return Err(err(key, format!("{path:?} has an invalid bucket name {bucket:?} ({accepted})")));
+    }
+    if path.len() > 4357 || path.chars().any(|c| c.is_control() || matches!(c, '\u{85}' | '\u{2028}' | '\u{2029}')) {
+        return Err(err(key, format!("{path:?} is too long or has control characters ({accepted})")));
+    }
+    Ok(bucket)
+}
+
+/// A tag key or value may hold letters, digits, spaces and `_.:/=+-@`.
+fn is_tag_text(s: &str) -> bool {
+    s.chars().all(|c| c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c))
+}
+
+/// Parses `key=value,key=value` tags (the `extraTags` key and the `--extra-tags` flag).
+pub fn parse_tags(key: &str, value: &str) -> Result<Vec<(String, String)>, ParamError> {
+    let mut tags: Vec<(String, String)> = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (k, v) = item.split_once('=').ok_or_else(|| err(key, format!("{item:?} is not of the form key=value")))?;
+        let (k, v) = (k.trim(), v.trim());
+        if k.is_empty() || k.chars().count() > 128 || !is_tag_text(k) {
+            return Err(err(key, format!("tag key {k:?} must be 1-128 letters, digits, spaces or _.:/=+-@")));
+        }
+        if v.chars().count() > 256 || !is_tag_text(v) {
+            return Err(err(key, format!("tag value {v:?} for {k:?} must be at most 256 letters, digits, spaces or _.:/=+-@")));
+        }
+        if k.to_ascii_lowercase().starts_with("aws:") {
+            return Err(err(key, format!("tag key {k:?} uses the reserved prefix aws:")));
+        }
+        if k == VOLUME_NAME_TAG {
+            return Err(err(key, format!("tag key {VOLUME_NAME_TAG} is set by the driver and cannot be overridden")));
+        }
+        match tags.iter_mut().find(|(existing, _)| existing == k) {
+            Some(slot) => slot.1 = v.to_string(),
+            None => tags.push((k.to_string(), v.to_string())),
+        }
+    }
+    Ok(tags)
+}
+
+/// Valid metadata IOPS for USER_PROVISIONED mode: 1500, 3000, 6000, then multiples of 12000
+/// up to 192000.
+fn valid_metadata_iops(n: i32) -> bool {
+    matches!(n, 1500 | 3000 | 6000) || (n >= 12000 && n <= 192000 && n % 12000 == 0)
+}
+
+/// The per-unit throughputs FSx allows for a deployment and storage type; empty means the
+/// key is not allowed at all.
+pub fn allowed_throughputs(deployment: DeploymentType, storage: StorageType) -> &'static [i32] {
+    match (deployment, storage) {
+        (DeploymentType::Scratch1 | DeploymentType::Scratch2, _) => &[],
+        (DeploymentType::Persistent1, StorageType::Hdd) => &[12, 40],
+        (DeploymentType::Persistent1, StorageType::Ssd) => &[50, 100, 200],
+        (DeploymentType::Persistent2, _) => &[125, 250, 500, 1000],
+    }
+}
+
+impl StorageClassParams {
+    /// Parses and validates the StorageClass parameters of a CreateVolume request.
+    pub fn parse(raw: &HashMap<String, String>) -> Result<Self, ParamError> {
+        // Walk keys in a fixed order so that the first error reported does not depend on
+        // hash order.
+        let mut keys: Vec<&String> = raw.keys().collect();
+        keys.sort();
+
+        let mut subnet_id = None;
+        let mut p = StorageClassParams {
+            subnet_id: String::new(),
+            security_group_ids: Vec::new(),
+            deployment_type: DeploymentType::Scratch1,
+            storage_type: StorageType::Ssd,
+            per_unit_storage_throughput: None,
+            drive_cache_type: None,
+            kms_key_id: None,
+            s3_import_path: None,
+            s3_export_path: None,
+            auto_import_policy: None,
+            data_compression_type: None,
+            weekly_maintenance_start_time: None,
+            daily_automatic_backup_start_time: None,
+            automatic_backup_retention_days: None,
+            copy_tags_to_backups: None,
+            file_system_type_version: None,
+            extra_tags: Vec::new(),
+            efa_enabled: None,
+            metadata_mode: None,
+            metadata_iops: None,
+            kubernetes_tags: Vec::new(),
+        };
+
+        for key in keys {
+            let value = raw[key].trim();
+            if let Some(rest) = key.strip_prefix(RESERVED_PREFIX) {
+                let tag = match rest {
+                    "pvc/name" => "kubernetes.io/created-for/pvc/name",
+                    "pvc/namespace" => "kubernetes.io/created-for/pvc/namespace",
+                    "pv/name" => "kubernetes.io/created-for/pv/name",
+                    _ => continue,
+                };
+                if !value.is_empty() && is_tag_text(value) && value.len() <= 256 {
+                    p.kubernetes_tags.push((tag.to_string(), value.to_string()));
+                }
+                continue;
+            }
+            // An empty value means "not set" for every optional key, as templated
+            // StorageClasses often carry empty strings.
+            if value.is_empty() && key != "subnetId" {
+                if KEYS.contains(&key.as_str()) {
+                    continue;
+                }
+            }
+            match key.as_str() {
+                "subnetId" => {
+                    if !is_hex_id(value, "subnet-", 24) {
+                        return Err(err(key, format!("{value:?} is not a subnet id (subnet- followed by 8-17 lowercase hex digits)")));
+                    }
+                    subnet_id = Some(value.to_string());
+                }
+                "securityGroupIds" => {
+                    for sg in value.split(',').map(str::trim) {
+                        if !is_hex_id(sg, "sg-", 20) {
+                            return Err(err(key, format!("{sg:?} is not a security group id (sg- followed by 8-17 lowercase hex digits); give a comma-separated list")));
+                        }
+                        if !p.security_group_ids.iter().any(|s| s == sg) {
+                            p.security_group_ids.push(sg.to_string());
+                        }
+                    }
+                    if p.security_group_ids.len() > 50 {
+                        return Err(err(key, "at most 50 security groups are allowed"));
+                    }
+                }
+                "deploymentType" => p.deployment_type = parse_enum(key, value, DeploymentType::ALL)?,
+                "storageType" => p.storage_type = parse_enum(key, value, StorageType::ALL)?,
+                "perUnitStorageThroughput" => p.per_unit_storage_throughput = Some(parse_int(key, value, 12, 1000)?),
+                "driveCacheType" => p.drive_cache_type = Some(parse_enum(key, value, DriveCacheType::ALL)?),
+                "kmsKeyId" => {
+                    if value.len() > 2048 || value.chars().any(char::is_control) {
+                        return Err(err(key, "must be a KMS key id, alias or ARN of at most 2048 characters"));
+                    }
+                    p.kms_key_id = Some(value.to_string());
+                }
+                "s3ImportPath" => {
+                    s3_bucket(key, value)?;
+                    p.s3_import_path = Some(value.to_string());
+                }
+                "s3ExportPath" => {
+                    s3_bucket(key, value)?;
+                    p.s3_export_path = Some(value.to_string());
+                }
+                "autoImportPolicy" => p.auto_import_policy = Some(parse_enum(key, value, AutoImportPolicy::ALL)?),
+                "dataCompressionType" => p.data_compression_type = Some(parse_enum(key, value, DataCompressionType::ALL)?),
+                "weeklyMaintenanceStartTime" => {
+                    if !is_weekly_time(value) {
+                        return Err(err(key, format!("{value:?} is not d:HH:MM (d = 1 for Monday to 7 for Sunday, UTC)")));
+                    }
+                    p.weekly_maintenance_start_time = Some(value.to_string());
+                }
+                "dailyAutomaticBackupStartTime" => {
+                    if !is_daily_time(value) {
+                        return Err(err(key, format!("{value:?} is not HH:MM (UTC)")));
+                    }
+                    p.daily_automatic_backup_start_time = Some(value.to_string());
+                }
+                "automaticBackupRetentionDays" => p.automatic_backup_retention_days = Some(parse_int(key, value, 0, 90)?),
+                "copyTagsToBackups" => p.copy_tags_to_backups = Some(parse_bool(key, value)?),
+                "fileSystemTypeVersion" => {
+                    let ok = value.len() <= 20
+                        && value.split('.').all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()));
+                    if !ok {
+                        return Err(err(key, format!("{value:?} is not a Lustre version such as 2.12 or 2.15")));
+                    }
+                    p.file_system_type_version = Some(value.to_string());
+                }
+                "extraTags" => p.extra_tags = parse_tags(key, value)?,
+                "efaEnabled" => p.efa_enabled = Some(parse_bool(key, value)?),
+                "metadataConfigurationMode" => p.metadata_mode = Some(parse_enum(key, value, MetadataMode::ALL)?),
+                "metadataIops" => {
+                    let n = parse_int(key, value, 1500, 192000)?;
+                    if !valid_metadata_iops(n) {
+                        return Err(err(key, format!("{n} is not 1500, 3000, 6000 or a multiple of 12000 up to 192000")));
+                    }
+                    p.metadata_iops = Some(n);
+                }
+                other => {
+                    return Err(err(other, format!("unknown key; accepted keys are {}", OneOf(KEYS))));
+                }
+            }
+        }
+
+        p.subnet_id = subnet_id.ok_or_else(|| err("subnetId", "is required: the id of the subnet the file system is created in"))?;
+        p.check_combinations()?;
+        Ok(p)
+    }
+
+    /// Combinations FSx would refuse, caught before any call.
+    fn check_combinations(&self) -> Result<(), ParamError> {
+        let d = self.deployment_type;
+        if self.storage_type == StorageType::Hdd && d != DeploymentType::Persistent1 {
+            return Err(err("storageType", format!("HDD is available only with deploymentType PERSISTENT_1, not {d}")));
+        }
+        let allowed = allowed_throughputs(d, self.storage_type);
+        let allowed_text: Vec<String> = allowed.iter().map(i32::to_string).collect();
+        let allowed_text: Vec<&str> = allowed_text.iter().map(String::as_str).collect();
+        match self.per_unit_storage_throughput {
+            Some(t) if allowed.is_empty() => {
+                return Err(err("perUnitStorageThroughput", format!("{t} is not allowed: {d} file systems have no per-unit throughput; remove the key")));
+            }
+            Some(t) if !allowed.contains(&t) => {
+                return Err(err(
+                    "perUnitStorageThroughput",
+                    format!("{t} is not valid for {d} {}: use {} (MB/s/TiB)", self.storage_type, OneOf(&allowed_text)),
+                ));
+            }
+            None if !allowed.is_empty() => {
+                return Err(err(
+                    "perUnitStorageThroughput",
+                    format!("is required for {d} {}: use {} (MB/s/TiB)", self.storage_type, OneOf(&allowed_text)),
+                ));
+            }
+            _ => {}
+        }
+        match (self.storage_type, self.drive_cache_type) {
+            (StorageType::Hdd, None) => return Err(err("driveCacheType", "is required with storageType HDD: use NONE or READ")),
+            (StorageType::Ssd, Some(_)) => return Err(err("driveCacheType", "applies only to storageType HDD; remove it")),
+            _ => {}
+        }
+        if d.is_scratch() {
+            if self.kms_key_id.is_some() {
+                return Err(err("kmsKeyId", format!("{d} file systems are encrypted with an FSx-managed key; kmsKeyId needs PERSISTENT_1 or PERSISTENT_2")));
+            }
+            if self.daily_automatic_backup_start_time.is_some()
+                || self.copy_tags_to_backups.is_some()
+                || self.automatic_backup_retention_days.is_some_and(|d| d > 0)
+            {
+                return Err(err(
+                    "dailyAutomaticBackupStartTime, automaticBackupRetentionDays, copyTagsToBackups",
+                    format!("{d} file systems have no backups; use PERSISTENT_1 or PERSISTENT_2"),
+                ));
+            }
+        }
+        if d != DeploymentType::Persistent2 {
+            if self.efa_enabled.is_some() {
+                return Err(err("efaEnabled", format!("is available only with PERSISTENT_2, not {d}")));
+            }
+            if self.metadata_mode.is_some() || self.metadata_iops.is_some() {
+                return Err(err("metadataConfigurationMode", format!("metadata configuration is available only with PERSISTENT_2, not {d}")));
+            }
+        }
+        match (self.metadata_mode, self.metadata_iops) {
+            (Some(MetadataMode::UserProvisioned), None) => {
+                return Err(err("metadataIops", "is required with metadataConfigurationMode USER_PROVISIONED"));
+            }
+            (Some(MetadataMode::Automatic) | None, Some(_)) => {
+                return Err(err("metadataIops", "needs metadataConfigurationMode USER_PROVISIONED"));
+            }
+            _ => {}
+        }
+        if d == DeploymentType::Persistent2 && self.file_system_type_version.as_deref() == Some("2.10") {
+            return Err(err("fileSystemTypeVersion", "PERSISTENT_2 needs Lustre 2.12 or later"));
+        }
+        if self.s3_import_path.is_some() || self.s3_export_path.is_some() || self.auto_import_policy.is_some() {
+            if d == DeploymentType::Persistent2 {
+                return Err(err(
+                    "s3ImportPath",
+                    "PERSISTENT_2 file systems link S3 through a data repository association, which this version does not create yet; use SCRATCH_2 or PERSISTENT_1 for s3ImportPath",
+                ));
+            }
+            let Some(import) = &self.s3_import_path else {
+                let key = if self.s3_export_path.is_some() { "s3ExportPath" } else { "autoImportPolicy" };
+                return Err(err(key, "needs s3ImportPath"));
+            };
+            if let Some(export) = &self.s3_export_path {
+                let (ib, eb) = (s3_bucket("s3ImportPath", import)?, s3_bucket("s3ExportPath", export)?);
+                if ib != eb {
+                    return Err(err("s3ExportPath", format!("must be in the import bucket {ib:?}, not {eb:?}")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The `CreateFileSystem` request for this StorageClass.
+    pub fn create_spec(&self, name: &str, capacity_gib: i32, token: String, driver_tags: &[(String, String)]) -> CreateSpec {
+        // Later entries win: driver-wide tags, then the Kubernetes ones, then the
+        // StorageClass's, and the volume name tag last so nothing can override it.
+        let mut tags: Vec<(String, String)> = Vec::new();
+        let sources = [driver_tags, &self.kubernetes_tags, &self.extra_tags];
+        for (k, v) in sources.into_iter().flatten() {
+            match tags.iter_mut().find(|(key, _)| key == k) {
+                Some(slot) => slot.1 = v.clone(),
+                None => tags.push((k.clone(), v.clone())),
+            }
+        }
+        tags.retain(|(k, _)| k != VOLUME_NAME_TAG);
+        tags.insert(0, (VOLUME_NAME_TAG.to_string(), name.to_string()));
+        tags.truncate(50);
+        CreateSpec {
+            client_request_token: token,
+            capacity_gib,
+            subnet_id: self.subnet_id.clone(),
+            security_group_ids: self.security_group_ids.clone(),
+            tags,
+            kms_key_id: self.kms_key_id.clone(),
+            file_system_type_version: self.file_system_type_version.clone(),
+            lustre: LustreSpec {
+                deployment_type: Some(self.deployment_type),
+                storage_type: Some(self.storage_type),
+                per_unit_storage_throughput: self.per_unit_storage_throughput,
+                drive_cache_type: self.drive_cache_type,
+                import_path: self.s3_import_path.clone(),
+                export_path: self.s3_export_path.clone(),
+                auto_import_policy: self.auto_import_policy,
+                data_compression_type: self.data_compression_type,
+                weekly_maintenance_start_time: self.weekly_maintenance_start_time.clone(),
+                daily_automatic_backup_start_time: self.daily_automatic_backup_start_time.clone(),
+                automatic_backup_retention_days: self.automatic_backup_retention_days,
+                copy_tags_to_backups: self.copy_tags_to_backups,
+                efa_enabled: self.efa_enabled,
+                metadata_mode: self.metadata_mode,
+                metadata_iops: self.metadata_iops,
+            },
+        }
+    }
+
+    /// Why an existing file system does not match these parameters, if it does not. Only
+    /// what `DescribeFileSystems` shows is compared; what it does not show (security groups,
+    /// maintenance windows, tags) cannot differ within FSx's token window, where FSx itself
+    /// answers `IncompatibleParameterError`.
+    pub fn mismatch(&self, fs: &FileSystem) -> Option<String> {
+        let mut diffs = Vec::new();
+        let mut check = |what: &str, want: String, have: String| {
+            if want != have {
+                diffs.push(format!("{what} is {have}, requested {want}"));
+            }
+        };
+        check("deploymentType", self.deployment_type.to_string(), fs.deployment_type.map(|d| d.to_string()).unwrap_or_default());
+        if let Some(st) = fs.storage_type {
+            check("storageType", self.storage_type.to_string(), st.to_string());
+        }
+        if !fs.subnet_ids.is_empty() {
+            check("subnetId", self.subnet_id.clone(), fs.subnet_ids.join(","));
+        }
+        check(
+            "perUnitStorageThroughput",
+            format!("{:?}", self.per_unit_storage_throughput),
+            format!("{:?}", fs.per_unit_storage_throughput),
+        );
+        if let (Some(want), Some(have)) = (self.drive_cache_type, fs.drive_cache_type) {
+            check("driveCacheType", want.to_string(), have.to_string());
+        }
+        let compression = self.data_compression_type.unwrap_or(DataCompressionType::None);
+        check("dataCompressionType", compression.to_string(), fs.data_compression_type.unwrap_or(DataCompressionType::None).to_string());
+        if let (Some(want), Some(have)) = (&self.file_system_type_version, &fs.file_system_type_version) {
+            check("fileSystemTypeVersion", want.clone(), have.clone());
+        }
+        if let Some(want) = self.efa_enabled {
+            check("efaEnabled", want.to_string(), fs.efa_enabled.unwrap_or(false).to_string());
+        }
+        if let Some(want) = &self.s3_import_path {
+            check("s3ImportPath", want.clone(), fs.import_path.clone().unwrap_or_default());
+        }
+        if let Some(want) = &self.s3_export_path {
+            check("s3ExportPath", want.clone(), fs.export_path.clone().unwrap_or_default());
+        }
+        if let Some(want) = &self.kms_key_id {
+            // FSx reports the key's ARN; a key given by ARN or bare id can be compared.
+            if let Some(have) = &fs.kms_key_id {
+                if !(have == want || have.ends_with(&format!("key/{want}")) || want.starts_with("alias/") || want.contains(":alias/")) {
+                    check("kmsKeyId", want.clone(), have.clone());
+                }
+            }
+        }
+        (!diffs.is_empty()).then(|| diffs.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    const SUBNET: (&str, &str) = ("subnetId", "subnet-0123456789abcdef0");
+
+    fn parse(pairs: &[(&str, &str)]) -> Result<StorageClassParams, ParamError> {
+        StorageClassParams::parse(&map(pairs))
+    }
+
+    #[test]
+    fn minimal_is_scratch_1_ssd() {
+        let p = parse(&[SUBNET]).unwrap();
+        assert_eq!(p.deployment_type, DeploymentType::Scratch1);
+        assert_eq!(p.storage_type, StorageType::Ssd);
+        assert!(p.security_group_ids.is_empty());
+    }
+
+    #[test]
+    fn subnet_is_required_and_checked() {
+        let e = parse(&[]).unwrap_err();
+        assert_eq!(e.key, "subnetId");
+        assert!(e.to_string().contains("required"));
+        let e = parse(&[("subnetId", "subnet-XYZ")]).unwrap_err();
+        assert_eq!(e.key, "subnetId");
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_accepted_keys() {
+        let e = parse(&[SUBNET, ("deploymentTyp", "SCRATCH_2")]).unwrap_err();
+        assert_eq!(e.key, "deploymentTyp");
+        assert!(e.message.contains("deploymentType"), "{e}");
+    }
+
+    #[test]
+    fn reserved_prefix_is_ignored_and_becomes_tags() {
+        let p = parse(&[SUBNET, ("csi.storage.k8s.io/pvc/name", "data"), ("csi.storage.k8s.io/fstype", "x")]).unwrap();
+        assert_eq!(p.kubernetes_tags, vec![("kubernetes.io/created-for/pvc/name".to_string(), "data".to_string())]);
+    }
+
+    #[test]
+    fn bad_enum_lists_allowed_values() {
+        let e = parse(&[SUBNET, ("deploymentType", "scratch_1")]).unwrap_err();
+        assert_eq!(e.key, "deploymentType");
+        assert!(e.message.contains("SCRATCH_1, SCRATCH_2, PERSISTENT_1 or PERSISTENT_2"), "{e}");
+    }
+
+    #[test]
+    fn security_groups_are_a_checked_list() {
+        let p = parse(&[SUBNET, ("securityGroupIds", "sg-01234567, sg-89abcdef")]).unwrap();
+        assert_eq!(p.security_group_ids, vec!["sg-01234567", "sg-89abcdef"]);
+        assert_eq!(parse(&[SUBNET, ("securityGroupIds", "sg-01234567,default")]).unwrap_err().key, "securityGroupIds");
+    }
+
+    #[test]
+    fn hdd_needs_persistent_1_and_cache() {
+        let e = parse(&[SUBNET, ("deploymentType", "SCRATCH_2"), ("storageType", "HDD")]).unwrap_err();
+        assert_eq!(e.key, "storageType");
+        let e = parse(&[SUBNET, ("deploymentType", "PERSISTENT_1"), ("storageType", "HDD"), ("perUnitStorageThroughput", "12")])
+            .unwrap_err();
+        assert_eq!(e.key, "driveCacheType");
+        parse(&[
+            SUBNET,
+            ("deploymentType", "PERSISTENT_1"),
+            ("storageType", "HDD"),
+            ("perUnitStorageThroughput", "40"),
+            ("driveCacheType", "READ"),
+        ])
+        .unwrap();
+    }
+
+    #[test]
+    fn throughput_per_type() {
+        let e = parse(&[SUBNET, ("perUnitStorageThroughput", "125")]).unwrap_err();
+        assert_eq!(e.key, "perUnitStorageThroughput");
+        let e = parse(&[SUBNET, ("deploymentType", "PERSISTENT_2")]).unwrap_err();
+        assert!(e.message.contains("125, 250, 500 or 1000"), "{e}");
+        let e = parse(&[SUBNET, ("deploymentType", "PERSISTENT_2"), ("perUnitStorageThroughput", "200")]).unwrap_err();
+        assert_eq!(e.key, "perUnitStorageThroughput");
+        parse(&[SUBNET, ("deploymentType", "PERSISTENT_1"), ("perUnitStorageThroughput", "200")]).unwrap();
+        assert_eq!(parse(&[SUBNET, ("perUnitStorageThroughput", "fast")]).unwrap_err().key, "perUnitStorageThroughput");
+    }
+
+    #[test]
+    fn times_and_numbers() {
+        parse(&[SUBNET, ("weeklyMaintenanceStartTime", "7:23:59")]).unwrap();
+        assert!(parse(&[SUBNET, ("weeklyMaintenanceStartTime", "8:00:00")]).is_err());
+        assert!(parse(&[SUBNET, ("weeklyMaintenanceStartTime", "1:24:00")]).is_err());
+        let p = [SUBNET, ("deploymentType", "PERSISTENT_1"), ("perUnitStorageThroughput", "50")];
+        let mut with = p.to_vec();
+        with.push(("dailyAutomaticBackupStartTime", "03:00"));
+        with.push(("automaticBackupRetentionDays", "90"));
+        parse(&with).unwrap();
+        with.push(("copyTagsToBackups", "yes"));
+        assert_eq!(parse(&with).unwrap_err().key, "copyTagsToBackups");
+        let mut bad = p.to_vec();
+        bad.push(("automaticBackupRetentionDays", "91"));
+        assert_eq!(parse(&bad).unwrap_err().key, "automaticBackupRetentionDays");
+    }
+
+    #[test]
+    fn scratch_has_no_backups_or_kms() {
+        assert!(parse(&[SUBNET, ("dailyAutomaticBackupStartTime", "03:00")]).is_err());
+        assert_eq!(parse(&[SUBNET, ("kmsKeyId", "abc")]).unwrap_err().key, "kmsKeyId");
+        parse(&[SUBNET, ("automaticBackupRetentionDays", "0")]).unwrap();
+    }
+
+    #[test]
+    fn metadata_configuration() {
+        let p2 = [SUBNET, ("deploymentType", "PERSISTENT_2"), ("perUnitStorageThroughput", "125")];
+        let mut ok = p2.to_vec();
+        ok.extend([("metadataConfigurationMode", "USER_PROVISIONED"), ("metadataIops", "24000")]);
+        parse(&ok).unwrap();
+        let mut bad = p2.to_vec();
+        bad.extend([("metadataConfigurationMode", "USER_PROVISIONED"), ("metadataIops", "13000")]);
+        assert_eq!(parse(&bad).unwrap_err().key, "metadataIops");
+        let mut missing = p2.to_vec();
+        missing.push(("metadataConfigurationMode", "USER_PROVISIONED"));
+        assert_eq!(parse(&missing).unwrap_err().key, "metadataIops");
+        assert_eq!(parse(&[SUBNET, ("efaEnabled", "true")]).unwrap_err().key, "efaEnabled");
+    }
+
+    #[test]
+    fn s3_paths() {
+        let p = parse(&[
+            SUBNET,
+            ("deploymentType", "SCRATCH_2"),
+            ("s3ImportPath", "s3://my-bucket/in"),
+            ("s3ExportPath", "s3://my-bucket/out"),
+            ("autoImportPolicy", "NEW_CHANGED"),
+        ])
+        .unwrap();
+        assert_eq!(p.s3_import_path.as_deref(), Some("s3://my-bucket/in"));
+        assert_eq!(parse(&[SUBNET, ("s3ImportPath", "my-bucket")]).unwrap_err().key, "s3ImportPath");
+        assert_eq!(parse(&[SUBNET, ("s3ImportPath", "s3://My_Bucket")]).unwrap_err().key, "s3ImportPath");
+        assert_eq!(parse(&[SUBNET, ("s3ExportPath", "s3://my-bucket")]).unwrap_err().key, "s3ExportPath");
+        assert_eq!(
+            parse(&[SUBNET, ("s3ImportPath", "s3://a-bucket"), ("s3ExportPath", "s3://b-bucket")]).unwrap_err().key,
+            "s3ExportPath"
+        );
+        assert_eq!(parse(&[SUBNET, ("autoImportPolicy", "NEW")]).unwrap_err().key, "autoImportPolicy");
+    }
+
+    #[test]
+    fn tags() {
+        let t = parse_tags("extraTags", "team=ml, cost-center=42,team=data").unwrap();
+        assert_eq!(t, vec![("team".to_string(), "data".to_string()), ("cost-center".to_string(), "42".to_string())]);
+        assert!(parse_tags("extraTags", "novalue").is_err());
+        assert!(parse_tags("extraTags", "aws:x=1").is_err());
+        assert!(parse_tags("extraTags", "CSIVolumeName=x").is_err());
+        assert!(parse_tags("extraTags", "k=v;rm").is_err());
+    }
+
+    #[test]
+    fn spec_tags_put_volume_name_first_and_let_storage_class_win() {
+        let p = parse(&[SUBNET, ("extraTags", "team=sc")]).unwrap();
+        let spec = p.create_spec("pvc-1", 1200, "t".into(), &[("team".into(), "driver".into()), ("env".into(), "prod".into())]);
+        assert_eq!(spec.tags[0], (VOLUME_NAME_TAG.to_string(), "pvc-1".to_string()));
+        assert!(spec.tags.contains(&("team".to_string(), "sc".to_string())));
+        assert!(spec.tags.contains(&("env".to_string(), "prod".to_string())));
+    }
+
+    #[test]
+    fn empty_optional_values_are_unset() {
+        let p = parse(&[SUBNET, ("kmsKeyId", ""), ("securityGroupIds", "")]).unwrap();
+        assert_eq!(p.kms_key_id, None);
+        assert!(p.security_group_ids.is_empty());
+    }
+}

@@ -1,0 +1,691 @@
+//! An Amazon FSx for Lustre API emulator, for tests, the demo and the benchmarks.
+//!
+//! It speaks the real wire protocol (AWS JSON 1.1, `X-Amz-Target:
+//! AWSSimbaAPIService_v20180301.<Operation>`) on 127.0.0.1, so the real `aws-sdk-fsx` client
+//! runs end to end against it through `AWS_ENDPOINT_URL_FSX`. The contract is botocore's
+//! `data/fsx/2018-03-01/service-2.json`; the shapes and error codes here follow it.
+//!
+//! It models what the driver's correctness depends on:
+//! - `CreateFileSystem` with FSx's Lustre validation (capacity steps per deployment and
+//!   storage type, throughput per type, `SubnetIds` required, HDD only on PERSISTENT_1, ...);
+//! - `ClientRequestToken` idempotency: same token and parameters → the same file system, even
+//!   a FAILED or deleted one; other parameters → `IncompatibleParameterError`;
+//! - the lifecycle CREATING → AVAILABLE after a configurable delay, or FAILED when injected;
+//! - `DescribeFileSystems` by id (≤ 50, `FileSystemNotFound`) and paged;
+//! - `DeleteFileSystem` (DELETING for a while, then gone), `TagResource`, `ListTagsForResource`;
+//! - injectable throttling, 5xx and latency, and per-operation call counters.
+//!
+//! Tests use it in-process through [`Emulator`]; scripts run the `fsx-emulator` binary and
+//! read or change it over `/_emulator/*` HTTP endpoints.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+const TARGET_PREFIX: &str = "AWSSimbaAPIService_v20180301.";
+const JSON_CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+const ACCOUNT: &str = "123456789012";
+const REGION: &str = "us-east-1";
+
+/// Behaviour knobs. All delays are wall-clock.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Time from CreateFileSystem to AVAILABLE (or FAILED).
+    pub create_delay_ms: u64,
+    /// Time a deleted file system stays DELETING before it is gone.
+    pub delete_delay_ms: u64,
+    /// Fraction (0..1) of requests answered with `ThrottlingException`.
+    pub throttle_rate: f64,
+    /// Fraction (0..1) of requests answered with HTTP 500 `InternalServerError`.
+    pub error_rate: f64,
+    /// Added to every request.
+    pub latency_ms: u64,
+    /// Page size for listings without ids.
+    pub page_size: usize,
+    /// How long a `ClientRequestToken` keeps answering with its file system.
+    pub token_window_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            create_delay_ms: 2_000,
+            delete_delay_ms: 1_000,
+            throttle_rate: 0.0,
+            error_rate: 0.0,
+            latency_ms: 0,
+            page_size: 100,
+            token_window_ms: 8 * 3600 * 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Fs {
+    id: String,
+    request: Value,
+    created: Instant,
+    creation_time: f64,
+    ready_after: Duration,
+    fail: Option<String>,
+    deleted: Option<Instant>,
+    tags: Vec<(String, String)>,
+    mount_name: String,
+}
+
+#[derive(Debug, Clone)]
+struct Token {
+    fs_id: String,
+    fingerprint: Value,
+    at: Instant,
+}
+
+#[derive(Default)]
+struct Inner {
+    config: Config,
+    file_systems: BTreeMap<String, Fs>,
+    tokens: HashMap<String, Token>,
+    calls: BTreeMap<String, u64>,
+    fail_next_creates: Vec<String>,
+    next_id: u64,
+    /// Largest number of ids seen in one DescribeFileSystems call.
+    max_describe_ids: usize,
+}
+
+/// A handle on a running emulator. Dropping it does not stop the server; the server stops
+/// with the runtime it was started on.
+#[derive(Clone)]
+pub struct Emulator {
+    inner: Arc<Mutex<Inner>>,
+    addr: SocketAddr,
+}
+
+/// An FSx error response.
+struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self { status: StatusCode::BAD_REQUEST, code: "BadRequest", message: message.into() }
+    }
+    fn not_found(id: &str) -> Self {
+        Self { status: StatusCode::BAD_REQUEST, code: "FileSystemNotFound", message: format!("File system '{id}' does not exist.") }
+    }
+    fn code(code: &'static str, message: impl Into<String>) -> Self {
+        Self { status: StatusCode::BAD_REQUEST, code, message: message.into() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({"__type": self.code, "Message": self.message});
+        if self.code == "IncompatibleParameterError" {
+            body["Parameter"] = json!("ClientRequestToken");
+        }
+        (self.status, [("content-type", JSON_CONTENT_TYPE), ("x-amzn-errortype", self.code)], body.to_string()).into_response()
+    }
+}
+
+impl Emulator {
+    /// Starts the emulator on `127.0.0.1:<port>` (0 for any) on the current tokio runtime.
+    pub async fn start(config: Config, port: u16) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        let addr = listener.local_addr()?;
+        let emulator = Self { inner: Arc::new(Mutex::new(Inner { config, next_id: 1, ..Default::default() })), addr };
+        let app = Router::new()
+            .route("/", post(api))
+            .route("/_emulator/stats", get(stats))
+            .route("/_emulator/config", post(set_config))
+            .route("/_emulator/fail-next-creates", post(fail_next))
+            .with_state(emulator.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(emulator)
+    }
+
+    /// The emulator's base URL, for `AWS_ENDPOINT_URL_FSX`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The number of calls made to `operation` (e.g. `"CreateFileSystem"`), including
+    /// throttled and failed ones.
+    pub fn calls(&self, operation: &str) -> u64 {
+        self.lock().calls.get(operation).copied().unwrap_or(0)
+    }
+
+    /// All call counters, by operation.
+    pub fn all_calls(&self) -> BTreeMap<String, u64> {
+        self.lock().calls.clone()
+    }
+
+    /// Resets the call counters.
+    pub fn reset_calls(&self) {
+        let mut inner = self.lock();
+        inner.calls.clear();
+        inner.max_describe_ids = 0;
+    }
+
+    /// The largest number of ids seen in one `DescribeFileSystems` call.
+    pub fn max_describe_ids(&self) -> usize {
+        self.lock().max_describe_ids
+    }
+
+    /// Replaces the configuration; applies to file systems created afterwards and to every
+    /// later request.
+    pub fn set_config(&self, config: Config) {
+        self.lock().config = config;
+    }
+
+    /// The current configuration.
+    pub fn config(&self) -> Config {
+        self.lock().config.clone()
+    }
+
+    /// Changes the configuration in place.
+    pub fn update_config(&self, f: impl FnOnce(&mut Config)) {
+        f(&mut self.lock().config)
+    }
+
+    /// The next `n` created file systems end FAILED with `message` instead of AVAILABLE.
+    pub fn fail_next_creates(&self, n: usize, message: &str) {
+        let mut inner = self.lock();
+        inner.fail_next_creates.extend(std::iter::repeat_n(message.to_string(), n));
+    }
+
+    /// Ids and lifecycles of every file system that still exists (not gone).
+    pub fn file_systems(&self) -> Vec<(String, String)> {
+        let inner = self.lock();
+        let now = Instant::now();
+        inner
+            .file_systems
+            .values()
+            .filter_map(|fs| lifecycle(fs, &inner.config, now).map(|l| (fs.id.clone(), l.to_string())))
+            .collect()
+    }
+
+    /// Makes every CREATING file system finish now (AVAILABLE or FAILED).
+    pub fn finish_creations(&self) {
+        let mut inner = self.lock();
+        for fs in inner.file_systems.values_mut() {
+            fs.ready_after = Duration::ZERO;
+        }
+    }
+
+    /// The time at which `id` became (or becomes) AVAILABLE.
+    pub fn available_at(&self, id: &str) -> Option<Instant> {
+        let inner = self.lock();
+        inner.file_systems.get(id).map(|fs| fs.created + fs.ready_after)
+    }
+
+    /// Removes a file system immediately, as if deleted out of band long ago.
+    pub fn forget(&self, id: &str) {
+        self.lock().file_systems.remove(id);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The lifecycle of `fs` at `now`, or `None` once it is gone.
+fn lifecycle(fs: &Fs, config: &Config, now: Instant) -> Option<&'static str> {
+    if let Some(deleted) = fs.deleted {
+        if now.duration_since(deleted) >= Duration::from_millis(config.delete_delay_ms) {
+            return None;
+        }
+        return Some("DELETING");
+    }
+    if now.duration_since(fs.created) < fs.ready_after {
+        return Some("CREATING");
+    }
+    Some(if fs.fail.is_some() { "FAILED" } else { "AVAILABLE" })
+}
+
+fn describe(fs: &Fs, lifecycle: &str) -> Value {
+    let req = &fs.request;
+    let lustre_req = req.get("LustreConfiguration").cloned().unwrap_or_else(|| json!({}));
+    let deployment = lustre_req.get("DeploymentType").and_then(Value::as_str).unwrap_or("SCRATCH_1");
+    let mut lustre = json!({
+        "DeploymentType": deployment,
+        "MountName": fs.mount_name,
+        "WeeklyMaintenanceStartTime": lustre_req.get("WeeklyMaintenanceStartTime").cloned().unwrap_or(json!("1:05:00")),
+        "DataCompressionType": lustre_req.get("DataCompressionType").cloned().unwrap_or(json!("NONE")),
+    });
+    for key in [
+        "PerUnitStorageThroughput",
+        "DriveCacheType",
+        "DailyAutomaticBackupStartTime",
+        "AutomaticBackupRetentionDays",
+        "CopyTagsToBackups",
+        "EfaEnabled",
+        "MetadataConfiguration",
+    ] {
+        if let Some(v) = lustre_req.get(key) {
+            lustre[key] = v.clone();
+        }
+    }
+    if deployment == "SCRATCH_1" {
+        lustre["MountName"] = json!("fsx");
+    }
+    if let Some(import) = lustre_req.get("ImportPath") {
+        let export = lustre_req.get("ExportPath").cloned().unwrap_or_else(|| json!(format!("{}/FSxLustre{}", import.as_str().unwrap_or(""), fs.creation_time as u64)));
+        lustre["DataRepositoryConfiguration"] = json!({
+            "Lifecycle": if lifecycle == "AVAILABLE" { "AVAILABLE" } else { "CREATING" },
+            "ImportPath": import,
+            "ExportPath": export,
+            "ImportedFileChunkSize": lustre_req.get("ImportedFileChunkSize").cloned().unwrap_or(json!(1024)),
+            "AutoImportPolicy": lustre_req.get("AutoImportPolicy").cloned().unwrap_or(json!("NONE")),
+        });
+    }
+    let mut out = json!({
+        "OwnerId": ACCOUNT,
+        "CreationTime": fs.creation_time,
+        "FileSystemId": fs.id,
+        "FileSystemType": "LUSTRE",
+        "Lifecycle": lifecycle,
+        "StorageCapacity": req["StorageCapacity"],
+        "StorageType": req.get("StorageType").cloned().unwrap_or(json!("SSD")),
+        "VpcId": "vpc-0123456789abcdef0",
+        "SubnetIds": req["SubnetIds"],
+        "NetworkInterfaceIds": ["eni-0123456789abcdef0"],
+        "DNSName": format!("{}.fsx.{REGION}.amazonaws.com", fs.id),
+        "ResourceARN": format!("arn:aws:fsx:{REGION}:{ACCOUNT}:file-system/{}", fs.id),
+        "Tags": fs.tags.iter().map(|(k, v)| json!({"Key": k, "Value": v})).collect::<Vec<_>>(),
+        "LustreConfiguration": lustre,
+        "FileSystemTypeVersion": req.get("FileSystemTypeVersion").cloned().unwrap_or(json!("2.15")),
+    });
+    if let Some(kms) = req.get("KmsKeyId") {
+        out["KmsKeyId"] = kms.clone();
+    }
+    if lifecycle == "FAILED" {
+        out["FailureDetails"] = json!({"Message": fs.fail.clone().unwrap_or_default()});
+    }
+    out
+}
+
+fn int(v: &Value, key: &str) -> Option<i64> {
+    v.get(key).and_then(Value::as_i64)
+}
+
+/// FSx's Lustre validation for CreateFileSystem.
+fn validate_create(req: &Value) -> Result<(), ApiError> {
+    if req.get("FileSystemType").and_then(Value::as_str) != Some("LUSTRE") {
+        return Err(ApiError::bad_request("This emulator supports only FileSystemType LUSTRE."));
+    }
+    let subnets = req.get("SubnetIds").and_then(Value::as_array).cloned().unwrap_or_default();
+    if subnets.is_empty() {
+        return Err(ApiError::code("InvalidNetworkSettings", "SubnetIds is required."));
+    }
+    if subnets.len() != 1 {
+        return Err(ApiError::code("InvalidNetworkSettings", "Lustre file systems take exactly one subnet."));
+    }
+    for s in &subnets {
+        let s = s.as_str().unwrap_or("");
+        if !valid_id(s, "subnet-") {
+            return Err(ApiError::code("InvalidNetworkSettings", format!("The subnet ID '{s}' is invalid.")));
+        }
+    }
+    for sg in req.get("SecurityGroupIds").and_then(Value::as_array).into_iter().flatten() {
+        let sg = sg.as_str().unwrap_or("");
+        if !valid_id(sg, "sg-") {
+            return Err(ApiError::code("InvalidNetworkSettings", format!("The security group ID '{sg}' is invalid.")));
+        }
+    }
+    let lustre = req.get("LustreConfiguration").cloned().unwrap_or_else(|| json!({}));
+    let deployment = lustre.get("DeploymentType").and_then(Value::as_str).unwrap_or("SCRATCH_1");
+    let storage = req.get("StorageType").and_then(Value::as_str).unwrap_or("SSD");
+    let throughput = int(&lustre, "PerUnitStorageThroughput");
+    let capacity = int(req, "StorageCapacity").ok_or_else(|| ApiError::bad_request("StorageCapacity is required."))?;
+    if !["SCRATCH_1", "SCRATCH_2", "PERSISTENT_1", "PERSISTENT_2"].contains(&deployment) {
+        return Err(ApiError::bad_request(format!("Invalid DeploymentType {deployment}.")));
+    }
+    if storage == "HDD" && deployment != "PERSISTENT_1" {
+        return Err(ApiError::bad_request("HDD storage is supported only with the PERSISTENT_1 deployment type."));
+    }
+    let allowed: &[i64] = match (deployment, storage) {
+        ("SCRATCH_1" | "SCRATCH_2", _) => &[],
+        ("PERSISTENT_1", "HDD") => &[12, 40],
+        ("PERSISTENT_1", _) => &[50, 100, 200],
+        _ => &[125, 250, 500, 1000],
+    };
+    match throughput {
+        Some(t) if allowed.is_empty() => {
+            return Err(ApiError::code("InvalidPerUnitStorageThroughput", format!("PerUnitStorageThroughput {t} is not supported for {deployment}.")))
+        }
+        Some(t) if !allowed.contains(&t) => {
+            return Err(ApiError::code("InvalidPerUnitStorageThroughput", format!("PerUnitStorageThroughput must be one of {allowed:?} for {deployment} {storage}.")))
+        }
+        None if !allowed.is_empty() => {
+            return Err(ApiError::bad_request(format!("PerUnitStorageThroughput is required for {deployment}.")))
+        }
+        _ => {}
+    }
+    if storage == "HDD" && lustre.get("DriveCacheType").is_none() {
+        return Err(ApiError::bad_request("DriveCacheType is required for HDD storage."));
+    }
+    if !valid_capacity(deployment, storage, throughput, capacity) {
+        return Err(ApiError::bad_request(format!(
+            "Invalid StorageCapacity {capacity} GiB for {deployment} {storage}: see the FSx for Lustre storage capacity rules."
+        )));
+    }
+    if deployment == "PERSISTENT_2" && (lustre.get("ImportPath").is_some() || lustre.get("ExportPath").is_some()) {
+        return Err(ApiError::bad_request(
+            "Linking a Persistent 2 file system to an S3 bucket using the LustreConfiguration is not supported. Create a data repository association to link your Lustre file system to an S3 bucket.",
+        ));
+    }
+    if lustre.get("ExportPath").is_some() && lustre.get("ImportPath").is_none() {
+        return Err(ApiError::code("InvalidExportPath", "ExportPath requires ImportPath."));
+    }
+    for key in ["ImportPath", "ExportPath"] {
+        if let Some(p) = lustre.get(key).and_then(Value::as_str) {
+            if !p.starts_with("s3://") || p.len() <= 5 {
+                let code = if key == "ImportPath" { "InvalidImportPath" } else { "InvalidExportPath" };
+                return Err(ApiError::code(code, format!("{key} must be an S3 URL, got '{p}'.")));
+            }
+        }
+    }
+    if deployment.starts_with("SCRATCH")
+        && (lustre.get("AutomaticBackupRetentionDays").and_then(Value::as_i64).unwrap_or(0) > 0
+            || lustre.get("DailyAutomaticBackupStartTime").is_some())
+    {
+        return Err(ApiError::bad_request("Automatic backups are not supported on scratch file systems."));
+    }
+    if (lustre.get("EfaEnabled").is_some() || lustre.get("MetadataConfiguration").is_some()) && deployment != "PERSISTENT_2" {
+        return Err(ApiError::bad_request("EfaEnabled and MetadataConfiguration are supported only on PERSISTENT_2."));
+    }
+    Ok(())
+}
+
+fn valid_id(s: &str, prefix: &str) -> bool {
+    s.strip_prefix(prefix).is_some_and(|h| h.len() >= 8 && h.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
+}
+
+/// FSx for Lustre capacity rules (GiB).
+pub fn valid_capacity(deployment: &str, storage: &str, throughput: Option<i64>, gib: i64) -> bool {
+    if gib <= 0 {
+        return false;
+    }
+    match (deployment, storage) {
+        ("PERSISTENT_1", "HDD") => {
+            let step = if throughput == Some(12) { 6000 } else { 1800 };
+            gib % step == 0
+        }
+        ("SCRATCH_1", _) => gib == 1200 || gib == 2400 || gib % 3600 == 0,
+        _ => gib == 1200 || gib % 2400 == 0,
+    }
+}
+
+/// The parameters that decide whether a token reuse is compatible.
+fn fingerprint(req: &Value) -> Value {
+    let mut v = req.clone();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("ClientRequestToken");
+    }
+    v
+}
+
+fn random_hex(n: usize) -> String {
+    let mut rng = rand::rng();
+    (0..n).map(|_| char::from_digit(rng.random_range(0..16), 16).unwrap()).collect()
+}
+
+fn random_mount_name() -> String {
+    let mut rng = rand::rng();
+    (0..8).map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)])).collect()
+}
+
+impl Inner {
+    fn create(&mut self, req: Value) -> Result<Value, ApiError> {
+        validate_create(&req)?;
+        let now = Instant::now();
+        let token = req.get("ClientRequestToken").and_then(Value::as_str).map(str::to_string);
+        if let Some(token) = &token {
+            if token.is_empty() || token.len() > 63 || !token.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) {
+                return Err(ApiError::bad_request("ClientRequestToken must be 1-63 characters of [A-Za-z0-9_.-]."));
+            }
+            if let Some(t) = self.tokens.get(token) {
+                if now.duration_since(t.at) < Duration::from_millis(self.config.token_window_ms) {
+                    if t.fingerprint != fingerprint(&req) {
+                        return Err(ApiError::code(
+                            "IncompatibleParameterError",
+                            "The ClientRequestToken was already used with different parameters.",
+                        ));
+                    }
+                    let fs = self.file_systems.get(&t.fs_id).expect("token refers to a recorded file system");
+                    // Within the window the token answers with its file system as it is now,
+                    // even if it has failed or been deleted.
+                    let lc = lifecycle(fs, &self.config, now).unwrap_or("DELETING");
+                    return Ok(json!({"FileSystem": describe(fs, lc)}));
+                }
+            }
+        }
+        let id = format!("fs-{:08x}{}", self.next_id, random_hex(9));
+        self.next_id += 1;
+        let tags = req
+            .get("Tags")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|t| Some((t.get("Key")?.as_str()?.to_string(), t.get("Value")?.as_str()?.to_string())))
+            .collect();
+        let fail = if self.fail_next_creates.is_empty() { None } else { Some(self.fail_next_creates.remove(0)) };
+        let fs = Fs {
+            id: id.clone(),
+            request: req.clone(),
+            created: now,
+            creation_time: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0),
+            ready_after: Duration::from_millis(self.config.create_delay_ms),
+            fail,
+            deleted: None,
+            tags,
+            mount_name: random_mount_name(),
+        };
+        let out = describe(&fs, lifecycle(&fs, &self.config, now).unwrap_or("CREATING"));
+        self.file_systems.insert(id.clone(), fs);
+        if let Some(token) = token {
+            self.tokens.insert(token, Token { fs_id: id, fingerprint: fingerprint(&req), at: now });
+        }
+        Ok(json!({"FileSystem": out}))
+    }
+
+    fn describe(&mut self, req: Value) -> Result<Value, ApiError> {
+        let now = Instant::now();
+        if let Some(ids) = req.get("FileSystemIds").and_then(Value::as_array) {
+            if ids.len() > 50 {
+                return Err(ApiError::bad_request("At most 50 FileSystemIds may be given."));
+            }
+            self.max_describe_ids = self.max_describe_ids.max(ids.len());
+            let mut out = Vec::new();
+            for id in ids {
+                let id = id.as_str().unwrap_or("");
+                let fs = self.file_systems.get(id).ok_or_else(|| ApiError::not_found(id))?;
+                let lc = lifecycle(fs, &self.config, now).ok_or_else(|| ApiError::not_found(id))?;
+                out.push(describe(fs, lc));
+            }
+            return Ok(json!({"FileSystems": out}));
+        }
+        let page = req.get("MaxResults").and_then(Value::as_u64).map(|m| m as usize).unwrap_or(self.config.page_size).max(1);
+        let start = match req.get("NextToken").and_then(Value::as_str) {
+            None => 0,
+            Some(t) => t.parse::<usize>().map_err(|_| ApiError::bad_request("Invalid NextToken."))?,
+        };
+        let live: Vec<Value> = self
+            .file_systems
+            .values()
+            .filter_map(|fs| lifecycle(fs, &self.config, now).map(|lc| describe(fs, lc)))
+            .collect();
+        let end = (start + page).min(live.len());
+        let mut out = json!({"FileSystems": live.get(start..end).unwrap_or(&[])});
+        if end < live.len() {
+            // Digits in groups of four fit the API's NextToken pattern.
+            out["NextToken"] = json!(format!("{end:08}"));
+        }
+        Ok(out)
+    }
+
+    fn delete(&mut self, req: Value) -> Result<Value, ApiError> {
+        let now = Instant::now();
+        let id = req.get("FileSystemId").and_then(Value::as_str).unwrap_or("").to_string();
+        let config = self.config.clone();
+        let fs = self.file_systems.get_mut(&id).ok_or_else(|| ApiError::not_found(&id))?;
+        match lifecycle(fs, &config, now) {
+            None => return Err(ApiError::not_found(&id)),
+            Some("DELETING") => {}
+            Some(_) => fs.deleted = Some(now),
+        }
+        Ok(json!({"FileSystemId": id, "Lifecycle": "DELETING"}))
+    }
+
+    fn resource(&mut self, req: &Value) -> Result<&mut Fs, ApiError> {
+        let arn = req.get("ResourceARN").and_then(Value::as_str).unwrap_or("");
+        let id = arn.rsplit('/').next().unwrap_or("").to_string();
+        let config = self.config.clone();
+        match self.file_systems.get_mut(&id) {
+            Some(fs) if lifecycle(fs, &config, Instant::now()).is_some() => Ok(fs),
+            _ => Err(ApiError::code("ResourceNotFound", format!("Resource '{arn}' does not exist."))),
+        }
+    }
+
+    fn tag(&mut self, req: Value) -> Result<Value, ApiError> {
+        let tags: Vec<(String, String)> = req
+            .get("Tags")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|t| Some((t.get("Key")?.as_str()?.to_string(), t.get("Value")?.as_str()?.to_string())))
+            .collect();
+        let fs = self.resource(&req)?;
+        for (k, v) in tags {
+            match fs.tags.iter_mut().find(|(key, _)| *key == k) {
+                Some(existing) => existing.1 = v,
+                None => fs.tags.push((k, v)),
+            }
+        }
+        Ok(json!({}))
+    }
+
+    fn list_tags(&mut self, req: Value) -> Result<Value, ApiError> {
+        let fs = self.resource(&req)?;
+        Ok(json!({"Tags": fs.tags.iter().map(|(k, v)| json!({"Key": k, "Value": v})).collect::<Vec<_>>()}))
+    }
+}
+
+async fn api(State(emu): State<Emulator>, headers: HeaderMap, body: Bytes) -> Response {
+    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let Some(operation) = target.strip_prefix(TARGET_PREFIX).map(str::to_string) else {
+        return ApiError::code("UnknownOperationException", format!("Unknown target '{target}'.")).into_response();
+    };
+    let (latency, throttle, error) = {
+        let mut inner = emu.lock();
+        *inner.calls.entry(operation.clone()).or_default() += 1;
+        (inner.config.latency_ms, inner.config.throttle_rate, inner.config.error_rate)
+    };
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
+    let roll: f64 = rand::rng().random();
+    if roll < throttle {
+        return ApiError::code("ThrottlingException", "Rate exceeded").into_response();
+    }
+    if roll < throttle + error {
+        return ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "InternalServerError", message: "Injected failure".into() }
+            .into_response();
+    }
+    let req: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return ApiError::code("SerializationException", format!("Malformed JSON body: {e}")).into_response(),
+    };
+    let result = {
+        let mut inner = emu.lock();
+        match operation.as_str() {
+            "CreateFileSystem" => inner.create(req),
+            "DescribeFileSystems" => inner.describe(req),
+            "DeleteFileSystem" => inner.delete(req),
+            "TagResource" => inner.tag(req),
+            "ListTagsForResource" => inner.list_tags(req),
+            other => Err(ApiError::code("UnknownOperationException", format!("Operation '{other}' is not emulated."))),
+        }
+    };
+    match result {
+        Ok(v) => (StatusCode::OK, [("content-type", JSON_CONTENT_TYPE)], v.to_string()).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn stats(State(emu): State<Emulator>) -> Response {
+    let inner = emu.lock();
+    let now = Instant::now();
+    let mut lifecycles: BTreeMap<&str, u64> = BTreeMap::new();
+    for fs in inner.file_systems.values() {
+        if let Some(l) = lifecycle(fs, &inner.config, now) {
+            *lifecycles.entry(l).or_default() += 1;
+        }
+    }
+    let body = json!({
+        "calls": inner.calls,
+        "file_systems": lifecycles,
+        "max_describe_ids": inner.max_describe_ids,
+        "config": inner.config,
+    });
+    (StatusCode::OK, [("content-type", "application/json")], body.to_string()).into_response()
+}
+
+async fn set_config(State(emu): State<Emulator>, body: Bytes) -> Response {
+    match serde_json::from_slice::<Config>(&body) {
+        Ok(c) => {
+            emu.set_config(c);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct FailNext {
+    count: usize,
+    message: String,
+}
+
+async fn fail_next(State(emu): State<Emulator>, body: Bytes) -> Response {
+    match serde_json::from_slice::<FailNext>(&body) {
+        Ok(f) => {
+            emu.fail_next_creates(f.count, &f.message);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capacity_rules() {
+        assert!(valid_capacity("SCRATCH_1", "SSD", None, 1200));
+        assert!(valid_capacity("SCRATCH_1", "SSD", None, 3600));
+        assert!(!valid_capacity("SCRATCH_1", "SSD", None, 4800));
+        assert!(valid_capacity("SCRATCH_2", "SSD", None, 4800));
+        assert!(!valid_capacity("PERSISTENT_2", "SSD", Some(125), 3600));
+        assert!(valid_capacity("PERSISTENT_1", "HDD", Some(12), 6000));
+        assert!(!valid_capacity("PERSISTENT_1", "HDD", Some(12), 1800));
+        assert!(valid_capacity("PERSISTENT_1", "HDD", Some(40), 1800));
+    }
+}
