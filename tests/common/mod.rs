@@ -1,0 +1,161 @@
+//! Test harness: the FSx emulator, the real CSI server on a temp socket, and tonic clients.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fsx_csi_driver::csi::controller::ControllerService;
+use fsx_csi_driver::csi::identity::IdentityService;
+use fsx_csi_driver::csi::node::NodeService;
+use fsx_csi_driver::fsx::aws::AwsFsx;
+use fsx_csi_driver::proto::controller_client::ControllerClient;
+use fsx_csi_driver::proto::identity_client::IdentityClient;
+use fsx_csi_driver::proto::node_client::NodeClient;
+use fsx_csi_driver::proto::volume_capability::{access_mode::Mode, AccessMode, AccessType, MountVolume};
+use fsx_csi_driver::proto::*;
+use fsx_csi_driver::provision::{Options, Provisioner};
+use fsx_csi_driver::server::{self, Services};
+use fsx_emulator::{Config, Emulator};
+use tonic::transport::Channel;
+
+pub const SUBNET: &str = "subnet-0123456789abcdef0";
+pub const GIB: i64 = 1 << 30;
+
+/// An FSx client for the emulator, as the driver builds it (adaptive retries, time-outs).
+pub fn fsx_client(emulator: &Emulator) -> AwsFsx {
+    let conf = aws_sdk_fsx::config::Builder::new()
+        .behavior_version(aws_sdk_fsx::config::BehaviorVersion::latest())
+        .endpoint_url(emulator.endpoint())
+        .region(aws_sdk_fsx::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_fsx::config::Credentials::new("AKIDTEST", "test-secret-key", None, None, "test"));
+    AwsFsx::from_conf(conf)
+}
+
+/// Emulator config with a creation delay.
+pub fn config(create_delay_ms: u64) -> Config {
+    Config { create_delay_ms, delete_delay_ms: 200, ..Config::default() }
+}
+
+/// A running driver (controller, and node if given) on a temp socket.
+pub struct Driver {
+    pub socket: PathBuf,
+    pub provisioner: Option<Arc<Provisioner>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Driver {
+    /// Starts a controller-only driver on the emulator with a fast poll interval.
+    pub async fn controller(emulator: &Emulator, poll: Duration) -> Self {
+        let provisioner = Provisioner::new(Arc::new(fsx_client(emulator)), Options { extra_tags: vec![("team".into(), "storage".into())], poll_interval: poll });
+        provisioner.start();
+        Self::serve(Some(provisioner), None).await
+    }
+
+    /// Starts a driver with the given services.
+    pub async fn serve(provisioner: Option<Arc<Provisioner>>, node: Option<NodeService>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("csi.sock");
+        let listener = server::bind(&socket).unwrap();
+        let services = Services {
+            identity: IdentityService::new(provisioner.clone()),
+            controller: provisioner.clone().map(ControllerService::new),
+            node,
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server::serve(listener, services, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        let driver = Self { socket, provisioner, stop: Some(stop), task: Some(task), _dir: dir };
+        if let Some(p) = &driver.provisioner {
+            for _ in 0..500 {
+                if p.is_ready() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        driver
+    }
+
+    pub async fn channel(&self) -> Channel {
+        server::connect(&self.socket).await.unwrap()
+    }
+
+    pub async fn controller_client(&self) -> ControllerClient<Channel> {
+        ControllerClient::new(self.channel().await)
+    }
+
+    pub async fn identity_client(&self) -> IdentityClient<Channel> {
+        IdentityClient::new(self.channel().await)
+    }
+
+    pub async fn node_client(&self) -> NodeClient<Channel> {
+        NodeClient::new(self.channel().await)
+    }
+
+    /// Stops the server, as a controller restart would.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+pub fn mount_cap(mode: Mode) -> VolumeCapability {
+    VolumeCapability {
+        access_type: Some(AccessType::Mount(MountVolume { fs_type: String::new(), mount_flags: vec![], volume_mount_group: String::new() })),
+        access_mode: Some(AccessMode { mode: mode as i32 }),
+    }
+}
+
+pub fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+/// A CreateVolume request with `deadline` as its gRPC timeout.
+pub fn create_request(name: &str, required_gib: i64, parameters: HashMap<String, String>, deadline: Duration) -> tonic::Request<CreateVolumeRequest> {
+    let mut req = tonic::Request::new(CreateVolumeRequest {
+        name: name.into(),
+        capacity_range: Some(CapacityRange { required_bytes: required_gib * GIB, limit_bytes: 0 }),
+        volume_capabilities: vec![mount_cap(Mode::MultiNodeMultiWriter)],
+        parameters,
+        ..Default::default()
+    });
+    req.set_timeout(deadline);
+    req
+}
+
+/// Calls CreateVolume the way the external-provisioner does: retry on non-final codes until
+/// success or a final error.
+pub async fn create_until_done(
+    client: &mut ControllerClient<Channel>,
+    name: &str,
+    gib: i64,
+    parameters: HashMap<String, String>,
+    per_call: Duration,
+    max_tries: usize,
+) -> Result<Volume, tonic::Status> {
+    let mut last = None;
+    for _ in 0..max_tries {
+        match client.create_volume(create_request(name, gib, parameters.clone(), per_call)).await {
+            Ok(r) => return Ok(r.into_inner().volume.unwrap()),
+            Err(s) if matches!(s.code(), tonic::Code::DeadlineExceeded | tonic::Code::Aborted | tonic::Code::Unavailable) => {
+                last = Some(s);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(s) => return Err(s),
+        }
+    }
+    Err(last.unwrap())
+}
