@@ -15,6 +15,9 @@ use fsx_csi_driver::provision::{Options, Provisioner};
 use fsx_csi_driver::server::{self, Services};
 use fsx_csi_driver::{logging, DRIVER_NAME, VERSION};
 
+/// How long running calls may take to finish after SIGTERM.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format);
@@ -62,7 +65,28 @@ async fn run(cli: Cli) -> Result<(), String> {
 
     let listener = server::bind(&path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
     tracing::info!(socket = %path.display(), "listening");
-    let result = server::serve(listener, services, shutdown_signal()).await;
+    // On SIGTERM/SIGINT, stop accepting calls and let running ones finish, for at most
+    // SHUTDOWN_GRACE: a call waiting on a creation must not hold up a rollout.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let mut graceful_rx = stop_rx.clone();
+    let mut grace_rx = stop_rx;
+    let graceful = server::serve(listener, services, async move {
+        let _ = graceful_rx.wait_for(|stop| *stop).await;
+    });
+    let result = tokio::select! {
+        r = graceful => r,
+        _ = async {
+            let _ = grace_rx.wait_for(|stop| *stop).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "calls still running after the grace period; exiting");
+            Ok(())
+        }
+    };
     let _ = std::fs::remove_file(&path);
     result.map_err(|e| format!("server error: {e}"))?;
     tracing::info!("stopped");

@@ -1,0 +1,163 @@
+//! Tests of the shipped binary itself: flags, socket, shutdown, and what it logs.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use fsx_csi_driver::proto::controller_client::ControllerClient;
+use fsx_csi_driver::proto::identity_client::IdentityClient;
+use fsx_csi_driver::proto::*;
+use fsx_emulator::Emulator;
+
+const BIN: &str = env!("CARGO_BIN_EXE_fsx-csi-driver");
+const SECRET: &str = "sup3r-s3cret-t0ken-value";
+const SECRET_KEY: &str = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY";
+
+fn spawn_driver(emulator: &Emulator, socket: &Path, log: &Path, extra: &[&str]) -> Child {
+    let log = std::fs::File::create(log).unwrap();
+    Command::new(BIN)
+        .args(["--mode", "controller", "--endpoint", &format!("unix://{}", socket.display()), "--poll-interval", "100ms"])
+        .args(extra)
+        .env("AWS_ENDPOINT_URL_FSX", emulator.endpoint())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+async fn wait_for_socket(socket: &Path) {
+    let start = Instant::now();
+    while !socket.exists() {
+        assert!(start.elapsed() < Duration::from_secs(20), "socket never appeared");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "driver did not stop on SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn secrets_never_reach_the_logs_even_at_trace() {
+    let emulator = Emulator::start(config(300), 0).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("csi.sock");
+    let log = dir.path().join("driver.log");
+    let mut child = spawn_driver(&emulator, &socket, &log, &["--log-format", "json"]);
+    wait_for_socket(&socket).await;
+    assert_eq!(std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777, 0o600);
+
+    let channel = fsx_csi_driver::server::connect(&socket).await.unwrap();
+    let mut c = ControllerClient::new(channel.clone());
+    let secrets: std::collections::HashMap<String, String> = [("password".to_string(), SECRET.to_string())].into();
+    // A good call, a refused one and a failing one all carry the secret.
+    let mut ok = create_request("pvc-secret", 1200, params(&[("subnetId", SUBNET)]), Duration::from_secs(10));
+    ok.get_mut().secrets = secrets.clone();
+    let mut v = None;
+    for _ in 0..20 {
+        let mut r = create_request("pvc-secret", 1200, params(&[("subnetId", SUBNET)]), Duration::from_secs(10));
+        r.get_mut().secrets = secrets.clone();
+        match c.create_volume(r).await {
+            Ok(resp) => {
+                v = resp.into_inner().volume;
+                break;
+            }
+            Err(s) if s.code() == tonic::Code::Unavailable || s.code() == tonic::Code::DeadlineExceeded => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(s) => panic!("{s:?}"),
+        }
+    }
+    let v = v.expect("volume created");
+    let mut bad = create_request("pvc-secret-bad", 1200, params(&[("subnetId", "nope")]), Duration::from_secs(10));
+    bad.get_mut().secrets = secrets.clone();
+    assert!(c.create_volume(bad).await.is_err());
+    c.delete_volume(DeleteVolumeRequest { volume_id: v.volume_id, secrets: secrets.clone() }).await.unwrap();
+
+    drop(c);
+    drop(channel);
+    let status = terminate(&mut child).await;
+    assert!(status.success(), "exit status {status:?}");
+    assert!(!socket.exists(), "socket left behind after shutdown");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("CreateVolume"), "no span in the log:\n{text}");
+    assert!(text.contains("subnetId"), "the refusal was not logged:\n{text}");
+    for secret in [SECRET, SECRET_KEY] {
+        assert!(!text.contains(secret), "secret {secret:?} found in the log");
+    }
+    // Every line is JSON with --log-format json.
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(line.starts_with('{'), "not JSON: {line}");
+    }
+}
+
+#[tokio::test]
+async fn probe_is_ready_once_the_client_and_index_are_up() {
+    let emulator = Emulator::start(config(100), 0).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("csi.sock");
+    let mut child = spawn_driver(&emulator, &socket, &dir.path().join("log"), &[]);
+    wait_for_socket(&socket).await;
+    let mut i = IdentityClient::new(fsx_csi_driver::server::connect(&socket).await.unwrap());
+    let start = Instant::now();
+    loop {
+        if i.probe(ProbeRequest {}).await.unwrap().into_inner().ready == Some(true) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(emulator.calls("DescribeFileSystems"), 1, "one start-up listing");
+    drop(i);
+    assert!(terminate(&mut child).await.success());
+}
+
+#[test]
+fn refuses_to_replace_a_regular_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-socket");
+    std::fs::write(&file, "data").unwrap();
+    let out = Command::new(BIN)
+        .args(["--mode", "node", "--node-id", "n1", "--endpoint", &format!("unix://{}", file.display())])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a socket"));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "data");
+}
+
+#[test]
+fn bad_flags_exit_2_with_a_clear_message() {
+    for args in [
+        vec!["--mode", "sideways"],
+        vec!["--log-format", "xml"],
+        vec!["--poll-interval", "soon"],
+        vec!["--extra-tags", "novalue"],
+        vec!["--no-such-flag"],
+    ] {
+        let out = Command::new(BIN).args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(args[0]) || err.contains(&args[0][2..]), "{args:?}: {err}");
+    }
+    let out = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+}
