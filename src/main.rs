@@ -22,7 +22,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format);
     // Two workers are plenty: every call either waits on FSx or on a mount worker thread.
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the async runtime");
@@ -44,10 +48,16 @@ async fn run(cli: Cli) -> Result<(), String> {
 
     let provisioner = if cli.mode.controller() {
         let fsx = AwsFsx::from_env(cli.region.clone()).await;
-        tracing::info!(region = fsx.region().as_deref().unwrap_or("(unset)"), "FSx client configured");
+        tracing::info!(
+            region = fsx.region().as_deref().unwrap_or("(unset)"),
+            "FSx client configured"
+        );
         let provisioner = Provisioner::new(
             Arc::new(fsx),
-            Options { extra_tags: cli.extra_tags.0.clone(), poll_interval: cli.poll_interval },
+            Options {
+                extra_tags: cli.extra_tags.0.clone(),
+                poll_interval: cli.poll_interval,
+            },
         );
         provisioner.start();
         Some(provisioner)
@@ -57,13 +67,16 @@ async fn run(cli: Cli) -> Result<(), String> {
     let services = Services {
         identity: IdentityService::new(provisioner.clone()),
         controller: provisioner.map(ControllerService::new),
-        node: cli
-            .mode
-            .node()
-            .then(|| NodeService::new(NodeOptions::new(cli.node_id.clone(), cli.kubelet_dir.clone()), Arc::new(SyscallMounter))),
+        node: cli.mode.node().then(|| {
+            NodeService::new(
+                NodeOptions::new(cli.node_id.clone(), cli.kubelet_dir.clone()),
+                Arc::new(SyscallMounter),
+            )
+        }),
     };
 
-    let listener = server::bind(&path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+    let listener =
+        server::bind(&path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
     tracing::info!(socket = %path.display(), "listening");
     // On SIGTERM/SIGINT, stop accepting calls and let running ones finish, for at most
     // SHUTDOWN_GRACE: a call waiting on a creation must not hold up a rollout.

@@ -57,8 +57,12 @@ impl From<ProvisionError> for Status {
         let message = e.to_string();
         match e {
             ProvisionError::Parameter(_) => Status::invalid_argument(message),
-            ProvisionError::Capacity(CapacityError::Invalid(_)) => Status::invalid_argument(message),
-            ProvisionError::Capacity(CapacityError::OutOfRange { .. }) => Status::out_of_range(message),
+            ProvisionError::Capacity(CapacityError::Invalid(_)) => {
+                Status::invalid_argument(message)
+            }
+            ProvisionError::Capacity(CapacityError::OutOfRange { .. }) => {
+                Status::out_of_range(message)
+            }
             ProvisionError::AlreadyExists { .. } => Status::already_exists(message),
             ProvisionError::Busy(_) => Status::aborted(message),
             ProvisionError::StillPending { .. } => Status::deadline_exceeded(message),
@@ -101,13 +105,18 @@ pub fn condition(fs: &FileSystem) -> VolumeCondition {
 fn caps(types: &[rpc::Type]) -> Vec<ControllerServiceCapability> {
     types
         .iter()
-        .map(|t| ControllerServiceCapability { r#type: Some(CapType::Rpc(Rpc { r#type: *t as i32 })) })
+        .map(|t| ControllerServiceCapability {
+            r#type: Some(CapType::Rpc(Rpc { r#type: *t as i32 })),
+        })
         .collect()
 }
 
 #[tonic::async_trait]
 impl Controller for ControllerService {
-    async fn create_volume(&self, request: Request<CreateVolumeRequest>) -> Result<Response<CreateVolumeResponse>, Status> {
+    async fn create_volume(
+        &self,
+        request: Request<CreateVolumeRequest>,
+    ) -> Result<Response<CreateVolumeResponse>, Status> {
         let deadline = deadline(request.metadata());
         let req = request.into_inner();
         let span = info_span!("CreateVolume", volume.name = %req.name);
@@ -141,7 +150,10 @@ impl Controller for ControllerService {
         .await
     }
 
-    async fn delete_volume(&self, request: Request<DeleteVolumeRequest>) -> Result<Response<DeleteVolumeResponse>, Status> {
+    async fn delete_volume(
+        &self,
+        request: Request<DeleteVolumeRequest>,
+    ) -> Result<Response<DeleteVolumeResponse>, Status> {
         let req = request.into_inner();
         let span = info_span!("DeleteVolume", volume.id = %req.volume_id);
         observe(span, async {
@@ -158,14 +170,18 @@ impl Controller for ControllerService {
         &self,
         _: Request<ControllerPublishVolumeRequest>,
     ) -> Result<Response<ControllerPublishVolumeResponse>, Status> {
-        Err(Status::unimplemented("FSx volumes need no attach: ControllerPublishVolume is not supported"))
+        Err(Status::unimplemented(
+            "FSx volumes need no attach: ControllerPublishVolume is not supported",
+        ))
     }
 
     async fn controller_unpublish_volume(
         &self,
         _: Request<ControllerUnpublishVolumeRequest>,
     ) -> Result<Response<ControllerUnpublishVolumeResponse>, Status> {
-        Err(Status::unimplemented("FSx volumes need no detach: ControllerUnpublishVolume is not supported"))
+        Err(Status::unimplemented(
+            "FSx volumes need no detach: ControllerUnpublishVolume is not supported",
+        ))
     }
 
     async fn validate_volume_capabilities(
@@ -179,7 +195,9 @@ impl Controller for ControllerService {
                 return Err(Status::invalid_argument("volume_id is required"));
             }
             if req.volume_capabilities.is_empty() {
-                return Err(Status::invalid_argument("volume_capabilities must not be empty"));
+                return Err(Status::invalid_argument(
+                    "volume_capabilities must not be empty",
+                ));
             }
             self.provisioner.get(&req.volume_id).await?;
             let response = match check_capabilities(&req.volume_capabilities) {
@@ -192,14 +210,20 @@ impl Controller for ControllerService {
                     }),
                     message: String::new(),
                 },
-                Err(why) => ValidateVolumeCapabilitiesResponse { confirmed: None, message: why },
+                Err(why) => ValidateVolumeCapabilitiesResponse {
+                    confirmed: None,
+                    message: why,
+                },
             };
             Ok(Response::new(response))
         })
         .await
     }
 
-    async fn list_volumes(&self, request: Request<ListVolumesRequest>) -> Result<Response<ListVolumesResponse>, Status> {
+    async fn list_volumes(
+        &self,
+        request: Request<ListVolumesRequest>,
+    ) -> Result<Response<ListVolumesResponse>, Status> {
         let req = request.into_inner();
         let span = info_span!("ListVolumes");
         observe(span, async {
@@ -209,25 +233,48 @@ impl Controller for ControllerService {
             let after = match req.starting_token.as_str() {
                 "" => None,
                 t if is_file_system_id(t) => Some(t),
-                t => return Err(Status::aborted(format!("starting_token {t:?} was not returned by ListVolumes"))),
+                t => {
+                    return Err(Status::aborted(format!(
+                        "starting_token {t:?} was not returned by ListVolumes"
+                    )))
+                }
             };
-            let max = if req.max_entries == 0 { usize::MAX } else { req.max_entries as usize };
+            let max = if req.max_entries == 0 {
+                usize::MAX
+            } else {
+                req.max_entries as usize
+            };
             let (page, more) = self.provisioner.index().page(after, max);
-            let next_token = if more { page.last().map(|fs| fs.id.clone()).unwrap_or_default() } else { String::new() };
+            let next_token = if more {
+                page.last().map(|fs| fs.id.clone()).unwrap_or_default()
+            } else {
+                String::new()
+            };
             let entries = page
                 .iter()
                 .map(|fs| list_volumes_response::Entry {
                     volume: Some(volume(fs)),
-                    status: Some(list_volumes_response::VolumeStatus { published_node_ids: Vec::new(), volume_condition: Some(condition(fs)) }),
+                    status: Some(list_volumes_response::VolumeStatus {
+                        published_node_ids: Vec::new(),
+                        volume_condition: Some(condition(fs)),
+                    }),
                 })
                 .collect();
-            Ok(Response::new(ListVolumesResponse { entries, next_token }))
+            Ok(Response::new(ListVolumesResponse {
+                entries,
+                next_token,
+            }))
         })
         .await
     }
 
-    async fn get_capacity(&self, _: Request<GetCapacityRequest>) -> Result<Response<GetCapacityResponse>, Status> {
-        Err(Status::unimplemented("GetCapacity is not supported: FSx capacity is not limited per topology"))
+    async fn get_capacity(
+        &self,
+        _: Request<GetCapacityRequest>,
+    ) -> Result<Response<GetCapacityResponse>, Status> {
+        Err(Status::unimplemented(
+            "GetCapacity is not supported: FSx capacity is not limited per topology",
+        ))
     }
 
     async fn controller_get_capabilities(
@@ -244,19 +291,31 @@ impl Controller for ControllerService {
         }))
     }
 
-    async fn create_snapshot(&self, _: Request<CreateSnapshotRequest>) -> Result<Response<CreateSnapshotResponse>, Status> {
+    async fn create_snapshot(
+        &self,
+        _: Request<CreateSnapshotRequest>,
+    ) -> Result<Response<CreateSnapshotResponse>, Status> {
         Err(Status::unimplemented("snapshots are not supported"))
     }
 
-    async fn delete_snapshot(&self, _: Request<DeleteSnapshotRequest>) -> Result<Response<DeleteSnapshotResponse>, Status> {
+    async fn delete_snapshot(
+        &self,
+        _: Request<DeleteSnapshotRequest>,
+    ) -> Result<Response<DeleteSnapshotResponse>, Status> {
         Err(Status::unimplemented("snapshots are not supported"))
     }
 
-    async fn list_snapshots(&self, _: Request<ListSnapshotsRequest>) -> Result<Response<ListSnapshotsResponse>, Status> {
+    async fn list_snapshots(
+        &self,
+        _: Request<ListSnapshotsRequest>,
+    ) -> Result<Response<ListSnapshotsResponse>, Status> {
         Err(Status::unimplemented("snapshots are not supported"))
     }
 
-    async fn get_snapshot(&self, _: Request<GetSnapshotRequest>) -> Result<Response<GetSnapshotResponse>, Status> {
+    async fn get_snapshot(
+        &self,
+        _: Request<GetSnapshotRequest>,
+    ) -> Result<Response<GetSnapshotResponse>, Status> {
         Err(Status::unimplemented("snapshots are not supported"))
     }
 
@@ -264,7 +323,9 @@ impl Controller for ControllerService {
         &self,
         _: Request<ControllerExpandVolumeRequest>,
     ) -> Result<Response<ControllerExpandVolumeResponse>, Status> {
-        Err(Status::unimplemented("volume expansion is not supported yet"))
+        Err(Status::unimplemented(
+            "volume expansion is not supported yet",
+        ))
     }
 
     async fn controller_get_volume(
@@ -293,6 +354,8 @@ impl Controller for ControllerService {
         &self,
         _: Request<ControllerModifyVolumeRequest>,
     ) -> Result<Response<ControllerModifyVolumeResponse>, Status> {
-        Err(Status::unimplemented("ControllerModifyVolume is not supported"))
+        Err(Status::unimplemented(
+            "ControllerModifyVolume is not supported",
+        ))
     }
 }

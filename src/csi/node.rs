@@ -51,7 +51,11 @@ pub struct NodeOptions {
 impl NodeOptions {
     /// Options for the real driver.
     pub fn new(node_id: Option<String>, kubelet_dir: PathBuf) -> Self {
-        Self { node_id, kubelet_dir, fstype: "lustre".into() }
+        Self {
+            node_id,
+            kubelet_dir,
+            fstype: "lustre".into(),
+        }
     }
 }
 
@@ -90,12 +94,18 @@ impl From<NodeError> for Status {
             NodeError::NotStaged(_) => Status::failed_precondition(message),
             NodeError::NotFound(_) => Status::not_found(message),
             NodeError::TimedOut { .. } => Status::deadline_exceeded(message),
-            NodeError::Lustre(LustreError::Option(..) | LustreError::Source(_)) => Status::invalid_argument(message),
+            NodeError::Lustre(LustreError::Option(..) | LustreError::Source(_)) => {
+                Status::invalid_argument(message)
+            }
             NodeError::Lustre(LustreError::Resolve { .. }) => Status::unavailable(message),
             NodeError::Mount { errno, .. } => match errno {
-                Errno::ENODEV | Errno::EPERM | Errno::EACCES => Status::failed_precondition(message),
+                Errno::ENODEV | Errno::EPERM | Errno::EACCES => {
+                    Status::failed_precondition(message)
+                }
                 Errno::ENOENT | Errno::EINVAL => Status::invalid_argument(message),
-                Errno::EIO | Errno::ETIMEDOUT | Errno::ECONNREFUSED | Errno::EHOSTUNREACH => Status::unavailable(message),
+                Errno::EIO | Errno::ETIMEDOUT | Errno::ECONNREFUSED | Errno::EHOSTUNREACH => {
+                    Status::unavailable(message)
+                }
                 _ => Status::internal(message),
             },
             NodeError::Io(_) => Status::internal(message),
@@ -121,14 +131,22 @@ fn check_volume_id(id: &str) -> Result<(), NodeError> {
     if id.is_empty() {
         return Err(invalid("volume_id is required"));
     }
-    if id.len() > 128 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
-        return Err(invalid(format!("volume_id {id:?} must be 1-128 of A-Z a-z 0-9 . _ -")));
+    if id.len() > 128
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return Err(invalid(format!(
+            "volume_id {id:?} must be 1-128 of A-Z a-z 0-9 . _ -"
+        )));
     }
     Ok(())
 }
 
 fn mount_flags(cap: &Option<VolumeCapability>) -> Result<Vec<String>, NodeError> {
-    let cap = cap.as_ref().ok_or_else(|| invalid("volume_capability is required"))?;
+    let cap = cap
+        .as_ref()
+        .ok_or_else(|| invalid("volume_capability is required"))?;
     check_capabilities(std::slice::from_ref(cap)).map_err(NodeError::Invalid)?;
     Ok(match &cap.access_type {
         Some(volume_capability::AccessType::Mount(m)) => m.mount_flags.clone(),
@@ -143,7 +161,13 @@ fn errno_of(e: &std::io::Error) -> Errno {
 impl NodeService {
     /// A node service using `mounter` for every kernel call.
     pub fn new(options: NodeOptions, mounter: Arc<dyn Mounter>) -> Self {
-        Self { options, mounter, busy: InFlight::new(), pending: Arc::default(), node_id: OnceCell::new() }
+        Self {
+            options,
+            mounter,
+            busy: InFlight::new(),
+            pending: Arc::default(),
+            node_id: OnceCell::new(),
+        }
     }
 
     fn check_path(&self, field: &'static str, path: &str) -> Result<PathBuf, NodeError> {
@@ -152,11 +176,16 @@ impl NodeService {
     }
 
     fn lock(&self, keys: &[&str]) -> Result<Vec<crate::provision::inflight::Guard>, NodeError> {
-        self.busy.try_lock_all(keys).ok_or_else(|| NodeError::Busy(keys.join(", ")))
+        self.busy
+            .try_lock_all(keys)
+            .ok_or_else(|| NodeError::Busy(keys.join(", ")))
     }
 
     fn table(&self) -> Result<Vec<MountEntry>, NodeError> {
-        let text = self.mounter.mount_table().map_err(|e| NodeError::Io(format!("reading /proc/self/mountinfo: {e}")))?;
+        let text = self
+            .mounter
+            .mount_table()
+            .map_err(|e| NodeError::Io(format!("reading /proc/self/mountinfo: {e}")))?;
         Ok(mountinfo::parse(&text))
     }
 
@@ -170,12 +199,18 @@ impl NodeService {
     ) -> Result<T, NodeError> {
         worker::run(&self.pending, path, what, deadline, f)
             .await
-            .map_err(|_| NodeError::TimedOut { what, path: path.display().to_string() })
+            .map_err(|_| NodeError::TimedOut {
+                what,
+                path: path.display().to_string(),
+            })
     }
 
     fn refuse_if_running(&self, path: &Path) -> Result<(), NodeError> {
         match self.pending.running(path) {
-            Some(what) => Err(NodeError::StillRunning { what, path: path.display().to_string() }),
+            Some(what) => Err(NodeError::StillRunning {
+                what,
+                path: path.display().to_string(),
+            }),
             None => Ok(()),
         }
     }
@@ -204,21 +239,39 @@ impl NodeService {
                 let step_deadline = now + left / (steps.len() - i) as u32;
                 let mounter = Arc::clone(&self.mounter);
                 let target = path.to_path_buf();
-                match self.bounded(path, "unmount", step_deadline, move || mounter.unmount(&target, flags)).await {
+                match self
+                    .bounded(path, "unmount", step_deadline, move || {
+                        mounter.unmount(&target, flags)
+                    })
+                    .await
+                {
                     Ok(Ok(())) | Ok(Err(Errno::EINVAL | Errno::ENOENT)) => {
                         done = true;
                         break;
                     }
-                    Ok(Err(Errno::EBUSY)) => tracing::warn!(target.path = %path.display(), ?flags, "unmount: busy; escalating"),
-                    Err(_) => tracing::warn!(target.path = %path.display(), ?flags, "unmount: timed out; escalating"),
-                    Ok(Err(e)) => return Err(NodeError::Io(format!("unmount {}: {e}: {}", path.display(), e.desc()))),
+                    Ok(Err(Errno::EBUSY)) => {
+                        tracing::warn!(target.path = %path.display(), ?flags, "unmount: busy; escalating")
+                    }
+                    Err(_) => {
+                        tracing::warn!(target.path = %path.display(), ?flags, "unmount: timed out; escalating")
+                    }
+                    Ok(Err(e)) => {
+                        return Err(NodeError::Io(format!(
+                            "unmount {}: {e}: {}",
+                            path.display(),
+                            e.desc()
+                        )))
+                    }
                 }
                 if Instant::now() >= deadline {
                     break;
                 }
             }
             if !done {
-                return Err(NodeError::TimedOut { what: "unmount", path: path.display().to_string() });
+                return Err(NodeError::TimedOut {
+                    what: "unmount",
+                    path: path.display().to_string(),
+                });
             }
         }
         Ok(())
@@ -227,15 +280,22 @@ impl NodeService {
     /// Removes the directory `path` if it exists (after it was unmounted).
     async fn remove_dir(&self, path: &Path, deadline: Instant) -> Result<(), NodeError> {
         let target = path.to_path_buf();
-        match self.bounded(path, "rmdir", deadline, move || std::fs::remove_dir(&target)).await? {
+        match self
+            .bounded(path, "rmdir", deadline, move || {
+                std::fs::remove_dir(&target)
+            })
+            .await?
+        {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             // A file where the kubelet expected a directory (some COs create target files).
             Err(e) if errno_of(&e) == Errno::ENOTDIR => {
                 let target = path.to_path_buf();
-                self.bounded(path, "unlink", deadline, move || std::fs::remove_file(&target))
-                    .await?
-                    .map_err(|e| NodeError::Io(format!("removing {}: {e}", path.display())))
+                self.bounded(path, "unlink", deadline, move || {
+                    std::fs::remove_file(&target)
+                })
+                .await?
+                .map_err(|e| NodeError::Io(format!("removing {}: {e}", path.display())))
             }
             Err(e) => Err(NodeError::Io(format!("removing {}: {e}", path.display()))),
         }
@@ -246,16 +306,31 @@ impl NodeService {
         let staging = self.check_path("staging_target_path", &req.staging_target_path)?;
         let mut options = mount_flags(&req.volume_capability)?;
         if options.is_empty() {
-            options = lustre::DEFAULT_OPTIONS.iter().map(|s| s.to_string()).collect();
+            options = lustre::DEFAULT_OPTIONS
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
         }
         lustre::check_options(&options)?;
-        let dns_name = req.volume_context.get(CONTEXT_DNS_NAME).map(String::as_str).unwrap_or("");
-        let mount_name = req.volume_context.get(CONTEXT_MOUNT_NAME).map(String::as_str).unwrap_or("");
+        let dns_name = req
+            .volume_context
+            .get(CONTEXT_DNS_NAME)
+            .map(String::as_str)
+            .unwrap_or("");
+        let mount_name = req
+            .volume_context
+            .get(CONTEXT_MOUNT_NAME)
+            .map(String::as_str)
+            .unwrap_or("");
         if !lustre::is_host_name(dns_name) {
-            return Err(invalid(format!("volume_context {CONTEXT_DNS_NAME} {dns_name:?} must be the file system's DNS name")));
+            return Err(invalid(format!(
+                "volume_context {CONTEXT_DNS_NAME} {dns_name:?} must be the file system's DNS name"
+            )));
         }
         if !lustre::is_mount_name(mount_name) {
-            return Err(invalid(format!("volume_context {CONTEXT_MOUNT_NAME} {mount_name:?} must be 1-8 of A-Z a-z 0-9 _ -")));
+            return Err(invalid(format!(
+                "volume_context {CONTEXT_MOUNT_NAME} {mount_name:?} must be 1-8 of A-Z a-z 0-9 _ -"
+            )));
         }
 
         let _guards = self.lock(&[&req.volume_id, &req.staging_target_path])?;
@@ -283,7 +358,8 @@ impl NodeService {
             })
             .await??;
         let (flags, data) = lustre::flags_and_data(&options, &resolved)?;
-        tracing::info!(source = %resolved, ?flags, data = %data, fstype = %self.options.fstype, "mount(2)");
+        let call = lustre::describe_call(&resolved, &staging, &self.options.fstype, flags, &data);
+        tracing::info!(%call, "mounting");
 
         let mounter = Arc::clone(&self.mounter);
         let fstype = self.options.fstype.clone();
@@ -305,10 +381,17 @@ impl NodeService {
                 r
             })
             .await?;
-        result.map_err(|errno| NodeError::Mount { errno, message: explain_mount_errno(errno, &resolved) })
+        result.map_err(|errno| NodeError::Mount {
+            errno,
+            message: explain_mount_errno(errno, &call),
+        })
     }
 
-    async fn unstage(&self, req: NodeUnstageVolumeRequest, deadline: Instant) -> Result<(), NodeError> {
+    async fn unstage(
+        &self,
+        req: NodeUnstageVolumeRequest,
+        deadline: Instant,
+    ) -> Result<(), NodeError> {
         check_volume_id(&req.volume_id)?;
         let staging = self.check_path("staging_target_path", &req.staging_target_path)?;
         let _guards = self.lock(&[&req.volume_id, &req.staging_target_path])?;
@@ -316,25 +399,45 @@ impl NodeService {
         self.remove_dir(&staging, deadline).await
     }
 
-    async fn publish(&self, req: NodePublishVolumeRequest, deadline: Instant) -> Result<(), NodeError> {
+    async fn publish(
+        &self,
+        req: NodePublishVolumeRequest,
+        deadline: Instant,
+    ) -> Result<(), NodeError> {
         check_volume_id(&req.volume_id)?;
         if req.staging_target_path.is_empty() {
-            return Err(invalid("staging_target_path is required: this driver stages volumes"));
+            return Err(invalid(
+                "staging_target_path is required: this driver stages volumes",
+            ));
         }
         let staging = self.check_path("staging_target_path", &req.staging_target_path)?;
         let target = self.check_path("target_path", &req.target_path)?;
         let flags = mount_flags(&req.volume_capability)?;
         lustre::check_options(&flags)?;
         let read_only = req.readonly || flags.iter().any(|f| f == "ro");
-        let sub = req.volume_context.get(CONTEXT_SUBDIRECTORY).map(String::as_str).unwrap_or("");
+        let sub = req
+            .volume_context
+            .get(CONTEXT_SUBDIRECTORY)
+            .map(String::as_str)
+            .unwrap_or("");
         check_subdirectory(sub).map_err(NodeError::Invalid)?;
 
         let _guards = self.lock(&[&req.volume_id, &req.target_path])?;
         let table = self.table()?;
         let stage = mountinfo::at(&table, &staging)
             .filter(|e| e.fstype == self.options.fstype)
-            .ok_or_else(|| NodeError::NotStaged(format!("volume {} is not staged at {}", req.volume_id, staging.display())))?;
-        let want_root = if sub.is_empty() { stage.root.clone() } else { stage.root.join(sub) };
+            .ok_or_else(|| {
+                NodeError::NotStaged(format!(
+                    "volume {} is not staged at {}",
+                    req.volume_id,
+                    staging.display()
+                ))
+            })?;
+        let want_root = if sub.is_empty() {
+            stage.root.clone()
+        } else {
+            stage.root.join(sub)
+        };
         if let Some(e) = mountinfo::at(&table, &target) {
             if e.device == stage.device && e.root == want_root && e.is_read_only() == read_only {
                 tracing::info!("already published");
@@ -350,45 +453,77 @@ impl NodeService {
         }
         self.refuse_if_running(&target)?;
 
-        let source = if sub.is_empty() { staging.clone() } else { staging.join(sub) };
+        let source = if sub.is_empty() {
+            staging.clone()
+        } else {
+            staging.join(sub)
+        };
         let mounter = Arc::clone(&self.mounter);
         let dest = target.clone();
         let result = self
-            .bounded(&target, "bind mount", deadline, move || -> Result<(), String> {
-                if !source.is_dir() {
-                    return Err(format!("{} is not a directory of the file system", source.display()));
-                }
-                let created = match std::fs::symlink_metadata(&dest) {
-                    Ok(_) => false,
-                    Err(_) => {
-                        std::fs::create_dir_all(&dest).map_err(|e| format!("creating {}: {e}", dest.display()))?;
-                        true
+            .bounded(
+                &target,
+                "bind mount",
+                deadline,
+                move || -> Result<(), String> {
+                    if !source.is_dir() {
+                        return Err(format!(
+                            "{} is not a directory of the file system",
+                            source.display()
+                        ));
                     }
-                };
-                let undo = |created: bool| {
-                    if created {
-                        let _ = std::fs::remove_dir(&dest);
-                    }
-                };
-                if let Err(e) = mounter.mount(Some(&source.to_string_lossy()), &dest, None, MsFlags::MS_BIND, None) {
-                    undo(created);
-                    return Err(format!("bind mount {} on {}: {e}: {}", source.display(), dest.display(), e.desc()));
-                }
-                if read_only {
-                    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-                    if let Err(e) = mounter.mount(None, &dest, None, flags, None) {
-                        let _ = mounter.unmount(&dest, MntFlags::MNT_DETACH);
+                    let created = match std::fs::symlink_metadata(&dest) {
+                        Ok(_) => false,
+                        Err(_) => {
+                            std::fs::create_dir_all(&dest)
+                                .map_err(|e| format!("creating {}: {e}", dest.display()))?;
+                            true
+                        }
+                    };
+                    let undo = |created: bool| {
+                        if created {
+                            let _ = std::fs::remove_dir(&dest);
+                        }
+                    };
+                    if let Err(e) = mounter.mount(
+                        Some(&source.to_string_lossy()),
+                        &dest,
+                        None,
+                        MsFlags::MS_BIND,
+                        None,
+                    ) {
                         undo(created);
-                        return Err(format!("read-only remount of {}: {e}: {}", dest.display(), e.desc()));
+                        return Err(format!(
+                            "bind mount {} on {}: {e}: {}",
+                            source.display(),
+                            dest.display(),
+                            e.desc()
+                        ));
                     }
-                }
-                Ok(())
-            })
+                    if read_only {
+                        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+                        if let Err(e) = mounter.mount(None, &dest, None, flags, None) {
+                            let _ = mounter.unmount(&dest, MntFlags::MNT_DETACH);
+                            undo(created);
+                            return Err(format!(
+                                "read-only remount of {}: {e}: {}",
+                                dest.display(),
+                                e.desc()
+                            ));
+                        }
+                    }
+                    Ok(())
+                },
+            )
             .await?;
         result.map_err(NodeError::Io)
     }
 
-    async fn unpublish(&self, req: NodeUnpublishVolumeRequest, deadline: Instant) -> Result<(), NodeError> {
+    async fn unpublish(
+        &self,
+        req: NodeUnpublishVolumeRequest,
+        deadline: Instant,
+    ) -> Result<(), NodeError> {
         check_volume_id(&req.volume_id)?;
         let target = self.check_path("target_path", &req.target_path)?;
         let _guards = self.lock(&[&req.volume_id, &req.target_path])?;
@@ -396,7 +531,10 @@ impl NodeService {
         self.remove_dir(&target, deadline).await
     }
 
-    async fn stats(&self, req: NodeGetVolumeStatsRequest) -> Result<NodeGetVolumeStatsResponse, NodeError> {
+    async fn stats(
+        &self,
+        req: NodeGetVolumeStatsRequest,
+    ) -> Result<NodeGetVolumeStatsResponse, NodeError> {
         check_volume_id(&req.volume_id)?;
         let path = self.check_path("volume_path", &req.volume_path)?;
         let table = self.table()?;
@@ -404,30 +542,56 @@ impl NodeService {
         let deadline = Instant::now() + STATS_TIME;
         let Some(entry) = entry else {
             let p = path.clone();
-            let exists = self.bounded(&path, "stat", deadline, move || p.exists()).await?;
+            let exists = self
+                .bounded(&path, "stat", deadline, move || p.exists())
+                .await?;
             if !exists {
-                return Err(NodeError::NotFound(format!("volume_path {} does not exist", path.display())));
+                return Err(NodeError::NotFound(format!(
+                    "volume_path {} does not exist",
+                    path.display()
+                )));
             }
             return Ok(NodeGetVolumeStatsResponse {
                 usage: Vec::new(),
-                volume_condition: Some(VolumeCondition { abnormal: true, message: format!("{} is not mounted", path.display()) }),
+                volume_condition: Some(VolumeCondition {
+                    abnormal: true,
+                    message: format!("{} is not mounted", path.display()),
+                }),
             });
         };
         let mounter = Arc::clone(&self.mounter);
         let p = path.clone();
-        let usage = match self.bounded(&path, "statvfs", deadline, move || mounter.statvfs(&p)).await {
+        let usage = match self
+            .bounded(&path, "statvfs", deadline, move || mounter.statvfs(&p))
+            .await
+        {
             Ok(Ok(u)) => Ok(u),
             Ok(Err(e)) => Err(format!("statvfs failed: {e}: {}", e.desc())),
-            Err(_) => Err(format!("statvfs did not answer within {}s: the file system is unresponsive", STATS_TIME.as_secs())),
+            Err(_) => Err(format!(
+                "statvfs did not answer within {}s: the file system is unresponsive",
+                STATS_TIME.as_secs()
+            )),
         };
         let lustre = entry.fstype == self.options.fstype;
         let condition = match (&usage, lustre) {
-            (Ok(_), true) => VolumeCondition { abnormal: false, message: format!("mounted from {}", entry.source) },
-            (Ok(_), false) => VolumeCondition { abnormal: true, message: format!("{} is a {} mount, not lustre", path.display(), entry.fstype) },
-            (Err(why), _) => VolumeCondition { abnormal: true, message: why.clone() },
+            (Ok(_), true) => VolumeCondition {
+                abnormal: false,
+                message: format!("mounted from {}", entry.source),
+            },
+            (Ok(_), false) => VolumeCondition {
+                abnormal: true,
+                message: format!("{} is a {} mount, not lustre", path.display(), entry.fstype),
+            },
+            (Err(why), _) => VolumeCondition {
+                abnormal: true,
+                message: why.clone(),
+            },
         };
         let usage = usage.map(|u| usage_entries(&u)).unwrap_or_default();
-        Ok(NodeGetVolumeStatsResponse { usage, volume_condition: Some(condition) })
+        Ok(NodeGetVolumeStatsResponse {
+            usage,
+            volume_condition: Some(condition),
+        })
     }
 
     async fn resolve_node_id(&self) -> Result<String, NodeError> {
@@ -445,8 +609,18 @@ impl NodeService {
 
 fn usage_entries(u: &Usage) -> Vec<VolumeUsage> {
     vec![
-        VolumeUsage { available: u.available_bytes, total: u.total_bytes, used: u.used_bytes, unit: volume_usage::Unit::Bytes as i32 },
-        VolumeUsage { available: u.free_inodes, total: u.total_inodes, used: u.used_inodes, unit: volume_usage::Unit::Inodes as i32 },
+        VolumeUsage {
+            available: u.available_bytes,
+            total: u.total_bytes,
+            used: u.used_bytes,
+            unit: volume_usage::Unit::Bytes as i32,
+        },
+        VolumeUsage {
+            available: u.free_inodes,
+            total: u.total_inodes,
+            used: u.used_inodes,
+            unit: volume_usage::Unit::Inodes as i32,
+        },
     ]
 }
 
@@ -456,24 +630,49 @@ async fn instance_id_from_imds() -> Result<String, NodeError> {
         .connect_timeout(Duration::from_secs(2))
         .read_timeout(Duration::from_secs(2))
         .build();
-    let id = tokio::time::timeout(Duration::from_secs(10), client.get("/latest/meta-data/instance-id"))
-        .await
-        .map_err(|_| NodeError::Io("no node id: set --node-id or CSI_NODE_NAME (IMDSv2 did not answer in time)".into()))?
-        .map_err(|e| NodeError::Io(format!("no node id: set --node-id or CSI_NODE_NAME (IMDSv2: {e})")))?;
+    let id = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.get("/latest/meta-data/instance-id"),
+    )
+    .await
+    .map_err(|_| {
+        NodeError::Io(
+            "no node id: set --node-id or CSI_NODE_NAME (IMDSv2 did not answer in time)".into(),
+        )
+    })?
+    .map_err(|e| {
+        NodeError::Io(format!(
+            "no node id: set --node-id or CSI_NODE_NAME (IMDSv2: {e})"
+        ))
+    })?;
     Ok(String::from(id))
 }
 
 fn caps(types: &[rpc::Type]) -> Vec<NodeServiceCapability> {
-    types.iter().map(|t| NodeServiceCapability { r#type: Some(CapType::Rpc(Rpc { r#type: *t as i32 })) }).collect()
+    types
+        .iter()
+        .map(|t| NodeServiceCapability {
+            r#type: Some(CapType::Rpc(Rpc { r#type: *t as i32 })),
+        })
+        .collect()
 }
 
 #[tonic::async_trait]
 impl Node for NodeService {
-    async fn node_stage_volume(&self, request: Request<NodeStageVolumeRequest>) -> Result<Response<NodeStageVolumeResponse>, Status> {
+    async fn node_stage_volume(
+        &self,
+        request: Request<NodeStageVolumeRequest>,
+    ) -> Result<Response<NodeStageVolumeResponse>, Status> {
         let deadline = self.deadline(request.metadata());
         let req = request.into_inner();
         let span = info_span!("NodeStageVolume", volume.id = %req.volume_id, target.path = %req.staging_target_path);
-        observe(span, async { Ok(self.stage(req, deadline).await.map(|_| Response::new(NodeStageVolumeResponse {}))?) }).await
+        observe(span, async {
+            Ok(self
+                .stage(req, deadline)
+                .await
+                .map(|_| Response::new(NodeStageVolumeResponse {}))?)
+        })
+        .await
     }
 
     async fn node_unstage_volume(
@@ -483,7 +682,13 @@ impl Node for NodeService {
         let deadline = self.deadline(request.metadata());
         let req = request.into_inner();
         let span = info_span!("NodeUnstageVolume", volume.id = %req.volume_id, target.path = %req.staging_target_path);
-        observe(span, async { Ok(self.unstage(req, deadline).await.map(|_| Response::new(NodeUnstageVolumeResponse {}))?) }).await
+        observe(span, async {
+            Ok(self
+                .unstage(req, deadline)
+                .await
+                .map(|_| Response::new(NodeUnstageVolumeResponse {}))?)
+        })
+        .await
     }
 
     async fn node_publish_volume(
@@ -493,7 +698,13 @@ impl Node for NodeService {
         let deadline = self.deadline(request.metadata());
         let req = request.into_inner();
         let span = info_span!("NodePublishVolume", volume.id = %req.volume_id, target.path = %req.target_path);
-        observe(span, async { Ok(self.publish(req, deadline).await.map(|_| Response::new(NodePublishVolumeResponse {}))?) }).await
+        observe(span, async {
+            Ok(self
+                .publish(req, deadline)
+                .await
+                .map(|_| Response::new(NodePublishVolumeResponse {}))?)
+        })
+        .await
     }
 
     async fn node_unpublish_volume(
@@ -503,7 +714,13 @@ impl Node for NodeService {
         let deadline = self.deadline(request.metadata());
         let req = request.into_inner();
         let span = info_span!("NodeUnpublishVolume", volume.id = %req.volume_id, target.path = %req.target_path);
-        observe(span, async { Ok(self.unpublish(req, deadline).await.map(|_| Response::new(NodeUnpublishVolumeResponse {}))?) }).await
+        observe(span, async {
+            Ok(self
+                .unpublish(req, deadline)
+                .await
+                .map(|_| Response::new(NodeUnpublishVolumeResponse {}))?)
+        })
+        .await
     }
 
     async fn node_get_volume_stats(
@@ -512,11 +729,19 @@ impl Node for NodeService {
     ) -> Result<Response<NodeGetVolumeStatsResponse>, Status> {
         let req = request.into_inner();
         let span = info_span!("NodeGetVolumeStats", volume.id = %req.volume_id, target.path = %req.volume_path);
-        observe(span, async { Ok(self.stats(req).await.map(Response::new)?) }).await
+        observe(span, async {
+            Ok(self.stats(req).await.map(Response::new)?)
+        })
+        .await
     }
 
-    async fn node_expand_volume(&self, _: Request<NodeExpandVolumeRequest>) -> Result<Response<NodeExpandVolumeResponse>, Status> {
-        Err(Status::unimplemented("FSx file systems grow online in the controller; no node expansion is needed"))
+    async fn node_expand_volume(
+        &self,
+        _: Request<NodeExpandVolumeRequest>,
+    ) -> Result<Response<NodeExpandVolumeResponse>, Status> {
+        Err(Status::unimplemented(
+            "FSx file systems grow online in the controller; no node expansion is needed",
+        ))
     }
 
     async fn node_get_capabilities(
@@ -524,15 +749,26 @@ impl Node for NodeService {
         _: Request<NodeGetCapabilitiesRequest>,
     ) -> Result<Response<NodeGetCapabilitiesResponse>, Status> {
         Ok(Response::new(NodeGetCapabilitiesResponse {
-            capabilities: caps(&[rpc::Type::StageUnstageVolume, rpc::Type::GetVolumeStats, rpc::Type::VolumeCondition]),
+            capabilities: caps(&[
+                rpc::Type::StageUnstageVolume,
+                rpc::Type::GetVolumeStats,
+                rpc::Type::VolumeCondition,
+            ]),
         }))
     }
 
-    async fn node_get_info(&self, _: Request<NodeGetInfoRequest>) -> Result<Response<NodeGetInfoResponse>, Status> {
+    async fn node_get_info(
+        &self,
+        _: Request<NodeGetInfoRequest>,
+    ) -> Result<Response<NodeGetInfoResponse>, Status> {
         let span = info_span!("NodeGetInfo");
         observe(span, async {
             let node_id = self.resolve_node_id().await?;
-            Ok(Response::new(NodeGetInfoResponse { node_id, max_volumes_per_node: 0, accessible_topology: None }))
+            Ok(Response::new(NodeGetInfoResponse {
+                node_id,
+                max_volumes_per_node: 0,
+                accessible_topology: None,
+            }))
         })
         .await
     }
@@ -552,9 +788,17 @@ mod tests {
 
     #[test]
     fn node_error_codes() {
-        let s: Status = NodeError::Mount { errno: Errno::ENODEV, message: "m".into() }.into();
+        let s: Status = NodeError::Mount {
+            errno: Errno::ENODEV,
+            message: "m".into(),
+        }
+        .into();
         assert_eq!(s.code(), tonic::Code::FailedPrecondition);
-        let s: Status = NodeError::TimedOut { what: "mount", path: "/x".into() }.into();
+        let s: Status = NodeError::TimedOut {
+            what: "mount",
+            path: "/x".into(),
+        }
+        .into();
         assert_eq!(s.code(), tonic::Code::DeadlineExceeded);
         let s: Status = NodeError::Busy("v".into()).into();
         assert_eq!(s.code(), tonic::Code::Aborted);

@@ -56,7 +56,9 @@ impl AwsFsx {
                     .build(),
             )
             .build();
-        Self { client: aws_sdk_fsx::Client::from_conf(conf) }
+        Self {
+            client: aws_sdk_fsx::Client::from_conf(conf),
+        }
     }
 
     /// The region the client was configured with, if any.
@@ -80,10 +82,21 @@ where
             classify_code(code, message)
         }
         SdkError::TimeoutError(_) => FsxError::Unavailable("request timed out".into()),
-        SdkError::DispatchFailure(_) => FsxError::Unavailable(format!("could not reach FSx: {}", error_chain(&err))),
-        SdkError::ResponseError(_) => FsxError::Unavailable(format!("unreadable response from FSx: {}", error_chain(&err))),
-        SdkError::ConstructionFailure(_) => FsxError::Other { code: "ConstructionFailure".into(), message: error_chain(&err) },
-        _ => FsxError::Other { code: "Unknown".into(), message: error_chain(&err) },
+        SdkError::DispatchFailure(_) => {
+            FsxError::Unavailable(format!("could not reach FSx: {}", error_chain(&err)))
+        }
+        SdkError::ResponseError(_) => FsxError::Unavailable(format!(
+            "unreadable response from FSx: {}",
+            error_chain(&err)
+        )),
+        SdkError::ConstructionFailure(_) => FsxError::Other {
+            code: "ConstructionFailure".into(),
+            message: error_chain(&err),
+        },
+        _ => FsxError::Other {
+            code: "Unknown".into(),
+            message: error_chain(&err),
+        },
     }
 }
 
@@ -91,15 +104,23 @@ where
 pub fn classify_code(code: String, message: String) -> FsxError {
     match code.as_str() {
         "FileSystemNotFound" | "ResourceNotFound" => FsxError::NotFound(message),
-        "BadRequest" | "InvalidNetworkSettings" | "InvalidImportPath" | "InvalidExportPath"
-        | "InvalidPerUnitStorageThroughput" | "MissingFileSystemConfiguration" | "ValidationException"
+        "BadRequest"
+        | "InvalidNetworkSettings"
+        | "InvalidImportPath"
+        | "InvalidExportPath"
+        | "InvalidPerUnitStorageThroughput"
+        | "MissingFileSystemConfiguration"
+        | "ValidationException"
         | "InvalidDataRepositoryType" => FsxError::Invalid { code, message },
         "IncompatibleParameterError" => FsxError::Incompatible(message),
         "ServiceLimitExceeded" => FsxError::LimitExceeded(message),
-        "InternalServerError" | "ThrottlingException" | "Throttling" | "TooManyRequestsException"
-        | "RequestLimitExceeded" | "ServiceUnavailable" | "RequestTimeout" => {
-            FsxError::Unavailable(format!("{code}: {message}"))
-        }
+        "InternalServerError"
+        | "ThrottlingException"
+        | "Throttling"
+        | "TooManyRequestsException"
+        | "RequestLimitExceeded"
+        | "ServiceUnavailable"
+        | "RequestTimeout" => FsxError::Unavailable(format!("{code}: {message}")),
         _ => FsxError::Other { code, message },
     }
 }
@@ -125,17 +146,34 @@ fn from_sdk(fs: &t::FileSystem) -> FileSystem {
     let repo = lustre.and_then(|l| l.data_repository_configuration());
     FileSystem {
         id: fs.file_system_id().unwrap_or_default().to_string(),
-        lifecycle: fs.lifecycle().map(|l| Lifecycle::from_wire(l.as_str())).unwrap_or(Lifecycle::Other(String::new())),
-        failure_message: fs.failure_details().and_then(|d| d.message()).map(str::to_string),
+        lifecycle: fs
+            .lifecycle()
+            .map(|l| Lifecycle::from_wire(l.as_str()))
+            .unwrap_or(Lifecycle::Other(String::new())),
+        failure_message: fs
+            .failure_details()
+            .and_then(|d| d.message())
+            .map(str::to_string),
         capacity_gib: fs.storage_capacity().unwrap_or(0) as i64,
         storage_type: parse(fs.storage_type().map(|s| s.as_str())),
         deployment_type: parse(lustre.and_then(|l| l.deployment_type()).map(|d| d.as_str())),
         per_unit_storage_throughput: lustre.and_then(|l| l.per_unit_storage_throughput()),
-        drive_cache_type: parse(lustre.and_then(|l| l.drive_cache_type()).map(|d| d.as_str())),
-        data_compression_type: parse(lustre.and_then(|l| l.data_compression_type()).map(|d| d.as_str())),
+        drive_cache_type: parse(
+            lustre
+                .and_then(|l| l.drive_cache_type())
+                .map(|d| d.as_str()),
+        ),
+        data_compression_type: parse(
+            lustre
+                .and_then(|l| l.data_compression_type())
+                .map(|d| d.as_str()),
+        ),
         subnet_ids: fs.subnet_ids().to_vec(),
         dns_name: fs.dns_name().unwrap_or_default().to_string(),
-        mount_name: lustre.and_then(|l| l.mount_name()).unwrap_or_default().to_string(),
+        mount_name: lustre
+            .and_then(|l| l.mount_name())
+            .unwrap_or_default()
+            .to_string(),
         kms_key_id: fs.kms_key_id().map(str::to_string),
         file_system_type_version: fs.file_system_type_version().map(str::to_string),
         efa_enabled: lustre.and_then(|l| l.efa_enabled()),
@@ -222,7 +260,10 @@ impl Fsx for AwsFsx {
             .map_err(classify)?;
         out.file_system()
             .map(from_sdk)
-            .ok_or_else(|| FsxError::Other { code: "EmptyResponse".into(), message: "CreateFileSystem returned no file system".into() })
+            .ok_or_else(|| FsxError::Other {
+                code: "EmptyResponse".into(),
+                message: "CreateFileSystem returned no file system".into(),
+            })
     }
 
     async fn describe_file_systems(&self, ids: &[String]) -> Result<Vec<FileSystem>, FsxError> {
@@ -260,10 +301,17 @@ impl Fsx for AwsFsx {
             .client
             .delete_file_system()
             .file_system_id(id)
-            .lustre_configuration(t::DeleteFileSystemLustreConfiguration::builder().skip_final_backup(true).build())
+            .lustre_configuration(
+                t::DeleteFileSystemLustreConfiguration::builder()
+                    .skip_final_backup(true)
+                    .build(),
+            )
             .send()
             .await
             .map_err(classify)?;
-        Ok(out.lifecycle().map(|l| Lifecycle::from_wire(l.as_str())).unwrap_or(Lifecycle::Deleting))
+        Ok(out
+            .lifecycle()
+            .map(|l| Lifecycle::from_wire(l.as_str()))
+            .unwrap_or(Lifecycle::Deleting))
     }
 }

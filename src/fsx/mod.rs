@@ -162,7 +162,10 @@ pub struct FileSystem {
 impl FileSystem {
     /// The value of a tag, if present.
     pub fn tag(&self, key: &str) -> Option<&str> {
-        self.tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.tags
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The CSI volume name this file system was created for, if this driver (or the Go
@@ -272,9 +275,9 @@ pub trait Fsx: Send + Sync + 'static {
 /// True if `id` has the shape of a file system id: `fs-` and 8 to 18 lowercase hex digits.
 pub fn is_file_system_id(id: &str) -> bool {
     id.len() <= 21
-        && id
-            .strip_prefix("fs-")
-            .is_some_and(|hex| hex.len() >= 8 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+        && id.strip_prefix("fs-").is_some_and(|hex| {
+            hex.len() >= 8 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        })
 }
 
 #[cfg(test)]
@@ -298,6 +301,9 @@ mod tests {
             assert_eq!(s.parse::<DeploymentType>().unwrap().as_str(), *s);
         }
         assert!("scratch_1".parse::<DeploymentType>().is_err());
-        assert_eq!(Lifecycle::from_wire("NEW_STATE"), Lifecycle::Other("NEW_STATE".into()));
+        assert_eq!(
+            Lifecycle::from_wire("NEW_STATE"),
+            Lifecycle::Other("NEW_STATE".into())
+        );
     }
 }

@@ -31,7 +31,14 @@ pub struct Usage {
 /// and may block.
 pub trait Mounter: Send + Sync + 'static {
     /// `mount(2)`. Not idempotent by itself: callers check [`Mounter::mount_table`] first.
-    fn mount(&self, source: Option<&str>, target: &Path, fstype: Option<&str>, flags: MsFlags, data: Option<&str>) -> Result<(), Errno>;
+    fn mount(
+        &self,
+        source: Option<&str>,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> Result<(), Errno>;
 
     /// `umount2(2)`. `EINVAL` means `target` is not a mount point.
     fn unmount(&self, target: &Path, flags: MntFlags) -> Result<(), Errno>;
@@ -53,7 +60,14 @@ pub trait Mounter: Send + Sync + 'static {
 pub struct SyscallMounter;
 
 impl Mounter for SyscallMounter {
-    fn mount(&self, source: Option<&str>, target: &Path, fstype: Option<&str>, flags: MsFlags, data: Option<&str>) -> Result<(), Errno> {
+    fn mount(
+        &self,
+        source: Option<&str>,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> Result<(), Errno> {
         nix::mount::mount(source, target, fstype, flags, data)
     }
 
@@ -84,21 +98,19 @@ impl Mounter for SyscallMounter {
 
 /// What a failed Lustre `mount(2)` means, in words a person can act on (errnos from
 /// lustre-release `obd_mount.c` and the kernel).
-pub fn explain_mount_errno(errno: Errno, source: &str) -> String {
-    match errno {
-        Errno::ENODEV => format!(
-            "mount {source}: ENODEV: the Lustre client kernel module is not loaded on this node (install the lustre client for this kernel and `modprobe lustre`)"
-        ),
-        Errno::ENOENT => format!("mount {source}: ENOENT: wrong mount name: check the volume's mountname (the file system's MountName)"),
-        Errno::EINVAL => format!("mount {source}: EINVAL: bad mount option or unresolved host: check mountOptions and the volume's dnsname"),
-        Errno::EIO => format!("mount {source}: EIO: the file system is unreachable: check that it is AVAILABLE and reachable from this node"),
-        Errno::ETIMEDOUT => format!(
-            "mount {source}: ETIMEDOUT: the file system did not answer: check that its security group allows TCP 988 from this node"
-        ),
-        Errno::EBUSY => format!("mount {source}: EBUSY: the target is busy or already mounted"),
-        Errno::EPERM | Errno::EACCES => format!("mount {source}: {errno}: the node plugin needs CAP_SYS_ADMIN (run it privileged)"),
-        other => format!("mount {source}: {other}: {}", other.desc()),
-    }
+/// `call` is the call as [`lustre::describe_call`] writes it.
+pub fn explain_mount_errno(errno: Errno, call: &str) -> String {
+    let advice = match errno {
+        Errno::ENODEV => "the Lustre client kernel module is not loaded on this node (install the lustre client for this kernel and load it with `modprobe lustre`)".to_string(),
+        Errno::ENOENT => "wrong mount name: check the volume's mountname (the file system's MountName)".to_string(),
+        Errno::EINVAL => "bad mount option or unresolved host: check mountOptions and the volume's dnsname".to_string(),
+        Errno::EIO => "the file system is unreachable: check that it is AVAILABLE and reachable from this node".to_string(),
+        Errno::ETIMEDOUT => "the file system did not answer: check that its security group allows TCP 988 from this node".to_string(),
+        Errno::EBUSY => "the target is busy or already mounted".to_string(),
+        Errno::EPERM | Errno::EACCES => "the node plugin needs CAP_SYS_ADMIN (run it privileged)".to_string(),
+        other => other.desc().to_string(),
+    };
+    format!("{call} failed with {errno}: {advice}")
 }
 
 /// Why a path is not acceptable.
@@ -113,7 +125,13 @@ pub struct PathError {
 /// Checks that `path` is absolute, clean (no `.`, `..`, `//` or trailing `/`), and strictly
 /// below `root`.
 pub fn check_path(field: &'static str, path: &str, root: &Path) -> Result<(), PathError> {
-    let fail = |why: String| Err(PathError { field, path: path.to_string(), why });
+    let fail = |why: String| {
+        Err(PathError {
+            field,
+            path: path.to_string(),
+            why,
+        })
+    };
     if path.is_empty() {
         return fail("is required".into());
     }
@@ -127,11 +145,17 @@ pub fn check_path(field: &'static str, path: &str, root: &Path) -> Result<(), Pa
     if path.contains("//") || (path.len() > 1 && path.ends_with('/')) {
         return fail("must be a clean path (no // or trailing /)".into());
     }
-    if p.components().any(|c| matches!(c, Component::ParentDir | Component::CurDir)) || path.split('/').any(|s| s == "." || s == "..") {
+    if p.components()
+        .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
+        || path.split('/').any(|s| s == "." || s == "..")
+    {
         return fail("must not contain . or .. components".into());
     }
     if !p.starts_with(root) || p == root {
-        return fail(format!("must lie under the kubelet directory {}", root.display()));
+        return fail(format!(
+            "must lie under the kubelet directory {}",
+            root.display()
+        ));
     }
     Ok(())
 }
@@ -142,11 +166,20 @@ pub fn check_subdirectory(sub: &str) -> Result<(), String> {
         return Ok(());
     }
     let p = Path::new(sub);
-    if sub.len() > 1024 || sub.contains('\0') || sub.contains('\n') || sub.contains("//") || sub.ends_with('/') {
-        return Err(format!("subdirectory {sub:?} must be a clean relative path"));
+    if sub.len() > 1024
+        || sub.contains('\0')
+        || sub.contains('\n')
+        || sub.contains("//")
+        || sub.ends_with('/')
+    {
+        return Err(format!(
+            "subdirectory {sub:?} must be a clean relative path"
+        ));
     }
     if p.is_absolute() || p.components().any(|c| !matches!(c, Component::Normal(_))) {
-        return Err(format!("subdirectory {sub:?} must be relative, without . or .. components"));
+        return Err(format!(
+            "subdirectory {sub:?} must be relative, without . or .. components"
+        ));
     }
     Ok(())
 }
@@ -160,7 +193,12 @@ mod tests {
     #[test]
     fn paths() {
         let root = Path::new(ROOT);
-        check_path("target_path", "/var/lib/kubelet/pods/p/volumes/kubernetes.io~csi/pv/mount", root).unwrap();
+        check_path(
+            "target_path",
+            "/var/lib/kubelet/pods/p/volumes/kubernetes.io~csi/pv/mount",
+            root,
+        )
+        .unwrap();
         for bad in [
             "",
             "relative/path",
@@ -174,7 +212,10 @@ mod tests {
             "/etc/kubernetes",
             "/var/lib/kubelet/x\n",
         ] {
-            assert!(check_path("target_path", bad, root).is_err(), "{bad:?} was accepted");
+            assert!(
+                check_path("target_path", bad, root).is_err(),
+                "{bad:?} was accepted"
+            );
         }
     }
 
@@ -189,9 +230,12 @@ mod tests {
 
     #[test]
     fn errno_messages_say_what_to_check() {
-        assert!(explain_mount_errno(Errno::ENODEV, "s").contains("Lustre client kernel module is not loaded"));
+        assert!(explain_mount_errno(Errno::ENODEV, "s")
+            .contains("Lustre client kernel module is not loaded"));
         assert!(explain_mount_errno(Errno::ENOENT, "s").contains("wrong mount name"));
-        assert!(explain_mount_errno(Errno::EINVAL, "s").contains("bad mount option or unresolved host"));
+        assert!(
+            explain_mount_errno(Errno::EINVAL, "s").contains("bad mount option or unresolved host")
+        );
         assert!(explain_mount_errno(Errno::EIO, "s").contains("unreachable"));
         assert!(explain_mount_errno(Errno::ETIMEDOUT, "s").contains("TCP 988"));
     }

@@ -27,11 +27,20 @@ pub struct Pending {
 impl Pending {
     /// What is still running on `path` (the oldest call), if anything.
     pub fn running(&self, path: &Path) -> Option<&'static str> {
-        self.paths.lock().unwrap_or_else(|p| p.into_inner()).get(path).and_then(|v| v.first().copied())
+        self.paths
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(path)
+            .and_then(|v| v.first().copied())
     }
 
     fn start(&self, path: &Path, what: &'static str) {
-        self.paths.lock().unwrap_or_else(|p| p.into_inner()).entry(path.to_path_buf()).or_default().push(what);
+        self.paths
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(path.to_path_buf())
+            .or_default()
+            .push(what);
     }
 
     fn finish(&self, path: &Path, what: &'static str) {
@@ -60,11 +69,14 @@ pub async fn run<T: Send + 'static>(
     let marker = Arc::clone(pending);
     let key = path.to_path_buf();
     pending.start(path, what);
-    let spawned = std::thread::Builder::new().name("fsx-mount-worker".into()).stack_size(256 * 1024).spawn(move || {
-        let out = f();
-        marker.finish(&key, what);
-        let _ = tx.send(out);
-    });
+    let spawned = std::thread::Builder::new()
+        .name("fsx-mount-worker".into())
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            let out = f();
+            marker.finish(&key, what);
+            let _ = tx.send(out);
+        });
     if spawned.is_err() {
         pending.finish(path, what);
         return Err(TimedOut);
@@ -84,12 +96,28 @@ mod tests {
     async fn finishes_or_times_out() {
         let pending = Arc::new(Pending::default());
         let p = Path::new("/x");
-        assert_eq!(run(&pending, p, "test", Instant::now() + Duration::from_secs(5), || 7).await, Ok(7));
+        assert_eq!(
+            run(
+                &pending,
+                p,
+                "test",
+                Instant::now() + Duration::from_secs(5),
+                || 7
+            )
+            .await,
+            Ok(7)
+        );
         assert!(pending.running(p).is_none());
         let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-        let r = run(&pending, p, "stuck", Instant::now() + Duration::from_millis(50), move || {
-            let _ = release_rx.recv();
-        })
+        let r = run(
+            &pending,
+            p,
+            "stuck",
+            Instant::now() + Duration::from_millis(50),
+            move || {
+                let _ = release_rx.recv();
+            },
+        )
         .await;
         assert_eq!(r, Err(TimedOut));
         assert_eq!(pending.running(p), Some("stuck"));

@@ -46,15 +46,25 @@ pub enum ProvisionError {
     #[error(transparent)]
     Capacity(#[from] CapacityError),
     #[error("volume {name:?} already exists as {id} with other parameters: {reason}")]
-    AlreadyExists { name: String, id: String, reason: String },
+    AlreadyExists {
+        name: String,
+        id: String,
+        reason: String,
+    },
     #[error("an operation on {0:?} is already in progress; retry later")]
     Busy(String),
     #[error("file system {id} is still {lifecycle}; the call will complete on a retry")]
     StillPending { id: String, lifecycle: String },
-    #[error("file system {id} failed to create and was deleted ({message}); a retry creates a new one")]
+    #[error(
+        "file system {id} failed to create and was deleted ({message}); a retry creates a new one"
+    )]
     CreationFailed { id: String, message: String },
     #[error("file system {id} is {lifecycle}, not usable: {message}")]
-    NotUsable { id: String, lifecycle: String, message: String },
+    NotUsable {
+        id: String,
+        lifecycle: String,
+        message: String,
+    },
     #[error("file system {0} disappeared while waiting for it; a retry creates a new one")]
     Vanished(String),
     #[error("file system {0} not found")]
@@ -76,7 +86,10 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self { extra_tags: Vec::new(), poll_interval: Duration::from_secs(15) }
+        Self {
+            extra_tags: Vec::new(),
+            poll_interval: Duration::from_secs(15),
+        }
     }
 }
 
@@ -192,7 +205,11 @@ impl Provisioner {
     /// rounded capacity in GiB.
     pub fn plan(req: &CreateRequest<'_>) -> Result<(StorageClassParams, i64), ProvisionError> {
         let params = StorageClassParams::parse(req.parameters)?;
-        let steps = capacity::steps(params.deployment_type, params.storage_type, params.per_unit_storage_throughput);
+        let steps = capacity::steps(
+            params.deployment_type,
+            params.storage_type,
+            params.per_unit_storage_throughput,
+        );
         let what = format!("{} {}", params.deployment_type, params.storage_type);
         let gib = capacity::for_range(steps, &what, req.required_bytes, req.limit_bytes)?;
         Ok((params, gib))
@@ -200,21 +217,33 @@ impl Provisioner {
 
     /// Returns the AVAILABLE file system for `req.name`, creating it if needed, or an error
     /// by `deadline`. Idempotent; see the module docs.
-    pub async fn create(&self, req: CreateRequest<'_>, deadline: Instant) -> Result<FileSystem, ProvisionError> {
+    pub async fn create(
+        &self,
+        req: CreateRequest<'_>,
+        deadline: Instant,
+    ) -> Result<FileSystem, ProvisionError> {
         let (params, capacity_gib) = Self::plan(&req)?;
         self.wait_ready(deadline).await?;
         let name = req.name;
-        let _guard = self.busy.try_lock(name).ok_or_else(|| ProvisionError::Busy(name.to_string()))?;
+        let _guard = self
+            .busy
+            .try_lock(name)
+            .ok_or_else(|| ProvisionError::Busy(name.to_string()))?;
 
         let mut steps = 0;
         let fs = loop {
-            if let Some(fs) = self.index.by_name(name).filter(|fs| fs.lifecycle != Lifecycle::Deleting) {
+            if let Some(fs) = self
+                .index
+                .by_name(name)
+                .filter(|fs| fs.lifecycle != Lifecycle::Deleting)
+            {
                 break fs;
             }
             let generation = self.index.generation(name);
             let token = token::client_request_token(name, generation);
             // capacity_gib fits: capacity::for_range caps it at i32::MAX.
-            let spec = params.create_spec(name, capacity_gib as i32, token, &self.options.extra_tags);
+            let spec =
+                params.create_spec(name, capacity_gib as i32, token, &self.options.extra_tags);
             let fs = self.fsx.create_file_system(&spec).await?;
             tracing::info!(volume.id = %fs.id, lifecycle = %fs.lifecycle, capacity_gib, generation, "CreateFileSystem answered");
             if fs.lifecycle == Lifecycle::Deleting {
@@ -223,7 +252,10 @@ impl Provisioner {
                 self.index.bump_generation(name, generation);
                 steps += 1;
                 if steps >= MAX_GENERATION_STEPS {
-                    return Err(ProvisionError::StillPending { id: fs.id, lifecycle: "DELETING".into() });
+                    return Err(ProvisionError::StillPending {
+                        id: fs.id,
+                        lifecycle: "DELETING".into(),
+                    });
                 }
                 continue;
             }
@@ -231,25 +263,41 @@ impl Provisioner {
             break fs;
         };
 
-        if let Some(reason) = params.mismatch(&fs).or_else(|| capacity_mismatch(&fs, req.required_bytes, req.limit_bytes)) {
-            return Err(ProvisionError::AlreadyExists { name: name.to_string(), id: fs.id, reason });
+        if let Some(reason) = params
+            .mismatch(&fs)
+            .or_else(|| capacity_mismatch(&fs, req.required_bytes, req.limit_bytes))
+        {
+            return Err(ProvisionError::AlreadyExists {
+                name: name.to_string(),
+                id: fs.id,
+                reason,
+            });
         }
         self.await_available(fs, deadline).await
     }
 
     /// Waits (without API calls) until `fs` settles, or `deadline`.
-    async fn await_available(&self, fs: FileSystem, deadline: Instant) -> Result<FileSystem, ProvisionError> {
+    async fn await_available(
+        &self,
+        fs: FileSystem,
+        deadline: Instant,
+    ) -> Result<FileSystem, ProvisionError> {
         let fs = if fs.lifecycle == Lifecycle::Creating {
             let mut rx = self.poller.watch(&fs.id);
-            let settled = match tokio::time::timeout_at(deadline, rx.wait_for(Observation::is_settled)).await {
-                Ok(Ok(obs)) => Some(obs.clone()),
-                _ => None,
-            };
+            let settled =
+                match tokio::time::timeout_at(deadline, rx.wait_for(Observation::is_settled)).await
+                {
+                    Ok(Ok(obs)) => Some(obs.clone()),
+                    _ => None,
+                };
             match settled {
                 Some(Observation::Seen(seen)) => seen,
                 Some(Observation::Gone) => return Err(ProvisionError::Vanished(fs.id)),
                 Some(Observation::Pending) | None => {
-                    return Err(ProvisionError::StillPending { id: fs.id, lifecycle: "CREATING".into() })
+                    return Err(ProvisionError::StillPending {
+                        id: fs.id,
+                        lifecycle: "CREATING".into(),
+                    })
                 }
             }
         } else {
@@ -259,11 +307,16 @@ impl Provisioner {
             Lifecycle::Available | Lifecycle::Updating => Ok(fs),
             Lifecycle::Failed => Err(self.clean_up_failed(fs).await),
             Lifecycle::Deleting => Err(ProvisionError::Vanished(fs.id)),
-            Lifecycle::Creating => Err(ProvisionError::StillPending { id: fs.id, lifecycle: "CREATING".into() }),
+            Lifecycle::Creating => Err(ProvisionError::StillPending {
+                id: fs.id,
+                lifecycle: "CREATING".into(),
+            }),
             other => Err(ProvisionError::NotUsable {
                 id: fs.id,
                 lifecycle: other.to_string(),
-                message: fs.failure_message.unwrap_or_else(|| "see the FSx console for details".into()),
+                message: fs
+                    .failure_message
+                    .unwrap_or_else(|| "see the FSx console for details".into()),
             }),
         }
     }
@@ -271,7 +324,10 @@ impl Provisioner {
     /// Deletes a FAILED file system so that a retry starts clean, and moves the name to the
     /// next token generation.
     async fn clean_up_failed(&self, fs: FileSystem) -> ProvisionError {
-        let message = fs.failure_message.clone().unwrap_or_else(|| "FSx gave no failure details".into());
+        let message = fs
+            .failure_message
+            .clone()
+            .unwrap_or_else(|| "FSx gave no failure details".into());
         tracing::warn!(volume.id = %fs.id, reason = %message, "file system FAILED; deleting it");
         match self.fsx.delete_file_system(&fs.id).await {
             Ok(_) | Err(FsxError::NotFound(_)) => {
@@ -296,7 +352,18 @@ impl Provisioner {
             tracing::info!(volume.id = %id, "not a file system id; nothing to delete");
             return Ok(());
         }
-        let _guard = self.busy.try_lock(id).ok_or_else(|| ProvisionError::Busy(id.to_string()))?;
+        let _guard = self
+            .busy
+            .try_lock(id)
+            .ok_or_else(|| ProvisionError::Busy(id.to_string()))?;
+        if self
+            .index
+            .by_id(id)
+            .is_some_and(|fs| fs.lifecycle == Lifecycle::Deleting)
+        {
+            // This process's own DeleteFileSystem was accepted: DELETING counts as done.
+            return Ok(());
+        }
         match self.fsx.delete_file_system(id).await {
             Ok(lifecycle) => {
                 tracing::info!(volume.id = %id, %lifecycle, "DeleteFileSystem accepted");
@@ -318,7 +385,10 @@ impl Provisioner {
         }
         match self.fsx.describe_file_systems(&[id.to_string()]).await {
             Ok(found) => {
-                let fs = found.into_iter().find(|fs| fs.id == id).ok_or_else(|| ProvisionError::NotFound(id.to_string()))?;
+                let fs = found
+                    .into_iter()
+                    .find(|fs| fs.id == id)
+                    .ok_or_else(|| ProvisionError::NotFound(id.to_string()))?;
                 self.index.upsert(&fs);
                 Ok(fs)
             }
@@ -335,10 +405,16 @@ impl Provisioner {
 fn capacity_mismatch(fs: &FileSystem, required_bytes: i64, limit_bytes: i64) -> Option<String> {
     let have = fs.capacity_bytes();
     if have < required_bytes {
-        return Some(format!("capacity is {} GiB, below the requested {required_bytes} bytes", fs.capacity_gib));
+        return Some(format!(
+            "capacity is {} GiB, below the requested {required_bytes} bytes",
+            fs.capacity_gib
+        ));
     }
     if limit_bytes > 0 && have > limit_bytes {
-        return Some(format!("capacity is {} GiB, above the limit of {limit_bytes} bytes", fs.capacity_gib));
+        return Some(format!(
+            "capacity is {} GiB, above the limit of {limit_bytes} bytes",
+            fs.capacity_gib
+        ));
     }
     None
 }

@@ -48,7 +48,13 @@ pub struct Poller {
 impl Poller {
     /// A poller that describes watched file systems every `interval`.
     pub fn new(fsx: Arc<dyn Fsx>, index: Arc<Index>, interval: Duration) -> Arc<Self> {
-        Arc::new(Self { fsx, index, interval, watched: Mutex::default(), wake: Notify::new() })
+        Arc::new(Self {
+            fsx,
+            index,
+            interval,
+            watched: Mutex::default(),
+            wake: Notify::new(),
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, watch::Sender<Observation>>> {
@@ -100,20 +106,29 @@ impl Poller {
                     // One of the batch is gone and FSx refuses the whole call: ask one by one
                     // (rare: only after an out-of-band deletion).
                     for id in batch {
-                        match self.fsx.describe_file_systems(std::slice::from_ref(id)).await {
+                        match self
+                            .fsx
+                            .describe_file_systems(std::slice::from_ref(id))
+                            .await
+                        {
                             Ok(found) => self.publish_batch(std::slice::from_ref(id), found),
                             Err(FsxError::NotFound(_)) => self.publish(id, Observation::Gone),
-                            Err(e) => tracing::warn!(error = %e, "describing an in-flight file system failed; retrying next tick"),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "describing an in-flight file system failed; retrying next tick")
+                            }
                         }
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, batch = batch.len(), "describing in-flight file systems failed; retrying next tick"),
+                Err(e) => {
+                    tracing::warn!(error = %e, batch = batch.len(), "describing in-flight file systems failed; retrying next tick")
+                }
             }
         }
     }
 
     fn publish_batch(&self, batch: &[String], found: Vec<FileSystem>) {
-        let mut seen: HashMap<String, FileSystem> = found.into_iter().map(|fs| (fs.id.clone(), fs)).collect();
+        let mut seen: HashMap<String, FileSystem> =
+            found.into_iter().map(|fs| (fs.id.clone(), fs)).collect();
         for id in batch {
             match seen.remove(id) {
                 Some(fs) => self.publish(id, Observation::Seen(fs)),

@@ -21,7 +21,11 @@ fn token_char(b: u8) -> bool {
 /// Any other name is replaced by a hash of it, so two names never share a token.
 pub fn client_request_token(name: &str, generation: u32) -> String {
     let suffix = format!(".g{generation}");
-    if !name.is_empty() && name.len() + suffix.len() <= MAX_LEN && name.bytes().all(token_char) && !name.starts_with("h-") {
+    if !name.is_empty()
+        && name.len() + suffix.len() <= MAX_LEN
+        && name.bytes().all(token_char)
+        && !name.starts_with("h-")
+    {
         return format!("{name}{suffix}");
     }
     let digest = Sha256::digest(name.as_bytes());
@@ -52,11 +56,21 @@ mod tests {
 
     #[test]
     fn odd_names_are_hashed_and_valid() {
-        for name in ["", "name with spaces", &"x".repeat(200), "ünïcode", "a/b", "h-abc"] {
+        for name in [
+            "",
+            "name with spaces",
+            &"x".repeat(200),
+            "ünïcode",
+            "a/b",
+            "h-abc",
+        ] {
             let t = client_request_token(name, 7);
             assert!(valid(&t), "{t}");
             assert!(t.starts_with("h-"));
         }
-        assert_ne!(client_request_token("a b", 0), client_request_token("a_b", 0));
+        assert_ne!(
+            client_request_token("a b", 0),
+            client_request_token("a_b", 0)
+        );
     }
 }

@@ -13,7 +13,9 @@ use fsx_csi_driver::fsx::aws::AwsFsx;
 use fsx_csi_driver::proto::controller_client::ControllerClient;
 use fsx_csi_driver::proto::identity_client::IdentityClient;
 use fsx_csi_driver::proto::node_client::NodeClient;
-use fsx_csi_driver::proto::volume_capability::{access_mode::Mode, AccessMode, AccessType, MountVolume};
+use fsx_csi_driver::proto::volume_capability::{
+    access_mode::Mode, AccessMode, AccessType, MountVolume,
+};
 use fsx_csi_driver::proto::*;
 use fsx_csi_driver::provision::{Options, Provisioner};
 use fsx_csi_driver::server::{self, Services};
@@ -29,13 +31,23 @@ pub fn fsx_client(emulator: &Emulator) -> AwsFsx {
         .behavior_version(aws_sdk_fsx::config::BehaviorVersion::latest())
         .endpoint_url(emulator.endpoint())
         .region(aws_sdk_fsx::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_fsx::config::Credentials::new("AKIDTEST", "test-secret-key", None, None, "test"));
+        .credentials_provider(aws_sdk_fsx::config::Credentials::new(
+            "AKIDTEST",
+            "test-secret-key",
+            None,
+            None,
+            "test",
+        ));
     AwsFsx::from_conf(conf)
 }
 
 /// Emulator config with a creation delay.
 pub fn config(create_delay_ms: u64) -> Config {
-    Config { create_delay_ms, delete_delay_ms: 200, ..Config::default() }
+    Config {
+        create_delay_ms,
+        delete_delay_ms: 200,
+        ..Config::default()
+    }
 }
 
 /// A running driver (controller, and node if given) on a temp socket.
@@ -50,7 +62,13 @@ pub struct Driver {
 impl Driver {
     /// Starts a controller-only driver on the emulator with a fast poll interval.
     pub async fn controller(emulator: &Emulator, poll: Duration) -> Self {
-        let provisioner = Provisioner::new(Arc::new(fsx_client(emulator)), Options { extra_tags: vec![("team".into(), "storage".into())], poll_interval: poll });
+        let provisioner = Provisioner::new(
+            Arc::new(fsx_client(emulator)),
+            Options {
+                extra_tags: vec![("team".into(), "storage".into())],
+                poll_interval: poll,
+            },
+        );
         provisioner.start();
         Self::serve(Some(provisioner), None).await
     }
@@ -73,7 +91,13 @@ impl Driver {
             .await
             .unwrap();
         });
-        let driver = Self { socket, provisioner, stop: Some(stop), task: Some(task), _dir: dir };
+        let driver = Self {
+            socket,
+            provisioner,
+            stop: Some(stop),
+            task: Some(task),
+            _dir: dir,
+        };
         if let Some(p) = &driver.provisioner {
             for _ in 0..500 {
                 if p.is_ready() {
@@ -114,20 +138,35 @@ impl Driver {
 
 pub fn mount_cap(mode: Mode) -> VolumeCapability {
     VolumeCapability {
-        access_type: Some(AccessType::Mount(MountVolume { fs_type: String::new(), mount_flags: vec![], volume_mount_group: String::new() })),
+        access_type: Some(AccessType::Mount(MountVolume {
+            fs_type: String::new(),
+            mount_flags: vec![],
+            volume_mount_group: String::new(),
+        })),
         access_mode: Some(AccessMode { mode: mode as i32 }),
     }
 }
 
 pub fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// A CreateVolume request with `deadline` as its gRPC timeout.
-pub fn create_request(name: &str, required_gib: i64, parameters: HashMap<String, String>, deadline: Duration) -> tonic::Request<CreateVolumeRequest> {
+pub fn create_request(
+    name: &str,
+    required_gib: i64,
+    parameters: HashMap<String, String>,
+    deadline: Duration,
+) -> tonic::Request<CreateVolumeRequest> {
     let mut req = tonic::Request::new(CreateVolumeRequest {
         name: name.into(),
-        capacity_range: Some(CapacityRange { required_bytes: required_gib * GIB, limit_bytes: 0 }),
+        capacity_range: Some(CapacityRange {
+            required_bytes: required_gib * GIB,
+            limit_bytes: 0,
+        }),
         volume_capabilities: vec![mount_cap(Mode::MultiNodeMultiWriter)],
         parameters,
         ..Default::default()
@@ -148,9 +187,17 @@ pub async fn create_until_done(
 ) -> Result<Volume, tonic::Status> {
     let mut last = None;
     for _ in 0..max_tries {
-        match client.create_volume(create_request(name, gib, parameters.clone(), per_call)).await {
+        match client
+            .create_volume(create_request(name, gib, parameters.clone(), per_call))
+            .await
+        {
             Ok(r) => return Ok(r.into_inner().volume.unwrap()),
-            Err(s) if matches!(s.code(), tonic::Code::DeadlineExceeded | tonic::Code::Aborted | tonic::Code::Unavailable) => {
+            Err(s)
+                if matches!(
+                    s.code(),
+                    tonic::Code::DeadlineExceeded | tonic::Code::Aborted | tonic::Code::Unavailable
+                ) =>
+            {
                 last = Some(s);
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }

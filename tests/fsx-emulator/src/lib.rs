@@ -121,13 +121,25 @@ struct ApiError {
 
 impl ApiError {
     fn bad_request(message: impl Into<String>) -> Self {
-        Self { status: StatusCode::BAD_REQUEST, code: "BadRequest", message: message.into() }
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code: "BadRequest",
+            message: message.into(),
+        }
     }
     fn not_found(id: &str) -> Self {
-        Self { status: StatusCode::BAD_REQUEST, code: "FileSystemNotFound", message: format!("File system '{id}' does not exist.") }
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code: "FileSystemNotFound",
+            message: format!("File system '{id}' does not exist."),
+        }
     }
     fn code(code: &'static str, message: impl Into<String>) -> Self {
-        Self { status: StatusCode::BAD_REQUEST, code, message: message.into() }
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -137,7 +149,15 @@ impl IntoResponse for ApiError {
         if self.code == "IncompatibleParameterError" {
             body["Parameter"] = json!("ClientRequestToken");
         }
-        (self.status, [("content-type", JSON_CONTENT_TYPE), ("x-amzn-errortype", self.code)], body.to_string()).into_response()
+        (
+            self.status,
+            [
+                ("content-type", JSON_CONTENT_TYPE),
+                ("x-amzn-errortype", self.code),
+            ],
+            body.to_string(),
+        )
+            .into_response()
     }
 }
 
@@ -146,7 +166,14 @@ impl Emulator {
     pub async fn start(config: Config, port: u16) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
-        let emulator = Self { inner: Arc::new(Mutex::new(Inner { config, next_id: 1, ..Default::default() })), addr };
+        let emulator = Self {
+            inner: Arc::new(Mutex::new(Inner {
+                config,
+                next_id: 1,
+                ..Default::default()
+            })),
+            addr,
+        };
         let app = Router::new()
             .route("/", post(api))
             .route("/_emulator/stats", get(stats))
@@ -206,7 +233,9 @@ impl Emulator {
     /// The next `n` created file systems end FAILED with `message` instead of AVAILABLE.
     pub fn fail_next_creates(&self, n: usize, message: &str) {
         let mut inner = self.lock();
-        inner.fail_next_creates.extend(std::iter::repeat_n(message.to_string(), n));
+        inner
+            .fail_next_creates
+            .extend(std::iter::repeat_n(message.to_string(), n));
     }
 
     /// Ids and lifecycles of every file system that still exists (not gone).
@@ -216,7 +245,9 @@ impl Emulator {
         inner
             .file_systems
             .values()
-            .filter_map(|fs| lifecycle(fs, &inner.config, now).map(|l| (fs.id.clone(), l.to_string())))
+            .filter_map(|fs| {
+                lifecycle(fs, &inner.config, now).map(|l| (fs.id.clone(), l.to_string()))
+            })
             .collect()
     }
 
@@ -231,7 +262,10 @@ impl Emulator {
     /// The time at which `id` became (or becomes) AVAILABLE.
     pub fn available_at(&self, id: &str) -> Option<Instant> {
         let inner = self.lock();
-        inner.file_systems.get(id).map(|fs| fs.created + fs.ready_after)
+        inner
+            .file_systems
+            .get(id)
+            .map(|fs| fs.created + fs.ready_after)
     }
 
     /// Removes a file system immediately, as if deleted out of band long ago.
@@ -255,13 +289,23 @@ fn lifecycle(fs: &Fs, config: &Config, now: Instant) -> Option<&'static str> {
     if now.duration_since(fs.created) < fs.ready_after {
         return Some("CREATING");
     }
-    Some(if fs.fail.is_some() { "FAILED" } else { "AVAILABLE" })
+    Some(if fs.fail.is_some() {
+        "FAILED"
+    } else {
+        "AVAILABLE"
+    })
 }
 
 fn describe(fs: &Fs, lifecycle: &str) -> Value {
     let req = &fs.request;
-    let lustre_req = req.get("LustreConfiguration").cloned().unwrap_or_else(|| json!({}));
-    let deployment = lustre_req.get("DeploymentType").and_then(Value::as_str).unwrap_or("SCRATCH_1");
+    let lustre_req = req
+        .get("LustreConfiguration")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    let deployment = lustre_req
+        .get("DeploymentType")
+        .and_then(Value::as_str)
+        .unwrap_or("SCRATCH_1");
     let mut lustre = json!({
         "DeploymentType": deployment,
         "MountName": fs.mount_name,
@@ -285,7 +329,13 @@ fn describe(fs: &Fs, lifecycle: &str) -> Value {
         lustre["MountName"] = json!("fsx");
     }
     if let Some(import) = lustre_req.get("ImportPath") {
-        let export = lustre_req.get("ExportPath").cloned().unwrap_or_else(|| json!(format!("{}/FSxLustre{}", import.as_str().unwrap_or(""), fs.creation_time as u64)));
+        let export = lustre_req.get("ExportPath").cloned().unwrap_or_else(|| {
+            json!(format!(
+                "{}/FSxLustre{}",
+                import.as_str().unwrap_or(""),
+                fs.creation_time as u64
+            ))
+        });
         lustre["DataRepositoryConfiguration"] = json!({
             "Lifecycle": if lifecycle == "AVAILABLE" { "AVAILABLE" } else { "CREATING" },
             "ImportPath": import,
@@ -327,37 +377,74 @@ fn int(v: &Value, key: &str) -> Option<i64> {
 /// FSx's Lustre validation for CreateFileSystem.
 fn validate_create(req: &Value) -> Result<(), ApiError> {
     if req.get("FileSystemType").and_then(Value::as_str) != Some("LUSTRE") {
-        return Err(ApiError::bad_request("This emulator supports only FileSystemType LUSTRE."));
+        return Err(ApiError::bad_request(
+            "This emulator supports only FileSystemType LUSTRE.",
+        ));
     }
-    let subnets = req.get("SubnetIds").and_then(Value::as_array).cloned().unwrap_or_default();
+    let subnets = req
+        .get("SubnetIds")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     if subnets.is_empty() {
-        return Err(ApiError::code("InvalidNetworkSettings", "SubnetIds is required."));
+        return Err(ApiError::code(
+            "InvalidNetworkSettings",
+            "SubnetIds is required.",
+        ));
     }
     if subnets.len() != 1 {
-        return Err(ApiError::code("InvalidNetworkSettings", "Lustre file systems take exactly one subnet."));
+        return Err(ApiError::code(
+            "InvalidNetworkSettings",
+            "Lustre file systems take exactly one subnet.",
+        ));
     }
     for s in &subnets {
         let s = s.as_str().unwrap_or("");
         if !valid_id(s, "subnet-") {
-            return Err(ApiError::code("InvalidNetworkSettings", format!("The subnet ID '{s}' is invalid.")));
+            return Err(ApiError::code(
+                "InvalidNetworkSettings",
+                format!("The subnet ID '{s}' is invalid."),
+            ));
         }
     }
-    for sg in req.get("SecurityGroupIds").and_then(Value::as_array).into_iter().flatten() {
+    for sg in req
+        .get("SecurityGroupIds")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let sg = sg.as_str().unwrap_or("");
         if !valid_id(sg, "sg-") {
-            return Err(ApiError::code("InvalidNetworkSettings", format!("The security group ID '{sg}' is invalid.")));
+            return Err(ApiError::code(
+                "InvalidNetworkSettings",
+                format!("The security group ID '{sg}' is invalid."),
+            ));
         }
     }
-    let lustre = req.get("LustreConfiguration").cloned().unwrap_or_else(|| json!({}));
-    let deployment = lustre.get("DeploymentType").and_then(Value::as_str).unwrap_or("SCRATCH_1");
-    let storage = req.get("StorageType").and_then(Value::as_str).unwrap_or("SSD");
+    let lustre = req
+        .get("LustreConfiguration")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    let deployment = lustre
+        .get("DeploymentType")
+        .and_then(Value::as_str)
+        .unwrap_or("SCRATCH_1");
+    let storage = req
+        .get("StorageType")
+        .and_then(Value::as_str)
+        .unwrap_or("SSD");
     let throughput = int(&lustre, "PerUnitStorageThroughput");
-    let capacity = int(req, "StorageCapacity").ok_or_else(|| ApiError::bad_request("StorageCapacity is required."))?;
+    let capacity = int(req, "StorageCapacity")
+        .ok_or_else(|| ApiError::bad_request("StorageCapacity is required."))?;
     if !["SCRATCH_1", "SCRATCH_2", "PERSISTENT_1", "PERSISTENT_2"].contains(&deployment) {
-        return Err(ApiError::bad_request(format!("Invalid DeploymentType {deployment}.")));
+        return Err(ApiError::bad_request(format!(
+            "Invalid DeploymentType {deployment}."
+        )));
     }
     if storage == "HDD" && deployment != "PERSISTENT_1" {
-        return Err(ApiError::bad_request("HDD storage is supported only with the PERSISTENT_1 deployment type."));
+        return Err(ApiError::bad_request(
+            "HDD storage is supported only with the PERSISTENT_1 deployment type.",
+        ));
     }
     let allowed: &[i64] = match (deployment, storage) {
         ("SCRATCH_1" | "SCRATCH_2", _) => &[],
@@ -367,54 +454,92 @@ fn validate_create(req: &Value) -> Result<(), ApiError> {
     };
     match throughput {
         Some(t) if allowed.is_empty() => {
-            return Err(ApiError::code("InvalidPerUnitStorageThroughput", format!("PerUnitStorageThroughput {t} is not supported for {deployment}.")))
+            return Err(ApiError::code(
+                "InvalidPerUnitStorageThroughput",
+                format!("PerUnitStorageThroughput {t} is not supported for {deployment}."),
+            ))
         }
         Some(t) if !allowed.contains(&t) => {
-            return Err(ApiError::code("InvalidPerUnitStorageThroughput", format!("PerUnitStorageThroughput must be one of {allowed:?} for {deployment} {storage}.")))
+            return Err(ApiError::code(
+                "InvalidPerUnitStorageThroughput",
+                format!(
+                "PerUnitStorageThroughput must be one of {allowed:?} for {deployment} {storage}."
+            ),
+            ))
         }
         None if !allowed.is_empty() => {
-            return Err(ApiError::bad_request(format!("PerUnitStorageThroughput is required for {deployment}.")))
+            return Err(ApiError::bad_request(format!(
+                "PerUnitStorageThroughput is required for {deployment}."
+            )))
         }
         _ => {}
     }
     if storage == "HDD" && lustre.get("DriveCacheType").is_none() {
-        return Err(ApiError::bad_request("DriveCacheType is required for HDD storage."));
+        return Err(ApiError::bad_request(
+            "DriveCacheType is required for HDD storage.",
+        ));
     }
     if !valid_capacity(deployment, storage, throughput, capacity) {
         return Err(ApiError::bad_request(format!(
             "Invalid StorageCapacity {capacity} GiB for {deployment} {storage}: see the FSx for Lustre storage capacity rules."
         )));
     }
-    if deployment == "PERSISTENT_2" && (lustre.get("ImportPath").is_some() || lustre.get("ExportPath").is_some()) {
+    if deployment == "PERSISTENT_2"
+        && (lustre.get("ImportPath").is_some() || lustre.get("ExportPath").is_some())
+    {
         return Err(ApiError::bad_request(
             "Linking a Persistent 2 file system to an S3 bucket using the LustreConfiguration is not supported. Create a data repository association to link your Lustre file system to an S3 bucket.",
         ));
     }
     if lustre.get("ExportPath").is_some() && lustre.get("ImportPath").is_none() {
-        return Err(ApiError::code("InvalidExportPath", "ExportPath requires ImportPath."));
+        return Err(ApiError::code(
+            "InvalidExportPath",
+            "ExportPath requires ImportPath.",
+        ));
     }
     for key in ["ImportPath", "ExportPath"] {
         if let Some(p) = lustre.get(key).and_then(Value::as_str) {
             if !p.starts_with("s3://") || p.len() <= 5 {
-                let code = if key == "ImportPath" { "InvalidImportPath" } else { "InvalidExportPath" };
-                return Err(ApiError::code(code, format!("{key} must be an S3 URL, got '{p}'.")));
+                let code = if key == "ImportPath" {
+                    "InvalidImportPath"
+                } else {
+                    "InvalidExportPath"
+                };
+                return Err(ApiError::code(
+                    code,
+                    format!("{key} must be an S3 URL, got '{p}'."),
+                ));
             }
         }
     }
     if deployment.starts_with("SCRATCH")
-        && (lustre.get("AutomaticBackupRetentionDays").and_then(Value::as_i64).unwrap_or(0) > 0
+        && (lustre
+            .get("AutomaticBackupRetentionDays")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            > 0
             || lustre.get("DailyAutomaticBackupStartTime").is_some())
     {
-        return Err(ApiError::bad_request("Automatic backups are not supported on scratch file systems."));
+        return Err(ApiError::bad_request(
+            "Automatic backups are not supported on scratch file systems.",
+        ));
     }
-    if (lustre.get("EfaEnabled").is_some() || lustre.get("MetadataConfiguration").is_some()) && deployment != "PERSISTENT_2" {
-        return Err(ApiError::bad_request("EfaEnabled and MetadataConfiguration are supported only on PERSISTENT_2."));
+    if (lustre.get("EfaEnabled").is_some() || lustre.get("MetadataConfiguration").is_some())
+        && deployment != "PERSISTENT_2"
+    {
+        return Err(ApiError::bad_request(
+            "EfaEnabled and MetadataConfiguration are supported only on PERSISTENT_2.",
+        ));
     }
     Ok(())
 }
 
 fn valid_id(s: &str, prefix: &str) -> bool {
-    s.strip_prefix(prefix).is_some_and(|h| h.len() >= 8 && h.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
+    s.strip_prefix(prefix).is_some_and(|h| {
+        h.len() >= 8
+            && h.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    })
 }
 
 /// FSx for Lustre capacity rules (GiB).
@@ -443,22 +568,36 @@ fn fingerprint(req: &Value) -> Value {
 
 fn random_hex(n: usize) -> String {
     let mut rng = rand::rng();
-    (0..n).map(|_| char::from_digit(rng.random_range(0..16), 16).unwrap()).collect()
+    (0..n)
+        .map(|_| char::from_digit(rng.random_range(0..16), 16).unwrap())
+        .collect()
 }
 
 fn random_mount_name() -> String {
     let mut rng = rand::rng();
-    (0..8).map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)])).collect()
+    (0..8)
+        .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)]))
+        .collect()
 }
 
 impl Inner {
     fn create(&mut self, req: Value) -> Result<Value, ApiError> {
         validate_create(&req)?;
         let now = Instant::now();
-        let token = req.get("ClientRequestToken").and_then(Value::as_str).map(str::to_string);
+        let token = req
+            .get("ClientRequestToken")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         if let Some(token) = &token {
-            if token.is_empty() || token.len() > 63 || !token.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) {
-                return Err(ApiError::bad_request("ClientRequestToken must be 1-63 characters of [A-Za-z0-9_.-]."));
+            if token.is_empty()
+                || token.len() > 63
+                || !token
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+            {
+                return Err(ApiError::bad_request(
+                    "ClientRequestToken must be 1-63 characters of [A-Za-z0-9_.-].",
+                ));
             }
             if let Some(t) = self.tokens.get(token) {
                 if now.duration_since(t.at) < Duration::from_millis(self.config.token_window_ms) {
@@ -468,7 +607,10 @@ impl Inner {
                             "The ClientRequestToken was already used with different parameters.",
                         ));
                     }
-                    let fs = self.file_systems.get(&t.fs_id).expect("token refers to a recorded file system");
+                    let fs = self
+                        .file_systems
+                        .get(&t.fs_id)
+                        .expect("token refers to a recorded file system");
                     // Within the window the token answers with its file system as it is now,
                     // even if it has failed or been deleted.
                     let lc = lifecycle(fs, &self.config, now).unwrap_or("DELETING");
@@ -483,14 +625,26 @@ impl Inner {
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-            .filter_map(|t| Some((t.get("Key")?.as_str()?.to_string(), t.get("Value")?.as_str()?.to_string())))
+            .filter_map(|t| {
+                Some((
+                    t.get("Key")?.as_str()?.to_string(),
+                    t.get("Value")?.as_str()?.to_string(),
+                ))
+            })
             .collect();
-        let fail = if self.fail_next_creates.is_empty() { None } else { Some(self.fail_next_creates.remove(0)) };
+        let fail = if self.fail_next_creates.is_empty() {
+            None
+        } else {
+            Some(self.fail_next_creates.remove(0))
+        };
         let fs = Fs {
             id: id.clone(),
             request: req.clone(),
             created: now,
-            creation_time: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0),
+            creation_time: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0),
             ready_after: Duration::from_millis(self.config.create_delay_ms),
             fail,
             deleted: None,
@@ -500,7 +654,14 @@ impl Inner {
         let out = describe(&fs, lifecycle(&fs, &self.config, now).unwrap_or("CREATING"));
         self.file_systems.insert(id.clone(), fs);
         if let Some(token) = token {
-            self.tokens.insert(token, Token { fs_id: id, fingerprint: fingerprint(&req), at: now });
+            self.tokens.insert(
+                token,
+                Token {
+                    fs_id: id,
+                    fingerprint: fingerprint(&req),
+                    at: now,
+                },
+            );
         }
         Ok(json!({"FileSystem": out}))
     }
@@ -509,22 +670,34 @@ impl Inner {
         let now = Instant::now();
         if let Some(ids) = req.get("FileSystemIds").and_then(Value::as_array) {
             if ids.len() > 50 {
-                return Err(ApiError::bad_request("At most 50 FileSystemIds may be given."));
+                return Err(ApiError::bad_request(
+                    "At most 50 FileSystemIds may be given.",
+                ));
             }
             self.max_describe_ids = self.max_describe_ids.max(ids.len());
             let mut out = Vec::new();
             for id in ids {
                 let id = id.as_str().unwrap_or("");
-                let fs = self.file_systems.get(id).ok_or_else(|| ApiError::not_found(id))?;
+                let fs = self
+                    .file_systems
+                    .get(id)
+                    .ok_or_else(|| ApiError::not_found(id))?;
                 let lc = lifecycle(fs, &self.config, now).ok_or_else(|| ApiError::not_found(id))?;
                 out.push(describe(fs, lc));
             }
             return Ok(json!({"FileSystems": out}));
         }
-        let page = req.get("MaxResults").and_then(Value::as_u64).map(|m| m as usize).unwrap_or(self.config.page_size).max(1);
+        let page = req
+            .get("MaxResults")
+            .and_then(Value::as_u64)
+            .map(|m| m as usize)
+            .unwrap_or(self.config.page_size)
+            .max(1);
         let start = match req.get("NextToken").and_then(Value::as_str) {
             None => 0,
-            Some(t) => t.parse::<usize>().map_err(|_| ApiError::bad_request("Invalid NextToken."))?,
+            Some(t) => t
+                .parse::<usize>()
+                .map_err(|_| ApiError::bad_request("Invalid NextToken."))?,
         };
         let live: Vec<Value> = self
             .file_systems
@@ -542,9 +715,16 @@ impl Inner {
 
     fn delete(&mut self, req: Value) -> Result<Value, ApiError> {
         let now = Instant::now();
-        let id = req.get("FileSystemId").and_then(Value::as_str).unwrap_or("").to_string();
+        let id = req
+            .get("FileSystemId")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let config = self.config.clone();
-        let fs = self.file_systems.get_mut(&id).ok_or_else(|| ApiError::not_found(&id))?;
+        let fs = self
+            .file_systems
+            .get_mut(&id)
+            .ok_or_else(|| ApiError::not_found(&id))?;
         match lifecycle(fs, &config, now) {
             None => return Err(ApiError::not_found(&id)),
             Some("DELETING") => {}
@@ -559,7 +739,10 @@ impl Inner {
         let config = self.config.clone();
         match self.file_systems.get_mut(&id) {
             Some(fs) if lifecycle(fs, &config, Instant::now()).is_some() => Ok(fs),
-            _ => Err(ApiError::code("ResourceNotFound", format!("Resource '{arn}' does not exist."))),
+            _ => Err(ApiError::code(
+                "ResourceNotFound",
+                format!("Resource '{arn}' does not exist."),
+            )),
         }
     }
 
@@ -569,7 +752,12 @@ impl Inner {
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-            .filter_map(|t| Some((t.get("Key")?.as_str()?.to_string(), t.get("Value")?.as_str()?.to_string())))
+            .filter_map(|t| {
+                Some((
+                    t.get("Key")?.as_str()?.to_string(),
+                    t.get("Value")?.as_str()?.to_string(),
+                ))
+            })
             .collect();
         let fs = self.resource(&req)?;
         for (k, v) in tags {
@@ -583,19 +771,32 @@ impl Inner {
 
     fn list_tags(&mut self, req: Value) -> Result<Value, ApiError> {
         let fs = self.resource(&req)?;
-        Ok(json!({"Tags": fs.tags.iter().map(|(k, v)| json!({"Key": k, "Value": v})).collect::<Vec<_>>()}))
+        Ok(
+            json!({"Tags": fs.tags.iter().map(|(k, v)| json!({"Key": k, "Value": v})).collect::<Vec<_>>()}),
+        )
     }
 }
 
 async fn api(State(emu): State<Emulator>, headers: HeaderMap, body: Bytes) -> Response {
-    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let Some(operation) = target.strip_prefix(TARGET_PREFIX).map(str::to_string) else {
-        return ApiError::code("UnknownOperationException", format!("Unknown target '{target}'.")).into_response();
+        return ApiError::code(
+            "UnknownOperationException",
+            format!("Unknown target '{target}'."),
+        )
+        .into_response();
     };
     let (latency, throttle, error) = {
         let mut inner = emu.lock();
         *inner.calls.entry(operation.clone()).or_default() += 1;
-        (inner.config.latency_ms, inner.config.throttle_rate, inner.config.error_rate)
+        (
+            inner.config.latency_ms,
+            inner.config.throttle_rate,
+            inner.config.error_rate,
+        )
     };
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
@@ -605,12 +806,22 @@ async fn api(State(emu): State<Emulator>, headers: HeaderMap, body: Bytes) -> Re
         return ApiError::code("ThrottlingException", "Rate exceeded").into_response();
     }
     if roll < throttle + error {
-        return ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "InternalServerError", message: "Injected failure".into() }
-            .into_response();
+        return ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "InternalServerError",
+            message: "Injected failure".into(),
+        }
+        .into_response();
     }
     let req: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
-        Err(e) => return ApiError::code("SerializationException", format!("Malformed JSON body: {e}")).into_response(),
+        Err(e) => {
+            return ApiError::code(
+                "SerializationException",
+                format!("Malformed JSON body: {e}"),
+            )
+            .into_response()
+        }
     };
     let result = {
         let mut inner = emu.lock();
@@ -620,11 +831,19 @@ async fn api(State(emu): State<Emulator>, headers: HeaderMap, body: Bytes) -> Re
             "DeleteFileSystem" => inner.delete(req),
             "TagResource" => inner.tag(req),
             "ListTagsForResource" => inner.list_tags(req),
-            other => Err(ApiError::code("UnknownOperationException", format!("Operation '{other}' is not emulated."))),
+            other => Err(ApiError::code(
+                "UnknownOperationException",
+                format!("Operation '{other}' is not emulated."),
+            )),
         }
     };
     match result {
-        Ok(v) => (StatusCode::OK, [("content-type", JSON_CONTENT_TYPE)], v.to_string()).into_response(),
+        Ok(v) => (
+            StatusCode::OK,
+            [("content-type", JSON_CONTENT_TYPE)],
+            v.to_string(),
+        )
+            .into_response(),
         Err(e) => e.into_response(),
     }
 }
@@ -644,7 +863,12 @@ async fn stats(State(emu): State<Emulator>) -> Response {
         "max_describe_ids": inner.max_describe_ids,
         "config": inner.config,
     });
-    (StatusCode::OK, [("content-type", "application/json")], body.to_string()).into_response()
+    (
+        StatusCode::OK,
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 async fn set_config(State(emu): State<Emulator>, body: Bytes) -> Response {

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs every test: formatting, unit and integration tests (as root, the node tests run the
+# real mount(2) path in private mount namespaces), and ends with "N passed, M failed".
+# Installs what it needs; a missing tool is an install step, never a skip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/bin:$HOME/.cargo/bin:$PATH"
+
+passed=0
+failed=0
+log=$(mktemp -t fsx-test.XXXXXX)
+trap 'rm -f "$log"' EXIT
+
+section() { printf '\n==> %s\n' "$*"; }
+
+section "toolchain"
+command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)"; exit 1; }
+cargo --version
+if ! cargo fmt --version >/dev/null 2>&1; then rustup component add rustfmt; fi
+
+section "cargo fmt --check"
+if cargo fmt --all -- --check; then passed=$((passed + 1)); else echo "FAILED: cargo fmt"; failed=$((failed + 1)); fi
+
+section "cargo test --workspace"
+if [[ $(id -u) -ne 0 ]]; then
+  echo "note: not root: the node tests that mount will say so and skip; CI runs as root"
+fi
+set +e
+cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+set -e
+while read -r p f; do
+  passed=$((passed + p)); failed=$((failed + f))
+done < <(sed -n 's/^test result: [a-zA-Z]*\. \([0-9]*\) passed; \([0-9]*\) failed.*/\1 \2/p' "$log")
+if [[ $rc -ne 0 ]] && ! grep -q '^test result: FAILED' "$log"; then
+  echo "FAILED: cargo test did not complete (build error?)"; failed=$((failed + 1))
+fi
+
+echo
+echo "$passed passed, $failed failed"
+[[ $failed -eq 0 ]]
