@@ -1,0 +1,106 @@
+//! Test composition for the node plugin: the real syscall mounter, with tmpfs standing in
+//! for Lustre in the stage step, and a seam that makes chosen calls block.
+//!
+//! - `mount(…, "lustre", …)` becomes `mount(same source, target, "tmpfs", same flags,
+//!   "size=64m")`; bind mounts and remounts go through unchanged;
+//! - the mount table reports those tmpfs mounts (recognised by their `…@tcp:/…` source) as
+//!   `lustre`, as a real Lustre client would;
+//! - host names resolve to 127.0.0.1 (there is no DNS here);
+//! - [`Blocker`] makes mount or unmount calls on a chosen path hang until released.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+
+use fsx_csi_driver::mount::{Mounter, SyscallMounter, Usage};
+use nix::errno::Errno;
+use nix::mount::{MntFlags, MsFlags};
+
+/// Makes calls on one path block until released.
+#[derive(Default)]
+pub struct Blocker {
+    state: Mutex<Option<PathBuf>>,
+    released: Condvar,
+}
+
+impl Blocker {
+    /// Calls on `path` block from now on.
+    pub fn block(&self, path: &Path) {
+        *self.state.lock().unwrap() = Some(path.to_path_buf());
+    }
+
+    /// Blocked calls proceed; later calls do not block.
+    pub fn release(&self) {
+        *self.state.lock().unwrap() = None;
+        self.released.notify_all();
+    }
+
+    fn wait_if_blocked(&self, path: &Path) {
+        let mut state = self.state.lock().unwrap();
+        while state.as_deref() == Some(path) {
+            state = self.released.wait(state).unwrap();
+        }
+    }
+}
+
+/// See the module docs.
+#[derive(Default, Clone)]
+pub struct TmpfsLustre {
+    pub blocker: Arc<Blocker>,
+}
+
+impl Mounter for TmpfsLustre {
+    fn mount(
+        &self,
+        source: Option<&str>,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> Result<(), Errno> {
+        self.blocker.wait_if_blocked(target);
+        if fstype == Some("lustre") {
+            let data = data.unwrap_or("");
+            // The driver must append device= last; check it here as the kernel would rely on it.
+            assert!(
+                data.rsplit(',')
+                    .next()
+                    .is_some_and(|d| d.starts_with("device=")),
+                "device= is not last in {data:?}"
+            );
+            return SyscallMounter.mount(source, target, Some("tmpfs"), flags, Some("size=64m"));
+        }
+        SyscallMounter.mount(source, target, fstype, flags, data)
+    }
+
+    fn unmount(&self, target: &Path, flags: MntFlags) -> Result<(), Errno> {
+        self.blocker.wait_if_blocked(target);
+        SyscallMounter.unmount(target, flags)
+    }
+
+    fn mount_table(&self) -> std::io::Result<String> {
+        let text = SyscallMounter.mount_table()?;
+        Ok(text
+            .lines()
+            .map(|line| match line.split_once(" - tmpfs ") {
+                Some((pre, post))
+                    if post
+                        .split(' ')
+                        .next()
+                        .is_some_and(|src| src.contains("@tcp:/")) =>
+                {
+                    format!("{pre} - lustre {post}\n")
+                }
+                _ => format!("{line}\n"),
+            })
+            .collect())
+    }
+
+    fn statvfs(&self, path: &Path) -> Result<Usage, Errno> {
+        SyscallMounter.statvfs(path)
+    }
+
+    fn resolve(&self, _host: &str) -> std::io::Result<Ipv4Addr> {
+        Ok(Ipv4Addr::LOCALHOST)
+    }
+}

@@ -1,0 +1,609 @@
+//! Node integration tests: the real server on a temp socket and the real syscall mounter, in
+//! a private mount namespace, with tmpfs standing in for Lustre in the stage step.
+//!
+//! This file has its own `main` (harness = false): a mount namespace can only be unshared
+//! while the process is single-threaded, so `main` unshares first, then runs the cases on a
+//! runtime. It needs root; without it, it says so and runs nothing.
+
+mod common;
+#[path = "common/tmpfs_mounter.rs"]
+mod tmpfs_mounter;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{mount_cap, Driver};
+use fsx_csi_driver::csi::node::{NodeOptions, NodeService};
+use fsx_csi_driver::mount::mountinfo;
+use fsx_csi_driver::mount::{Mounter, SyscallMounter};
+use fsx_csi_driver::proto::node_client::NodeClient;
+use fsx_csi_driver::proto::volume_capability::access_mode::Mode;
+use fsx_csi_driver::proto::volume_capability::AccessType;
+use fsx_csi_driver::proto::*;
+use tmpfs_mounter::TmpfsLustre;
+use tonic::transport::Channel;
+use tonic::Code;
+
+const VOLUME: &str = "fs-0123456789abcdef0";
+const DNS: &str = "fs-0123456789abcdef0.fsx.us-east-1.amazonaws.com";
+
+struct Env {
+    _dir: tempfile::TempDir,
+    kubelet: PathBuf,
+    driver: Driver,
+    client: NodeClient<Channel>,
+    mounter: TmpfsLustre,
+}
+
+impl Env {
+    async fn new() -> Self {
+        let mounter = TmpfsLustre::default();
+        Self::with_mounter(mounter.clone(), Arc::new(mounter)).await
+    }
+
+    async fn with_mounter(handle: TmpfsLustre, mounter: Arc<dyn Mounter>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let kubelet = dir.path().join("kubelet");
+        std::fs::create_dir_all(&kubelet).unwrap();
+        let node = NodeService::new(
+            NodeOptions::new(Some("node-1".into()), kubelet.clone()),
+            mounter,
+        );
+        let driver = Driver::serve(None, Some(node)).await;
+        let client = driver.node_client().await;
+        Self {
+            _dir: dir,
+            kubelet,
+            driver,
+            client,
+            mounter: handle,
+        }
+    }
+
+    fn staging(&self, vol: &str) -> String {
+        self.kubelet
+            .join(format!(
+                "plugins/kubernetes.io/csi/fsx.csi.aws.com/{vol}/globalmount"
+            ))
+            .display()
+            .to_string()
+    }
+
+    fn target(&self, pod: &str) -> String {
+        self.kubelet
+            .join(format!("pods/{pod}/volumes/kubernetes.io~csi/pv/mount"))
+            .display()
+            .to_string()
+    }
+
+    async fn stage(
+        &mut self,
+        vol: &str,
+        mount_name: &str,
+        timeout: Duration,
+    ) -> Result<(), tonic::Status> {
+        let mut req = tonic::Request::new(stage_request(vol, &self.staging(vol), mount_name));
+        req.set_timeout(timeout);
+        self.client.node_stage_volume(req).await.map(|_| ())
+    }
+
+    async fn publish(
+        &mut self,
+        vol: &str,
+        pod: &str,
+        readonly: bool,
+        context: HashMap<String, String>,
+    ) -> Result<(), tonic::Status> {
+        let req = NodePublishVolumeRequest {
+            volume_id: vol.into(),
+            staging_target_path: self.staging(vol),
+            target_path: self.target(pod),
+            volume_capability: Some(mount_cap(Mode::MultiNodeMultiWriter)),
+            readonly,
+            volume_context: context,
+            ..Default::default()
+        };
+        self.client.node_publish_volume(req).await.map(|_| ())
+    }
+
+    async fn unpublish(&mut self, vol: &str, pod: &str) -> Result<(), tonic::Status> {
+        let req = NodeUnpublishVolumeRequest {
+            volume_id: vol.into(),
+            target_path: self.target(pod),
+        };
+        self.client.node_unpublish_volume(req).await.map(|_| ())
+    }
+
+    async fn unstage(&mut self, vol: &str) -> Result<(), tonic::Status> {
+        let req = NodeUnstageVolumeRequest {
+            volume_id: vol.into(),
+            staging_target_path: self.staging(vol),
+        };
+        self.client.node_unstage_volume(req).await.map(|_| ())
+    }
+
+    /// Mounts below this test's kubelet dir, from the real mount table.
+    fn mounts(&self) -> Vec<mountinfo::MountEntry> {
+        let table = mountinfo::parse(&SyscallMounter.mount_table().unwrap());
+        table
+            .into_iter()
+            .filter(|e| e.mount_point.starts_with(&self.kubelet))
+            .collect()
+    }
+}
+
+fn context(mount_name: &str) -> HashMap<String, String> {
+    HashMap::from([
+        ("dnsname".to_string(), DNS.to_string()),
+        ("mountname".to_string(), mount_name.to_string()),
+    ])
+}
+
+fn stage_request(vol: &str, staging: &str, mount_name: &str) -> NodeStageVolumeRequest {
+    NodeStageVolumeRequest {
+        volume_id: vol.into(),
+        staging_target_path: staging.into(),
+        volume_capability: Some(mount_cap(Mode::MultiNodeMultiWriter)),
+        volume_context: context(mount_name),
+        ..Default::default()
+    }
+}
+
+async fn full_lifecycle() {
+    let mut env = Env::new().await;
+    env.stage(VOLUME, "abcdefgh", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let staged = env.mounts();
+    assert_eq!(staged.len(), 1, "{staged:?}");
+    assert_eq!(staged[0].source, "127.0.0.1@tcp:/abcdefgh");
+    // Default options: relatime.
+    assert!(
+        staged[0].options.iter().any(|o| o == "relatime"),
+        "{:?}",
+        staged[0].options
+    );
+
+    for pod in ["p1", "p2", "p3"] {
+        env.publish(VOLUME, pod, false, context("abcdefgh"))
+            .await
+            .unwrap();
+    }
+    env.publish(VOLUME, "ro", true, context("abcdefgh"))
+        .await
+        .unwrap();
+    // One file system mount, shared by four bind mounts.
+    let mounts = env.mounts();
+    assert_eq!(mounts.len(), 5, "{mounts:?}");
+    assert!(mounts.iter().all(|m| m.device == staged[0].device));
+
+    std::fs::write(
+        Path::new(&env.target("p1")).join("out.txt"),
+        "hello from FSx",
+    )
+    .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(Path::new(&env.target("p3")).join("out.txt")).unwrap(),
+        "hello from FSx"
+    );
+    assert_eq!(
+        std::fs::read_to_string(Path::new(&env.target("ro")).join("out.txt")).unwrap(),
+        "hello from FSx"
+    );
+    let err = std::fs::write(Path::new(&env.target("ro")).join("x"), "no").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS));
+
+    let stats = env
+        .client
+        .node_get_volume_stats(NodeGetVolumeStatsRequest {
+            volume_id: VOLUME.into(),
+            volume_path: env.target("p2"),
+            staging_target_path: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let bytes = &stats.usage[0];
+    assert_eq!(bytes.total, 64 << 20);
+    assert!(bytes.used > 0 && bytes.available > 0);
+    assert!(stats.usage[1].total > 0, "inodes");
+    assert!(!stats.volume_condition.unwrap().abnormal);
+
+    for pod in ["p1", "p2", "p3", "ro"] {
+        env.unpublish(VOLUME, pod).await.unwrap();
+        assert!(!Path::new(&env.target(pod)).exists());
+    }
+    env.unstage(VOLUME).await.unwrap();
+    assert!(env.mounts().is_empty());
+    assert!(!Path::new(&env.staging(VOLUME)).exists());
+}
+
+async fn repeated_calls_are_idempotent() {
+    let mut env = Env::new().await;
+    for _ in 0..3 {
+        env.stage(VOLUME, "abcdefgh", Duration::from_secs(10))
+            .await
+            .unwrap();
+    }
+    for _ in 0..3 {
+        env.publish(VOLUME, "p1", false, context("abcdefgh"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(env.mounts().len(), 2);
+    // The same paths with something else are refused.
+    let err = env
+        .stage(VOLUME, "otherfs", Duration::from_secs(10))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists, "{err:?}");
+    let err = env
+        .publish(VOLUME, "p1", true, context("abcdefgh"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists, "{err:?}");
+    let mut sub = context("abcdefgh");
+    sub.insert("subdirectory".into(), "team".into());
+    std::fs::create_dir(Path::new(&env.staging(VOLUME)).join("team")).unwrap();
+    let err = env
+        .publish(VOLUME, "p1", false, sub.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists, "{err:?}");
+    env.publish(VOLUME, "p2", false, sub).await.unwrap();
+    let p2 = env
+        .mounts()
+        .into_iter()
+        .find(|m| m.mount_point == Path::new(&env.target("p2")))
+        .unwrap();
+    assert_eq!(p2.root, Path::new("/team"));
+
+    for _ in 0..2 {
+        env.unpublish(VOLUME, "p1").await.unwrap();
+        env.unpublish(VOLUME, "p2").await.unwrap();
+    }
+    for _ in 0..2 {
+        env.unstage(VOLUME).await.unwrap();
+    }
+    assert!(env.mounts().is_empty());
+}
+
+async fn unpublish_and_unstage_of_missing_paths_are_ok() {
+    let mut env = Env::new().await;
+    env.unpublish(VOLUME, "never-published").await.unwrap();
+    env.unstage("fs-00000000000000000").await.unwrap();
+    // A target directory that exists but is not mounted is removed.
+    std::fs::create_dir_all(env.target("leftover")).unwrap();
+    env.unpublish(VOLUME, "leftover").await.unwrap();
+    assert!(!Path::new(&env.target("leftover")).exists());
+}
+
+async fn publish_needs_a_staged_volume() {
+    let mut env = Env::new().await;
+    let err = env
+        .publish(VOLUME, "p1", false, context("abcdefgh"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(!Path::new(&env.target("p1")).exists());
+}
+
+async fn stuck_mount_answers_in_time_and_blocks_nothing_else() {
+    let mut env = Env::new().await;
+    let stuck_vol = "fs-00000000000000001";
+    let staging = PathBuf::from(env.staging(stuck_vol));
+    env.mounter.blocker.block(&staging);
+
+    let start = Instant::now();
+    let err = env
+        .stage(stuck_vol, "stuckfs", Duration::from_secs(2))
+        .await
+        .unwrap_err();
+    let took = start.elapsed();
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+    assert!(took < Duration::from_secs(2), "answered after {took:?}");
+
+    // Another volume works while the first is stuck.
+    env.stage(VOLUME, "abcdefgh", Duration::from_secs(10))
+        .await
+        .unwrap();
+    env.publish(VOLUME, "p1", false, context("abcdefgh"))
+        .await
+        .unwrap();
+    // The guard was released: a retry is not Aborted for the guard, but told the previous
+    // mount is still running.
+    let err = env
+        .stage(stuck_vol, "stuckfs", Duration::from_secs(2))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Aborted, "{err:?}");
+    assert!(err.message().contains("still running"), "{}", err.message());
+
+    // Once the server answers, a retry finds the true state from mountinfo.
+    env.mounter.blocker.release();
+    for _ in 0..100 {
+        if env
+            .stage(stuck_vol, "stuckfs", Duration::from_secs(2))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(env.mounts().iter().any(|m| m.mount_point == staging));
+
+    // A hung unmount escalates and still answers in time.
+    env.mounter.blocker.block(&staging);
+    let start = Instant::now();
+    let mut req = tonic::Request::new(NodeUnstageVolumeRequest {
+        volume_id: stuck_vol.into(),
+        staging_target_path: staging.display().to_string(),
+    });
+    req.set_timeout(Duration::from_secs(2));
+    let err = env.client.node_unstage_volume(req).await.unwrap_err();
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+    assert!(start.elapsed() < Duration::from_secs(2));
+    env.mounter.blocker.release();
+    env.unstage(stuck_vol).await.unwrap();
+    env.unpublish(VOLUME, "p1").await.unwrap();
+    env.unstage(VOLUME).await.unwrap();
+    assert!(env.mounts().is_empty(), "{:?}", env.mounts());
+}
+
+async fn concurrent_calls_on_one_volume_are_aborted() {
+    let mut env = Env::new().await;
+    let staging = PathBuf::from(env.staging(VOLUME));
+    env.mounter.blocker.block(&staging);
+    let mut other = env.driver.node_client().await;
+    let req = stage_request(VOLUME, &env.staging(VOLUME), "abcdefgh");
+    let first = tokio::spawn(async move {
+        let mut r = tonic::Request::new(req);
+        r.set_timeout(Duration::from_secs(5));
+        other.node_stage_volume(r).await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let err = env
+        .stage(VOLUME, "abcdefgh", Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Aborted, "{err:?}");
+    env.mounter.blocker.release();
+    first.await.unwrap().unwrap();
+    env.unstage(VOLUME).await.unwrap();
+}
+
+async fn real_lustre_fstype_fails_with_enodev_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubelet = dir.path().join("kubelet");
+    std::fs::create_dir_all(&kubelet).unwrap();
+    let node = NodeService::new(
+        NodeOptions::new(Some("node-1".into()), kubelet.clone()),
+        Arc::new(SyscallMounter),
+    );
+    let driver = Driver::serve(None, Some(node)).await;
+    let mut client = driver.node_client().await;
+    let staging = kubelet.join("plugins/kubernetes.io/csi/fsx.csi.aws.com/x/globalmount");
+    let mut req = stage_request(VOLUME, &staging.display().to_string(), "abcdefgh");
+    // An IPv4 literal needs no DNS.
+    req.volume_context
+        .insert("dnsname".into(), "127.0.0.1".into());
+    let lustre_loaded = std::fs::read_to_string("/proc/filesystems")
+        .unwrap()
+        .lines()
+        .any(|l| l.ends_with("\tlustre"));
+    if lustre_loaded {
+        println!("    (this machine has a Lustre client; the ENODEV case cannot be shown)");
+        return;
+    }
+    let err = client.node_stage_volume(req).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(
+        err.message()
+            .contains("the Lustre client kernel module is not loaded on this node"),
+        "{}",
+        err.message()
+    );
+    assert!(
+        err.message()
+            .contains(r#""lustre", MS_RELATIME, "flock,device=127.0.0.1@tcp:/abcdefgh")"#),
+        "{}",
+        err.message()
+    );
+    assert!(
+        !staging.exists(),
+        "the failed stage left its directory behind"
+    );
+    let table = mountinfo::parse(&SyscallMounter.mount_table().unwrap());
+    assert!(!table.iter().any(|e| e.mount_point.starts_with(&kubelet)));
+}
+
+async fn bad_input_is_refused_and_changes_nothing() {
+    let mut env = Env::new().await;
+    let outside = "/tmp/elsewhere/globalmount".to_string();
+    let traversal = format!("{}/../../../etc", env.kubelet.display());
+    for staging in [outside, traversal, "relative/path".into(), String::new()] {
+        let err = env
+            .client
+            .node_stage_volume(stage_request(VOLUME, &staging, "abcdefgh"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{staging}: {err:?}");
+    }
+    let staging = env.staging(VOLUME);
+    for (key, value) in [
+        ("mountname", "toolongname"),
+        ("mountname", "a/b"),
+        ("dnsname", "bad host"),
+        ("dnsname", ""),
+    ] {
+        let mut req = stage_request(VOLUME, &staging, "abcdefgh");
+        req.volume_context.insert(key.into(), value.into());
+        let err = env.client.node_stage_volume(req).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{key}={value}: {err:?}");
+    }
+    for flags in [
+        vec!["device=1.2.3.4@tcp:/x"],
+        vec!["mgsname=x"],
+        vec!["relatime,flock"],
+        vec!["flock\n"],
+        vec!["bogus"],
+    ] {
+        let mut req = stage_request(VOLUME, &staging, "abcdefgh");
+        if let Some(AccessType::Mount(m)) =
+            req.volume_capability.as_mut().unwrap().access_type.as_mut()
+        {
+            m.mount_flags = flags.iter().map(|s| s.to_string()).collect();
+        }
+        let err = env.client.node_stage_volume(req).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{flags:?}: {err:?}");
+        assert!(err.message().contains("not allowed"), "{}", err.message());
+    }
+    let err = env
+        .client
+        .node_stage_volume(stage_request("fs/../x", &staging, "abcdefgh"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let mut ctx = context("abcdefgh");
+    ctx.insert("subdirectory".into(), "../escape".into());
+    let err = env.publish(VOLUME, "p1", false, ctx).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(env.mounts().is_empty());
+    assert!(!Path::new(&staging).exists());
+}
+
+async fn stats_condition_and_info() {
+    let mut env = Env::new().await;
+    let missing = env.target("missing");
+    let err = env
+        .client
+        .node_get_volume_stats(NodeGetVolumeStatsRequest {
+            volume_id: VOLUME.into(),
+            volume_path: missing,
+            staging_target_path: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let plain = env.target("plain");
+    std::fs::create_dir_all(&plain).unwrap();
+    let r = env
+        .client
+        .node_get_volume_stats(NodeGetVolumeStatsRequest {
+            volume_id: VOLUME.into(),
+            volume_path: plain,
+            staging_target_path: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.volume_condition.unwrap().abnormal);
+
+    let info = env
+        .client
+        .node_get_info(NodeGetInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.node_id, "node-1");
+    let caps = env
+        .client
+        .node_get_capabilities(NodeGetCapabilitiesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(caps.capabilities.len(), 3);
+}
+
+type Case = fn() -> Pin<Box<dyn Future<Output = ()> + Send>>;
+
+macro_rules! cases {
+    ($($name:ident),* $(,)?) => { vec![$((stringify!($name), (|| Box::pin($name()) as Pin<Box<dyn Future<Output = ()> + Send>>) as Case)),*] };
+}
+
+fn main() -> ExitCode {
+    let cases: Vec<(&str, Case)> = cases![
+        full_lifecycle,
+        repeated_calls_are_idempotent,
+        unpublish_and_unstage_of_missing_paths_are_ok,
+        publish_needs_a_staged_volume,
+        stuck_mount_answers_in_time_and_blocks_nothing_else,
+        concurrent_calls_on_one_volume_are_aborted,
+        real_lustre_fstype_fails_with_enodev_and_leaves_nothing,
+        bad_input_is_refused_and_changes_nothing,
+        stats_condition_and_info,
+    ];
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let cases: Vec<_> = cases
+        .into_iter()
+        .filter(|(n, _)| filter.is_empty() || filter.iter().any(|f| n.contains(f.as_str())))
+        .collect();
+
+    println!("\nrunning {} tests", cases.len());
+    if !nix::unistd::geteuid().is_root() {
+        println!("node tests need root to mount (CI runs as root): SKIPPED");
+        println!(
+            "\ntest result: ok. 0 passed; 0 failed; {} ignored; 0 measured; 0 filtered out\n",
+            cases.len()
+        );
+        return ExitCode::SUCCESS;
+    }
+    // Still single-threaded here: a private mount namespace keeps every mount of these tests
+    // away from the machine, and ends with the process.
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare(CLONE_NEWNS)");
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .expect("make / private");
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (mut passed, mut failed) = (0, 0);
+    let start = Instant::now();
+    for (name, case) in cases {
+        let result = runtime.block_on(async {
+            tokio::time::timeout(Duration::from_secs(60), tokio::spawn(case())).await
+        });
+        match result {
+            Ok(Ok(())) => {
+                passed += 1;
+                println!("test {name} ... ok");
+            }
+            Ok(Err(e)) => {
+                failed += 1;
+                println!("test {name} ... FAILED ({e})");
+            }
+            Err(_) => {
+                failed += 1;
+                println!("test {name} ... FAILED (timed out)");
+            }
+        }
+    }
+    let verdict = if failed == 0 { "ok" } else { "FAILED" };
+    println!(
+        "\ntest result: {verdict}. {passed} passed; {failed} failed; 0 ignored; 0 measured; 0 filtered out; finished in {:.2}s\n",
+        start.elapsed().as_secs_f64()
+    );
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
