@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: formatting, unit and integration tests (as root, the node tests run the
-# real mount(2) path in private mount namespaces), and ends with "N passed, M failed".
+# real mount(2) path in private mount namespaces), csi-sanity over the real socket, and ends
+# with "N passed, M failed" counting cargo tests and sanity specs.
 # Installs what it needs; a missing tool is an install step, never a skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +36,18 @@ done < <(sed -n 's/^test result: [a-zA-Z]*\. \([0-9]*\) passed; \([0-9]*\) faile
 if [[ $rc -ne 0 ]] && ! grep -q '^test result: FAILED' "$log"; then
   echo "FAILED: cargo test did not complete (build error?)"; failed=$((failed + 1))
 fi
+
+section "csi-sanity"
+set +e
+bash hack/sanity.sh 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+set -e
+line=$(grep -E '^csi-sanity: [0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
+sp=$(sed -n 's/^csi-sanity: \([0-9]*\) passed.*/\1/p' <<<"$line")
+sf=$(sed -n 's/.* \([0-9]*\) failed.*/\1/p' <<<"$line")
+passed=$((passed + ${sp:-0}))
+failed=$((failed + ${sf:-0}))
+if [[ $rc -ne 0 && ${sf:-0} -eq 0 ]]; then echo "FAILED: hack/sanity.sh exited $rc"; failed=$((failed + 1)); fi
 
 echo
 echo "$passed passed, $failed failed"

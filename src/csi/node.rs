@@ -536,7 +536,14 @@ impl NodeService {
         req: NodeGetVolumeStatsRequest,
     ) -> Result<NodeGetVolumeStatsResponse, NodeError> {
         check_volume_id(&req.volume_id)?;
-        let path = self.check_path("volume_path", &req.volume_path)?;
+        if req.volume_path.is_empty() {
+            return Err(invalid("volume_path is required"));
+        }
+        // A path that is not absolute, clean and under the kubelet directory cannot hold a
+        // volume of ours: for this read-only call that is "not found", and nothing is touched.
+        let path = self
+            .check_path("volume_path", &req.volume_path)
+            .map_err(|e| NodeError::NotFound(format!("no volume at {:?}: {e}", req.volume_path)))?;
         let table = self.table()?;
         let entry = mountinfo::at(&table, &path).cloned();
         let deadline = Instant::now() + STATS_TIME;
