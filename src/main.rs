@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use fsx_csi_driver::cli::Cli;
+use fsx_csi_driver::cli::{Cli, Mode};
 use fsx_csi_driver::csi::controller::ControllerService;
 use fsx_csi_driver::csi::identity::IdentityService;
 use fsx_csi_driver::csi::node::{NodeOptions, NodeService};
@@ -21,12 +21,20 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format);
-    // Two workers are plenty: every call either waits on FSx or on a mount worker thread.
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    // Every call waits on FSx or on a mount worker thread, so few runtime threads are needed:
+    // two for the controller; one for the node plugin, which keeps its footprint and its
+    // wake-up latency low (mounts run on their own worker threads).
+    let runtime = if cli.mode == Mode::Node {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+    };
+    let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the async runtime");

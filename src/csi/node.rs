@@ -20,7 +20,7 @@ use super::controller::{CONTEXT_DNS_NAME, CONTEXT_MOUNT_NAME};
 use super::{check_capabilities, deadline, observe};
 use crate::mount::lustre::{self, LustreError};
 use crate::mount::mountinfo::{self, MountEntry};
-use crate::mount::worker::{self, Pending};
+use crate::mount::worker::{self, Workers};
 use crate::mount::{check_path, check_subdirectory, explain_mount_errno, Mounter, Usage};
 use crate::proto::node_server::Node;
 use crate::proto::node_service_capability::{rpc, Rpc, Type as CapType};
@@ -118,7 +118,7 @@ pub struct NodeService {
     options: NodeOptions,
     mounter: Arc<dyn Mounter>,
     busy: Arc<InFlight>,
-    pending: Arc<Pending>,
+    workers: Arc<Workers>,
     node_id: OnceCell<String>,
 }
 
@@ -165,7 +165,7 @@ impl NodeService {
             options,
             mounter,
             busy: InFlight::new(),
-            pending: Arc::default(),
+            workers: Arc::default(),
             node_id: OnceCell::new(),
         }
     }
@@ -197,7 +197,7 @@ impl NodeService {
         deadline: Instant,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, NodeError> {
-        worker::run(&self.pending, path, what, deadline, f)
+        worker::run(&self.workers, path, what, deadline, f)
             .await
             .map_err(|_| NodeError::TimedOut {
                 what,
@@ -206,7 +206,7 @@ impl NodeService {
     }
 
     fn refuse_if_running(&self, path: &Path) -> Result<(), NodeError> {
-        match self.pending.running(path) {
+        match self.workers.running(path) {
             Some(what) => Err(NodeError::StillRunning {
                 what,
                 path: path.display().to_string(),

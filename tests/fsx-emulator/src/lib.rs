@@ -44,6 +44,8 @@ const REGION: &str = "us-east-1";
 pub struct Config {
     /// Time from CreateFileSystem to AVAILABLE (or FAILED).
     pub create_delay_ms: u64,
+    /// A random extra delay, up to this, per file system.
+    pub create_jitter_ms: u64,
     /// Time a deleted file system stays DELETING before it is gone.
     pub delete_delay_ms: u64,
     /// Fraction (0..1) of requests answered with `ThrottlingException`.
@@ -62,6 +64,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             create_delay_ms: 2_000,
+            create_jitter_ms: 0,
             delete_delay_ms: 1_000,
             throttle_rate: 0.0,
             error_rate: 0.0,
@@ -645,7 +648,14 @@ impl Inner {
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs_f64())
                 .unwrap_or(0.0),
-            ready_after: Duration::from_millis(self.config.create_delay_ms),
+            ready_after: Duration::from_millis(
+                self.config.create_delay_ms
+                    + if self.config.create_jitter_ms > 0 {
+                        rand::rng().random_range(0..self.config.create_jitter_ms)
+                    } else {
+                        0
+                    },
+            ),
             fail,
             deleted: None,
             tags,

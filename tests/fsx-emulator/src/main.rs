@@ -16,6 +16,9 @@ struct Args {
     /// Milliseconds from CreateFileSystem to AVAILABLE.
     #[arg(long, default_value_t = 2000)]
     create_delay_ms: u64,
+    /// Random extra creation delay per file system, up to this many milliseconds.
+    #[arg(long, default_value_t = 0)]
+    create_jitter_ms: u64,
     /// Milliseconds a deleted file system stays DELETING.
     #[arg(long, default_value_t = 1000)]
     delete_delay_ms: u64,
@@ -35,6 +38,7 @@ async fn main() -> std::io::Result<()> {
     let a = Args::parse();
     let config = Config {
         create_delay_ms: a.create_delay_ms,
+        create_jitter_ms: a.create_jitter_ms,
         delete_delay_ms: a.delete_delay_ms,
         throttle_rate: a.throttle_rate,
         error_rate: a.error_rate,

@@ -67,11 +67,18 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::FAILURE;
     }
     fsx_csi_driver::logging::init(fsx_csi_driver::logging::LogFormat::Text);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    // The same runtime shape as the shipped binary: one thread for the node plugin.
+    let runtime = if args.node_only {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+    }
+    .expect("runtime");
     runtime.block_on(run(args));
     std::process::ExitCode::SUCCESS
 }
