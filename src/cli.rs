@@ -36,31 +36,21 @@ impl Mode {
 pub struct Tags(pub Vec<(String, String)>);
 
 fn parse_tag_list(s: &str) -> Result<Tags, String> {
-    parse_tags("--extra-tags", s)
-        .map(Tags)
-        .map_err(|e| e.message)
+    parse_tags("--extra-tags", s).map(Tags).map_err(|e| e.message)
 }
 
 /// Parses `500ms`, `15s`, `2m`, `1h` (a bare number is seconds).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
     let (number, unit) = s.split_at(split);
-    let n: f64 = number
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration such as 500ms, 15s or 2m"))?;
+    let n: f64 = number.parse().map_err(|_| format!("{s:?} is not a duration such as 500ms, 15s or 2m"))?;
     let secs = match unit {
         "ms" => n / 1000.0,
         "" | "s" => n,
         "m" => n * 60.0,
         "h" => n * 3600.0,
-        _ => {
-            return Err(format!(
-                "{s:?} has an unknown unit {unit:?}: use ms, s, m or h"
-            ))
-        }
+        _ => return Err(format!("{s:?} has an unknown unit {unit:?}: use ms, s, m or h")),
     };
     if !(secs > 0.0 && secs < 86_400.0) {
         return Err(format!("{s:?} must be above zero and under a day"));
@@ -77,11 +67,7 @@ pub struct Cli {
     pub mode: Mode,
 
     /// The CSI endpoint: unix:///path/to/csi.sock.
-    #[arg(
-        long,
-        env = "CSI_ENDPOINT",
-        default_value = "unix:///var/lib/csi/sockets/pluginproxy/csi.sock"
-    )]
+    #[arg(long, env = "CSI_ENDPOINT", default_value = "unix:///var/lib/csi/sockets/pluginproxy/csi.sock")]
     pub endpoint: String,
 
     /// AWS region of the file systems; else AWS_REGION, else the instance's region from IMDSv2.

@@ -25,14 +25,9 @@ fn main() -> ExitCode {
     // two for the controller; one for the node plugin, which keeps its footprint and its
     // wake-up latency low (mounts run on their own worker threads).
     let runtime = if cli.mode == Mode::Node {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
     } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()
     };
     let runtime = match runtime {
         Ok(rt) => rt,
@@ -56,16 +51,10 @@ async fn run(cli: Cli) -> Result<(), String> {
 
     let provisioner = if cli.mode.controller() {
         let fsx = AwsFsx::from_env(cli.region.clone()).await;
-        tracing::info!(
-            region = fsx.region().as_deref().unwrap_or("(unset)"),
-            "FSx client configured"
-        );
+        tracing::info!(region = fsx.region().as_deref().unwrap_or("(unset)"), "FSx client configured");
         let provisioner = Provisioner::new(
             Arc::new(fsx),
-            Options {
-                extra_tags: cli.extra_tags.0.clone(),
-                poll_interval: cli.poll_interval,
-            },
+            Options { extra_tags: cli.extra_tags.0.clone(), poll_interval: cli.poll_interval },
         );
         provisioner.start();
         Some(provisioner)
@@ -76,15 +65,11 @@ async fn run(cli: Cli) -> Result<(), String> {
         identity: IdentityService::new(provisioner.clone()),
         controller: provisioner.map(ControllerService::new),
         node: cli.mode.node().then(|| {
-            NodeService::new(
-                NodeOptions::new(cli.node_id.clone(), cli.kubelet_dir.clone()),
-                Arc::new(SyscallMounter),
-            )
+            NodeService::new(NodeOptions::new(cli.node_id.clone(), cli.kubelet_dir.clone()), Arc::new(SyscallMounter))
         }),
     };
 
-    let listener =
-        server::bind(&path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+    let listener = server::bind(&path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
     tracing::info!(socket = %path.display(), "listening");
     // On SIGTERM/SIGINT, stop accepting calls and let running ones finish, for at most
     // SHUTDOWN_GRACE: a call waiting on a creation must not hold up a rollout.

@@ -29,14 +29,9 @@ pub struct Services {
 
 /// Turns `unix:///path`, `unix:/path` or `/path` into a socket path.
 pub fn socket_path(endpoint: &str) -> Result<PathBuf, String> {
-    let path = endpoint
-        .strip_prefix("unix://")
-        .or_else(|| endpoint.strip_prefix("unix:"))
-        .unwrap_or(endpoint);
+    let path = endpoint.strip_prefix("unix://").or_else(|| endpoint.strip_prefix("unix:")).unwrap_or(endpoint);
     if !path.starts_with('/') {
-        return Err(format!(
-            "endpoint {endpoint:?} must be unix:///absolute/path/to/csi.sock"
-        ));
+        return Err(format!("endpoint {endpoint:?} must be unix:///absolute/path/to/csi.sock"));
     }
     Ok(PathBuf::from(path))
 }
@@ -48,10 +43,7 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
         Ok(_) => {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
-                format!(
-                    "{} exists and is not a socket; refusing to replace it",
-                    path.display()
-                ),
+                format!("{} exists and is not a socket; refusing to replace it", path.display()),
             ))
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -87,11 +79,7 @@ pub async fn connect(path: &Path) -> Result<tonic::transport::Channel, tonic::tr
     tonic::transport::Endpoint::from_static("http://localhost")
         .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
             let path = path.clone();
-            async move {
-                tokio::net::UnixStream::connect(path)
-                    .await
-                    .map(hyper_util::rt::TokioIo::new)
-            }
+            async move { tokio::net::UnixStream::connect(path).await.map(hyper_util::rt::TokioIo::new) }
         }))
         .await
 }
@@ -102,18 +90,9 @@ mod tests {
 
     #[test]
     fn endpoints() {
-        assert_eq!(
-            socket_path("unix:///csi/csi.sock").unwrap(),
-            PathBuf::from("/csi/csi.sock")
-        );
-        assert_eq!(
-            socket_path("unix:/csi/csi.sock").unwrap(),
-            PathBuf::from("/csi/csi.sock")
-        );
-        assert_eq!(
-            socket_path("/csi/csi.sock").unwrap(),
-            PathBuf::from("/csi/csi.sock")
-        );
+        assert_eq!(socket_path("unix:///csi/csi.sock").unwrap(), PathBuf::from("/csi/csi.sock"));
+        assert_eq!(socket_path("unix:/csi/csi.sock").unwrap(), PathBuf::from("/csi/csi.sock"));
+        assert_eq!(socket_path("/csi/csi.sock").unwrap(), PathBuf::from("/csi/csi.sock"));
         assert!(socket_path("tcp://127.0.0.1:10000").is_err());
         assert!(socket_path("unix://relative").is_err());
     }
@@ -123,10 +102,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("sub/csi.sock");
         let l = bind(&sock).unwrap();
-        assert_eq!(
-            std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        assert_eq!(std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777, 0o600);
         drop(l);
         // A stale socket is replaced.
         bind(&sock).unwrap();

@@ -44,29 +44,19 @@ fn spawn_driver(emulator: &Emulator, socket: &Path, log: &Path, extra: &[&str]) 
 async fn wait_for_socket(socket: &Path) {
     let start = Instant::now();
     while !socket.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "socket never appeared"
-        );
+        assert!(start.elapsed() < Duration::from_secs(20), "socket never appeared");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 async fn terminate(child: &mut Child) -> std::process::ExitStatus {
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
     let start = Instant::now();
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             return status;
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "driver did not stop on SIGTERM"
-        );
+        assert!(start.elapsed() < Duration::from_secs(10), "driver did not stop on SIGTERM");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -79,61 +69,34 @@ async fn secrets_never_reach_the_logs_even_at_trace() {
     let log = dir.path().join("driver.log");
     let mut child = spawn_driver(&emulator, &socket, &log, &["--log-format", "json"]);
     wait_for_socket(&socket).await;
-    assert_eq!(
-        std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
+    assert_eq!(std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777, 0o600);
 
     let channel = fsx_csi_driver::server::connect(&socket).await.unwrap();
     let mut c = ControllerClient::new(channel.clone());
-    let secrets: std::collections::HashMap<String, String> =
-        [("password".to_string(), SECRET.to_string())].into();
+    let secrets: std::collections::HashMap<String, String> = [("password".to_string(), SECRET.to_string())].into();
     // A good call, a refused one and a failing one all carry the secret.
-    let mut ok = create_request(
-        "pvc-secret",
-        1200,
-        params(&[("subnetId", SUBNET)]),
-        Duration::from_secs(10),
-    );
+    let mut ok = create_request("pvc-secret", 1200, params(&[("subnetId", SUBNET)]), Duration::from_secs(10));
     ok.get_mut().secrets = secrets.clone();
     let mut v = None;
     for _ in 0..20 {
-        let mut r = create_request(
-            "pvc-secret",
-            1200,
-            params(&[("subnetId", SUBNET)]),
-            Duration::from_secs(10),
-        );
+        let mut r = create_request("pvc-secret", 1200, params(&[("subnetId", SUBNET)]), Duration::from_secs(10));
         r.get_mut().secrets = secrets.clone();
         match c.create_volume(r).await {
             Ok(resp) => {
                 v = resp.into_inner().volume;
                 break;
             }
-            Err(s)
-                if s.code() == tonic::Code::Unavailable
-                    || s.code() == tonic::Code::DeadlineExceeded =>
-            {
+            Err(s) if s.code() == tonic::Code::Unavailable || s.code() == tonic::Code::DeadlineExceeded => {
                 tokio::time::sleep(Duration::from_millis(100)).await
             }
             Err(s) => panic!("{s:?}"),
         }
     }
     let v = v.expect("volume created");
-    let mut bad = create_request(
-        "pvc-secret-bad",
-        1200,
-        params(&[("subnetId", "nope")]),
-        Duration::from_secs(10),
-    );
+    let mut bad = create_request("pvc-secret-bad", 1200, params(&[("subnetId", "nope")]), Duration::from_secs(10));
     bad.get_mut().secrets = secrets.clone();
     assert!(c.create_volume(bad).await.is_err());
-    c.delete_volume(DeleteVolumeRequest {
-        volume_id: v.volume_id,
-        secrets: secrets.clone(),
-    })
-    .await
-    .unwrap();
+    c.delete_volume(DeleteVolumeRequest { volume_id: v.volume_id, secrets: secrets.clone() }).await.unwrap();
 
     drop(c);
     drop(channel);
@@ -142,10 +105,7 @@ async fn secrets_never_reach_the_logs_even_at_trace() {
     assert!(!socket.exists(), "socket left behind after shutdown");
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("CreateVolume"), "no span in the log:\n{text}");
-    assert!(
-        text.contains("subnetId"),
-        "the refusal was not logged:\n{text}"
-    );
+    assert!(text.contains("subnetId"), "the refusal was not logged:\n{text}");
     for secret in [SECRET, SECRET_KEY] {
         assert!(!text.contains(secret), "secret {secret:?} found in the log");
     }
@@ -171,11 +131,7 @@ async fn probe_is_ready_once_the_client_and_index_are_up() {
         assert!(start.elapsed() < Duration::from_secs(10));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(
-        emulator.calls("DescribeFileSystems"),
-        1,
-        "one start-up listing"
-    );
+    assert_eq!(emulator.calls("DescribeFileSystems"), 1, "one start-up listing");
     drop(i);
     assert!(terminate(&mut child).await.success());
 }
@@ -186,14 +142,7 @@ fn refuses_to_replace_a_regular_file() {
     let file = dir.path().join("not-a-socket");
     std::fs::write(&file, "data").unwrap();
     let out = Command::new(BIN)
-        .args([
-            "--mode",
-            "node",
-            "--node-id",
-            "n1",
-            "--endpoint",
-            &format!("unix://{}", file.display()),
-        ])
+        .args(["--mode", "node", "--node-id", "n1", "--endpoint", &format!("unix://{}", file.display())])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -213,10 +162,7 @@ fn bad_flags_exit_2_with_a_clear_message() {
         let out = Command::new(BIN).args(&args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains(args[0]) || err.contains(&args[0][2..]),
-            "{args:?}: {err}"
-        );
+        assert!(err.contains(args[0]) || err.contains(&args[0][2..]), "{args:?}: {err}");
     }
     let out = Command::new(BIN).arg("--version").output().unwrap();
     assert!(out.status.success());

@@ -25,35 +25,18 @@ async fn setup(create_delay_ms: u64) -> (Emulator, Driver) {
 async fn scratch_1_rounds_3000_to_3600_and_returns_context() {
     let (emu, driver) = setup(300).await;
     let mut c = driver.controller_client().await;
-    let v = create_until_done(
-        &mut c,
-        "pvc-round",
-        3000,
-        params(&[("subnetId", SUBNET)]),
-        Duration::from_secs(10),
-        3,
-    )
-    .await
-    .unwrap();
+    let v = create_until_done(&mut c, "pvc-round", 3000, params(&[("subnetId", SUBNET)]), Duration::from_secs(10), 3)
+        .await
+        .unwrap();
     assert_eq!(v.capacity_bytes, 3600 * GIB);
     assert!(v.volume_id.starts_with("fs-"));
-    assert_eq!(
-        v.volume_context["dnsname"],
-        format!("{}.fsx.us-east-1.amazonaws.com", v.volume_id)
-    );
+    assert_eq!(v.volume_context["dnsname"], format!("{}.fsx.us-east-1.amazonaws.com", v.volume_id));
     assert_eq!(v.volume_context["mountname"], "fsx");
     assert_eq!(emu.calls("CreateFileSystem"), 1);
 
-    let v = create_until_done(
-        &mut c,
-        "pvc-3601",
-        3601,
-        params(&[("subnetId", SUBNET)]),
-        Duration::from_secs(10),
-        3,
-    )
-    .await
-    .unwrap();
+    let v = create_until_done(&mut c, "pvc-3601", 3601, params(&[("subnetId", SUBNET)]), Duration::from_secs(10), 3)
+        .await
+        .unwrap();
     assert_eq!(v.capacity_bytes, 7200 * GIB);
 }
 
@@ -61,31 +44,14 @@ async fn scratch_1_rounds_3000_to_3600_and_returns_context() {
 async fn persistent_2_rounds_2000_to_2400_and_default_is_1200() {
     let (_emu, driver) = setup(100).await;
     let mut c = driver.controller_client().await;
-    let p2 = params(&[
-        ("subnetId", SUBNET),
-        ("deploymentType", "PERSISTENT_2"),
-        ("perUnitStorageThroughput", "125"),
-    ]);
-    let v = create_until_done(&mut c, "pvc-p2", 2000, p2, Duration::from_secs(10), 3)
-        .await
-        .unwrap();
+    let p2 = params(&[("subnetId", SUBNET), ("deploymentType", "PERSISTENT_2"), ("perUnitStorageThroughput", "125")]);
+    let v = create_until_done(&mut c, "pvc-p2", 2000, p2, Duration::from_secs(10), 3).await.unwrap();
     assert_eq!(v.capacity_bytes, 2400 * GIB);
     assert_eq!(v.volume_context["mountname"].len(), 8);
 
-    let mut req = create_request(
-        "pvc-norange",
-        0,
-        params(&[("subnetId", SUBNET)]),
-        Duration::from_secs(10),
-    );
+    let mut req = create_request("pvc-norange", 0, params(&[("subnetId", SUBNET)]), Duration::from_secs(10));
     req.get_mut().capacity_range = None;
-    let v = c
-        .create_volume(req)
-        .await
-        .unwrap()
-        .into_inner()
-        .volume
-        .unwrap();
+    let v = c.create_volume(req).await.unwrap().into_inner().volume.unwrap();
     assert_eq!(v.capacity_bytes, 1200 * GIB);
 }
 
@@ -102,27 +68,9 @@ async fn hdd_steps() {
             ("driveCacheType", "NONE"),
         ])
     };
-    let v = create_until_done(
-        &mut c,
-        "pvc-hdd12",
-        7000,
-        hdd("12"),
-        Duration::from_secs(10),
-        3,
-    )
-    .await
-    .unwrap();
+    let v = create_until_done(&mut c, "pvc-hdd12", 7000, hdd("12"), Duration::from_secs(10), 3).await.unwrap();
     assert_eq!(v.capacity_bytes, 12000 * GIB);
-    let v = create_until_done(
-        &mut c,
-        "pvc-hdd40",
-        2000,
-        hdd("40"),
-        Duration::from_secs(10),
-        3,
-    )
-    .await
-    .unwrap();
+    let v = create_until_done(&mut c, "pvc-hdd40", 2000, hdd("40"), Duration::from_secs(10), 3).await.unwrap();
     assert_eq!(v.capacity_bytes, 3600 * GIB);
 }
 
@@ -132,83 +80,35 @@ async fn bad_parameters_are_invalid_argument_with_zero_calls() {
     let mut c = driver.controller_client().await;
     let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
         (vec![], "subnetId"),
-        (
-            vec![("subnetId", SUBNET), ("throughput", "200")],
-            "throughput",
-        ),
+        (vec![("subnetId", SUBNET), ("throughput", "200")], "throughput"),
         (
             vec![("subnetId", SUBNET), ("deploymentType", "SCRATCH_3")],
             "SCRATCH_1, SCRATCH_2, PERSISTENT_1 or PERSISTENT_2",
         ),
-        (
-            vec![
-                ("subnetId", SUBNET),
-                ("deploymentType", "SCRATCH_2"),
-                ("storageType", "HDD"),
-            ],
-            "storageType",
-        ),
-        (
-            vec![("subnetId", SUBNET), ("perUnitStorageThroughput", "200")],
-            "perUnitStorageThroughput",
-        ),
-        (
-            vec![("subnetId", SUBNET), ("s3ImportPath", "bucket/no-scheme")],
-            "s3ImportPath",
-        ),
+        (vec![("subnetId", SUBNET), ("deploymentType", "SCRATCH_2"), ("storageType", "HDD")], "storageType"),
+        (vec![("subnetId", SUBNET), ("perUnitStorageThroughput", "200")], "perUnitStorageThroughput"),
+        (vec![("subnetId", SUBNET), ("s3ImportPath", "bucket/no-scheme")], "s3ImportPath"),
     ];
     for (p, needle) in cases {
-        let err = c
-            .create_volume(create_request(
-                "pvc-bad",
-                1200,
-                params(&p),
-                Duration::from_secs(5),
-            ))
-            .await
-            .unwrap_err();
+        let err =
+            c.create_volume(create_request("pvc-bad", 1200, params(&p), Duration::from_secs(5))).await.unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "{p:?}: {err:?}");
         assert!(err.message().contains(needle), "{p:?}: {}", err.message());
     }
     // Block access, missing capabilities and an impossible limit are refused too.
-    let mut req = create_request(
-        "pvc-bad",
-        1200,
-        params(&[("subnetId", SUBNET)]),
-        Duration::from_secs(5),
-    );
+    let mut req = create_request("pvc-bad", 1200, params(&[("subnetId", SUBNET)]), Duration::from_secs(5));
     req.get_mut().volume_capabilities[0].access_type = Some(AccessType::Block(BlockVolume {}));
-    assert_eq!(
-        c.create_volume(req).await.unwrap_err().code(),
-        Code::InvalidArgument
-    );
-    let mut req = create_request(
-        "pvc-bad",
-        1200,
-        params(&[("subnetId", SUBNET)]),
-        Duration::from_secs(5),
-    );
+    assert_eq!(c.create_volume(req).await.unwrap_err().code(), Code::InvalidArgument);
+    let mut req = create_request("pvc-bad", 1200, params(&[("subnetId", SUBNET)]), Duration::from_secs(5));
     req.get_mut().volume_capabilities.clear();
-    assert_eq!(
-        c.create_volume(req).await.unwrap_err().code(),
-        Code::InvalidArgument
-    );
-    let mut req = create_request(
-        "pvc-bad",
-        3000,
-        params(&[("subnetId", SUBNET)]),
-        Duration::from_secs(5),
-    );
+    assert_eq!(c.create_volume(req).await.unwrap_err().code(), Code::InvalidArgument);
+    let mut req = create_request("pvc-bad", 3000, params(&[("subnetId", SUBNET)]), Duration::from_secs(5));
     req.get_mut().capacity_range.as_mut().unwrap().limit_bytes = 3500 * GIB;
     let err = c.create_volume(req).await.unwrap_err();
     assert_eq!(err.code(), Code::OutOfRange);
     assert!(err.message().contains("3600"), "{}", err.message());
 
-    assert!(
-        emu.all_calls().is_empty(),
-        "FSx was called: {:?}",
-        emu.all_calls()
-    );
+    assert!(emu.all_calls().is_empty(), "FSx was called: {:?}", emu.all_calls());
 }
 
 #[tokio::test]
@@ -245,22 +145,12 @@ async fn concurrent_call_for_same_name_is_aborted() {
     let mut c1 = driver.controller_client().await;
     let mut c2 = driver.controller_client().await;
     let first = tokio::spawn(async move {
-        c1.create_volume(create_request(
-            "pvc-busy",
-            1200,
-            params(&[("subnetId", SUBNET)]),
-            Duration::from_secs(10),
-        ))
-        .await
+        c1.create_volume(create_request("pvc-busy", 1200, params(&[("subnetId", SUBNET)]), Duration::from_secs(10)))
+            .await
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let err = c2
-        .create_volume(create_request(
-            "pvc-busy",
-            1200,
-            params(&[("subnetId", SUBNET)]),
-            Duration::from_secs(10),
-        ))
+        .create_volume(create_request("pvc-busy", 1200, params(&[("subnetId", SUBNET)]), Duration::from_secs(10)))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Aborted);
@@ -290,23 +180,14 @@ async fn retry_loop_with_short_deadline_binds_soon_after_available() {
     };
     let bound = Instant::now();
     let available = emu.available_at(&volume.volume_id).unwrap();
-    assert!(
-        attempts > 2,
-        "the creation should have outlived several calls"
-    );
+    assert!(attempts > 2, "the creation should have outlived several calls");
     assert!(bound >= available, "bound before AVAILABLE");
     let lag = bound.duration_since(available);
-    assert!(
-        lag < POLL + Duration::from_millis(500),
-        "bound {lag:?} after AVAILABLE"
-    );
+    assert!(lag < POLL + Duration::from_millis(500), "bound {lag:?} after AVAILABLE");
     assert_eq!(emu.calls("CreateFileSystem"), 1);
     // Waiting calls make no calls of their own: only the poller describes, once per tick.
     let describes = emu.calls("DescribeFileSystems");
-    assert!(
-        describes <= 2000 / 100 + 3,
-        "{describes} DescribeFileSystems calls"
-    );
+    assert!(describes <= 2000 / 100 + 3, "{describes} DescribeFileSystems calls");
 }
 
 #[tokio::test]
@@ -315,12 +196,7 @@ async fn controller_restart_mid_creation_finds_the_same_file_system() {
     let first = Driver::controller(&emu, POLL).await;
     let mut c = first.controller_client().await;
     let err = c
-        .create_volume(create_request(
-            "pvc-restart",
-            1200,
-            params(&[("subnetId", SUBNET)]),
-            Duration::from_millis(300),
-        ))
+        .create_volume(create_request("pvc-restart", 1200, params(&[("subnetId", SUBNET)]), Duration::from_millis(300)))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::DeadlineExceeded);
@@ -328,21 +204,10 @@ async fn controller_restart_mid_creation_finds_the_same_file_system() {
 
     let second = Driver::controller(&emu, POLL).await;
     let mut c = second.controller_client().await;
-    let v = create_until_done(
-        &mut c,
-        "pvc-restart",
-        1200,
-        params(&[("subnetId", SUBNET)]),
-        Duration::from_secs(5),
-        5,
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        emu.calls("CreateFileSystem"),
-        1,
-        "the restarted controller created a second file system"
-    );
+    let v = create_until_done(&mut c, "pvc-restart", 1200, params(&[("subnetId", SUBNET)]), Duration::from_secs(5), 5)
+        .await
+        .unwrap();
+    assert_eq!(emu.calls("CreateFileSystem"), 1, "the restarted controller created a second file system");
     assert_eq!(emu.file_systems().len(), 1);
     assert_eq!(emu.file_systems()[0].0, v.volume_id);
 }
@@ -351,40 +216,16 @@ async fn controller_restart_mid_creation_finds_the_same_file_system() {
 async fn same_name_with_other_parameters_is_already_exists() {
     let (emu, driver) = setup(50).await;
     let mut c = driver.controller_client().await;
-    create_until_done(
-        &mut c,
-        "pvc-same",
-        1200,
-        params(&[("subnetId", SUBNET)]),
-        Duration::from_secs(5),
-        3,
-    )
-    .await
-    .unwrap();
-    let other = params(&[("subnetId", SUBNET), ("deploymentType", "SCRATCH_2")]);
-    let err = c
-        .create_volume(create_request(
-            "pvc-same",
-            1200,
-            other,
-            Duration::from_secs(5),
-        ))
+    create_until_done(&mut c, "pvc-same", 1200, params(&[("subnetId", SUBNET)]), Duration::from_secs(5), 3)
         .await
-        .unwrap_err();
+        .unwrap();
+    let other = params(&[("subnetId", SUBNET), ("deploymentType", "SCRATCH_2")]);
+    let err = c.create_volume(create_request("pvc-same", 1200, other, Duration::from_secs(5))).await.unwrap_err();
     assert_eq!(err.code(), Code::AlreadyExists);
-    assert!(
-        err.message().contains("deploymentType"),
-        "{}",
-        err.message()
-    );
+    assert!(err.message().contains("deploymentType"), "{}", err.message());
     // A larger size than the existing one does not fit either.
     let err = c
-        .create_volume(create_request(
-            "pvc-same",
-            2400,
-            params(&[("subnetId", SUBNET)]),
-            Duration::from_secs(5),
-        ))
+        .create_volume(create_request("pvc-same", 2400, params(&[("subnetId", SUBNET)]), Duration::from_secs(5)))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::AlreadyExists);
@@ -396,36 +237,18 @@ async fn failed_file_system_is_deleted_and_retry_succeeds() {
     let (emu, driver) = setup(200).await;
     emu.fail_next_creates(1, "The subnet has no free IP addresses.");
     let mut c = driver.controller_client().await;
-    let err = create_until_done(
-        &mut c,
-        "pvc-fail",
-        1200,
-        params(&[("subnetId", SUBNET)]),
-        Duration::from_secs(5),
-        3,
-    )
-    .await
-    .unwrap_err();
+    let err = create_until_done(&mut c, "pvc-fail", 1200, params(&[("subnetId", SUBNET)]), Duration::from_secs(5), 3)
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::Internal);
-    assert!(
-        err.message().contains("no free IP addresses"),
-        "{}",
-        err.message()
-    );
+    assert!(err.message().contains("no free IP addresses"), "{}", err.message());
     assert_eq!(emu.calls("DeleteFileSystem"), 1);
     let failed = emu.file_systems();
     assert!(failed.iter().all(|(_, l)| l == "DELETING"), "{failed:?}");
 
-    let v = create_until_done(
-        &mut c,
-        "pvc-fail",
-        1200,
-        params(&[("subnetId", SUBNET)]),
-        Duration::from_secs(5),
-        3,
-    )
-    .await
-    .unwrap();
+    let v = create_until_done(&mut c, "pvc-fail", 1200, params(&[("subnetId", SUBNET)]), Duration::from_secs(5), 3)
+        .await
+        .unwrap();
     assert!(failed.iter().all(|(id, _)| *id != v.volume_id));
     assert_eq!(emu.calls("CreateFileSystem"), 2);
 }
@@ -450,32 +273,16 @@ async fn failed_file_system_after_restart_is_cleaned_and_replaced() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let second = Driver::controller(&emu, POLL).await;
     let mut c = second.controller_client().await;
-    let err = create_until_done(
-        &mut c,
-        "pvc-failrestart",
-        1200,
-        params(&[("subnetId", SUBNET)]),
-        Duration::from_secs(5),
-        3,
-    )
-    .await
-    .unwrap_err();
+    let err =
+        create_until_done(&mut c, "pvc-failrestart", 1200, params(&[("subnetId", SUBNET)]), Duration::from_secs(5), 3)
+            .await
+            .unwrap_err();
     assert_eq!(err.code(), Code::Internal);
-    let v = create_until_done(
-        &mut c,
-        "pvc-failrestart",
-        1200,
-        params(&[("subnetId", SUBNET)]),
-        Duration::from_secs(5),
-        3,
-    )
-    .await
-    .unwrap();
-    let live: Vec<_> = emu
-        .file_systems()
-        .into_iter()
-        .filter(|(_, l)| l != "DELETING")
-        .collect();
+    let v =
+        create_until_done(&mut c, "pvc-failrestart", 1200, params(&[("subnetId", SUBNET)]), Duration::from_secs(5), 3)
+            .await
+            .unwrap();
+    let live: Vec<_> = emu.file_systems().into_iter().filter(|(_, l)| l != "DELETING").collect();
     assert_eq!(live, vec![(v.volume_id.clone(), "AVAILABLE".to_string())]);
 }
 
@@ -483,50 +290,25 @@ async fn failed_file_system_after_restart_is_cleaned_and_replaced() {
 async fn delete_twice_and_malformed_ids_are_ok() {
     let (emu, driver) = setup(50).await;
     let mut c = driver.controller_client().await;
-    let v = create_until_done(
-        &mut c,
-        "pvc-del",
-        1200,
-        params(&[("subnetId", SUBNET)]),
-        Duration::from_secs(5),
-        3,
-    )
-    .await
-    .unwrap();
-    for _ in 0..2 {
-        c.delete_volume(DeleteVolumeRequest {
-            volume_id: v.volume_id.clone(),
-            secrets: Default::default(),
-        })
+    let v = create_until_done(&mut c, "pvc-del", 1200, params(&[("subnetId", SUBNET)]), Duration::from_secs(5), 3)
         .await
         .unwrap();
+    for _ in 0..2 {
+        c.delete_volume(DeleteVolumeRequest { volume_id: v.volume_id.clone(), secrets: Default::default() })
+            .await
+            .unwrap();
     }
-    assert_eq!(
-        emu.calls("DeleteFileSystem"),
-        1,
-        "a DELETING file system is not deleted again"
-    );
+    assert_eq!(emu.calls("DeleteFileSystem"), 1, "a DELETING file system is not deleted again");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    c.delete_volume(DeleteVolumeRequest {
-        volume_id: v.volume_id.clone(),
-        secrets: Default::default(),
-    })
-    .await
-    .unwrap();
+    c.delete_volume(DeleteVolumeRequest { volume_id: v.volume_id.clone(), secrets: Default::default() }).await.unwrap();
     assert!(emu.file_systems().is_empty());
     let before = emu.calls("DeleteFileSystem");
-    c.delete_volume(DeleteVolumeRequest {
-        volume_id: "not-a-file-system".into(),
-        secrets: Default::default(),
-    })
-    .await
-    .unwrap();
+    c.delete_volume(DeleteVolumeRequest { volume_id: "not-a-file-system".into(), secrets: Default::default() })
+        .await
+        .unwrap();
     assert_eq!(emu.calls("DeleteFileSystem"), before);
     let err = c
-        .delete_volume(DeleteVolumeRequest {
-            volume_id: String::new(),
-            secrets: Default::default(),
-        })
+        .delete_volume(DeleteVolumeRequest { volume_id: String::new(), secrets: Default::default() })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
@@ -541,31 +323,17 @@ async fn thirty_percent_throttling_still_succeeds() {
         let mut c = driver.controller_client().await;
         tasks.push(tokio::spawn(async move {
             let name = format!("pvc-throttle-{i}");
-            let v = create_until_done(
-                &mut c,
-                &name,
-                1200,
-                params(&[("subnetId", SUBNET)]),
-                Duration::from_secs(20),
-                20,
-            )
-            .await?;
-            c.delete_volume(DeleteVolumeRequest {
-                volume_id: v.volume_id,
-                secrets: Default::default(),
-            })
-            .await?;
+            let v =
+                create_until_done(&mut c, &name, 1200, params(&[("subnetId", SUBNET)]), Duration::from_secs(20), 20)
+                    .await?;
+            c.delete_volume(DeleteVolumeRequest { volume_id: v.volume_id, secrets: Default::default() }).await?;
             Ok::<_, tonic::Status>(())
         }));
     }
     for t in tasks {
         t.await.unwrap().unwrap();
     }
-    let live: Vec<_> = emu
-        .file_systems()
-        .into_iter()
-        .filter(|(_, l)| l != "DELETING")
-        .collect();
+    let live: Vec<_> = emu.file_systems().into_iter().filter(|(_, l)| l != "DELETING").collect();
     assert!(live.is_empty(), "{live:?}");
 }
 
@@ -591,57 +359,34 @@ async fn get_volume_list_volumes_and_validate() {
     }
     ids.sort();
 
-    let got = c
-        .controller_get_volume(ControllerGetVolumeRequest {
-            volume_id: ids[0].clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let got =
+        c.controller_get_volume(ControllerGetVolumeRequest { volume_id: ids[0].clone() }).await.unwrap().into_inner();
     assert_eq!(got.volume.unwrap().volume_id, ids[0]);
     assert!(!got.status.unwrap().volume_condition.unwrap().abnormal);
     let err = c
-        .controller_get_volume(ControllerGetVolumeRequest {
-            volume_id: "fs-0000000000000dead".into(),
-        })
+        .controller_get_volume(ControllerGetVolumeRequest { volume_id: "fs-0000000000000dead".into() })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
 
     let describes = emu.calls("DescribeFileSystems");
     let p1 = c
-        .list_volumes(ListVolumesRequest {
-            max_entries: 2,
-            starting_token: String::new(),
-        })
+        .list_volumes(ListVolumesRequest { max_entries: 2, starting_token: String::new() })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(p1.entries.len(), 2);
     let p2 = c
-        .list_volumes(ListVolumesRequest {
-            max_entries: 2,
-            starting_token: p1.next_token.clone(),
-        })
+        .list_volumes(ListVolumesRequest { max_entries: 2, starting_token: p1.next_token.clone() })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(p2.entries.len(), 1);
     assert!(p2.next_token.is_empty());
-    let listed: Vec<String> = p1
-        .entries
-        .iter()
-        .chain(&p2.entries)
-        .map(|e| e.volume.as_ref().unwrap().volume_id.clone())
-        .collect();
+    let listed: Vec<String> =
+        p1.entries.iter().chain(&p2.entries).map(|e| e.volume.as_ref().unwrap().volume_id.clone()).collect();
     assert_eq!(listed, ids);
-    let err = c
-        .list_volumes(ListVolumesRequest {
-            max_entries: 0,
-            starting_token: "bogus".into(),
-        })
-        .await
-        .unwrap_err();
+    let err = c.list_volumes(ListVolumesRequest { max_entries: 0, starting_token: "bogus".into() }).await.unwrap_err();
     assert_eq!(err.code(), Code::Aborted);
     // ListVolumes is served from the index: no listing of the account per call.
     assert_eq!(emu.calls("DescribeFileSystems"), describes);
@@ -691,21 +436,9 @@ async fn get_volume_list_volumes_and_validate() {
 async fn tags_carry_volume_name_and_extra_tags() {
     let (emu, driver) = setup(50).await;
     let mut c = driver.controller_client().await;
-    let p = params(&[
-        ("subnetId", SUBNET),
-        ("extraTags", "cost-center=42"),
-        ("csi.storage.k8s.io/pvc/name", "data"),
-    ]);
-    let v = create_until_done(&mut c, "pvc-tags", 1200, p, Duration::from_secs(5), 3)
-        .await
-        .unwrap();
-    let fs = driver
-        .provisioner
-        .as_ref()
-        .unwrap()
-        .index()
-        .by_id(&v.volume_id)
-        .unwrap();
+    let p = params(&[("subnetId", SUBNET), ("extraTags", "cost-center=42"), ("csi.storage.k8s.io/pvc/name", "data")]);
+    let v = create_until_done(&mut c, "pvc-tags", 1200, p, Duration::from_secs(5), 3).await.unwrap();
+    let fs = driver.provisioner.as_ref().unwrap().index().by_id(&v.volume_id).unwrap();
     assert_eq!(fs.tag("CSIVolumeName"), Some("pvc-tags"));
     assert_eq!(fs.tag("team"), Some("storage"));
     assert_eq!(fs.tag("cost-center"), Some("42"));
@@ -717,21 +450,10 @@ async fn tags_carry_volume_name_and_extra_tags() {
 async fn identity() {
     let (_emu, driver) = setup(50).await;
     let mut i = driver.identity_client().await;
-    let info = i
-        .get_plugin_info(GetPluginInfoRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let info = i.get_plugin_info(GetPluginInfoRequest {}).await.unwrap().into_inner();
     assert_eq!(info.name, "fsx.csi.aws.com");
     assert_eq!(info.vendor_version, env!("CARGO_PKG_VERSION"));
-    let caps = i
-        .get_plugin_capabilities(GetPluginCapabilitiesRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let caps = i.get_plugin_capabilities(GetPluginCapabilitiesRequest {}).await.unwrap().into_inner();
     assert_eq!(caps.capabilities.len(), 2);
-    assert_eq!(
-        i.probe(ProbeRequest {}).await.unwrap().into_inner().ready,
-        Some(true)
-    );
+    assert_eq!(i.probe(ProbeRequest {}).await.unwrap().into_inner().ready, Some(true));
 }

@@ -50,43 +50,21 @@ impl Env {
         let dir = tempfile::tempdir().unwrap();
         let kubelet = dir.path().join("kubelet");
         std::fs::create_dir_all(&kubelet).unwrap();
-        let node = NodeService::new(
-            NodeOptions::new(Some("node-1".into()), kubelet.clone()),
-            mounter,
-        );
+        let node = NodeService::new(NodeOptions::new(Some("node-1".into()), kubelet.clone()), mounter);
         let driver = Driver::serve(None, Some(node)).await;
         let client = driver.node_client().await;
-        Self {
-            _dir: dir,
-            kubelet,
-            driver,
-            client,
-            mounter: handle,
-        }
+        Self { _dir: dir, kubelet, driver, client, mounter: handle }
     }
 
     fn staging(&self, vol: &str) -> String {
-        self.kubelet
-            .join(format!(
-                "plugins/kubernetes.io/csi/fsx.csi.aws.com/{vol}/globalmount"
-            ))
-            .display()
-            .to_string()
+        self.kubelet.join(format!("plugins/kubernetes.io/csi/fsx.csi.aws.com/{vol}/globalmount")).display().to_string()
     }
 
     fn target(&self, pod: &str) -> String {
-        self.kubelet
-            .join(format!("pods/{pod}/volumes/kubernetes.io~csi/pv/mount"))
-            .display()
-            .to_string()
+        self.kubelet.join(format!("pods/{pod}/volumes/kubernetes.io~csi/pv/mount")).display().to_string()
     }
 
-    async fn stage(
-        &mut self,
-        vol: &str,
-        mount_name: &str,
-        timeout: Duration,
-    ) -> Result<(), tonic::Status> {
+    async fn stage(&mut self, vol: &str, mount_name: &str, timeout: Duration) -> Result<(), tonic::Status> {
         let mut req = tonic::Request::new(stage_request(vol, &self.staging(vol), mount_name));
         req.set_timeout(timeout);
         self.client.node_stage_volume(req).await.map(|_| ())
@@ -112,36 +90,24 @@ impl Env {
     }
 
     async fn unpublish(&mut self, vol: &str, pod: &str) -> Result<(), tonic::Status> {
-        let req = NodeUnpublishVolumeRequest {
-            volume_id: vol.into(),
-            target_path: self.target(pod),
-        };
+        let req = NodeUnpublishVolumeRequest { volume_id: vol.into(), target_path: self.target(pod) };
         self.client.node_unpublish_volume(req).await.map(|_| ())
     }
 
     async fn unstage(&mut self, vol: &str) -> Result<(), tonic::Status> {
-        let req = NodeUnstageVolumeRequest {
-            volume_id: vol.into(),
-            staging_target_path: self.staging(vol),
-        };
+        let req = NodeUnstageVolumeRequest { volume_id: vol.into(), staging_target_path: self.staging(vol) };
         self.client.node_unstage_volume(req).await.map(|_| ())
     }
 
     /// Mounts below this test's kubelet dir, from the real mount table.
     fn mounts(&self) -> Vec<mountinfo::MountEntry> {
         let table = mountinfo::parse(&SyscallMounter.mount_table().unwrap());
-        table
-            .into_iter()
-            .filter(|e| e.mount_point.starts_with(&self.kubelet))
-            .collect()
+        table.into_iter().filter(|e| e.mount_point.starts_with(&self.kubelet)).collect()
     }
 }
 
 fn context(mount_name: &str) -> HashMap<String, String> {
-    HashMap::from([
-        ("dnsname".to_string(), DNS.to_string()),
-        ("mountname".to_string(), mount_name.to_string()),
-    ])
+    HashMap::from([("dnsname".to_string(), DNS.to_string()), ("mountname".to_string(), mount_name.to_string())])
 }
 
 fn stage_request(vol: &str, staging: &str, mount_name: &str) -> NodeStageVolumeRequest {
@@ -156,45 +122,25 @@ fn stage_request(vol: &str, staging: &str, mount_name: &str) -> NodeStageVolumeR
 
 async fn full_lifecycle() {
     let mut env = Env::new().await;
-    env.stage(VOLUME, "abcdefgh", Duration::from_secs(10))
-        .await
-        .unwrap();
+    env.stage(VOLUME, "abcdefgh", Duration::from_secs(10)).await.unwrap();
     let staged = env.mounts();
     assert_eq!(staged.len(), 1, "{staged:?}");
     assert_eq!(staged[0].source, "127.0.0.1@tcp:/abcdefgh");
     // Default options: relatime.
-    assert!(
-        staged[0].options.iter().any(|o| o == "relatime"),
-        "{:?}",
-        staged[0].options
-    );
+    assert!(staged[0].options.iter().any(|o| o == "relatime"), "{:?}", staged[0].options);
 
     for pod in ["p1", "p2", "p3"] {
-        env.publish(VOLUME, pod, false, context("abcdefgh"))
-            .await
-            .unwrap();
+        env.publish(VOLUME, pod, false, context("abcdefgh")).await.unwrap();
     }
-    env.publish(VOLUME, "ro", true, context("abcdefgh"))
-        .await
-        .unwrap();
+    env.publish(VOLUME, "ro", true, context("abcdefgh")).await.unwrap();
     // One file system mount, shared by four bind mounts.
     let mounts = env.mounts();
     assert_eq!(mounts.len(), 5, "{mounts:?}");
     assert!(mounts.iter().all(|m| m.device == staged[0].device));
 
-    std::fs::write(
-        Path::new(&env.target("p1")).join("out.txt"),
-        "hello from FSx",
-    )
-    .unwrap();
-    assert_eq!(
-        std::fs::read_to_string(Path::new(&env.target("p3")).join("out.txt")).unwrap(),
-        "hello from FSx"
-    );
-    assert_eq!(
-        std::fs::read_to_string(Path::new(&env.target("ro")).join("out.txt")).unwrap(),
-        "hello from FSx"
-    );
+    std::fs::write(Path::new(&env.target("p1")).join("out.txt"), "hello from FSx").unwrap();
+    assert_eq!(std::fs::read_to_string(Path::new(&env.target("p3")).join("out.txt")).unwrap(), "hello from FSx");
+    assert_eq!(std::fs::read_to_string(Path::new(&env.target("ro")).join("out.txt")).unwrap(), "hello from FSx");
     let err = std::fs::write(Path::new(&env.target("ro")).join("x"), "no").unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EROFS));
 
@@ -226,41 +172,24 @@ async fn full_lifecycle() {
 async fn repeated_calls_are_idempotent() {
     let mut env = Env::new().await;
     for _ in 0..3 {
-        env.stage(VOLUME, "abcdefgh", Duration::from_secs(10))
-            .await
-            .unwrap();
+        env.stage(VOLUME, "abcdefgh", Duration::from_secs(10)).await.unwrap();
     }
     for _ in 0..3 {
-        env.publish(VOLUME, "p1", false, context("abcdefgh"))
-            .await
-            .unwrap();
+        env.publish(VOLUME, "p1", false, context("abcdefgh")).await.unwrap();
     }
     assert_eq!(env.mounts().len(), 2);
     // The same paths with something else are refused.
-    let err = env
-        .stage(VOLUME, "otherfs", Duration::from_secs(10))
-        .await
-        .unwrap_err();
+    let err = env.stage(VOLUME, "otherfs", Duration::from_secs(10)).await.unwrap_err();
     assert_eq!(err.code(), Code::AlreadyExists, "{err:?}");
-    let err = env
-        .publish(VOLUME, "p1", true, context("abcdefgh"))
-        .await
-        .unwrap_err();
+    let err = env.publish(VOLUME, "p1", true, context("abcdefgh")).await.unwrap_err();
     assert_eq!(err.code(), Code::AlreadyExists, "{err:?}");
     let mut sub = context("abcdefgh");
     sub.insert("subdirectory".into(), "team".into());
     std::fs::create_dir(Path::new(&env.staging(VOLUME)).join("team")).unwrap();
-    let err = env
-        .publish(VOLUME, "p1", false, sub.clone())
-        .await
-        .unwrap_err();
+    let err = env.publish(VOLUME, "p1", false, sub.clone()).await.unwrap_err();
     assert_eq!(err.code(), Code::AlreadyExists, "{err:?}");
     env.publish(VOLUME, "p2", false, sub).await.unwrap();
-    let p2 = env
-        .mounts()
-        .into_iter()
-        .find(|m| m.mount_point == Path::new(&env.target("p2")))
-        .unwrap();
+    let p2 = env.mounts().into_iter().find(|m| m.mount_point == Path::new(&env.target("p2"))).unwrap();
     assert_eq!(p2.root, Path::new("/team"));
 
     for _ in 0..2 {
@@ -285,10 +214,7 @@ async fn unpublish_and_unstage_of_missing_paths_are_ok() {
 
 async fn publish_needs_a_staged_volume() {
     let mut env = Env::new().await;
-    let err = env
-        .publish(VOLUME, "p1", false, context("abcdefgh"))
-        .await
-        .unwrap_err();
+    let err = env.publish(VOLUME, "p1", false, context("abcdefgh")).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
     assert!(!Path::new(&env.target("p1")).exists());
 }
@@ -300,38 +226,24 @@ async fn stuck_mount_answers_in_time_and_blocks_nothing_else() {
     env.mounter.blocker.block(&staging);
 
     let start = Instant::now();
-    let err = env
-        .stage(stuck_vol, "stuckfs", Duration::from_secs(2))
-        .await
-        .unwrap_err();
+    let err = env.stage(stuck_vol, "stuckfs", Duration::from_secs(2)).await.unwrap_err();
     let took = start.elapsed();
     assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
     assert!(took < Duration::from_secs(2), "answered after {took:?}");
 
     // Another volume works while the first is stuck.
-    env.stage(VOLUME, "abcdefgh", Duration::from_secs(10))
-        .await
-        .unwrap();
-    env.publish(VOLUME, "p1", false, context("abcdefgh"))
-        .await
-        .unwrap();
+    env.stage(VOLUME, "abcdefgh", Duration::from_secs(10)).await.unwrap();
+    env.publish(VOLUME, "p1", false, context("abcdefgh")).await.unwrap();
     // The guard was released: a retry is not Aborted for the guard, but told the previous
     // mount is still running.
-    let err = env
-        .stage(stuck_vol, "stuckfs", Duration::from_secs(2))
-        .await
-        .unwrap_err();
+    let err = env.stage(stuck_vol, "stuckfs", Duration::from_secs(2)).await.unwrap_err();
     assert_eq!(err.code(), Code::Aborted, "{err:?}");
     assert!(err.message().contains("still running"), "{}", err.message());
 
     // Once the server answers, a retry finds the true state from mountinfo.
     env.mounter.blocker.release();
     for _ in 0..100 {
-        if env
-            .stage(stuck_vol, "stuckfs", Duration::from_secs(2))
-            .await
-            .is_ok()
-        {
+        if env.stage(stuck_vol, "stuckfs", Duration::from_secs(2)).await.is_ok() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -368,10 +280,7 @@ async fn concurrent_calls_on_one_volume_are_aborted() {
         other.node_stage_volume(r).await
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let err = env
-        .stage(VOLUME, "abcdefgh", Duration::from_secs(5))
-        .await
-        .unwrap_err();
+    let err = env.stage(VOLUME, "abcdefgh", Duration::from_secs(5)).await.unwrap_err();
     assert_eq!(err.code(), Code::Aborted, "{err:?}");
     env.mounter.blocker.release();
     first.await.unwrap().unwrap();
@@ -382,43 +291,27 @@ async fn real_lustre_fstype_fails_with_enodev_and_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let kubelet = dir.path().join("kubelet");
     std::fs::create_dir_all(&kubelet).unwrap();
-    let node = NodeService::new(
-        NodeOptions::new(Some("node-1".into()), kubelet.clone()),
-        Arc::new(SyscallMounter),
-    );
+    let node = NodeService::new(NodeOptions::new(Some("node-1".into()), kubelet.clone()), Arc::new(SyscallMounter));
     let driver = Driver::serve(None, Some(node)).await;
     let mut client = driver.node_client().await;
     let staging = kubelet.join("plugins/kubernetes.io/csi/fsx.csi.aws.com/x/globalmount");
     let mut req = stage_request(VOLUME, &staging.display().to_string(), "abcdefgh");
     // An IPv4 literal needs no DNS.
-    req.volume_context
-        .insert("dnsname".into(), "127.0.0.1".into());
-    let lustre_loaded = std::fs::read_to_string("/proc/filesystems")
-        .unwrap()
-        .lines()
-        .any(|l| l.ends_with("\tlustre"));
+    req.volume_context.insert("dnsname".into(), "127.0.0.1".into());
+    let lustre_loaded = std::fs::read_to_string("/proc/filesystems").unwrap().lines().any(|l| l.ends_with("\tlustre"));
     if lustre_loaded {
         println!("    (this machine has a Lustre client; the ENODEV case cannot be shown)");
         return;
     }
     let err = client.node_stage_volume(req).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains("the Lustre client kernel module is not loaded on this node"), "{}", err.message());
     assert!(
-        err.message()
-            .contains("the Lustre client kernel module is not loaded on this node"),
+        err.message().contains(r#""lustre", MS_RELATIME, "flock,device=127.0.0.1@tcp:/abcdefgh")"#),
         "{}",
         err.message()
     );
-    assert!(
-        err.message()
-            .contains(r#""lustre", MS_RELATIME, "flock,device=127.0.0.1@tcp:/abcdefgh")"#),
-        "{}",
-        err.message()
-    );
-    assert!(
-        !staging.exists(),
-        "the failed stage left its directory behind"
-    );
+    assert!(!staging.exists(), "the failed stage left its directory behind");
     let table = mountinfo::parse(&SyscallMounter.mount_table().unwrap());
     assert!(!table.iter().any(|e| e.mount_point.starts_with(&kubelet)));
 }
@@ -428,47 +321,28 @@ async fn bad_input_is_refused_and_changes_nothing() {
     let outside = "/tmp/elsewhere/globalmount".to_string();
     let traversal = format!("{}/../../../etc", env.kubelet.display());
     for staging in [outside, traversal, "relative/path".into(), String::new()] {
-        let err = env
-            .client
-            .node_stage_volume(stage_request(VOLUME, &staging, "abcdefgh"))
-            .await
-            .unwrap_err();
+        let err = env.client.node_stage_volume(stage_request(VOLUME, &staging, "abcdefgh")).await.unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "{staging}: {err:?}");
     }
     let staging = env.staging(VOLUME);
-    for (key, value) in [
-        ("mountname", "toolongname"),
-        ("mountname", "a/b"),
-        ("dnsname", "bad host"),
-        ("dnsname", ""),
-    ] {
+    for (key, value) in [("mountname", "toolongname"), ("mountname", "a/b"), ("dnsname", "bad host"), ("dnsname", "")] {
         let mut req = stage_request(VOLUME, &staging, "abcdefgh");
         req.volume_context.insert(key.into(), value.into());
         let err = env.client.node_stage_volume(req).await.unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "{key}={value}: {err:?}");
     }
-    for flags in [
-        vec!["device=1.2.3.4@tcp:/x"],
-        vec!["mgsname=x"],
-        vec!["relatime,flock"],
-        vec!["flock\n"],
-        vec!["bogus"],
-    ] {
+    for flags in
+        [vec!["device=1.2.3.4@tcp:/x"], vec!["mgsname=x"], vec!["relatime,flock"], vec!["flock\n"], vec!["bogus"]]
+    {
         let mut req = stage_request(VOLUME, &staging, "abcdefgh");
-        if let Some(AccessType::Mount(m)) =
-            req.volume_capability.as_mut().unwrap().access_type.as_mut()
-        {
+        if let Some(AccessType::Mount(m)) = req.volume_capability.as_mut().unwrap().access_type.as_mut() {
             m.mount_flags = flags.iter().map(|s| s.to_string()).collect();
         }
         let err = env.client.node_stage_volume(req).await.unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "{flags:?}: {err:?}");
         assert!(err.message().contains("not allowed"), "{}", err.message());
     }
-    let err = env
-        .client
-        .node_stage_volume(stage_request("fs/../x", &staging, "abcdefgh"))
-        .await
-        .unwrap_err();
+    let err = env.client.node_stage_volume(stage_request("fs/../x", &staging, "abcdefgh")).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     let mut ctx = context("abcdefgh");
     ctx.insert("subdirectory".into(), "../escape".into());
@@ -505,19 +379,9 @@ async fn stats_condition_and_info() {
         .into_inner();
     assert!(r.volume_condition.unwrap().abnormal);
 
-    let info = env
-        .client
-        .node_get_info(NodeGetInfoRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let info = env.client.node_get_info(NodeGetInfoRequest {}).await.unwrap().into_inner();
     assert_eq!(info.node_id, "node-1");
-    let caps = env
-        .client
-        .node_get_capabilities(NodeGetCapabilitiesRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let caps = env.client.node_get_capabilities(NodeGetCapabilitiesRequest {}).await.unwrap().into_inner();
     assert_eq!(caps.capabilities.len(), 3);
 }
 
@@ -539,22 +403,14 @@ fn main() -> ExitCode {
         bad_input_is_refused_and_changes_nothing,
         stats_condition_and_info,
     ];
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let cases: Vec<_> = cases
-        .into_iter()
-        .filter(|(n, _)| filter.is_empty() || filter.iter().any(|f| n.contains(f.as_str())))
-        .collect();
+    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let cases: Vec<_> =
+        cases.into_iter().filter(|(n, _)| filter.is_empty() || filter.iter().any(|f| n.contains(f.as_str()))).collect();
 
     println!("\nrunning {} tests", cases.len());
     if !nix::unistd::geteuid().is_root() {
         println!("node tests need root to mount (CI runs as root): SKIPPED");
-        println!(
-            "\ntest result: ok. 0 passed; 0 failed; {} ignored; 0 measured; 0 filtered out\n",
-            cases.len()
-        );
+        println!("\ntest result: ok. 0 passed; 0 failed; {} ignored; 0 measured; 0 filtered out\n", cases.len());
         return ExitCode::SUCCESS;
     }
     // Still single-threaded here: a private mount namespace keeps every mount of these tests
@@ -569,17 +425,12 @@ fn main() -> ExitCode {
     )
     .expect("make / private");
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().unwrap();
     let (mut passed, mut failed) = (0, 0);
     let start = Instant::now();
     for (name, case) in cases {
-        let result = runtime.block_on(async {
-            tokio::time::timeout(Duration::from_secs(60), tokio::spawn(case())).await
-        });
+        let result =
+            runtime.block_on(async { tokio::time::timeout(Duration::from_secs(60), tokio::spawn(case())).await });
         match result {
             Ok(Ok(())) => {
                 passed += 1;

@@ -57,12 +57,8 @@ impl From<ProvisionError> for Status {
         let message = e.to_string();
         match e {
             ProvisionError::Parameter(_) => Status::invalid_argument(message),
-            ProvisionError::Capacity(CapacityError::Invalid(_)) => {
-                Status::invalid_argument(message)
-            }
-            ProvisionError::Capacity(CapacityError::OutOfRange { .. }) => {
-                Status::out_of_range(message)
-            }
+            ProvisionError::Capacity(CapacityError::Invalid(_)) => Status::invalid_argument(message),
+            ProvisionError::Capacity(CapacityError::OutOfRange { .. }) => Status::out_of_range(message),
             ProvisionError::AlreadyExists { .. } => Status::already_exists(message),
             ProvisionError::Busy(_) => Status::aborted(message),
             ProvisionError::StillPending { .. } => Status::deadline_exceeded(message),
@@ -71,6 +67,11 @@ impl From<ProvisionError> for Status {
             ProvisionError::Vanished(_) => Status::aborted(message),
             ProvisionError::NotFound(_) => Status::not_found(message),
             ProvisionError::NotReady => Status::unavailable(message),
+            ProvisionError::CannotExpand(_) => Status::invalid_argument(message),
+            ProvisionError::UpdateInProgress { .. } => Status::aborted(message),
+            ProvisionError::UpdateFailed { .. } => Status::internal(message),
+            ProvisionError::AssociationPending { .. } => Status::deadline_exceeded(message),
+            ProvisionError::AssociationFailed { .. } => Status::internal(message),
             ProvisionError::Fsx(fsx) => fsx.into(),
         }
     }
@@ -105,9 +106,7 @@ pub fn condition(fs: &FileSystem) -> VolumeCondition {
 fn caps(types: &[rpc::Type]) -> Vec<ControllerServiceCapability> {
     types
         .iter()
-        .map(|t| ControllerServiceCapability {
-            r#type: Some(CapType::Rpc(Rpc { r#type: *t as i32 })),
-        })
+        .map(|t| ControllerServiceCapability { r#type: Some(CapType::Rpc(Rpc { r#type: *t as i32 })) })
         .collect()
 }
 
@@ -126,7 +125,9 @@ impl Controller for ControllerService {
             }
             check_capabilities(&req.volume_capabilities).map_err(Status::invalid_argument)?;
             if req.volume_content_source.is_some() {
-                return Err(Status::invalid_argument("volume_content_source is not supported: FSx volumes cannot be created from snapshots or clones"));
+                return Err(Status::invalid_argument(
+                    "volume_content_source is not supported: FSx volumes cannot be created from snapshots or clones",
+                ));
             }
             if !req.mutable_parameters.is_empty() {
                 return Err(Status::invalid_argument("mutable_parameters are not supported by this driver"));
@@ -170,18 +171,14 @@ impl Controller for ControllerService {
         &self,
         _: Request<ControllerPublishVolumeRequest>,
     ) -> Result<Response<ControllerPublishVolumeResponse>, Status> {
-        Err(Status::unimplemented(
-            "FSx volumes need no attach: ControllerPublishVolume is not supported",
-        ))
+        Err(Status::unimplemented("FSx volumes need no attach: ControllerPublishVolume is not supported"))
     }
 
     async fn controller_unpublish_volume(
         &self,
         _: Request<ControllerUnpublishVolumeRequest>,
     ) -> Result<Response<ControllerUnpublishVolumeResponse>, Status> {
-        Err(Status::unimplemented(
-            "FSx volumes need no detach: ControllerUnpublishVolume is not supported",
-        ))
+        Err(Status::unimplemented("FSx volumes need no detach: ControllerUnpublishVolume is not supported"))
     }
 
     async fn validate_volume_capabilities(
@@ -195,9 +192,7 @@ impl Controller for ControllerService {
                 return Err(Status::invalid_argument("volume_id is required"));
             }
             if req.volume_capabilities.is_empty() {
-                return Err(Status::invalid_argument(
-                    "volume_capabilities must not be empty",
-                ));
+                return Err(Status::invalid_argument("volume_capabilities must not be empty"));
             }
             self.provisioner.get(&req.volume_id).await?;
             let response = match check_capabilities(&req.volume_capabilities) {
@@ -210,10 +205,7 @@ impl Controller for ControllerService {
                     }),
                     message: String::new(),
                 },
-                Err(why) => ValidateVolumeCapabilitiesResponse {
-                    confirmed: None,
-                    message: why,
-                },
+                Err(why) => ValidateVolumeCapabilitiesResponse { confirmed: None, message: why },
             };
             Ok(Response::new(response))
         })
@@ -233,23 +225,11 @@ impl Controller for ControllerService {
             let after = match req.starting_token.as_str() {
                 "" => None,
                 t if is_file_system_id(t) => Some(t),
-                t => {
-                    return Err(Status::aborted(format!(
-                        "starting_token {t:?} was not returned by ListVolumes"
-                    )))
-                }
+                t => return Err(Status::aborted(format!("starting_token {t:?} was not returned by ListVolumes"))),
             };
-            let max = if req.max_entries == 0 {
-                usize::MAX
-            } else {
-                req.max_entries as usize
-            };
+            let max = if req.max_entries == 0 { usize::MAX } else { req.max_entries as usize };
             let (page, more) = self.provisioner.index().page(after, max);
-            let next_token = if more {
-                page.last().map(|fs| fs.id.clone()).unwrap_or_default()
-            } else {
-                String::new()
-            };
+            let next_token = if more { page.last().map(|fs| fs.id.clone()).unwrap_or_default() } else { String::new() };
             let entries = page
                 .iter()
                 .map(|fs| list_volumes_response::Entry {
@@ -260,21 +240,13 @@ impl Controller for ControllerService {
                     }),
                 })
                 .collect();
-            Ok(Response::new(ListVolumesResponse {
-                entries,
-                next_token,
-            }))
+            Ok(Response::new(ListVolumesResponse { entries, next_token }))
         })
         .await
     }
 
-    async fn get_capacity(
-        &self,
-        _: Request<GetCapacityRequest>,
-    ) -> Result<Response<GetCapacityResponse>, Status> {
-        Err(Status::unimplemented(
-            "GetCapacity is not supported: FSx capacity is not limited per topology",
-        ))
+    async fn get_capacity(&self, _: Request<GetCapacityRequest>) -> Result<Response<GetCapacityResponse>, Status> {
+        Err(Status::unimplemented("GetCapacity is not supported: FSx capacity is not limited per topology"))
     }
 
     async fn controller_get_capabilities(
@@ -287,6 +259,7 @@ impl Controller for ControllerService {
                 rpc::Type::GetVolume,
                 rpc::Type::VolumeCondition,
                 rpc::Type::ListVolumes,
+                rpc::Type::ExpandVolume,
             ]),
         }))
     }
@@ -312,20 +285,35 @@ impl Controller for ControllerService {
         Err(Status::unimplemented("snapshots are not supported"))
     }
 
-    async fn get_snapshot(
-        &self,
-        _: Request<GetSnapshotRequest>,
-    ) -> Result<Response<GetSnapshotResponse>, Status> {
+    async fn get_snapshot(&self, _: Request<GetSnapshotRequest>) -> Result<Response<GetSnapshotResponse>, Status> {
         Err(Status::unimplemented("snapshots are not supported"))
     }
 
     async fn controller_expand_volume(
         &self,
-        _: Request<ControllerExpandVolumeRequest>,
+        request: Request<ControllerExpandVolumeRequest>,
     ) -> Result<Response<ControllerExpandVolumeResponse>, Status> {
-        Err(Status::unimplemented(
-            "volume expansion is not supported yet",
-        ))
+        let deadline = deadline(request.metadata());
+        let req = request.into_inner();
+        let span = info_span!("ControllerExpandVolume", volume.id = %req.volume_id);
+        observe(span, async {
+            if req.volume_id.is_empty() {
+                return Err(Status::invalid_argument("volume_id is required"));
+            }
+            let range = req.capacity_range.ok_or_else(|| Status::invalid_argument("capacity_range is required"))?;
+            if let Some(cap) = &req.volume_capability {
+                check_capabilities(std::slice::from_ref(cap)).map_err(Status::invalid_argument)?;
+            }
+            let gib =
+                self.provisioner.expand(&req.volume_id, range.required_bytes, range.limit_bytes, deadline).await?;
+            tracing::info!(capacity_gib = gib, "volume expanded");
+            Ok(Response::new(ControllerExpandVolumeResponse {
+                capacity_bytes: gib.saturating_mul(crate::fsx::GIB),
+                // Lustre clients see the new size at once: nothing to do on the nodes.
+                node_expansion_required: false,
+            }))
+        })
+        .await
     }
 
     async fn controller_get_volume(
@@ -354,8 +342,6 @@ impl Controller for ControllerService {
         &self,
         _: Request<ControllerModifyVolumeRequest>,
     ) -> Result<Response<ControllerModifyVolumeResponse>, Status> {
-        Err(Status::unimplemented(
-            "ControllerModifyVolume is not supported",
-        ))
+        Err(Status::unimplemented("ControllerModifyVolume is not supported"))
     }
 }

@@ -7,8 +7,8 @@ use tonic::{Request, Response, Status};
 use crate::proto::identity_server::Identity;
 use crate::proto::plugin_capability::{self, service, volume_expansion};
 use crate::proto::{
-    GetPluginCapabilitiesRequest, GetPluginCapabilitiesResponse, GetPluginInfoRequest,
-    GetPluginInfoResponse, PluginCapability, ProbeRequest, ProbeResponse,
+    GetPluginCapabilitiesRequest, GetPluginCapabilitiesResponse, GetPluginInfoRequest, GetPluginInfoResponse,
+    PluginCapability, ProbeRequest, ProbeResponse,
 };
 use crate::provision::Provisioner;
 
@@ -47,20 +47,14 @@ impl Identity for IdentityService {
     ) -> Result<Response<GetPluginCapabilitiesResponse>, Status> {
         let mut capabilities = Vec::new();
         if self.provisioner.is_some() {
-            capabilities.push(capability(plugin_capability::Type::Service(
-                plugin_capability::Service {
-                    r#type: service::Type::ControllerService as i32,
-                },
-            )));
+            capabilities.push(capability(plugin_capability::Type::Service(plugin_capability::Service {
+                r#type: service::Type::ControllerService as i32,
+            })));
         }
-        capabilities.push(capability(plugin_capability::Type::VolumeExpansion(
-            plugin_capability::VolumeExpansion {
-                r#type: volume_expansion::Type::Online as i32,
-            },
-        )));
-        Ok(Response::new(GetPluginCapabilitiesResponse {
-            capabilities,
-        }))
+        capabilities.push(capability(plugin_capability::Type::VolumeExpansion(plugin_capability::VolumeExpansion {
+            r#type: volume_expansion::Type::Online as i32,
+        })));
+        Ok(Response::new(GetPluginCapabilitiesResponse { capabilities }))
     }
 
     async fn probe(&self, _: Request<ProbeRequest>) -> Result<Response<ProbeResponse>, Status> {

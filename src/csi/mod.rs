@@ -49,19 +49,14 @@ pub fn deadline(metadata: &tonic::metadata::MetadataMap) -> Instant {
         .and_then(|v| v.to_str().ok())
         .and_then(parse_grpc_timeout)
         .unwrap_or(DEFAULT_TIMEOUT);
-    let margin = (timeout / 10)
-        .clamp(Duration::from_millis(100), Duration::from_secs(5))
-        .min(timeout / 2);
+    let margin = (timeout / 10).clamp(Duration::from_millis(100), Duration::from_secs(5)).min(timeout / 2);
     Instant::now() + timeout.saturating_sub(margin)
 }
 
 /// Runs a handler inside `span` and logs its status once if it is not OK. Expected,
 /// retryable outcomes (an operation in progress, still creating) log at info, refusals of
 /// bad input at warn, everything else at error.
-pub async fn observe<T>(
-    span: tracing::Span,
-    fut: impl Future<Output = Result<T, Status>>,
-) -> Result<T, Status> {
+pub async fn observe<T>(span: tracing::Span, fut: impl Future<Output = Result<T, Status>>) -> Result<T, Status> {
     async move {
         let result = fut.await;
         if let Err(status) = &result {
@@ -97,24 +92,15 @@ pub fn check_capabilities(caps: &[VolumeCapability]) -> Result<(), String> {
         match &cap.access_type {
             Some(AccessType::Mount(m)) => {
                 if !(m.fs_type.is_empty() || m.fs_type == "lustre") {
-                    return Err(format!(
-                        "fs_type {:?} is not supported: FSx volumes are lustre",
-                        m.fs_type
-                    ));
+                    return Err(format!("fs_type {:?} is not supported: FSx volumes are lustre", m.fs_type));
                 }
             }
             Some(AccessType::Block(_)) => {
-                return Err(
-                    "block access is not supported: FSx for Lustre volumes are file systems".into(),
-                )
+                return Err("block access is not supported: FSx for Lustre volumes are file systems".into())
             }
             None => return Err("access_type (mount) is required".into()),
         }
-        let mode = cap
-            .access_mode
-            .as_ref()
-            .map(|m| m.mode())
-            .unwrap_or(Mode::Unknown);
+        let mode = cap.access_mode.as_ref().map(|m| m.mode()).unwrap_or(Mode::Unknown);
         if mode == Mode::Unknown {
             return Err("access_mode is required".into());
         }

@@ -51,11 +51,7 @@ pub struct NodeOptions {
 impl NodeOptions {
     /// Options for the real driver.
     pub fn new(node_id: Option<String>, kubelet_dir: PathBuf) -> Self {
-        Self {
-            node_id,
-            kubelet_dir,
-            fstype: "lustre".into(),
-        }
+        Self { node_id, kubelet_dir, fstype: "lustre".into() }
     }
 }
 
@@ -94,14 +90,10 @@ impl From<NodeError> for Status {
             NodeError::NotStaged(_) => Status::failed_precondition(message),
             NodeError::NotFound(_) => Status::not_found(message),
             NodeError::TimedOut { .. } => Status::deadline_exceeded(message),
-            NodeError::Lustre(LustreError::Option(..) | LustreError::Source(_)) => {
-                Status::invalid_argument(message)
-            }
+            NodeError::Lustre(LustreError::Option(..) | LustreError::Source(_)) => Status::invalid_argument(message),
             NodeError::Lustre(LustreError::Resolve { .. }) => Status::unavailable(message),
             NodeError::Mount { errno, .. } => match errno {
-                Errno::ENODEV | Errno::EPERM | Errno::EACCES => {
-                    Status::failed_precondition(message)
-                }
+                Errno::ENODEV | Errno::EPERM | Errno::EACCES => Status::failed_precondition(message),
                 Errno::ENOENT | Errno::EINVAL => Status::invalid_argument(message),
                 Errno::EIO | Errno::ETIMEDOUT | Errno::ECONNREFUSED | Errno::EHOSTUNREACH => {
                     Status::unavailable(message)
@@ -131,22 +123,14 @@ fn check_volume_id(id: &str) -> Result<(), NodeError> {
     if id.is_empty() {
         return Err(invalid("volume_id is required"));
     }
-    if id.len() > 128
-        || !id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-    {
-        return Err(invalid(format!(
-            "volume_id {id:?} must be 1-128 of A-Z a-z 0-9 . _ -"
-        )));
+    if id.len() > 128 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+        return Err(invalid(format!("volume_id {id:?} must be 1-128 of A-Z a-z 0-9 . _ -")));
     }
     Ok(())
 }
 
 fn mount_flags(cap: &Option<VolumeCapability>) -> Result<Vec<String>, NodeError> {
-    let cap = cap
-        .as_ref()
-        .ok_or_else(|| invalid("volume_capability is required"))?;
+    let cap = cap.as_ref().ok_or_else(|| invalid("volume_capability is required"))?;
     check_capabilities(std::slice::from_ref(cap)).map_err(NodeError::Invalid)?;
     Ok(match &cap.access_type {
         Some(volume_capability::AccessType::Mount(m)) => m.mount_flags.clone(),
@@ -161,13 +145,7 @@ fn errno_of(e: &std::io::Error) -> Errno {
 impl NodeService {
     /// A node service using `mounter` for every kernel call.
     pub fn new(options: NodeOptions, mounter: Arc<dyn Mounter>) -> Self {
-        Self {
-            options,
-            mounter,
-            busy: InFlight::new(),
-            workers: Arc::default(),
-            node_id: OnceCell::new(),
-        }
+        Self { options, mounter, busy: InFlight::new(), workers: Arc::default(), node_id: OnceCell::new() }
     }
 
     fn check_path(&self, field: &'static str, path: &str) -> Result<PathBuf, NodeError> {
@@ -176,16 +154,12 @@ impl NodeService {
     }
 
     fn lock(&self, keys: &[&str]) -> Result<Vec<crate::provision::inflight::Guard>, NodeError> {
-        self.busy
-            .try_lock_all(keys)
-            .ok_or_else(|| NodeError::Busy(keys.join(", ")))
+        self.busy.try_lock_all(keys).ok_or_else(|| NodeError::Busy(keys.join(", ")))
     }
 
     fn table(&self) -> Result<Vec<MountEntry>, NodeError> {
-        let text = self
-            .mounter
-            .mount_table()
-            .map_err(|e| NodeError::Io(format!("reading /proc/self/mountinfo: {e}")))?;
+        let text =
+            self.mounter.mount_table().map_err(|e| NodeError::Io(format!("reading /proc/self/mountinfo: {e}")))?;
         Ok(mountinfo::parse(&text))
     }
 
@@ -199,18 +173,12 @@ impl NodeService {
     ) -> Result<T, NodeError> {
         worker::run(&self.workers, path, what, deadline, f)
             .await
-            .map_err(|_| NodeError::TimedOut {
-                what,
-                path: path.display().to_string(),
-            })
+            .map_err(|_| NodeError::TimedOut { what, path: path.display().to_string() })
     }
 
     fn refuse_if_running(&self, path: &Path) -> Result<(), NodeError> {
         match self.workers.running(path) {
-            Some(what) => Err(NodeError::StillRunning {
-                what,
-                path: path.display().to_string(),
-            }),
+            Some(what) => Err(NodeError::StillRunning { what, path: path.display().to_string() }),
             None => Ok(()),
         }
     }
@@ -239,12 +207,7 @@ impl NodeService {
                 let step_deadline = now + left / (steps.len() - i) as u32;
                 let mounter = Arc::clone(&self.mounter);
                 let target = path.to_path_buf();
-                match self
-                    .bounded(path, "unmount", step_deadline, move || {
-                        mounter.unmount(&target, flags)
-                    })
-                    .await
-                {
+                match self.bounded(path, "unmount", step_deadline, move || mounter.unmount(&target, flags)).await {
                     Ok(Ok(())) | Ok(Err(Errno::EINVAL | Errno::ENOENT)) => {
                         done = true;
                         break;
@@ -255,23 +218,14 @@ impl NodeService {
                     Err(_) => {
                         tracing::warn!(target.path = %path.display(), ?flags, "unmount: timed out; escalating")
                     }
-                    Ok(Err(e)) => {
-                        return Err(NodeError::Io(format!(
-                            "unmount {}: {e}: {}",
-                            path.display(),
-                            e.desc()
-                        )))
-                    }
+                    Ok(Err(e)) => return Err(NodeError::Io(format!("unmount {}: {e}: {}", path.display(), e.desc()))),
                 }
                 if Instant::now() >= deadline {
                     break;
                 }
             }
             if !done {
-                return Err(NodeError::TimedOut {
-                    what: "unmount",
-                    path: path.display().to_string(),
-                });
+                return Err(NodeError::TimedOut { what: "unmount", path: path.display().to_string() });
             }
         }
         Ok(())
@@ -280,22 +234,15 @@ impl NodeService {
     /// Removes the directory `path` if it exists (after it was unmounted).
     async fn remove_dir(&self, path: &Path, deadline: Instant) -> Result<(), NodeError> {
         let target = path.to_path_buf();
-        match self
-            .bounded(path, "rmdir", deadline, move || {
-                std::fs::remove_dir(&target)
-            })
-            .await?
-        {
+        match self.bounded(path, "rmdir", deadline, move || std::fs::remove_dir(&target)).await? {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             // A file where the kubelet expected a directory (some COs create target files).
             Err(e) if errno_of(&e) == Errno::ENOTDIR => {
                 let target = path.to_path_buf();
-                self.bounded(path, "unlink", deadline, move || {
-                    std::fs::remove_file(&target)
-                })
-                .await?
-                .map_err(|e| NodeError::Io(format!("removing {}: {e}", path.display())))
+                self.bounded(path, "unlink", deadline, move || std::fs::remove_file(&target))
+                    .await?
+                    .map_err(|e| NodeError::Io(format!("removing {}: {e}", path.display())))
             }
             Err(e) => Err(NodeError::Io(format!("removing {}: {e}", path.display()))),
         }
@@ -306,22 +253,11 @@ impl NodeService {
         let staging = self.check_path("staging_target_path", &req.staging_target_path)?;
         let mut options = mount_flags(&req.volume_capability)?;
         if options.is_empty() {
-            options = lustre::DEFAULT_OPTIONS
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
+            options = lustre::DEFAULT_OPTIONS.iter().map(|s| s.to_string()).collect();
         }
         lustre::check_options(&options)?;
-        let dns_name = req
-            .volume_context
-            .get(CONTEXT_DNS_NAME)
-            .map(String::as_str)
-            .unwrap_or("");
-        let mount_name = req
-            .volume_context
-            .get(CONTEXT_MOUNT_NAME)
-            .map(String::as_str)
-            .unwrap_or("");
+        let dns_name = req.volume_context.get(CONTEXT_DNS_NAME).map(String::as_str).unwrap_or("");
+        let mount_name = req.volume_context.get(CONTEXT_MOUNT_NAME).map(String::as_str).unwrap_or("");
         if !lustre::is_host_name(dns_name) {
             return Err(invalid(format!(
                 "volume_context {CONTEXT_DNS_NAME} {dns_name:?} must be the file system's DNS name"
@@ -381,17 +317,10 @@ impl NodeService {
                 r
             })
             .await?;
-        result.map_err(|errno| NodeError::Mount {
-            errno,
-            message: explain_mount_errno(errno, &call),
-        })
+        result.map_err(|errno| NodeError::Mount { errno, message: explain_mount_errno(errno, &call) })
     }
 
-    async fn unstage(
-        &self,
-        req: NodeUnstageVolumeRequest,
-        deadline: Instant,
-    ) -> Result<(), NodeError> {
+    async fn unstage(&self, req: NodeUnstageVolumeRequest, deadline: Instant) -> Result<(), NodeError> {
         check_volume_id(&req.volume_id)?;
         let staging = self.check_path("staging_target_path", &req.staging_target_path)?;
         let _guards = self.lock(&[&req.volume_id, &req.staging_target_path])?;
@@ -399,45 +328,25 @@ impl NodeService {
         self.remove_dir(&staging, deadline).await
     }
 
-    async fn publish(
-        &self,
-        req: NodePublishVolumeRequest,
-        deadline: Instant,
-    ) -> Result<(), NodeError> {
+    async fn publish(&self, req: NodePublishVolumeRequest, deadline: Instant) -> Result<(), NodeError> {
         check_volume_id(&req.volume_id)?;
         if req.staging_target_path.is_empty() {
-            return Err(invalid(
-                "staging_target_path is required: this driver stages volumes",
-            ));
+            return Err(invalid("staging_target_path is required: this driver stages volumes"));
         }
         let staging = self.check_path("staging_target_path", &req.staging_target_path)?;
         let target = self.check_path("target_path", &req.target_path)?;
         let flags = mount_flags(&req.volume_capability)?;
         lustre::check_options(&flags)?;
         let read_only = req.readonly || flags.iter().any(|f| f == "ro");
-        let sub = req
-            .volume_context
-            .get(CONTEXT_SUBDIRECTORY)
-            .map(String::as_str)
-            .unwrap_or("");
+        let sub = req.volume_context.get(CONTEXT_SUBDIRECTORY).map(String::as_str).unwrap_or("");
         check_subdirectory(sub).map_err(NodeError::Invalid)?;
 
         let _guards = self.lock(&[&req.volume_id, &req.target_path])?;
         let table = self.table()?;
-        let stage = mountinfo::at(&table, &staging)
-            .filter(|e| e.fstype == self.options.fstype)
-            .ok_or_else(|| {
-                NodeError::NotStaged(format!(
-                    "volume {} is not staged at {}",
-                    req.volume_id,
-                    staging.display()
-                ))
-            })?;
-        let want_root = if sub.is_empty() {
-            stage.root.clone()
-        } else {
-            stage.root.join(sub)
-        };
+        let stage = mountinfo::at(&table, &staging).filter(|e| e.fstype == self.options.fstype).ok_or_else(|| {
+            NodeError::NotStaged(format!("volume {} is not staged at {}", req.volume_id, staging.display()))
+        })?;
+        let want_root = if sub.is_empty() { stage.root.clone() } else { stage.root.join(sub) };
         if let Some(e) = mountinfo::at(&table, &target) {
             if e.device == stage.device && e.root == want_root && e.is_read_only() == read_only {
                 tracing::info!("already published");
@@ -453,77 +362,45 @@ impl NodeService {
         }
         self.refuse_if_running(&target)?;
 
-        let source = if sub.is_empty() {
-            staging.clone()
-        } else {
-            staging.join(sub)
-        };
+        let source = if sub.is_empty() { staging.clone() } else { staging.join(sub) };
         let mounter = Arc::clone(&self.mounter);
         let dest = target.clone();
         let result = self
-            .bounded(
-                &target,
-                "bind mount",
-                deadline,
-                move || -> Result<(), String> {
-                    if !source.is_dir() {
-                        return Err(format!(
-                            "{} is not a directory of the file system",
-                            source.display()
-                        ));
+            .bounded(&target, "bind mount", deadline, move || -> Result<(), String> {
+                if !source.is_dir() {
+                    return Err(format!("{} is not a directory of the file system", source.display()));
+                }
+                let created = match std::fs::symlink_metadata(&dest) {
+                    Ok(_) => false,
+                    Err(_) => {
+                        std::fs::create_dir_all(&dest).map_err(|e| format!("creating {}: {e}", dest.display()))?;
+                        true
                     }
-                    let created = match std::fs::symlink_metadata(&dest) {
-                        Ok(_) => false,
-                        Err(_) => {
-                            std::fs::create_dir_all(&dest)
-                                .map_err(|e| format!("creating {}: {e}", dest.display()))?;
-                            true
-                        }
-                    };
-                    let undo = |created: bool| {
-                        if created {
-                            let _ = std::fs::remove_dir(&dest);
-                        }
-                    };
-                    if let Err(e) = mounter.mount(
-                        Some(&source.to_string_lossy()),
-                        &dest,
-                        None,
-                        MsFlags::MS_BIND,
-                        None,
-                    ) {
+                };
+                let undo = |created: bool| {
+                    if created {
+                        let _ = std::fs::remove_dir(&dest);
+                    }
+                };
+                if let Err(e) = mounter.mount(Some(&source.to_string_lossy()), &dest, None, MsFlags::MS_BIND, None) {
+                    undo(created);
+                    return Err(format!("bind mount {} on {}: {e}: {}", source.display(), dest.display(), e.desc()));
+                }
+                if read_only {
+                    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+                    if let Err(e) = mounter.mount(None, &dest, None, flags, None) {
+                        let _ = mounter.unmount(&dest, MntFlags::MNT_DETACH);
                         undo(created);
-                        return Err(format!(
-                            "bind mount {} on {}: {e}: {}",
-                            source.display(),
-                            dest.display(),
-                            e.desc()
-                        ));
+                        return Err(format!("read-only remount of {}: {e}: {}", dest.display(), e.desc()));
                     }
-                    if read_only {
-                        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-                        if let Err(e) = mounter.mount(None, &dest, None, flags, None) {
-                            let _ = mounter.unmount(&dest, MntFlags::MNT_DETACH);
-                            undo(created);
-                            return Err(format!(
-                                "read-only remount of {}: {e}: {}",
-                                dest.display(),
-                                e.desc()
-                            ));
-                        }
-                    }
-                    Ok(())
-                },
-            )
+                }
+                Ok(())
+            })
             .await?;
         result.map_err(NodeError::Io)
     }
 
-    async fn unpublish(
-        &self,
-        req: NodeUnpublishVolumeRequest,
-        deadline: Instant,
-    ) -> Result<(), NodeError> {
+    async fn unpublish(&self, req: NodeUnpublishVolumeRequest, deadline: Instant) -> Result<(), NodeError> {
         check_volume_id(&req.volume_id)?;
         let target = self.check_path("target_path", &req.target_path)?;
         let _guards = self.lock(&[&req.volume_id, &req.target_path])?;
@@ -531,10 +408,7 @@ impl NodeService {
         self.remove_dir(&target, deadline).await
     }
 
-    async fn stats(
-        &self,
-        req: NodeGetVolumeStatsRequest,
-    ) -> Result<NodeGetVolumeStatsResponse, NodeError> {
+    async fn stats(&self, req: NodeGetVolumeStatsRequest) -> Result<NodeGetVolumeStatsResponse, NodeError> {
         check_volume_id(&req.volume_id)?;
         if req.volume_path.is_empty() {
             return Err(invalid("volume_path is required"));
@@ -549,14 +423,9 @@ impl NodeService {
         let deadline = Instant::now() + STATS_TIME;
         let Some(entry) = entry else {
             let p = path.clone();
-            let exists = self
-                .bounded(&path, "stat", deadline, move || p.exists())
-                .await?;
+            let exists = self.bounded(&path, "stat", deadline, move || p.exists()).await?;
             if !exists {
-                return Err(NodeError::NotFound(format!(
-                    "volume_path {} does not exist",
-                    path.display()
-                )));
+                return Err(NodeError::NotFound(format!("volume_path {} does not exist", path.display())));
             }
             return Ok(NodeGetVolumeStatsResponse {
                 usage: Vec::new(),
@@ -568,37 +437,24 @@ impl NodeService {
         };
         let mounter = Arc::clone(&self.mounter);
         let p = path.clone();
-        let usage = match self
-            .bounded(&path, "statvfs", deadline, move || mounter.statvfs(&p))
-            .await
-        {
+        let usage = match self.bounded(&path, "statvfs", deadline, move || mounter.statvfs(&p)).await {
             Ok(Ok(u)) => Ok(u),
             Ok(Err(e)) => Err(format!("statvfs failed: {e}: {}", e.desc())),
-            Err(_) => Err(format!(
-                "statvfs did not answer within {}s: the file system is unresponsive",
-                STATS_TIME.as_secs()
-            )),
+            Err(_) => {
+                Err(format!("statvfs did not answer within {}s: the file system is unresponsive", STATS_TIME.as_secs()))
+            }
         };
         let lustre = entry.fstype == self.options.fstype;
         let condition = match (&usage, lustre) {
-            (Ok(_), true) => VolumeCondition {
-                abnormal: false,
-                message: format!("mounted from {}", entry.source),
-            },
+            (Ok(_), true) => VolumeCondition { abnormal: false, message: format!("mounted from {}", entry.source) },
             (Ok(_), false) => VolumeCondition {
                 abnormal: true,
                 message: format!("{} is a {} mount, not lustre", path.display(), entry.fstype),
             },
-            (Err(why), _) => VolumeCondition {
-                abnormal: true,
-                message: why.clone(),
-            },
+            (Err(why), _) => VolumeCondition { abnormal: true, message: why.clone() },
         };
         let usage = usage.map(|u| usage_entries(&u)).unwrap_or_default();
-        Ok(NodeGetVolumeStatsResponse {
-            usage,
-            volume_condition: Some(condition),
-        })
+        Ok(NodeGetVolumeStatsResponse { usage, volume_condition: Some(condition) })
     }
 
     async fn resolve_node_id(&self) -> Result<String, NodeError> {
@@ -637,31 +493,17 @@ async fn instance_id_from_imds() -> Result<String, NodeError> {
         .connect_timeout(Duration::from_secs(2))
         .read_timeout(Duration::from_secs(2))
         .build();
-    let id = tokio::time::timeout(
-        Duration::from_secs(10),
-        client.get("/latest/meta-data/instance-id"),
-    )
-    .await
-    .map_err(|_| {
-        NodeError::Io(
-            "no node id: set --node-id or CSI_NODE_NAME (IMDSv2 did not answer in time)".into(),
-        )
-    })?
-    .map_err(|e| {
-        NodeError::Io(format!(
-            "no node id: set --node-id or CSI_NODE_NAME (IMDSv2: {e})"
-        ))
-    })?;
+    let id = tokio::time::timeout(Duration::from_secs(10), client.get("/latest/meta-data/instance-id"))
+        .await
+        .map_err(|_| {
+            NodeError::Io("no node id: set --node-id or CSI_NODE_NAME (IMDSv2 did not answer in time)".into())
+        })?
+        .map_err(|e| NodeError::Io(format!("no node id: set --node-id or CSI_NODE_NAME (IMDSv2: {e})")))?;
     Ok(String::from(id))
 }
 
 fn caps(types: &[rpc::Type]) -> Vec<NodeServiceCapability> {
-    types
-        .iter()
-        .map(|t| NodeServiceCapability {
-            r#type: Some(CapType::Rpc(Rpc { r#type: *t as i32 })),
-        })
-        .collect()
+    types.iter().map(|t| NodeServiceCapability { r#type: Some(CapType::Rpc(Rpc { r#type: *t as i32 })) }).collect()
 }
 
 #[tonic::async_trait]
@@ -673,13 +515,8 @@ impl Node for NodeService {
         let deadline = self.deadline(request.metadata());
         let req = request.into_inner();
         let span = info_span!("NodeStageVolume", volume.id = %req.volume_id, target.path = %req.staging_target_path);
-        observe(span, async {
-            Ok(self
-                .stage(req, deadline)
-                .await
-                .map(|_| Response::new(NodeStageVolumeResponse {}))?)
-        })
-        .await
+        observe(span, async { Ok(self.stage(req, deadline).await.map(|_| Response::new(NodeStageVolumeResponse {}))?) })
+            .await
     }
 
     async fn node_unstage_volume(
@@ -690,10 +527,7 @@ impl Node for NodeService {
         let req = request.into_inner();
         let span = info_span!("NodeUnstageVolume", volume.id = %req.volume_id, target.path = %req.staging_target_path);
         observe(span, async {
-            Ok(self
-                .unstage(req, deadline)
-                .await
-                .map(|_| Response::new(NodeUnstageVolumeResponse {}))?)
+            Ok(self.unstage(req, deadline).await.map(|_| Response::new(NodeUnstageVolumeResponse {}))?)
         })
         .await
     }
@@ -706,10 +540,7 @@ impl Node for NodeService {
         let req = request.into_inner();
         let span = info_span!("NodePublishVolume", volume.id = %req.volume_id, target.path = %req.target_path);
         observe(span, async {
-            Ok(self
-                .publish(req, deadline)
-                .await
-                .map(|_| Response::new(NodePublishVolumeResponse {}))?)
+            Ok(self.publish(req, deadline).await.map(|_| Response::new(NodePublishVolumeResponse {}))?)
         })
         .await
     }
@@ -722,10 +553,7 @@ impl Node for NodeService {
         let req = request.into_inner();
         let span = info_span!("NodeUnpublishVolume", volume.id = %req.volume_id, target.path = %req.target_path);
         observe(span, async {
-            Ok(self
-                .unpublish(req, deadline)
-                .await
-                .map(|_| Response::new(NodeUnpublishVolumeResponse {}))?)
+            Ok(self.unpublish(req, deadline).await.map(|_| Response::new(NodeUnpublishVolumeResponse {}))?)
         })
         .await
     }
@@ -736,19 +564,14 @@ impl Node for NodeService {
     ) -> Result<Response<NodeGetVolumeStatsResponse>, Status> {
         let req = request.into_inner();
         let span = info_span!("NodeGetVolumeStats", volume.id = %req.volume_id, target.path = %req.volume_path);
-        observe(span, async {
-            Ok(self.stats(req).await.map(Response::new)?)
-        })
-        .await
+        observe(span, async { Ok(self.stats(req).await.map(Response::new)?) }).await
     }
 
     async fn node_expand_volume(
         &self,
         _: Request<NodeExpandVolumeRequest>,
     ) -> Result<Response<NodeExpandVolumeResponse>, Status> {
-        Err(Status::unimplemented(
-            "FSx file systems grow online in the controller; no node expansion is needed",
-        ))
+        Err(Status::unimplemented("FSx file systems grow online in the controller; no node expansion is needed"))
     }
 
     async fn node_get_capabilities(
@@ -756,26 +579,15 @@ impl Node for NodeService {
         _: Request<NodeGetCapabilitiesRequest>,
     ) -> Result<Response<NodeGetCapabilitiesResponse>, Status> {
         Ok(Response::new(NodeGetCapabilitiesResponse {
-            capabilities: caps(&[
-                rpc::Type::StageUnstageVolume,
-                rpc::Type::GetVolumeStats,
-                rpc::Type::VolumeCondition,
-            ]),
+            capabilities: caps(&[rpc::Type::StageUnstageVolume, rpc::Type::GetVolumeStats, rpc::Type::VolumeCondition]),
         }))
     }
 
-    async fn node_get_info(
-        &self,
-        _: Request<NodeGetInfoRequest>,
-    ) -> Result<Response<NodeGetInfoResponse>, Status> {
+    async fn node_get_info(&self, _: Request<NodeGetInfoRequest>) -> Result<Response<NodeGetInfoResponse>, Status> {
         let span = info_span!("NodeGetInfo");
         observe(span, async {
             let node_id = self.resolve_node_id().await?;
-            Ok(Response::new(NodeGetInfoResponse {
-                node_id,
-                max_volumes_per_node: 0,
-                accessible_topology: None,
-            }))
+            Ok(Response::new(NodeGetInfoResponse { node_id, max_volumes_per_node: 0, accessible_topology: None }))
         })
         .await
     }
@@ -795,17 +607,9 @@ mod tests {
 
     #[test]
     fn node_error_codes() {
-        let s: Status = NodeError::Mount {
-            errno: Errno::ENODEV,
-            message: "m".into(),
-        }
-        .into();
+        let s: Status = NodeError::Mount { errno: Errno::ENODEV, message: "m".into() }.into();
         assert_eq!(s.code(), tonic::Code::FailedPrecondition);
-        let s: Status = NodeError::TimedOut {
-            what: "mount",
-            path: "/x".into(),
-        }
-        .into();
+        let s: Status = NodeError::TimedOut { what: "mount", path: "/x".into() }.into();
         assert_eq!(s.code(), tonic::Code::DeadlineExceeded);
         let s: Status = NodeError::Busy("v".into()).into();
         assert_eq!(s.code(), tonic::Code::Aborted);

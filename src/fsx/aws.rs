@@ -12,8 +12,8 @@ use aws_sdk_fsx::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_fsx::types as t;
 
 use super::{
-    AutoImportPolicy, CreateSpec, DataCompressionType, DeploymentType, DriveCacheType, FileSystem,
-    Fsx, FsxError, Lifecycle, MetadataMode, Page, StorageType,
+    Association, AssociationSpec, AutoImportPolicy, CreateSpec, DataCompressionType, DeploymentType, DriveCacheType,
+    FileSystem, Fsx, FsxError, Lifecycle, MetadataMode, Page, StorageType, Update,
 };
 
 /// How many attempts the SDK makes per call before an error reaches the driver.
@@ -56,9 +56,7 @@ impl AwsFsx {
                     .build(),
             )
             .build();
-        Self {
-            client: aws_sdk_fsx::Client::from_conf(conf),
-        }
+        Self { client: aws_sdk_fsx::Client::from_conf(conf) }
     }
 
     /// The region the client was configured with, if any.
@@ -82,36 +80,30 @@ where
             classify_code(code, message)
         }
         SdkError::TimeoutError(_) => FsxError::Unavailable("request timed out".into()),
-        SdkError::DispatchFailure(_) => {
-            FsxError::Unavailable(format!("could not reach FSx: {}", error_chain(&err)))
+        SdkError::DispatchFailure(_) => FsxError::Unavailable(format!("could not reach FSx: {}", error_chain(&err))),
+        SdkError::ResponseError(_) => {
+            FsxError::Unavailable(format!("unreadable response from FSx: {}", error_chain(&err)))
         }
-        SdkError::ResponseError(_) => FsxError::Unavailable(format!(
-            "unreadable response from FSx: {}",
-            error_chain(&err)
-        )),
-        SdkError::ConstructionFailure(_) => FsxError::Other {
-            code: "ConstructionFailure".into(),
-            message: error_chain(&err),
-        },
-        _ => FsxError::Other {
-            code: "Unknown".into(),
-            message: error_chain(&err),
-        },
+        SdkError::ConstructionFailure(_) => {
+            FsxError::Other { code: "ConstructionFailure".into(), message: error_chain(&err) }
+        }
+        _ => FsxError::Other { code: "Unknown".into(), message: error_chain(&err) },
     }
 }
 
 /// Maps an FSx error code and message to a [`FsxError`].
 pub fn classify_code(code: String, message: String) -> FsxError {
     match code.as_str() {
-        "FileSystemNotFound" | "ResourceNotFound" => FsxError::NotFound(message),
+        "FileSystemNotFound" | "ResourceNotFound" | "DataRepositoryAssociationNotFound" => FsxError::NotFound(message),
         "BadRequest"
         | "InvalidNetworkSettings"
         | "InvalidImportPath"
         | "InvalidExportPath"
         | "InvalidPerUnitStorageThroughput"
+        | "InvalidDataRepositoryType"
+        | "UnsupportedOperation"
         | "MissingFileSystemConfiguration"
-        | "ValidationException"
-        | "InvalidDataRepositoryType" => FsxError::Invalid { code, message },
+        | "ValidationException" => FsxError::Invalid { code, message },
         "IncompatibleParameterError" => FsxError::Incompatible(message),
         "ServiceLimitExceeded" => FsxError::LimitExceeded(message),
         "InternalServerError"
@@ -146,45 +138,49 @@ fn from_sdk(fs: &t::FileSystem) -> FileSystem {
     let repo = lustre.and_then(|l| l.data_repository_configuration());
     FileSystem {
         id: fs.file_system_id().unwrap_or_default().to_string(),
-        lifecycle: fs
-            .lifecycle()
-            .map(|l| Lifecycle::from_wire(l.as_str()))
-            .unwrap_or(Lifecycle::Other(String::new())),
-        failure_message: fs
-            .failure_details()
-            .and_then(|d| d.message())
-            .map(str::to_string),
+        lifecycle: fs.lifecycle().map(|l| Lifecycle::from_wire(l.as_str())).unwrap_or(Lifecycle::Other(String::new())),
+        failure_message: fs.failure_details().and_then(|d| d.message()).map(str::to_string),
         capacity_gib: fs.storage_capacity().unwrap_or(0) as i64,
         storage_type: parse(fs.storage_type().map(|s| s.as_str())),
         deployment_type: parse(lustre.and_then(|l| l.deployment_type()).map(|d| d.as_str())),
         per_unit_storage_throughput: lustre.and_then(|l| l.per_unit_storage_throughput()),
-        drive_cache_type: parse(
-            lustre
-                .and_then(|l| l.drive_cache_type())
-                .map(|d| d.as_str()),
-        ),
-        data_compression_type: parse(
-            lustre
-                .and_then(|l| l.data_compression_type())
-                .map(|d| d.as_str()),
-        ),
+        drive_cache_type: parse(lustre.and_then(|l| l.drive_cache_type()).map(|d| d.as_str())),
+        data_compression_type: parse(lustre.and_then(|l| l.data_compression_type()).map(|d| d.as_str())),
         subnet_ids: fs.subnet_ids().to_vec(),
         dns_name: fs.dns_name().unwrap_or_default().to_string(),
-        mount_name: lustre
-            .and_then(|l| l.mount_name())
-            .unwrap_or_default()
-            .to_string(),
+        mount_name: lustre.and_then(|l| l.mount_name()).unwrap_or_default().to_string(),
         kms_key_id: fs.kms_key_id().map(str::to_string),
         file_system_type_version: fs.file_system_type_version().map(str::to_string),
         efa_enabled: lustre.and_then(|l| l.efa_enabled()),
         import_path: repo.and_then(|r| r.import_path()).map(str::to_string),
         export_path: repo.and_then(|r| r.export_path()).map(str::to_string),
-        tags: fs
-            .tags()
+        tags: fs.tags().iter().filter_map(|tag| Some((tag.key()?.to_string(), tag.value()?.to_string()))).collect(),
+        updates: fs
+            .administrative_actions()
             .iter()
-            .filter_map(|tag| Some((tag.key()?.to_string(), tag.value()?.to_string())))
+            .filter(|a| a.administrative_action_type() == Some(&t::AdministrativeActionType::FileSystemUpdate))
+            .map(|a| Update {
+                status: a.status().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                target_capacity_gib: a.target_file_system_values().and_then(|v| v.storage_capacity()).map(i64::from),
+                failure_message: a.failure_details().and_then(|d| d.message()).map(str::to_string),
+            })
             .collect(),
     }
+}
+
+fn association_from_sdk(a: &t::DataRepositoryAssociation) -> Association {
+    Association {
+        id: a.association_id().unwrap_or_default().to_string(),
+        file_system_id: a.file_system_id().unwrap_or_default().to_string(),
+        lifecycle: a.lifecycle().map(|l| l.as_str().to_string()).unwrap_or_default(),
+        file_system_path: a.file_system_path().unwrap_or_default().to_string(),
+        data_repository_path: a.data_repository_path().unwrap_or_default().to_string(),
+        failure_message: a.failure_details().and_then(|d| d.message()).map(str::to_string),
+    }
+}
+
+fn events(names: &[&str]) -> Vec<t::EventType> {
+    names.iter().map(|n| t::EventType::from(*n)).collect()
 }
 
 fn lustre_configuration(spec: &CreateSpec) -> t::CreateFileSystemLustreConfiguration {
@@ -211,6 +207,7 @@ fn lustre_configuration(spec: &CreateSpec) -> t::CreateFileSystemLustreConfigura
             DriveCacheType::Read => t::DriveCacheType::Read,
         }))
         .set_import_path(l.import_path.clone())
+        .set_imported_file_chunk_size(l.imported_file_chunk_size)
         .set_export_path(l.export_path.clone())
         .set_auto_import_policy(l.auto_import_policy.map(|p| match p {
             AutoImportPolicy::None => t::AutoImportPolicyType::None,
@@ -234,11 +231,7 @@ fn lustre_configuration(spec: &CreateSpec) -> t::CreateFileSystemLustreConfigura
 #[async_trait]
 impl Fsx for AwsFsx {
     async fn create_file_system(&self, spec: &CreateSpec) -> Result<FileSystem, FsxError> {
-        let tags = spec
-            .tags
-            .iter()
-            .map(|(k, v)| t::Tag::builder().key(k).value(v).build())
-            .collect::<Vec<_>>();
+        let tags = spec.tags.iter().map(|(k, v)| t::Tag::builder().key(k).value(v).build()).collect::<Vec<_>>();
         let out = self
             .client
             .create_file_system()
@@ -258,12 +251,10 @@ impl Fsx for AwsFsx {
             .send()
             .await
             .map_err(classify)?;
-        out.file_system()
-            .map(from_sdk)
-            .ok_or_else(|| FsxError::Other {
-                code: "EmptyResponse".into(),
-                message: "CreateFileSystem returned no file system".into(),
-            })
+        out.file_system().map(from_sdk).ok_or_else(|| FsxError::Other {
+            code: "EmptyResponse".into(),
+            message: "CreateFileSystem returned no file system".into(),
+        })
     }
 
     async fn describe_file_systems(&self, ids: &[String]) -> Result<Vec<FileSystem>, FsxError> {
@@ -278,13 +269,7 @@ impl Fsx for AwsFsx {
     }
 
     async fn list_file_systems(&self, next_token: Option<String>) -> Result<Page, FsxError> {
-        let out = self
-            .client
-            .describe_file_systems()
-            .set_next_token(next_token)
-            .send()
-            .await
-            .map_err(classify)?;
+        let out = self.client.describe_file_systems().set_next_token(next_token).send().await.map_err(classify)?;
         Ok(Page {
             file_systems: out
                 .file_systems()
@@ -301,17 +286,89 @@ impl Fsx for AwsFsx {
             .client
             .delete_file_system()
             .file_system_id(id)
-            .lustre_configuration(
-                t::DeleteFileSystemLustreConfiguration::builder()
-                    .skip_final_backup(true)
-                    .build(),
-            )
+            .lustre_configuration(t::DeleteFileSystemLustreConfiguration::builder().skip_final_backup(true).build())
             .send()
             .await
             .map_err(classify)?;
-        Ok(out
-            .lifecycle()
-            .map(|l| Lifecycle::from_wire(l.as_str()))
-            .unwrap_or(Lifecycle::Deleting))
+        Ok(out.lifecycle().map(|l| Lifecycle::from_wire(l.as_str())).unwrap_or(Lifecycle::Deleting))
+    }
+
+    async fn update_storage_capacity(&self, id: &str, capacity_gib: i32) -> Result<FileSystem, FsxError> {
+        let out = self
+            .client
+            .update_file_system()
+            .file_system_id(id)
+            .storage_capacity(capacity_gib)
+            .send()
+            .await
+            .map_err(classify)?;
+        out.file_system().map(from_sdk).ok_or_else(|| FsxError::Other {
+            code: "EmptyResponse".into(),
+            message: "UpdateFileSystem returned no file system".into(),
+        })
+    }
+
+    async fn create_data_repository_association(&self, spec: &AssociationSpec) -> Result<Association, FsxError> {
+        let mut s3 = t::S3DataRepositoryConfiguration::builder();
+        if !spec.auto_import_events.is_empty() {
+            s3 = s3.auto_import_policy(
+                t::AutoImportPolicy::builder().set_events(Some(events(&spec.auto_import_events))).build(),
+            );
+        }
+        if !spec.auto_export_events.is_empty() {
+            s3 = s3.auto_export_policy(
+                t::AutoExportPolicy::builder().set_events(Some(events(&spec.auto_export_events))).build(),
+            );
+        }
+        let tags = spec.tags.iter().map(|(k, v)| t::Tag::builder().key(k).value(v).build()).collect::<Vec<_>>();
+        let out = self
+            .client
+            .create_data_repository_association()
+            .client_request_token(&spec.client_request_token)
+            .file_system_id(&spec.file_system_id)
+            .file_system_path(&spec.file_system_path)
+            .data_repository_path(&spec.data_repository_path)
+            .batch_import_meta_data_on_create(spec.batch_import_metadata_on_create)
+            .set_imported_file_chunk_size(spec.imported_file_chunk_size)
+            .s3(s3.build())
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .map_err(classify)?;
+        out.association().map(association_from_sdk).ok_or_else(|| FsxError::Other {
+            code: "EmptyResponse".into(),
+            message: "CreateDataRepositoryAssociation returned no association".into(),
+        })
+    }
+
+    async fn describe_data_repository_associations(&self, ids: &[String]) -> Result<Vec<Association>, FsxError> {
+        let out = self
+            .client
+            .describe_data_repository_associations()
+            .set_association_ids(Some(ids.to_vec()))
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(out.associations().iter().map(association_from_sdk).collect())
+    }
+
+    async fn associations_of(&self, file_system_id: &str) -> Result<Vec<Association>, FsxError> {
+        let mut all = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .describe_data_repository_associations()
+                .filters(t::Filter::builder().name(t::FilterName::FileSystemId).values(file_system_id).build())
+                .set_next_token(next)
+                .send()
+                .await
+                .map_err(classify)?;
+            all.extend(out.associations().iter().map(association_from_sdk));
+            match out.next_token() {
+                Some(t) => next = Some(t.to_string()),
+                None => return Ok(all),
+            }
+        }
     }
 }

@@ -157,15 +157,64 @@ pub struct FileSystem {
     pub import_path: Option<String>,
     pub export_path: Option<String>,
     pub tags: Vec<(String, String)>,
+    /// `AdministrativeActions` of type FILE_SYSTEM_UPDATE (storage capacity changes).
+    pub updates: Vec<Update>,
+}
+
+/// A FILE_SYSTEM_UPDATE administrative action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Update {
+    /// PENDING, IN_PROGRESS, UPDATED_OPTIMIZING, COMPLETED, FAILED, ...
+    pub status: String,
+    /// `TargetFileSystemValues.StorageCapacity`, when the update changes capacity.
+    pub target_capacity_gib: Option<i64>,
+    pub failure_message: Option<String>,
+}
+
+impl Update {
+    /// FSx is still working on it and will refuse another update.
+    pub fn is_running(&self) -> bool {
+        matches!(self.status.as_str(), "PENDING" | "IN_PROGRESS")
+    }
+
+    /// The new capacity is in effect (optimization may continue in the background).
+    pub fn is_done(&self) -> bool {
+        matches!(self.status.as_str(), "UPDATED_OPTIMIZING" | "COMPLETED" | "OPTIMIZING")
+    }
+}
+
+/// A data repository association (S3 link of a PERSISTENT_2 file system).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Association {
+    pub id: String,
+    pub file_system_id: String,
+    /// CREATING, AVAILABLE, MISCONFIGURED, UPDATING, DELETING, FAILED.
+    pub lifecycle: String,
+    pub file_system_path: String,
+    pub data_repository_path: String,
+    pub failure_message: Option<String>,
+}
+
+/// What `CreateDataRepositoryAssociation` needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssociationSpec {
+    pub client_request_token: String,
+    pub file_system_id: String,
+    pub file_system_path: String,
+    pub data_repository_path: String,
+    pub batch_import_metadata_on_create: bool,
+    pub imported_file_chunk_size: Option<i32>,
+    /// S3 event types imported automatically (`NEW`, `CHANGED`, `DELETED`); empty for none.
+    pub auto_import_events: Vec<&'static str>,
+    /// S3 event types exported automatically; empty for none.
+    pub auto_export_events: Vec<&'static str>,
+    pub tags: Vec<(String, String)>,
 }
 
 impl FileSystem {
     /// The value of a tag, if present.
     pub fn tag(&self, key: &str) -> Option<&str> {
-        self.tags
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
     /// The CSI volume name this file system was created for, if this driver (or the Go
@@ -207,6 +256,7 @@ pub struct LustreSpec {
     pub import_path: Option<String>,
     pub export_path: Option<String>,
     pub auto_import_policy: Option<AutoImportPolicy>,
+    pub imported_file_chunk_size: Option<i32>,
     pub data_compression_type: Option<DataCompressionType>,
     pub weekly_maintenance_start_time: Option<String>,
     pub daily_automatic_backup_start_time: Option<String>,
@@ -270,14 +320,28 @@ pub trait Fsx: Send + Sync + 'static {
     /// DELETING). Deleting a file system that is already DELETING succeeds; one that is gone
     /// gives [`FsxError::NotFound`].
     async fn delete_file_system(&self, id: &str) -> Result<Lifecycle, FsxError>;
+
+    /// `UpdateFileSystem` with a new `StorageCapacity`. Not idempotent by itself (callers
+    /// check `FileSystem::updates` first); FSx refuses it (`Invalid`) while another update is
+    /// running and for SCRATCH_1.
+    async fn update_storage_capacity(&self, id: &str, capacity_gib: i32) -> Result<FileSystem, FsxError>;
+
+    /// `CreateDataRepositoryAssociation`. Idempotent through `spec.client_request_token`.
+    async fn create_data_repository_association(&self, spec: &AssociationSpec) -> Result<Association, FsxError>;
+
+    /// `DescribeDataRepositoryAssociations` for up to 50 association ids.
+    async fn describe_data_repository_associations(&self, ids: &[String]) -> Result<Vec<Association>, FsxError>;
+
+    /// Every data repository association of one file system (filter `file-system-id`).
+    async fn associations_of(&self, file_system_id: &str) -> Result<Vec<Association>, FsxError>;
 }
 
 /// True if `id` has the shape of a file system id: `fs-` and 8 to 18 lowercase hex digits.
 pub fn is_file_system_id(id: &str) -> bool {
     id.len() <= 21
-        && id.strip_prefix("fs-").is_some_and(|hex| {
-            hex.len() >= 8 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        })
+        && id
+            .strip_prefix("fs-")
+            .is_some_and(|hex| hex.len() >= 8 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
 }
 
 #[cfg(test)]
@@ -301,9 +365,6 @@ mod tests {
             assert_eq!(s.parse::<DeploymentType>().unwrap().as_str(), *s);
         }
         assert!("scratch_1".parse::<DeploymentType>().is_err());
-        assert_eq!(
-            Lifecycle::from_wire("NEW_STATE"),
-            Lifecycle::Other("NEW_STATE".into())
-        );
+        assert_eq!(Lifecycle::from_wire("NEW_STATE"), Lifecycle::Other("NEW_STATE".into()));
     }
 }

@@ -91,16 +91,10 @@ pub fn check_options(options: &[String]) -> Result<(), LustreError> {
             return refuse("the driver sets the device itself");
         }
         let name = o.as_str();
-        if !(GENERIC.iter().any(|(g, _, _)| *g == name)
-            || DROPPED.contains(&name)
-            || LUSTRE.contains(&name))
-        {
+        if !(GENERIC.iter().any(|(g, _, _)| *g == name) || DROPPED.contains(&name) || LUSTRE.contains(&name)) {
             let mut allowed: Vec<&str> = GENERIC.iter().map(|(g, _, _)| *g).collect();
             allowed.extend(LUSTRE);
-            return Err(LustreError::Option(
-                o.clone(),
-                format!("unknown option; allowed are {}", allowed.join(", ")),
-            ));
+            return Err(LustreError::Option(o.clone(), format!("unknown option; allowed are {}", allowed.join(", "))));
         }
     }
     Ok(())
@@ -131,10 +125,7 @@ pub fn flags_and_data(options: &[String], source: &str) -> Result<(MsFlags, Stri
     data.push(&device);
     let data = data.join(",");
     if data.len() > MAX_DATA_LEN {
-        return Err(LustreError::Option(
-            data,
-            format!("mount data is longer than {MAX_DATA_LEN} bytes"),
-        ));
+        return Err(LustreError::Option(data, format!("mount data is longer than {MAX_DATA_LEN} bytes")));
     }
     Ok((flags, data))
 }
@@ -150,18 +141,8 @@ pub fn flag_names(flags: MsFlags) -> String {
 }
 
 /// The call as C would write it, for logs and error messages.
-pub fn describe_call(
-    source: &str,
-    target: &std::path::Path,
-    fstype: &str,
-    flags: MsFlags,
-    data: &str,
-) -> String {
-    format!(
-        "mount({source:?}, {:?}, {fstype:?}, {}, {data:?})",
-        target.display().to_string(),
-        flag_names(flags)
-    )
+pub fn describe_call(source: &str, target: &std::path::Path, fstype: &str, flags: MsFlags, data: &str) -> String {
+    format!("mount({source:?}, {:?}, {fstype:?}, {}, {data:?})", target.display().to_string(), flag_names(flags))
 }
 
 /// A host name or IPv4 address: 1–253 chars of labels `[A-Za-z0-9-]` (not starting or ending
@@ -180,17 +161,12 @@ pub fn is_host_name(s: &str) -> bool {
 
 /// A Lustre fsname / FSx MountName: 1–8 of `[A-Za-z0-9_-]`.
 pub fn is_mount_name(s: &str) -> bool {
-    (1..=8).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    (1..=8).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// Turns one host into a NID: an existing NID is kept, an IPv4 literal or a resolved name
 /// gets `@tcp`.
-fn nid(
-    host: &str,
-    resolve: &dyn Fn(&str) -> std::io::Result<Ipv4Addr>,
-) -> Result<String, LustreError> {
+fn nid(host: &str, resolve: &dyn Fn(&str) -> std::io::Result<Ipv4Addr>) -> Result<String, LustreError> {
     if host.contains('@') {
         return Ok(host.to_string());
     }
@@ -202,10 +178,7 @@ fn nid(
     }
     resolve(host)
         .map(|ip| format!("{ip}@tcp"))
-        .map_err(|e| LustreError::Resolve {
-            host: host.to_string(),
-            reason: e.to_string(),
-        })
+        .map_err(|e| LustreError::Resolve { host: host.to_string(), reason: e.to_string() })
 }
 
 /// Builds `nid[,nid…][:nid[,nid…]…]:/fsname[/subdir]` from failover groups of hosts (each
@@ -217,21 +190,14 @@ pub fn source(
     resolve: &dyn Fn(&str) -> std::io::Result<Ipv4Addr>,
 ) -> Result<String, LustreError> {
     if servers.is_empty() || servers.iter().any(Vec::is_empty) {
-        return Err(LustreError::Source(
-            "at least one server address is required".into(),
-        ));
+        return Err(LustreError::Source("at least one server address is required".into()));
     }
     if !is_mount_name(fsname) {
-        return Err(LustreError::Source(format!(
-            "{fsname:?} is not a mount name (1-8 of A-Z a-z 0-9 _ -)"
-        )));
+        return Err(LustreError::Source(format!("{fsname:?} is not a mount name (1-8 of A-Z a-z 0-9 _ -)")));
     }
     let mut groups = Vec::with_capacity(servers.len());
     for server in servers {
-        let nids = server
-            .iter()
-            .map(|h| nid(h, resolve))
-            .collect::<Result<Vec<_>, _>>()?;
+        let nids = server.iter().map(|h| nid(h, resolve)).collect::<Result<Vec<_>, _>>()?;
         groups.push(nids.join(","));
     }
     let mut out = format!("{}:/{fsname}", groups.join(":"));
@@ -244,10 +210,7 @@ pub fn source(
 
 /// Parses a host list in the source grammar (`a,b:c`) into failover groups.
 pub fn parse_servers(hosts: &str) -> Vec<Vec<String>> {
-    hosts
-        .split(':')
-        .map(|g| g.split(',').map(str::to_string).collect())
-        .collect()
+    hosts.split(':').map(|g| g.split(',').map(str::to_string).collect()).collect()
 }
 
 /// The real resolver: `getaddrinfo`, first IPv4 address.
@@ -277,10 +240,7 @@ mod tests {
             "fs-1.fsx.us-east-1.amazonaws.com" => Ok(Ipv4Addr::new(172, 31, 5, 6)),
             "mds2" => Ok(Ipv4Addr::new(10, 0, 0, 2)),
             "mds3" => Ok(Ipv4Addr::new(10, 0, 0, 3)),
-            _ => Err(std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "no such host",
-            )),
+            _ => Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no such host")),
         }
     }
 
@@ -290,56 +250,38 @@ mod tests {
 
     #[test]
     fn single_server_source() {
-        let s = source(
-            &[vec!["fs-1.fsx.us-east-1.amazonaws.com".into()]],
-            "abcdefgh",
-            None,
-            &fake,
-        )
-        .unwrap();
+        let s = source(&[vec!["fs-1.fsx.us-east-1.amazonaws.com".into()]], "abcdefgh", None, &fake).unwrap();
         assert_eq!(s, "172.31.5.6@tcp:/abcdefgh");
         assert_eq!(fsname_of(&s), Some("abcdefgh"));
     }
 
     #[test]
     fn multiple_nids_and_failover() {
-        let servers =
-            parse_servers("fs-1.fsx.us-east-1.amazonaws.com,192.168.1.1:mds2,mds3:10.1.1.1@o2ib");
+        let servers = parse_servers("fs-1.fsx.us-east-1.amazonaws.com,192.168.1.1:mds2,mds3:10.1.1.1@o2ib");
         let s = source(&servers, "fsx", Some("/team/a"), &fake).unwrap();
-        assert_eq!(
-            s,
-            "172.31.5.6@tcp,192.168.1.1@tcp:10.0.0.2@tcp,10.0.0.3@tcp:10.1.1.1@o2ib:/fsx/team/a"
-        );
+        assert_eq!(s, "172.31.5.6@tcp,192.168.1.1@tcp:10.0.0.2@tcp,10.0.0.3@tcp:10.1.1.1@o2ib:/fsx/team/a");
         assert_eq!(fsname_of(&s), Some("fsx"));
     }
 
     #[test]
     fn unresolvable_host_is_a_clear_error() {
         let e = source(&[vec!["nowhere.example".into()]], "fsx", None, &fake).unwrap_err();
-        assert!(
-            matches!(e, LustreError::Resolve { ref host, .. } if host == "nowhere.example"),
-            "{e}"
-        );
+        assert!(matches!(e, LustreError::Resolve { ref host, .. } if host == "nowhere.example"), "{e}");
         assert!(source(&[vec!["bad host".into()]], "fsx", None, &fake).is_err());
         assert!(source(&[vec!["mds2".into()]], "toolongname", None, &fake).is_err());
     }
 
     #[test]
     fn fsx_default_options() {
-        let (flags, data) =
-            flags_and_data(&opts(DEFAULT_OPTIONS), "172.31.5.6@tcp:/abcdefgh").unwrap();
+        let (flags, data) = flags_and_data(&opts(DEFAULT_OPTIONS), "172.31.5.6@tcp:/abcdefgh").unwrap();
         assert_eq!(flags, MsFlags::MS_RELATIME);
         assert_eq!(data, "flock,device=172.31.5.6@tcp:/abcdefgh");
     }
 
     #[test]
     fn strictatime_unless_relatime_or_noatime() {
-        let (flags, data) =
-            flags_and_data(&opts(&["ro", "nosuid", "lazystatfs"]), "s@tcp:/f").unwrap();
-        assert_eq!(
-            flags,
-            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME
-        );
+        let (flags, data) = flags_and_data(&opts(&["ro", "nosuid", "lazystatfs"]), "s@tcp:/f").unwrap();
+        assert_eq!(flags, MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME);
         assert_eq!(data, "lazystatfs,device=s@tcp:/f");
         let (flags, _) = flags_and_data(&opts(&["noatime"]), "s@tcp:/f").unwrap();
         assert_eq!(flags, MsFlags::MS_NOATIME);
@@ -351,8 +293,7 @@ mod tests {
     fn exact_match_trap() {
         // `nouser_xattr` must not be taken for a flag (e.g. by a prefix match on "nouser"
         // or "user"): it is a Lustre option and goes into the data.
-        let (flags, data) =
-            flags_and_data(&opts(&["nouser_xattr", "relatime"]), "s@tcp:/f").unwrap();
+        let (flags, data) = flags_and_data(&opts(&["nouser_xattr", "relatime"]), "s@tcp:/f").unwrap();
         assert_eq!(flags, MsFlags::MS_RELATIME);
         assert_eq!(data, "nouser_xattr,device=s@tcp:/f");
         let (flags, data) = flags_and_data(&opts(&["user_xattr", "noexec"]), "s@tcp:/f").unwrap();
@@ -362,11 +303,8 @@ mod tests {
 
     #[test]
     fn dropped_options_vanish_and_device_is_last() {
-        let (_, data) = flags_and_data(
-            &opts(&["_netdev", "defaults", "flock", "flock", "user_xattr"]),
-            "s@tcp:/f",
-        )
-        .unwrap();
+        let (_, data) =
+            flags_and_data(&opts(&["_netdev", "defaults", "flock", "flock", "user_xattr"]), "s@tcp:/f").unwrap();
         assert_eq!(data, "flock,user_xattr,device=s@tcp:/f");
         assert!(data.ends_with("device=s@tcp:/f"));
     }
@@ -385,16 +323,7 @@ mod tests {
         ] {
             assert!(check_options(&opts(&[bad])).is_err(), "{bad} was accepted");
         }
-        check_options(&opts(&[
-            "ro",
-            "flock",
-            "localflock",
-            "noflock",
-            "lazystatfs",
-            "noatime",
-            "_netdev",
-        ]))
-        .unwrap();
+        check_options(&opts(&["ro", "flock", "localflock", "noflock", "lazystatfs", "noatime", "_netdev"])).unwrap();
     }
 
     #[test]

@@ -125,13 +125,7 @@ pub struct PathError {
 /// Checks that `path` is absolute, clean (no `.`, `..`, `//` or trailing `/`), and strictly
 /// below `root`.
 pub fn check_path(field: &'static str, path: &str, root: &Path) -> Result<(), PathError> {
-    let fail = |why: String| {
-        Err(PathError {
-            field,
-            path: path.to_string(),
-            why,
-        })
-    };
+    let fail = |why: String| Err(PathError { field, path: path.to_string(), why });
     if path.is_empty() {
         return fail("is required".into());
     }
@@ -145,17 +139,13 @@ pub fn check_path(field: &'static str, path: &str, root: &Path) -> Result<(), Pa
     if path.contains("//") || (path.len() > 1 && path.ends_with('/')) {
         return fail("must be a clean path (no // or trailing /)".into());
     }
-    if p.components()
-        .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
+    if p.components().any(|c| matches!(c, Component::ParentDir | Component::CurDir))
         || path.split('/').any(|s| s == "." || s == "..")
     {
         return fail("must not contain . or .. components".into());
     }
     if !p.starts_with(root) || p == root {
-        return fail(format!(
-            "must lie under the kubelet directory {}",
-            root.display()
-        ));
+        return fail(format!("must lie under the kubelet directory {}", root.display()));
     }
     Ok(())
 }
@@ -166,20 +156,11 @@ pub fn check_subdirectory(sub: &str) -> Result<(), String> {
         return Ok(());
     }
     let p = Path::new(sub);
-    if sub.len() > 1024
-        || sub.contains('\0')
-        || sub.contains('\n')
-        || sub.contains("//")
-        || sub.ends_with('/')
-    {
-        return Err(format!(
-            "subdirectory {sub:?} must be a clean relative path"
-        ));
+    if sub.len() > 1024 || sub.contains('\0') || sub.contains('\n') || sub.contains("//") || sub.ends_with('/') {
+        return Err(format!("subdirectory {sub:?} must be a clean relative path"));
     }
     if p.is_absolute() || p.components().any(|c| !matches!(c, Component::Normal(_))) {
-        return Err(format!(
-            "subdirectory {sub:?} must be relative, without . or .. components"
-        ));
+        return Err(format!("subdirectory {sub:?} must be relative, without . or .. components"));
     }
     Ok(())
 }
@@ -193,12 +174,7 @@ mod tests {
     #[test]
     fn paths() {
         let root = Path::new(ROOT);
-        check_path(
-            "target_path",
-            "/var/lib/kubelet/pods/p/volumes/kubernetes.io~csi/pv/mount",
-            root,
-        )
-        .unwrap();
+        check_path("target_path", "/var/lib/kubelet/pods/p/volumes/kubernetes.io~csi/pv/mount", root).unwrap();
         for bad in [
             "",
             "relative/path",
@@ -212,10 +188,7 @@ mod tests {
             "/etc/kubernetes",
             "/var/lib/kubelet/x\n",
         ] {
-            assert!(
-                check_path("target_path", bad, root).is_err(),
-                "{bad:?} was accepted"
-            );
+            assert!(check_path("target_path", bad, root).is_err(), "{bad:?} was accepted");
         }
     }
 
@@ -230,12 +203,9 @@ mod tests {
 
     #[test]
     fn errno_messages_say_what_to_check() {
-        assert!(explain_mount_errno(Errno::ENODEV, "s")
-            .contains("Lustre client kernel module is not loaded"));
+        assert!(explain_mount_errno(Errno::ENODEV, "s").contains("Lustre client kernel module is not loaded"));
         assert!(explain_mount_errno(Errno::ENOENT, "s").contains("wrong mount name"));
-        assert!(
-            explain_mount_errno(Errno::EINVAL, "s").contains("bad mount option or unresolved host")
-        );
+        assert!(explain_mount_errno(Errno::EINVAL, "s").contains("bad mount option or unresolved host"));
         assert!(explain_mount_errno(Errno::EIO, "s").contains("unreachable"));
         assert!(explain_mount_errno(Errno::ETIMEDOUT, "s").contains("TCP 988"));
     }

@@ -33,12 +33,7 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'\\'
-            && i + 3 < bytes.len()
-            && bytes[i + 1..i + 4]
-                .iter()
-                .all(|b| (b'0'..=b'7').contains(b))
-        {
+        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
             let v = (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
             out.push(v);
             i += 4;
@@ -63,24 +58,8 @@ pub fn parse_line(line: &str) -> Option<MountEntry> {
     let mut p = post.split(' ');
     let fstype = p.next()?.to_string();
     let source = unescape(p.next()?);
-    let super_options = p
-        .next()
-        .unwrap_or("")
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect();
-    Some(MountEntry {
-        mount_id,
-        parent_id,
-        device,
-        root,
-        mount_point,
-        options,
-        fstype,
-        source,
-        super_options,
-    })
+    let super_options = p.next().unwrap_or("").split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
+    Some(MountEntry { mount_id, parent_id, device, root, mount_point, options, fstype, source, super_options })
 }
 
 /// Parses the whole table, skipping malformed lines.
@@ -107,20 +86,13 @@ mod tests {
     fn parses_lustre_and_binds() {
         let t = parse(TABLE);
         assert_eq!(t.len(), 3);
-        let stage = at(
-            &t,
-            Path::new("/var/lib/kubelet/plugins/kubernetes.io/csi/fsx.csi.aws.com/abc/globalmount"),
-        )
-        .unwrap();
+        let stage =
+            at(&t, Path::new("/var/lib/kubelet/plugins/kubernetes.io/csi/fsx.csi.aws.com/abc/globalmount")).unwrap();
         assert_eq!(stage.fstype, "lustre");
         assert_eq!(stage.source, "172.31.5.6@tcp:/abcdefgh");
         assert_eq!(stage.device, "0:52");
         assert!(!stage.is_read_only());
-        let bind = at(
-            &t,
-            Path::new("/var/lib/kubelet/pods/p1/volumes/kubernetes.io~csi/pv one/mount"),
-        )
-        .unwrap();
+        let bind = at(&t, Path::new("/var/lib/kubelet/pods/p1/volumes/kubernetes.io~csi/pv one/mount")).unwrap();
         assert_eq!(bind.root, PathBuf::from("/team"));
         assert!(bind.is_read_only());
         assert_eq!(bind.super_options, vec!["rw", "flock"]);

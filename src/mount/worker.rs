@@ -54,20 +54,11 @@ impl std::fmt::Debug for Workers {
 impl Workers {
     /// What is still running on `path` (the oldest call), if anything.
     pub fn running(&self, path: &Path) -> Option<&'static str> {
-        self.paths
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(path)
-            .and_then(|v| v.first().copied())
+        self.paths.lock().unwrap_or_else(|p| p.into_inner()).get(path).and_then(|v| v.first().copied())
     }
 
     fn start(&self, path: &Path, what: &'static str) {
-        self.paths
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(path.to_path_buf())
-            .or_default()
-            .push(what);
+        self.paths.lock().unwrap_or_else(|p| p.into_inner()).entry(path.to_path_buf()).or_default().push(what);
     }
 
     fn finish(&self, path: &Path, what: &'static str) {
@@ -112,10 +103,7 @@ impl Workers {
                 if let Some(next) = q.jobs.pop_front() {
                     break Some(next);
                 }
-                let (guard, timeout) = self
-                    .ready
-                    .wait_timeout(q, IDLE_TIMEOUT)
-                    .unwrap_or_else(|p| p.into_inner());
+                let (guard, timeout) = self.ready.wait_timeout(q, IDLE_TIMEOUT).unwrap_or_else(|p| p.into_inner());
                 q = guard;
                 if timeout.timed_out() && q.jobs.is_empty() {
                     break None;
@@ -166,43 +154,17 @@ mod tests {
     async fn finishes_or_times_out() {
         let workers = Arc::new(Workers::default());
         let p = Path::new("/x");
-        assert_eq!(
-            run(
-                &workers,
-                p,
-                "test",
-                Instant::now() + Duration::from_secs(5),
-                || 7
-            )
-            .await,
-            Ok(7)
-        );
+        assert_eq!(run(&workers, p, "test", Instant::now() + Duration::from_secs(5), || 7).await, Ok(7));
         assert!(workers.running(p).is_none());
         let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-        let r = run(
-            &workers,
-            p,
-            "stuck",
-            Instant::now() + Duration::from_millis(50),
-            move || {
-                let _ = release_rx.recv();
-            },
-        )
+        let r = run(&workers, p, "stuck", Instant::now() + Duration::from_millis(50), move || {
+            let _ = release_rx.recv();
+        })
         .await;
         assert_eq!(r, Err(TimedOut));
         assert_eq!(workers.running(p), Some("stuck"));
         // Another call runs while the first is stuck.
-        assert_eq!(
-            run(
-                &workers,
-                Path::new("/y"),
-                "other",
-                Instant::now() + Duration::from_secs(5),
-                || 8
-            )
-            .await,
-            Ok(8)
-        );
+        assert_eq!(run(&workers, Path::new("/y"), "other", Instant::now() + Duration::from_secs(5), || 8).await, Ok(8));
         release_tx.send(()).unwrap();
         for _ in 0..100 {
             if workers.running(p).is_none() {
@@ -218,23 +180,15 @@ mod tests {
         let workers = Arc::new(Workers::default());
         let mut ids = std::collections::HashSet::new();
         for _ in 0..20 {
-            let id = run(
-                &workers,
-                Path::new("/z"),
-                "id",
-                Instant::now() + Duration::from_secs(5),
-                || std::thread::current().id(),
-            )
+            let id = run(&workers, Path::new("/z"), "id", Instant::now() + Duration::from_secs(5), || {
+                std::thread::current().id()
+            })
             .await
             .unwrap();
             ids.insert(id);
             // Let the finished worker go idle before the next call.
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        assert!(
-            ids.len() <= 2,
-            "{} threads for 20 sequential calls",
-            ids.len()
-        );
+        assert!(ids.len() <= 2, "{} threads for 20 sequential calls", ids.len());
     }
 }

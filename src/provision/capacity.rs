@@ -17,13 +17,7 @@ pub enum CapacityError {
     Invalid(String),
     /// The smallest valid size at or above `required_bytes` exceeds `limit_bytes`.
     #[error("the smallest valid {what} size at or above the requested {required_gib} GiB is {rounded_gib} GiB, above the limit of {limit_gib} GiB; valid sizes are {rule}")]
-    OutOfRange {
-        what: String,
-        required_gib: i64,
-        rounded_gib: i64,
-        limit_gib: i64,
-        rule: &'static str,
-    },
+    OutOfRange { what: String, required_gib: i64, rounded_gib: i64, limit_gib: i64, rule: &'static str },
 }
 
 /// The size steps of one kind of file system.
@@ -40,26 +34,16 @@ pub struct Steps {
 /// The capacity rule for a deployment type, storage type and (for HDD) throughput.
 pub fn steps(deployment: DeploymentType, storage: StorageType, throughput: Option<i32>) -> Steps {
     match (deployment, storage) {
-        (DeploymentType::Persistent1, StorageType::Hdd) if throughput == Some(12) => Steps {
-            small: &[],
-            step: 6000,
-            rule: "multiples of 6000 GiB (HDD at 12 MB/s/TiB)",
-        },
-        (DeploymentType::Persistent1, StorageType::Hdd) => Steps {
-            small: &[],
-            step: 1800,
-            rule: "multiples of 1800 GiB (HDD at 40 MB/s/TiB)",
-        },
-        (DeploymentType::Scratch1, _) => Steps {
-            small: &[1200, 2400],
-            step: 3600,
-            rule: "1200, 2400, or multiples of 3600 GiB",
-        },
-        _ => Steps {
-            small: &[1200],
-            step: 2400,
-            rule: "1200 or multiples of 2400 GiB",
-        },
+        (DeploymentType::Persistent1, StorageType::Hdd) if throughput == Some(12) => {
+            Steps { small: &[], step: 6000, rule: "multiples of 6000 GiB (HDD at 12 MB/s/TiB)" }
+        }
+        (DeploymentType::Persistent1, StorageType::Hdd) => {
+            Steps { small: &[], step: 1800, rule: "multiples of 1800 GiB (HDD at 40 MB/s/TiB)" }
+        }
+        (DeploymentType::Scratch1, _) => {
+            Steps { small: &[1200, 2400], step: 3600, rule: "1200, 2400, or multiples of 3600 GiB" }
+        }
+        _ => Steps { small: &[1200], step: 2400, rule: "1200 or multiples of 2400 GiB" },
     }
 }
 
@@ -85,33 +69,18 @@ impl Steps {
 }
 
 /// Rounds a CSI capacity range (bytes; 0 means unset) to a valid size in GiB.
-pub fn for_range(
-    steps: Steps,
-    what: &str,
-    required_bytes: i64,
-    limit_bytes: i64,
-) -> Result<i64, CapacityError> {
+pub fn for_range(steps: Steps, what: &str, required_bytes: i64, limit_bytes: i64) -> Result<i64, CapacityError> {
     if required_bytes < 0 || limit_bytes < 0 {
-        return Err(CapacityError::Invalid(
-            "required_bytes and limit_bytes must not be negative".into(),
-        ));
+        return Err(CapacityError::Invalid("required_bytes and limit_bytes must not be negative".into()));
     }
     if limit_bytes > 0 && required_bytes > limit_bytes {
         return Err(CapacityError::Invalid(format!(
             "required_bytes {required_bytes} is above limit_bytes {limit_bytes}"
         )));
     }
-    let required_gib = if required_bytes == 0 {
-        0
-    } else {
-        (required_bytes as u64).div_ceil(GIB as u64) as i64
-    };
+    let required_gib = if required_bytes == 0 { 0 } else { (required_bytes as u64).div_ceil(GIB as u64) as i64 };
     let rounded = steps.round_up(required_gib.max(steps.minimum()));
-    let limit_gib = if limit_bytes > 0 {
-        limit_bytes / GIB
-    } else {
-        MAX_GIB
-    };
+    let limit_gib = if limit_bytes > 0 { limit_bytes / GIB } else { MAX_GIB };
     if rounded > limit_gib.min(MAX_GIB) {
         return Err(CapacityError::OutOfRange {
             what: what.to_string(),
@@ -165,14 +134,8 @@ mod tests {
 
     #[test]
     fn bytes_round_up_to_gib() {
-        assert_eq!(
-            for_range(steps(Scratch2, Ssd, None), "x", 1200 * GIB + 1, 0).unwrap(),
-            2400
-        );
-        assert_eq!(
-            for_range(steps(Scratch2, Ssd, None), "x", 1, 0).unwrap(),
-            1200
-        );
+        assert_eq!(for_range(steps(Scratch2, Ssd, None), "x", 1200 * GIB + 1, 0).unwrap(), 2400);
+        assert_eq!(for_range(steps(Scratch2, Ssd, None), "x", 1, 0).unwrap(), 1200);
     }
 
     #[test]
@@ -181,27 +144,12 @@ mod tests {
         assert_eq!(for_range(s, "x", 3000 * GIB, 3600 * GIB).unwrap(), 3600);
         assert!(matches!(
             for_range(s, "x", 3000 * GIB, 3500 * GIB),
-            Err(CapacityError::OutOfRange {
-                rounded_gib: 3600,
-                ..
-            })
+            Err(CapacityError::OutOfRange { rounded_gib: 3600, .. })
         ));
-        assert!(matches!(
-            for_range(s, "x", 0, GIB),
-            Err(CapacityError::OutOfRange { .. })
-        ));
-        assert!(matches!(
-            for_range(s, "x", 2 * GIB, GIB),
-            Err(CapacityError::Invalid(_))
-        ));
-        assert!(matches!(
-            for_range(s, "x", -1, 0),
-            Err(CapacityError::Invalid(_))
-        ));
-        assert!(matches!(
-            for_range(s, "x", i64::MAX, 0),
-            Err(CapacityError::OutOfRange { .. })
-        ));
+        assert!(matches!(for_range(s, "x", 0, GIB), Err(CapacityError::OutOfRange { .. })));
+        assert!(matches!(for_range(s, "x", 2 * GIB, GIB), Err(CapacityError::Invalid(_))));
+        assert!(matches!(for_range(s, "x", -1, 0), Err(CapacityError::Invalid(_))));
+        assert!(matches!(for_range(s, "x", i64::MAX, 0), Err(CapacityError::OutOfRange { .. })));
     }
 
     #[test]

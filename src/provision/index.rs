@@ -112,9 +112,7 @@ impl Index {
         let mut live = inner
             .by_id
             .iter()
-            .filter(|(id, fs)| {
-                after.is_none_or(|a| id.as_str() > a) && fs.lifecycle != Lifecycle::Deleting
-            })
+            .filter(|(id, fs)| after.is_none_or(|a| id.as_str() > a) && fs.lifecycle != Lifecycle::Deleting)
             .map(|(_, fs)| fs);
         let out: Vec<FileSystem> = live.by_ref().take(max).cloned().collect();
         let more = live.next().is_some();
@@ -156,9 +154,7 @@ mod tests {
             efa_enabled: None,
             import_path: None,
             export_path: None,
-            tags: name
-                .map(|n| vec![(VOLUME_NAME_TAG.to_string(), n.to_string())])
-                .unwrap_or_default(),
+            tags: name.map(|n| vec![(VOLUME_NAME_TAG.to_string(), n.to_string())]).unwrap_or_default(),
         }
     }
 
@@ -198,24 +194,14 @@ mod tests {
     fn pages_by_id() {
         let index = Index::default();
         for i in 1..=5 {
-            index.upsert(&fs(
-                &format!("fs-0000000{i}"),
-                Some(&format!("v{i}")),
-                Lifecycle::Available,
-            ));
+            index.upsert(&fs(&format!("fs-0000000{i}"), Some(&format!("v{i}")), Lifecycle::Available));
         }
         index.mark_deleting("fs-00000003");
         let (p1, more) = index.page(None, 2);
-        assert_eq!(
-            p1.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(),
-            ["fs-00000001", "fs-00000002"]
-        );
+        assert_eq!(p1.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(), ["fs-00000001", "fs-00000002"]);
         assert!(more);
         let (p2, more) = index.page(Some("fs-00000002"), 2);
-        assert_eq!(
-            p2.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(),
-            ["fs-00000004", "fs-00000005"]
-        );
+        assert_eq!(p2.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(), ["fs-00000004", "fs-00000005"]);
         assert!(!more);
     }
 }

@@ -30,10 +30,7 @@ impl InFlight {
     /// Takes `key`, or returns `None` if another call holds it.
     pub fn try_lock(self: &Arc<Self>, key: &str) -> Option<Guard> {
         let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
-        keys.insert(key.to_string()).then(|| Guard {
-            set: Arc::clone(self),
-            key: key.to_string(),
-        })
+        keys.insert(key.to_string()).then(|| Guard { set: Arc::clone(self), key: key.to_string() })
     }
 
     /// Takes every key in `keys`, or none of them.
@@ -50,20 +47,13 @@ impl InFlight {
 
     /// True if `key` is held.
     pub fn is_locked(&self, key: &str) -> bool {
-        self.keys
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(key)
+        self.keys.lock().unwrap_or_else(|p| p.into_inner()).contains(key)
     }
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        self.set
-            .keys
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.key);
+        self.set.keys.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.key);
     }
 }
 

@@ -26,12 +26,12 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::fsx::{is_file_system_id, FileSystem, Fsx, FsxError, Lifecycle};
+use crate::fsx::{is_file_system_id, DeploymentType, FileSystem, Fsx, FsxError, Lifecycle, StorageType};
 use capacity::CapacityError;
 use index::Index;
 use inflight::InFlight;
 use params::{ParamError, StorageClassParams};
-use poller::{Observation, Poller};
+use poller::{Poller, Seen};
 
 /// How many token generations one call may step through when FSx keeps answering with
 /// deleted file systems (each step is one CreateFileSystem call).
@@ -46,29 +46,31 @@ pub enum ProvisionError {
     #[error(transparent)]
     Capacity(#[from] CapacityError),
     #[error("volume {name:?} already exists as {id} with other parameters: {reason}")]
-    AlreadyExists {
-        name: String,
-        id: String,
-        reason: String,
-    },
+    AlreadyExists { name: String, id: String, reason: String },
     #[error("an operation on {0:?} is already in progress; retry later")]
     Busy(String),
     #[error("file system {id} is still {lifecycle}; the call will complete on a retry")]
     StillPending { id: String, lifecycle: String },
-    #[error(
-        "file system {id} failed to create and was deleted ({message}); a retry creates a new one"
-    )]
+    #[error("file system {id} failed to create and was deleted ({message}); a retry creates a new one")]
     CreationFailed { id: String, message: String },
     #[error("file system {id} is {lifecycle}, not usable: {message}")]
-    NotUsable {
-        id: String,
-        lifecycle: String,
-        message: String,
-    },
+    NotUsable { id: String, lifecycle: String, message: String },
     #[error("file system {0} disappeared while waiting for it; a retry creates a new one")]
     Vanished(String),
     #[error("file system {0} not found")]
     NotFound(String),
+    #[error("{0}")]
+    CannotExpand(String),
+    #[error("another capacity update of {id} (to {target_gib} GiB) is in progress; retry when it completes")]
+    UpdateInProgress { id: String, target_gib: i64 },
+    #[error("growing {id} to {target_gib} GiB failed: {message}")]
+    UpdateFailed { id: String, target_gib: i64, message: String },
+    #[error(
+        "data repository association {association} of {id} is still {lifecycle}; the call will complete on a retry"
+    )]
+    AssociationPending { id: String, association: String, lifecycle: String },
+    #[error("linking {id} to S3 failed and the file system was deleted ({message}); a retry creates a new one")]
+    AssociationFailed { id: String, message: String },
     #[error("the controller is still loading its index of file systems from FSx; retry shortly")]
     NotReady,
     #[error(transparent)]
@@ -86,10 +88,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self {
-            extra_tags: Vec::new(),
-            poll_interval: Duration::from_secs(15),
-        }
+        Self { extra_tags: Vec::new(), poll_interval: Duration::from_secs(15) }
     }
 }
 
@@ -205,11 +204,7 @@ impl Provisioner {
     /// rounded capacity in GiB.
     pub fn plan(req: &CreateRequest<'_>) -> Result<(StorageClassParams, i64), ProvisionError> {
         let params = StorageClassParams::parse(req.parameters)?;
-        let steps = capacity::steps(
-            params.deployment_type,
-            params.storage_type,
-            params.per_unit_storage_throughput,
-        );
+        let steps = capacity::steps(params.deployment_type, params.storage_type, params.per_unit_storage_throughput);
         let what = format!("{} {}", params.deployment_type, params.storage_type);
         let gib = capacity::for_range(steps, &what, req.required_bytes, req.limit_bytes)?;
         Ok((params, gib))
@@ -217,33 +212,21 @@ impl Provisioner {
 
     /// Returns the AVAILABLE file system for `req.name`, creating it if needed, or an error
     /// by `deadline`. Idempotent; see the module docs.
-    pub async fn create(
-        &self,
-        req: CreateRequest<'_>,
-        deadline: Instant,
-    ) -> Result<FileSystem, ProvisionError> {
+    pub async fn create(&self, req: CreateRequest<'_>, deadline: Instant) -> Result<FileSystem, ProvisionError> {
         let (params, capacity_gib) = Self::plan(&req)?;
         self.wait_ready(deadline).await?;
         let name = req.name;
-        let _guard = self
-            .busy
-            .try_lock(name)
-            .ok_or_else(|| ProvisionError::Busy(name.to_string()))?;
+        let _guard = self.busy.try_lock(name).ok_or_else(|| ProvisionError::Busy(name.to_string()))?;
 
         let mut steps = 0;
         let fs = loop {
-            if let Some(fs) = self
-                .index
-                .by_name(name)
-                .filter(|fs| fs.lifecycle != Lifecycle::Deleting)
-            {
+            if let Some(fs) = self.index.by_name(name).filter(|fs| fs.lifecycle != Lifecycle::Deleting) {
                 break fs;
             }
             let generation = self.index.generation(name);
             let token = token::client_request_token(name, generation);
             // capacity_gib fits: capacity::for_range caps it at i32::MAX.
-            let spec =
-                params.create_spec(name, capacity_gib as i32, token, &self.options.extra_tags);
+            let spec = params.create_spec(name, capacity_gib as i32, token, &self.options.extra_tags);
             let fs = self.fsx.create_file_system(&spec).await?;
             tracing::info!(volume.id = %fs.id, lifecycle = %fs.lifecycle, capacity_gib, generation, "CreateFileSystem answered");
             if fs.lifecycle == Lifecycle::Deleting {
@@ -252,10 +235,7 @@ impl Provisioner {
                 self.index.bump_generation(name, generation);
                 steps += 1;
                 if steps >= MAX_GENERATION_STEPS {
-                    return Err(ProvisionError::StillPending {
-                        id: fs.id,
-                        lifecycle: "DELETING".into(),
-                    });
+                    return Err(ProvisionError::StillPending { id: fs.id, lifecycle: "DELETING".into() });
                 }
                 continue;
             }
@@ -263,41 +243,169 @@ impl Provisioner {
             break fs;
         };
 
-        if let Some(reason) = params
-            .mismatch(&fs)
-            .or_else(|| capacity_mismatch(&fs, req.required_bytes, req.limit_bytes))
+        if let Some(reason) =
+            params.mismatch(&fs).or_else(|| capacity_mismatch(&fs, req.required_bytes, req.limit_bytes))
         {
-            return Err(ProvisionError::AlreadyExists {
-                name: name.to_string(),
-                id: fs.id,
-                reason,
-            });
+            return Err(ProvisionError::AlreadyExists { name: name.to_string(), id: fs.id, reason });
         }
-        self.await_available(fs, deadline).await
+        let fs = self.await_available(fs, deadline).await?;
+        // PERSISTENT_2 links S3 through an association, made once the file system is
+        // AVAILABLE; the volume is not reported ready before the association is.
+        let token = token::client_request_token(&format!("{}.dra", fs.id), 0);
+        if let Some(spec) = params.association_spec(&fs.id, token, &fs.tags) {
+            self.ensure_association(&fs, spec, deadline).await?;
+        }
+        Ok(fs)
+    }
+
+    /// Finds or creates the file system's data repository association and waits (without
+    /// API calls) until it is AVAILABLE. One association per volume: an existing one for the
+    /// same file system path is found again, after retries and restarts.
+    async fn ensure_association(
+        &self,
+        fs: &FileSystem,
+        spec: crate::fsx::AssociationSpec,
+        deadline: Instant,
+    ) -> Result<(), ProvisionError> {
+        let existing = self.fsx.associations_of(&fs.id).await?;
+        let association = match existing
+            .into_iter()
+            .find(|a| a.file_system_path == spec.file_system_path && a.lifecycle != "DELETING")
+        {
+            Some(a) => {
+                if a.data_repository_path.trim_end_matches('/') != spec.data_repository_path.trim_end_matches('/') {
+                    return Err(ProvisionError::AlreadyExists {
+                        name: fs.volume_name().unwrap_or_default().to_string(),
+                        id: fs.id.clone(),
+                        reason: format!(
+                            "{} is linked to {}, requested {}",
+                            a.file_system_path, a.data_repository_path, spec.data_repository_path
+                        ),
+                    });
+                }
+                a
+            }
+            None => {
+                let a = self.fsx.create_data_repository_association(&spec).await?;
+                tracing::info!(volume.id = %fs.id, association = %a.id, path = %spec.data_repository_path, "data repository association created");
+                a
+            }
+        };
+        let association = if matches!(association.lifecycle.as_str(), "CREATING" | "UPDATING") {
+            let mut rx = self.poller.watch_association(&association.id);
+            let settled = match tokio::time::timeout_at(deadline, rx.wait_for(Seen::is_settled)).await {
+                Ok(Ok(obs)) => Some(obs.clone()),
+                _ => None,
+            };
+            match settled {
+                Some(Seen::Found(a)) => a,
+                Some(Seen::Gone) => return Err(ProvisionError::Vanished(association.id)),
+                Some(Seen::Pending) | None => {
+                    return Err(ProvisionError::AssociationPending {
+                        id: fs.id.clone(),
+                        association: association.id,
+                        lifecycle: association.lifecycle,
+                    })
+                }
+            }
+        } else {
+            association
+        };
+        match association.lifecycle.as_str() {
+            "AVAILABLE" => Ok(()),
+            "FAILED" => {
+                let message = association.failure_message.unwrap_or_else(|| "FSx gave no failure details".into());
+                let message = format!("association {}: {message}", association.id);
+                Err(self.discard(fs, message, |id, message| ProvisionError::AssociationFailed { id, message }).await)
+            }
+            other => Err(ProvisionError::NotUsable {
+                id: fs.id.clone(),
+                lifecycle: format!("linked to S3 by association {} in state {other}", association.id),
+                message: association.failure_message.unwrap_or_else(|| "see the FSx console for details".into()),
+            }),
+        }
+    }
+
+    /// Grows file system `id` to the smallest valid size within the range, waiting (without
+    /// API calls) until FSx reports the new size in effect. Returns the capacity in GiB.
+    /// An update already running towards at least that size is joined.
+    pub async fn expand(
+        &self,
+        id: &str,
+        required_bytes: i64,
+        limit_bytes: i64,
+        deadline: Instant,
+    ) -> Result<i64, ProvisionError> {
+        if !is_file_system_id(id) {
+            return Err(ProvisionError::NotFound(id.to_string()));
+        }
+        let _guard = self.busy.try_lock(id).ok_or_else(|| ProvisionError::Busy(id.to_string()))?;
+        let fs = self.get(id).await?;
+        let deployment = fs
+            .deployment_type
+            .ok_or_else(|| ProvisionError::CannotExpand(format!("{id} reports no Lustre deployment type")))?;
+        if deployment == DeploymentType::Scratch1 {
+            return Err(ProvisionError::CannotExpand(format!(
+                "{id} is a SCRATCH_1 file system, which cannot grow: use SCRATCH_2, PERSISTENT_1 or PERSISTENT_2 for volumes that need to grow"
+            )));
+        }
+        let storage = fs.storage_type.unwrap_or(StorageType::Ssd);
+        let steps = capacity::steps(deployment, storage, fs.per_unit_storage_throughput);
+        let target = capacity::for_range(steps, &format!("{deployment} {storage}"), required_bytes, limit_bytes)?;
+        if fs.capacity_gib >= target {
+            return Ok(fs.capacity_gib);
+        }
+        let wanted = match fs.updates.iter().find(|u| u.is_running()) {
+            Some(running) => match running.target_capacity_gib {
+                Some(t) if t >= target => {
+                    tracing::info!(volume.id = %id, target_gib = t, "joining the capacity update in progress");
+                    t
+                }
+                other => {
+                    return Err(ProvisionError::UpdateInProgress {
+                        id: id.to_string(),
+                        target_gib: other.unwrap_or(fs.capacity_gib),
+                    })
+                }
+            },
+            None => {
+                // capacity::for_range caps the target at i32::MAX.
+                self.fsx.update_storage_capacity(id, target as i32).await?;
+                tracing::info!(volume.id = %id, from_gib = fs.capacity_gib, to_gib = target, "UpdateFileSystem accepted");
+                target
+            }
+        };
+        let mut rx = self.poller.watch(id);
+        let outcome = |o: &Seen<FileSystem>| match o {
+            Seen::Pending => None,
+            Seen::Gone => Some(Err(ProvisionError::NotFound(id.to_string()))),
+            Seen::Found(fs) => update_outcome(fs, wanted),
+        };
+        let result = match tokio::time::timeout_at(deadline, rx.wait_for(|o| outcome(o).is_some())).await {
+            Ok(Ok(obs)) => outcome(&obs),
+            _ => None,
+        };
+        result.unwrap_or_else(|| {
+            Err(ProvisionError::StillPending { id: id.to_string(), lifecycle: format!("growing to {wanted} GiB") })
+        })
     }
 
     /// Waits (without API calls) until `fs` settles, or `deadline`.
-    async fn await_available(
-        &self,
-        fs: FileSystem,
-        deadline: Instant,
-    ) -> Result<FileSystem, ProvisionError> {
+    async fn await_available(&self, fs: FileSystem, deadline: Instant) -> Result<FileSystem, ProvisionError> {
         let fs = if fs.lifecycle == Lifecycle::Creating {
             let mut rx = self.poller.watch(&fs.id);
-            let settled =
-                match tokio::time::timeout_at(deadline, rx.wait_for(Observation::is_settled)).await
-                {
-                    Ok(Ok(obs)) => Some(obs.clone()),
-                    _ => None,
-                };
+            let created = |o: &Seen<FileSystem>| {
+                !matches!(o, Seen::Pending | Seen::Found(FileSystem { lifecycle: Lifecycle::Creating, .. }))
+            };
+            let settled = match tokio::time::timeout_at(deadline, rx.wait_for(created)).await {
+                Ok(Ok(obs)) => Some(obs.clone()),
+                _ => None,
+            };
             match settled {
-                Some(Observation::Seen(seen)) => seen,
-                Some(Observation::Gone) => return Err(ProvisionError::Vanished(fs.id)),
-                Some(Observation::Pending) | None => {
-                    return Err(ProvisionError::StillPending {
-                        id: fs.id,
-                        lifecycle: "CREATING".into(),
-                    })
+                Some(Seen::Found(seen)) => seen,
+                Some(Seen::Gone) => return Err(ProvisionError::Vanished(fs.id)),
+                Some(Seen::Pending) | None => {
+                    return Err(ProvisionError::StillPending { id: fs.id, lifecycle: "CREATING".into() })
                 }
             }
         } else {
@@ -307,16 +415,11 @@ impl Provisioner {
             Lifecycle::Available | Lifecycle::Updating => Ok(fs),
             Lifecycle::Failed => Err(self.clean_up_failed(fs).await),
             Lifecycle::Deleting => Err(ProvisionError::Vanished(fs.id)),
-            Lifecycle::Creating => Err(ProvisionError::StillPending {
-                id: fs.id,
-                lifecycle: "CREATING".into(),
-            }),
+            Lifecycle::Creating => Err(ProvisionError::StillPending { id: fs.id, lifecycle: "CREATING".into() }),
             other => Err(ProvisionError::NotUsable {
                 id: fs.id,
                 lifecycle: other.to_string(),
-                message: fs
-                    .failure_message
-                    .unwrap_or_else(|| "see the FSx console for details".into()),
+                message: fs.failure_message.unwrap_or_else(|| "see the FSx console for details".into()),
             }),
         }
     }
@@ -324,11 +427,20 @@ impl Provisioner {
     /// Deletes a FAILED file system so that a retry starts clean, and moves the name to the
     /// next token generation.
     async fn clean_up_failed(&self, fs: FileSystem) -> ProvisionError {
-        let message = fs
-            .failure_message
-            .clone()
-            .unwrap_or_else(|| "FSx gave no failure details".into());
-        tracing::warn!(volume.id = %fs.id, reason = %message, "file system FAILED; deleting it");
+        let message = fs.failure_message.clone().unwrap_or_else(|| "FSx gave no failure details".into());
+        self.discard(&fs, message, |id, message| ProvisionError::CreationFailed { id, message }).await
+    }
+
+    /// Deletes a file system that cannot become a volume (its creation or its S3 link
+    /// failed), so nothing leaks and the next retry starts clean with a new token generation.
+    /// Returns the error to report.
+    async fn discard(
+        &self,
+        fs: &FileSystem,
+        message: String,
+        error: fn(String, String) -> ProvisionError,
+    ) -> ProvisionError {
+        tracing::warn!(volume.id = %fs.id, reason = %message, "file system cannot be used; deleting it");
         match self.fsx.delete_file_system(&fs.id).await {
             Ok(_) | Err(FsxError::NotFound(_)) => {
                 self.index.mark_deleting(&fs.id);
@@ -336,7 +448,7 @@ impl Provisioner {
                     let generation = self.index.generation(name);
                     self.index.bump_generation(name, generation);
                 }
-                ProvisionError::CreationFailed { id: fs.id, message }
+                error(fs.id.clone(), message)
             }
             // Not deleted yet: the next retry finds it FAILED in the index and tries again.
             Err(e) => {
@@ -352,15 +464,8 @@ impl Provisioner {
             tracing::info!(volume.id = %id, "not a file system id; nothing to delete");
             return Ok(());
         }
-        let _guard = self
-            .busy
-            .try_lock(id)
-            .ok_or_else(|| ProvisionError::Busy(id.to_string()))?;
-        if self
-            .index
-            .by_id(id)
-            .is_some_and(|fs| fs.lifecycle == Lifecycle::Deleting)
-        {
+        let _guard = self.busy.try_lock(id).ok_or_else(|| ProvisionError::Busy(id.to_string()))?;
+        if self.index.by_id(id).is_some_and(|fs| fs.lifecycle == Lifecycle::Deleting) {
             // This process's own DeleteFileSystem was accepted: DELETING counts as done.
             return Ok(());
         }
@@ -385,10 +490,8 @@ impl Provisioner {
         }
         match self.fsx.describe_file_systems(&[id.to_string()]).await {
             Ok(found) => {
-                let fs = found
-                    .into_iter()
-                    .find(|fs| fs.id == id)
-                    .ok_or_else(|| ProvisionError::NotFound(id.to_string()))?;
+                let fs =
+                    found.into_iter().find(|fs| fs.id == id).ok_or_else(|| ProvisionError::NotFound(id.to_string()))?;
                 self.index.upsert(&fs);
                 Ok(fs)
             }
@@ -401,20 +504,31 @@ impl Provisioner {
     }
 }
 
+/// Whether a capacity update to `target` GiB is done (new size in effect), failed, or still
+/// running (`None`).
+fn update_outcome(fs: &FileSystem, target: i64) -> Option<Result<i64, ProvisionError>> {
+    let update = fs.updates.iter().rev().find(|u| u.target_capacity_gib == Some(target));
+    match update {
+        Some(u) if u.is_done() => Some(Ok(target.max(fs.capacity_gib))),
+        Some(u) if u.status == "FAILED" => Some(Err(ProvisionError::UpdateFailed {
+            id: fs.id.clone(),
+            target_gib: target,
+            message: u.failure_message.clone().unwrap_or_else(|| "FSx gave no failure details".into()),
+        })),
+        Some(_) => None,
+        None if fs.capacity_gib >= target && !fs.updates.iter().any(|u| u.is_running()) => Some(Ok(fs.capacity_gib)),
+        None => None,
+    }
+}
+
 /// Why an existing file system's size does not fit a capacity range, if it does not.
 fn capacity_mismatch(fs: &FileSystem, required_bytes: i64, limit_bytes: i64) -> Option<String> {
     let have = fs.capacity_bytes();
     if have < required_bytes {
-        return Some(format!(
-            "capacity is {} GiB, below the requested {required_bytes} bytes",
-            fs.capacity_gib
-        ));
+        return Some(format!("capacity is {} GiB, below the requested {required_bytes} bytes", fs.capacity_gib));
     }
     if limit_bytes > 0 && have > limit_bytes {
-        return Some(format!(
-            "capacity is {} GiB, above the limit of {limit_bytes} bytes",
-            fs.capacity_gib
-        ));
+        return Some(format!("capacity is {} GiB, above the limit of {limit_bytes} bytes", fs.capacity_gib));
     }
     None
 }

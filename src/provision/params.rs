@@ -8,14 +8,16 @@ use std::collections::HashMap;
 use std::fmt;
 
 use crate::fsx::{
-    AutoImportPolicy, CreateSpec, DataCompressionType, DeploymentType, DriveCacheType, FileSystem,
+    AssociationSpec, AutoImportPolicy, CreateSpec, DataCompressionType, DeploymentType, DriveCacheType, FileSystem,
     LustreSpec, MetadataMode, StorageType, VOLUME_NAME_TAG,
 };
 
 /// Keys with this prefix are set by the external-provisioner and are not ours to validate.
 pub const RESERVED_PREFIX: &str = "csi.storage.k8s.io/";
 
-/// Every StorageClass key this driver accepts (the Go driver's keys).
+/// Every StorageClass key this driver accepts: the Go driver's keys, plus
+/// `autoExportPolicy`, `importedFileChunkSize`, `fileSystemPath` and
+/// `batchImportMetaDataOnCreate` for S3 links.
 pub const KEYS: &[&str] = &[
     "subnetId",
     "securityGroupIds",
@@ -27,6 +29,10 @@ pub const KEYS: &[&str] = &[
     "s3ImportPath",
     "s3ExportPath",
     "autoImportPolicy",
+    "autoExportPolicy",
+    "importedFileChunkSize",
+    "fileSystemPath",
+    "batchImportMetaDataOnCreate",
     "dataCompressionType",
     "weeklyMaintenanceStartTime",
     "dailyAutomaticBackupStartTime",
@@ -50,10 +56,7 @@ pub struct ParamError {
 }
 
 fn err(key: &str, message: impl Into<String>) -> ParamError {
-    ParamError {
-        key: key.to_string(),
-        message: message.into(),
-    }
+    ParamError { key: key.to_string(), message: message.into() }
 }
 
 /// The StorageClass, typed. Built only by [`StorageClassParams::parse`].
@@ -69,6 +72,13 @@ pub struct StorageClassParams {
     pub s3_import_path: Option<String>,
     pub s3_export_path: Option<String>,
     pub auto_import_policy: Option<AutoImportPolicy>,
+    /// PERSISTENT_2 only: S3 events exported automatically (same values as autoImportPolicy).
+    pub auto_export_policy: Option<AutoImportPolicy>,
+    pub imported_file_chunk_size: Option<i32>,
+    /// PERSISTENT_2 only: where in the file system the S3 path appears (default `/`).
+    pub file_system_path: Option<String>,
+    /// PERSISTENT_2 only: import the bucket's metadata when the association is created.
+    pub batch_import_metadata_on_create: Option<bool>,
     pub data_compression_type: Option<DataCompressionType>,
     pub weekly_maintenance_start_time: Option<String>,
     pub daily_automatic_backup_start_time: Option<String>,
@@ -100,9 +110,7 @@ impl fmt::Display for OneOf<'_> {
 }
 
 fn parse_enum<T: std::str::FromStr>(key: &str, value: &str, all: &[&str]) -> Result<T, ParamError> {
-    value
-        .parse()
-        .map_err(|_| err(key, format!("{value:?} is not one of {}", OneOf(all))))
+    value.parse().map_err(|_| err(key, format!("{value:?} is not one of {}", OneOf(all))))
 }
 
 fn parse_bool(key: &str, value: &str) -> Result<bool, ParamError> {
@@ -116,24 +124,19 @@ fn parse_bool(key: &str, value: &str) -> Result<bool, ParamError> {
 fn parse_int(key: &str, value: &str, min: i32, max: i32) -> Result<i32, ParamError> {
     match value.parse::<i32>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(err(
-            key,
-            format!("{value:?} is not a whole number from {min} to {max}"),
-        )),
+        _ => Err(err(key, format!("{value:?} is not a whole number from {min} to {max}"))),
     }
 }
 
 fn is_hex_id(value: &str, prefix: &str, max_len: usize) -> bool {
     value.len() <= max_len
-        && value.strip_prefix(prefix).is_some_and(|h| {
-            h.len() >= 8 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        })
+        && value
+            .strip_prefix(prefix)
+            .is_some_and(|h| h.len() >= 8 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
 }
 
 fn two_digits(s: &str, max: u32) -> bool {
-    s.len() == 2
-        && s.bytes().all(|b| b.is_ascii_digit())
-        && s.parse::<u32>().is_ok_and(|n| n <= max)
+    s.len() == 2 && s.bytes().all(|b| b.is_ascii_digit()) && s.parse::<u32>().is_ok_and(|n| n <= max)
 }
 
 /// `HH:MM`, 24-hour, UTC.
@@ -149,78 +152,48 @@ fn is_weekly_time(s: &str) -> bool {
 /// Checks `s3://bucket[/prefix]` and returns the bucket.
 pub fn s3_bucket<'a>(key: &str, path: &'a str) -> Result<&'a str, ParamError> {
     let accepted = "expected s3://bucket or s3://bucket/prefix, with a bucket name of 3-63 lowercase letters, digits, dots or hyphens";
-    let rest = path.strip_prefix("s3://").ok_or_else(|| {
-        err(
-            key,
-            format!("{path:?} does not start with s3:// ({accepted})"),
-        )
-    })?;
+    let rest = path
+        .strip_prefix("s3://")
+        .ok_or_else(|| err(key, format!("{path:?} does not start with s3:// ({accepted})")))?;
     let bucket = rest.split('/').next().unwrap_or("");
     let bucket_ok = (3..=63).contains(&bucket.len())
-        && bucket
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
-        && bucket
-            .as_bytes()
-            .first()
-            .is_some_and(|b| b.is_ascii_alphanumeric())
-        && bucket
-            .as_bytes()
-            .last()
-            .is_some_and(|b| b.is_ascii_alphanumeric());
+        && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        && bucket.as_bytes().first().is_some_and(|b| b.is_ascii_alphanumeric())
+        && bucket.as_bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
     if !bucket_ok {
-        return Err(err(
-            key,
-            format!("{path:?} has an invalid bucket name {bucket:?} ({accepted})"),
-        ));
+        return Err(err(key, format!("{path:?} has an invalid bucket name {bucket:?} ({accepted})")));
     }
-    if path.len() > 4357
-        || path
-            .chars()
-            .any(|c| c.is_control() || matches!(c, '\u{85}' | '\u{2028}' | '\u{2029}'))
-    {
-        return Err(err(
-            key,
-            format!("{path:?} is too long or has control characters ({accepted})"),
-        ));
+    if path.len() > 4357 || path.chars().any(|c| c.is_control() || matches!(c, '\u{85}' | '\u{2028}' | '\u{2029}')) {
+        return Err(err(key, format!("{path:?} is too long or has control characters ({accepted})")));
     }
     Ok(bucket)
 }
 
 /// A tag key or value may hold letters, digits, spaces and `_.:/=+-@`.
 fn is_tag_text(s: &str) -> bool {
-    s.chars()
-        .all(|c| c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c))
+    s.chars().all(|c| c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c))
 }
 
 /// Parses `key=value,key=value` tags (the `extraTags` key and the `--extra-tags` flag).
 pub fn parse_tags(key: &str, value: &str) -> Result<Vec<(String, String)>, ParamError> {
     let mut tags: Vec<(String, String)> = Vec::new();
     for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let (k, v) = item
-            .split_once('=')
-            .ok_or_else(|| err(key, format!("{item:?} is not of the form key=value")))?;
+        let (k, v) = item.split_once('=').ok_or_else(|| err(key, format!("{item:?} is not of the form key=value")))?;
         let (k, v) = (k.trim(), v.trim());
         if k.is_empty() || k.chars().count() > 128 || !is_tag_text(k) {
-            return Err(err(
-                key,
-                format!("tag key {k:?} must be 1-128 letters, digits, spaces or _.:/=+-@"),
-            ));
+            return Err(err(key, format!("tag key {k:?} must be 1-128 letters, digits, spaces or _.:/=+-@")));
         }
         if v.chars().count() > 256 || !is_tag_text(v) {
-            return Err(err(key, format!("tag value {v:?} for {k:?} must be at most 256 letters, digits, spaces or _.:/=+-@")));
+            return Err(err(
+                key,
+                format!("tag value {v:?} for {k:?} must be at most 256 letters, digits, spaces or _.:/=+-@"),
+            ));
         }
         if k.to_ascii_lowercase().starts_with("aws:") {
-            return Err(err(
-                key,
-                format!("tag key {k:?} uses the reserved prefix aws:"),
-            ));
+            return Err(err(key, format!("tag key {k:?} uses the reserved prefix aws:")));
         }
         if k == VOLUME_NAME_TAG {
-            return Err(err(
-                key,
-                format!("tag key {VOLUME_NAME_TAG} is set by the driver and cannot be overridden"),
-            ));
+            return Err(err(key, format!("tag key {VOLUME_NAME_TAG} is set by the driver and cannot be overridden")));
         }
         match tags.iter_mut().find(|(existing, _)| existing == k) {
             Some(slot) => slot.1 = v.to_string(),
@@ -267,6 +240,10 @@ impl StorageClassParams {
             s3_import_path: None,
             s3_export_path: None,
             auto_import_policy: None,
+            auto_export_policy: None,
+            imported_file_chunk_size: None,
+            file_system_path: None,
+            batch_import_metadata_on_create: None,
             data_compression_type: None,
             weekly_maintenance_start_time: None,
             daily_automatic_backup_start_time: None,
@@ -304,7 +281,10 @@ impl StorageClassParams {
             match key.as_str() {
                 "subnetId" => {
                     if !is_hex_id(value, "subnet-", 24) {
-                        return Err(err(key, format!("{value:?} is not a subnet id (subnet- followed by 8-17 lowercase hex digits)")));
+                        return Err(err(
+                            key,
+                            format!("{value:?} is not a subnet id (subnet- followed by 8-17 lowercase hex digits)"),
+                        ));
                     }
                     subnet_id = Some(value.to_string());
                 }
@@ -321,22 +301,13 @@ impl StorageClassParams {
                         return Err(err(key, "at most 50 security groups are allowed"));
                     }
                 }
-                "deploymentType" => {
-                    p.deployment_type = parse_enum(key, value, DeploymentType::ALL)?
-                }
+                "deploymentType" => p.deployment_type = parse_enum(key, value, DeploymentType::ALL)?,
                 "storageType" => p.storage_type = parse_enum(key, value, StorageType::ALL)?,
-                "perUnitStorageThroughput" => {
-                    p.per_unit_storage_throughput = Some(parse_int(key, value, 12, 1000)?)
-                }
-                "driveCacheType" => {
-                    p.drive_cache_type = Some(parse_enum(key, value, DriveCacheType::ALL)?)
-                }
+                "perUnitStorageThroughput" => p.per_unit_storage_throughput = Some(parse_int(key, value, 12, 1000)?),
+                "driveCacheType" => p.drive_cache_type = Some(parse_enum(key, value, DriveCacheType::ALL)?),
                 "kmsKeyId" => {
                     if value.len() > 2048 || value.chars().any(char::is_control) {
-                        return Err(err(
-                            key,
-                            "must be a KMS key id, alias or ARN of at most 2048 characters",
-                        ));
+                        return Err(err(key, "must be a KMS key id, alias or ARN of at most 2048 characters"));
                     }
                     p.kms_key_id = Some(value.to_string());
                 }
@@ -348,20 +319,30 @@ impl StorageClassParams {
                     s3_bucket(key, value)?;
                     p.s3_export_path = Some(value.to_string());
                 }
-                "autoImportPolicy" => {
-                    p.auto_import_policy = Some(parse_enum(key, value, AutoImportPolicy::ALL)?)
+                "autoImportPolicy" => p.auto_import_policy = Some(parse_enum(key, value, AutoImportPolicy::ALL)?),
+                "autoExportPolicy" => p.auto_export_policy = Some(parse_enum(key, value, AutoImportPolicy::ALL)?),
+                "importedFileChunkSize" => p.imported_file_chunk_size = Some(parse_int(key, value, 1, 512_000)?),
+                "fileSystemPath" => {
+                    let clean = value.starts_with('/')
+                        && value.len() <= 4096
+                        && !value.contains("//")
+                        && (value == "/" || !value.ends_with('/'))
+                        && !value.split('/').any(|c| c == "." || c == "..")
+                        && !value.chars().any(char::is_control);
+                    if !clean {
+                        return Err(err(key, format!("{value:?} is not a clean absolute path such as / or /data")));
+                    }
+                    p.file_system_path = Some(value.to_string());
                 }
+                "batchImportMetaDataOnCreate" => p.batch_import_metadata_on_create = Some(parse_bool(key, value)?),
                 "dataCompressionType" => {
-                    p.data_compression_type =
-                        Some(parse_enum(key, value, DataCompressionType::ALL)?)
+                    p.data_compression_type = Some(parse_enum(key, value, DataCompressionType::ALL)?)
                 }
                 "weeklyMaintenanceStartTime" => {
                     if !is_weekly_time(value) {
                         return Err(err(
                             key,
-                            format!(
-                                "{value:?} is not d:HH:MM (d = 1 for Monday to 7 for Sunday, UTC)"
-                            ),
+                            format!("{value:?} is not d:HH:MM (d = 1 for Monday to 7 for Sunday, UTC)"),
                         ));
                     }
                     p.weekly_maintenance_start_time = Some(value.to_string());
@@ -378,49 +359,33 @@ impl StorageClassParams {
                 "copyTagsToBackups" => p.copy_tags_to_backups = Some(parse_bool(key, value)?),
                 "fileSystemTypeVersion" => {
                     let ok = value.len() <= 20
-                        && value.split('.').all(|part| {
-                            !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit())
-                        });
+                        && value.split('.').all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()));
                     if !ok {
-                        return Err(err(
-                            key,
-                            format!("{value:?} is not a Lustre version such as 2.12 or 2.15"),
-                        ));
+                        return Err(err(key, format!("{value:?} is not a Lustre version such as 2.12 or 2.15")));
                     }
                     p.file_system_type_version = Some(value.to_string());
                 }
                 "extraTags" => p.extra_tags = parse_tags(key, value)?,
                 "efaEnabled" => p.efa_enabled = Some(parse_bool(key, value)?),
-                "metadataConfigurationMode" => {
-                    p.metadata_mode = Some(parse_enum(key, value, MetadataMode::ALL)?)
-                }
+                "metadataConfigurationMode" => p.metadata_mode = Some(parse_enum(key, value, MetadataMode::ALL)?),
                 "metadataIops" => {
                     let n = parse_int(key, value, 1500, 192000)?;
                     if !valid_metadata_iops(n) {
                         return Err(err(
                             key,
-                            format!(
-                                "{n} is not 1500, 3000, 6000 or a multiple of 12000 up to 192000"
-                            ),
+                            format!("{n} is not 1500, 3000, 6000 or a multiple of 12000 up to 192000"),
                         ));
                     }
                     p.metadata_iops = Some(n);
                 }
                 other => {
-                    return Err(err(
-                        other,
-                        format!("unknown key; accepted keys are {}", OneOf(KEYS)),
-                    ));
+                    return Err(err(other, format!("unknown key; accepted keys are {}", OneOf(KEYS))));
                 }
             }
         }
 
-        p.subnet_id = subnet_id.ok_or_else(|| {
-            err(
-                "subnetId",
-                "is required: the id of the subnet the file system is created in",
-            )
-        })?;
+        p.subnet_id = subnet_id
+            .ok_or_else(|| err("subnetId", "is required: the id of the subnet the file system is created in"))?;
         p.check_combinations()?;
         Ok(p)
     }
@@ -429,52 +394,38 @@ impl StorageClassParams {
     fn check_combinations(&self) -> Result<(), ParamError> {
         let d = self.deployment_type;
         if self.storage_type == StorageType::Hdd && d != DeploymentType::Persistent1 {
-            return Err(err(
-                "storageType",
-                format!("HDD is available only with deploymentType PERSISTENT_1, not {d}"),
-            ));
+            return Err(err("storageType", format!("HDD is available only with deploymentType PERSISTENT_1, not {d}")));
         }
         let allowed = allowed_throughputs(d, self.storage_type);
         let allowed_text: Vec<String> = allowed.iter().map(i32::to_string).collect();
         let allowed_text: Vec<&str> = allowed_text.iter().map(String::as_str).collect();
         match self.per_unit_storage_throughput {
             Some(t) if allowed.is_empty() => {
-                return Err(err("perUnitStorageThroughput", format!("{t} is not allowed: {d} file systems have no per-unit throughput; remove the key")));
+                return Err(err(
+                    "perUnitStorageThroughput",
+                    format!("{t} is not allowed: {d} file systems have no per-unit throughput; remove the key"),
+                ));
             }
             Some(t) if !allowed.contains(&t) => {
                 return Err(err(
                     "perUnitStorageThroughput",
-                    format!(
-                        "{t} is not valid for {d} {}: use {} (MB/s/TiB)",
-                        self.storage_type,
-                        OneOf(&allowed_text)
-                    ),
+                    format!("{t} is not valid for {d} {}: use {} (MB/s/TiB)", self.storage_type, OneOf(&allowed_text)),
                 ));
             }
             None if !allowed.is_empty() => {
                 return Err(err(
                     "perUnitStorageThroughput",
-                    format!(
-                        "is required for {d} {}: use {} (MB/s/TiB)",
-                        self.storage_type,
-                        OneOf(&allowed_text)
-                    ),
+                    format!("is required for {d} {}: use {} (MB/s/TiB)", self.storage_type, OneOf(&allowed_text)),
                 ));
             }
             _ => {}
         }
         match (self.storage_type, self.drive_cache_type) {
             (StorageType::Hdd, None) => {
-                return Err(err(
-                    "driveCacheType",
-                    "is required with storageType HDD: use NONE or READ",
-                ))
+                return Err(err("driveCacheType", "is required with storageType HDD: use NONE or READ"))
             }
             (StorageType::Ssd, Some(_)) => {
-                return Err(err(
-                    "driveCacheType",
-                    "applies only to storageType HDD; remove it",
-                ))
+                return Err(err("driveCacheType", "applies only to storageType HDD; remove it"))
             }
             _ => {}
         }
@@ -494,10 +445,7 @@ impl StorageClassParams {
         }
         if d != DeploymentType::Persistent2 {
             if self.efa_enabled.is_some() {
-                return Err(err(
-                    "efaEnabled",
-                    format!("is available only with PERSISTENT_2, not {d}"),
-                ));
+                return Err(err("efaEnabled", format!("is available only with PERSISTENT_2, not {d}")));
             }
             if self.metadata_mode.is_some() || self.metadata_iops.is_some() {
                 return Err(err(
@@ -508,59 +456,112 @@ impl StorageClassParams {
         }
         match (self.metadata_mode, self.metadata_iops) {
             (Some(MetadataMode::UserProvisioned), None) => {
-                return Err(err(
-                    "metadataIops",
-                    "is required with metadataConfigurationMode USER_PROVISIONED",
-                ));
+                return Err(err("metadataIops", "is required with metadataConfigurationMode USER_PROVISIONED"));
             }
             (Some(MetadataMode::Automatic) | None, Some(_)) => {
-                return Err(err(
-                    "metadataIops",
-                    "needs metadataConfigurationMode USER_PROVISIONED",
-                ));
+                return Err(err("metadataIops", "needs metadataConfigurationMode USER_PROVISIONED"));
             }
             _ => {}
         }
-        if d == DeploymentType::Persistent2
-            && self.file_system_type_version.as_deref() == Some("2.10")
-        {
-            return Err(err(
-                "fileSystemTypeVersion",
-                "PERSISTENT_2 needs Lustre 2.12 or later",
-            ));
+        if d == DeploymentType::Persistent2 && self.file_system_type_version.as_deref() == Some("2.10") {
+            return Err(err("fileSystemTypeVersion", "PERSISTENT_2 needs Lustre 2.12 or later"));
         }
-        if self.s3_import_path.is_some()
+        let s3_keys = self.s3_import_path.is_some()
             || self.s3_export_path.is_some()
             || self.auto_import_policy.is_some()
-        {
-            if d == DeploymentType::Persistent2 {
-                return Err(err(
-                    "s3ImportPath",
-                    "PERSISTENT_2 file systems link S3 through a data repository association, which this version does not create yet; use SCRATCH_2 or PERSISTENT_1 for s3ImportPath",
-                ));
-            }
+            || self.auto_export_policy.is_some()
+            || self.imported_file_chunk_size.is_some()
+            || self.file_system_path.is_some()
+            || self.batch_import_metadata_on_create.is_some();
+        if s3_keys {
             let Some(import) = &self.s3_import_path else {
-                let key = if self.s3_export_path.is_some() {
-                    "s3ExportPath"
-                } else {
-                    "autoImportPolicy"
-                };
-                return Err(err(key, "needs s3ImportPath"));
+                let key = [
+                    ("s3ExportPath", self.s3_export_path.is_some()),
+                    ("autoImportPolicy", self.auto_import_policy.is_some()),
+                    ("autoExportPolicy", self.auto_export_policy.is_some()),
+                    ("importedFileChunkSize", self.imported_file_chunk_size.is_some()),
+                    ("fileSystemPath", self.file_system_path.is_some()),
+                    ("batchImportMetaDataOnCreate", self.batch_import_metadata_on_create.is_some()),
+                ]
+                .into_iter()
+                .find(|(_, set)| *set)
+                .map(|(k, _)| k)
+                .unwrap_or("s3ImportPath");
+                return Err(err(key, "needs s3ImportPath (the S3 bucket to link)"));
             };
-            if let Some(export) = &self.s3_export_path {
-                let (ib, eb) = (
-                    s3_bucket("s3ImportPath", import)?,
-                    s3_bucket("s3ExportPath", export)?,
-                );
-                if ib != eb {
-                    return Err(err(
-                        "s3ExportPath",
-                        format!("must be in the import bucket {ib:?}, not {eb:?}"),
-                    ));
+            if d == DeploymentType::Persistent2 {
+                // Linked through one data repository association: one S3 path, both ways.
+                if let Some(export) = &self.s3_export_path {
+                    if export.trim_end_matches('/') != import.trim_end_matches('/') {
+                        return Err(err(
+                            "s3ExportPath",
+                            format!(
+                                "on PERSISTENT_2 the S3 link is one data repository association, so the export path must be the import path {import:?}, not {export:?}"
+                            ),
+                        ));
+                    }
+                }
+            } else {
+                for (key, set) in [
+                    ("autoExportPolicy", self.auto_export_policy.is_some()),
+                    ("fileSystemPath", self.file_system_path.is_some()),
+                    ("batchImportMetaDataOnCreate", self.batch_import_metadata_on_create.is_some()),
+                ] {
+                    if set {
+                        return Err(err(
+                            key,
+                            format!("applies to data repository associations (PERSISTENT_2), not {d}"),
+                        ));
+                    }
+                }
+                if let Some(export) = &self.s3_export_path {
+                    let (ib, eb) = (s3_bucket("s3ImportPath", import)?, s3_bucket("s3ExportPath", export)?);
+                    if ib != eb {
+                        return Err(err("s3ExportPath", format!("must be in the import bucket {ib:?}, not {eb:?}")));
+                    }
                 }
             }
         }
         Ok(())
+    }
+
+    /// `Some(())` when S3 is linked through `LustreConfiguration` (every type but
+    /// PERSISTENT_2).
+    fn legacy_s3(&self) -> Option<()> {
+        (self.deployment_type != DeploymentType::Persistent2).then_some(())
+    }
+
+    /// True when S3 is linked through a data repository association (PERSISTENT_2 with
+    /// `s3ImportPath`).
+    pub fn uses_association(&self) -> bool {
+        self.deployment_type == DeploymentType::Persistent2 && self.s3_import_path.is_some()
+    }
+
+    /// The `CreateDataRepositoryAssociation` request for file system `fs_id`, if this
+    /// StorageClass links S3 through an association.
+    pub fn association_spec(&self, fs_id: &str, token: String, tags: &[(String, String)]) -> Option<AssociationSpec> {
+        if !self.uses_association() {
+            return None;
+        }
+        fn events(p: Option<AutoImportPolicy>) -> Vec<&'static str> {
+            match p {
+                None | Some(AutoImportPolicy::None) => vec![],
+                Some(AutoImportPolicy::New) => vec!["NEW"],
+                Some(AutoImportPolicy::NewChanged) => vec!["NEW", "CHANGED"],
+                Some(AutoImportPolicy::NewChangedDeleted) => vec!["NEW", "CHANGED", "DELETED"],
+            }
+        }
+        Some(AssociationSpec {
+            client_request_token: token,
+            file_system_id: fs_id.to_string(),
+            file_system_path: self.file_system_path.clone().unwrap_or_else(|| "/".to_string()),
+            data_repository_path: self.s3_import_path.clone()?,
+            batch_import_metadata_on_create: self.batch_import_metadata_on_create.unwrap_or(false),
+            imported_file_chunk_size: self.imported_file_chunk_size,
+            auto_import_events: events(self.auto_import_policy),
+            auto_export_events: events(self.auto_export_policy),
+            tags: tags.to_vec(),
+        })
     }
 
     /// The `CreateFileSystem` request for this StorageClass.
@@ -597,9 +598,10 @@ impl StorageClassParams {
                 storage_type: Some(self.storage_type),
                 per_unit_storage_throughput: self.per_unit_storage_throughput,
                 drive_cache_type: self.drive_cache_type,
-                import_path: self.s3_import_path.clone(),
-                export_path: self.s3_export_path.clone(),
-                auto_import_policy: self.auto_import_policy,
+                import_path: self.legacy_s3().and(self.s3_import_path.clone()),
+                export_path: self.legacy_s3().and(self.s3_export_path.clone()),
+                auto_import_policy: self.legacy_s3().and(self.auto_import_policy),
+                imported_file_chunk_size: self.legacy_s3().and(self.imported_file_chunk_size),
                 data_compression_type: self.data_compression_type,
                 weekly_maintenance_start_time: self.weekly_maintenance_start_time.clone(),
                 daily_automatic_backup_start_time: self.daily_automatic_backup_start_time.clone(),
@@ -626,9 +628,7 @@ impl StorageClassParams {
         check(
             "deploymentType",
             self.deployment_type.to_string(),
-            fs.deployment_type
-                .map(|d| d.to_string())
-                .unwrap_or_default(),
+            fs.deployment_type.map(|d| d.to_string()).unwrap_or_default(),
         );
         if let Some(st) = fs.storage_type {
             check("storageType", self.storage_type.to_string(), st.to_string());
@@ -644,41 +644,25 @@ impl StorageClassParams {
         if let (Some(want), Some(have)) = (self.drive_cache_type, fs.drive_cache_type) {
             check("driveCacheType", want.to_string(), have.to_string());
         }
-        let compression = self
-            .data_compression_type
-            .unwrap_or(DataCompressionType::None);
+        let compression = self.data_compression_type.unwrap_or(DataCompressionType::None);
         check(
             "dataCompressionType",
             compression.to_string(),
-            fs.data_compression_type
-                .unwrap_or(DataCompressionType::None)
-                .to_string(),
+            fs.data_compression_type.unwrap_or(DataCompressionType::None).to_string(),
         );
-        if let (Some(want), Some(have)) =
-            (&self.file_system_type_version, &fs.file_system_type_version)
-        {
+        if let (Some(want), Some(have)) = (&self.file_system_type_version, &fs.file_system_type_version) {
             check("fileSystemTypeVersion", want.clone(), have.clone());
         }
         if let Some(want) = self.efa_enabled {
-            check(
-                "efaEnabled",
-                want.to_string(),
-                fs.efa_enabled.unwrap_or(false).to_string(),
-            );
+            check("efaEnabled", want.to_string(), fs.efa_enabled.unwrap_or(false).to_string());
         }
-        if let Some(want) = &self.s3_import_path {
-            check(
-                "s3ImportPath",
-                want.clone(),
-                fs.import_path.clone().unwrap_or_default(),
-            );
-        }
-        if let Some(want) = &self.s3_export_path {
-            check(
-                "s3ExportPath",
-                want.clone(),
-                fs.export_path.clone().unwrap_or_default(),
-            );
+        if self.legacy_s3().is_some() {
+            if let Some(want) = &self.s3_import_path {
+                check("s3ImportPath", want.clone(), fs.import_path.clone().unwrap_or_default());
+            }
+            if let Some(want) = &self.s3_export_path {
+                check("s3ExportPath", want.clone(), fs.export_path.clone().unwrap_or_default());
+            }
         }
         if let Some(want) = &self.kms_key_id {
             // FSx reports the key's ARN; a key given by ARN or bare id can be compared.
@@ -701,10 +685,7 @@ mod tests {
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     const SUBNET: (&str, &str) = ("subnetId", "subnet-0123456789abcdef0");
@@ -739,52 +720,27 @@ mod tests {
 
     #[test]
     fn reserved_prefix_is_ignored_and_becomes_tags() {
-        let p = parse(&[
-            SUBNET,
-            ("csi.storage.k8s.io/pvc/name", "data"),
-            ("csi.storage.k8s.io/fstype", "x"),
-        ])
-        .unwrap();
-        assert_eq!(
-            p.kubernetes_tags,
-            vec![(
-                "kubernetes.io/created-for/pvc/name".to_string(),
-                "data".to_string()
-            )]
-        );
+        let p = parse(&[SUBNET, ("csi.storage.k8s.io/pvc/name", "data"), ("csi.storage.k8s.io/fstype", "x")]).unwrap();
+        assert_eq!(p.kubernetes_tags, vec![("kubernetes.io/created-for/pvc/name".to_string(), "data".to_string())]);
     }
 
     #[test]
     fn bad_enum_lists_allowed_values() {
         let e = parse(&[SUBNET, ("deploymentType", "scratch_1")]).unwrap_err();
         assert_eq!(e.key, "deploymentType");
-        assert!(
-            e.message
-                .contains("SCRATCH_1, SCRATCH_2, PERSISTENT_1 or PERSISTENT_2"),
-            "{e}"
-        );
+        assert!(e.message.contains("SCRATCH_1, SCRATCH_2, PERSISTENT_1 or PERSISTENT_2"), "{e}");
     }
 
     #[test]
     fn security_groups_are_a_checked_list() {
         let p = parse(&[SUBNET, ("securityGroupIds", "sg-01234567, sg-89abcdef")]).unwrap();
         assert_eq!(p.security_group_ids, vec!["sg-01234567", "sg-89abcdef"]);
-        assert_eq!(
-            parse(&[SUBNET, ("securityGroupIds", "sg-01234567,default")])
-                .unwrap_err()
-                .key,
-            "securityGroupIds"
-        );
+        assert_eq!(parse(&[SUBNET, ("securityGroupIds", "sg-01234567,default")]).unwrap_err().key, "securityGroupIds");
     }
 
     #[test]
     fn hdd_needs_persistent_1_and_cache() {
-        let e = parse(&[
-            SUBNET,
-            ("deploymentType", "SCRATCH_2"),
-            ("storageType", "HDD"),
-        ])
-        .unwrap_err();
+        let e = parse(&[SUBNET, ("deploymentType", "SCRATCH_2"), ("storageType", "HDD")]).unwrap_err();
         assert_eq!(e.key, "storageType");
         let e = parse(&[
             SUBNET,
@@ -810,25 +766,10 @@ mod tests {
         assert_eq!(e.key, "perUnitStorageThroughput");
         let e = parse(&[SUBNET, ("deploymentType", "PERSISTENT_2")]).unwrap_err();
         assert!(e.message.contains("125, 250, 500 or 1000"), "{e}");
-        let e = parse(&[
-            SUBNET,
-            ("deploymentType", "PERSISTENT_2"),
-            ("perUnitStorageThroughput", "200"),
-        ])
-        .unwrap_err();
+        let e = parse(&[SUBNET, ("deploymentType", "PERSISTENT_2"), ("perUnitStorageThroughput", "200")]).unwrap_err();
         assert_eq!(e.key, "perUnitStorageThroughput");
-        parse(&[
-            SUBNET,
-            ("deploymentType", "PERSISTENT_1"),
-            ("perUnitStorageThroughput", "200"),
-        ])
-        .unwrap();
-        assert_eq!(
-            parse(&[SUBNET, ("perUnitStorageThroughput", "fast")])
-                .unwrap_err()
-                .key,
-            "perUnitStorageThroughput"
-        );
+        parse(&[SUBNET, ("deploymentType", "PERSISTENT_1"), ("perUnitStorageThroughput", "200")]).unwrap();
+        assert_eq!(parse(&[SUBNET, ("perUnitStorageThroughput", "fast")]).unwrap_err().key, "perUnitStorageThroughput");
     }
 
     #[test]
@@ -836,11 +777,7 @@ mod tests {
         parse(&[SUBNET, ("weeklyMaintenanceStartTime", "7:23:59")]).unwrap();
         assert!(parse(&[SUBNET, ("weeklyMaintenanceStartTime", "8:00:00")]).is_err());
         assert!(parse(&[SUBNET, ("weeklyMaintenanceStartTime", "1:24:00")]).is_err());
-        let p = [
-            SUBNET,
-            ("deploymentType", "PERSISTENT_1"),
-            ("perUnitStorageThroughput", "50"),
-        ];
+        let p = [SUBNET, ("deploymentType", "PERSISTENT_1"), ("perUnitStorageThroughput", "50")];
         let mut with = p.to_vec();
         with.push(("dailyAutomaticBackupStartTime", "03:00"));
         with.push(("automaticBackupRetentionDays", "90"));
@@ -855,39 +792,23 @@ mod tests {
     #[test]
     fn scratch_has_no_backups_or_kms() {
         assert!(parse(&[SUBNET, ("dailyAutomaticBackupStartTime", "03:00")]).is_err());
-        assert_eq!(
-            parse(&[SUBNET, ("kmsKeyId", "abc")]).unwrap_err().key,
-            "kmsKeyId"
-        );
+        assert_eq!(parse(&[SUBNET, ("kmsKeyId", "abc")]).unwrap_err().key, "kmsKeyId");
         parse(&[SUBNET, ("automaticBackupRetentionDays", "0")]).unwrap();
     }
 
     #[test]
     fn metadata_configuration() {
-        let p2 = [
-            SUBNET,
-            ("deploymentType", "PERSISTENT_2"),
-            ("perUnitStorageThroughput", "125"),
-        ];
+        let p2 = [SUBNET, ("deploymentType", "PERSISTENT_2"), ("perUnitStorageThroughput", "125")];
         let mut ok = p2.to_vec();
-        ok.extend([
-            ("metadataConfigurationMode", "USER_PROVISIONED"),
-            ("metadataIops", "24000"),
-        ]);
+        ok.extend([("metadataConfigurationMode", "USER_PROVISIONED"), ("metadataIops", "24000")]);
         parse(&ok).unwrap();
         let mut bad = p2.to_vec();
-        bad.extend([
-            ("metadataConfigurationMode", "USER_PROVISIONED"),
-            ("metadataIops", "13000"),
-        ]);
+        bad.extend([("metadataConfigurationMode", "USER_PROVISIONED"), ("metadataIops", "13000")]);
         assert_eq!(parse(&bad).unwrap_err().key, "metadataIops");
         let mut missing = p2.to_vec();
         missing.push(("metadataConfigurationMode", "USER_PROVISIONED"));
         assert_eq!(parse(&missing).unwrap_err().key, "metadataIops");
-        assert_eq!(
-            parse(&[SUBNET, ("efaEnabled", "true")]).unwrap_err().key,
-            "efaEnabled"
-        );
+        assert_eq!(parse(&[SUBNET, ("efaEnabled", "true")]).unwrap_err().key, "efaEnabled");
     }
 
     #[test]
@@ -901,52 +822,83 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(p.s3_import_path.as_deref(), Some("s3://my-bucket/in"));
+        assert_eq!(parse(&[SUBNET, ("s3ImportPath", "my-bucket")]).unwrap_err().key, "s3ImportPath");
+        assert_eq!(parse(&[SUBNET, ("s3ImportPath", "s3://My_Bucket")]).unwrap_err().key, "s3ImportPath");
+        assert_eq!(parse(&[SUBNET, ("s3ExportPath", "s3://my-bucket")]).unwrap_err().key, "s3ExportPath");
         assert_eq!(
-            parse(&[SUBNET, ("s3ImportPath", "my-bucket")])
-                .unwrap_err()
-                .key,
-            "s3ImportPath"
-        );
-        assert_eq!(
-            parse(&[SUBNET, ("s3ImportPath", "s3://My_Bucket")])
-                .unwrap_err()
-                .key,
-            "s3ImportPath"
-        );
-        assert_eq!(
-            parse(&[SUBNET, ("s3ExportPath", "s3://my-bucket")])
-                .unwrap_err()
-                .key,
+            parse(&[SUBNET, ("s3ImportPath", "s3://a-bucket"), ("s3ExportPath", "s3://b-bucket")]).unwrap_err().key,
             "s3ExportPath"
         );
-        assert_eq!(
-            parse(&[
-                SUBNET,
-                ("s3ImportPath", "s3://a-bucket"),
-                ("s3ExportPath", "s3://b-bucket")
-            ])
-            .unwrap_err()
-            .key,
-            "s3ExportPath"
-        );
-        assert_eq!(
-            parse(&[SUBNET, ("autoImportPolicy", "NEW")])
-                .unwrap_err()
-                .key,
-            "autoImportPolicy"
-        );
+        assert_eq!(parse(&[SUBNET, ("autoImportPolicy", "NEW")]).unwrap_err().key, "autoImportPolicy");
+    }
+
+    #[test]
+    fn s3_keys_on_lustre_configuration_types() {
+        assert_eq!(parse(&[SUBNET, ("importedFileChunkSize", "1024")]).unwrap_err().key, "importedFileChunkSize");
+        // Association-only keys are refused where there is no association.
+        let e = parse(&[
+            SUBNET,
+            ("deploymentType", "SCRATCH_2"),
+            ("s3ImportPath", "s3://b-bucket"),
+            ("fileSystemPath", "/data"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.key, "fileSystemPath");
+        let spec = parse(&[
+            SUBNET,
+            ("deploymentType", "SCRATCH_2"),
+            ("s3ImportPath", "s3://b-bucket"),
+            ("importedFileChunkSize", "2048"),
+        ])
+        .unwrap()
+        .create_spec("v", 1200, "t".into(), &[]);
+        assert_eq!(spec.lustre.import_path.as_deref(), Some("s3://b-bucket"));
+        assert_eq!(spec.lustre.imported_file_chunk_size, Some(2048));
+    }
+
+    #[test]
+    fn persistent_2_links_s3_by_association() {
+        let base = [SUBNET, ("deploymentType", "PERSISTENT_2"), ("perUnitStorageThroughput", "125")];
+        let mut with = base.to_vec();
+        with.extend([
+            ("s3ImportPath", "s3://data-bucket/train"),
+            ("s3ExportPath", "s3://data-bucket/train/"),
+            ("autoImportPolicy", "NEW_CHANGED"),
+            ("autoExportPolicy", "NEW_CHANGED_DELETED"),
+            ("fileSystemPath", "/train"),
+            ("batchImportMetaDataOnCreate", "true"),
+        ]);
+        let p = parse(&with).unwrap();
+        assert!(p.uses_association());
+        let spec = p.create_spec("v", 1200, "t".into(), &[]);
+        assert_eq!(spec.lustre.import_path, None, "PERSISTENT_2 must not use LustreConfiguration.ImportPath");
+        assert_eq!(spec.lustre.auto_import_policy, None);
+        let a = p.association_spec("fs-0123456789abcdef0", "tok".into(), &[]).unwrap();
+        assert_eq!(a.data_repository_path, "s3://data-bucket/train");
+        assert_eq!(a.file_system_path, "/train");
+        assert_eq!(a.auto_import_events, vec!["NEW", "CHANGED"]);
+        assert_eq!(a.auto_export_events, vec!["NEW", "CHANGED", "DELETED"]);
+        assert!(a.batch_import_metadata_on_create);
+
+        let mut other = base.to_vec();
+        other.extend([("s3ImportPath", "s3://data-bucket/in"), ("s3ExportPath", "s3://data-bucket/out")]);
+        assert_eq!(parse(&other).unwrap_err().key, "s3ExportPath");
+        let mut bad_path = base.to_vec();
+        bad_path.extend([("s3ImportPath", "s3://data-bucket"), ("fileSystemPath", "data/../x")]);
+        assert_eq!(parse(&bad_path).unwrap_err().key, "fileSystemPath");
+        let mut plain = base.to_vec();
+        plain.push(("s3ImportPath", "s3://data-bucket"));
+        let default_path = parse(&plain).unwrap().association_spec("fs-0123456789abcdef0", "t".into(), &[]).unwrap();
+        assert_eq!(default_path.file_system_path, "/");
+        assert!(default_path.auto_import_events.is_empty());
+        // No association without S3.
+        assert!(parse(&base).unwrap().association_spec("fs-0123456789abcdef0", "t".into(), &[]).is_none());
     }
 
     #[test]
     fn tags() {
         let t = parse_tags("extraTags", "team=ml, cost-center=42,team=data").unwrap();
-        assert_eq!(
-            t,
-            vec![
-                ("team".to_string(), "data".to_string()),
-                ("cost-center".to_string(), "42".to_string())
-            ]
-        );
+        assert_eq!(t, vec![("team".to_string(), "data".to_string()), ("cost-center".to_string(), "42".to_string())]);
         assert!(parse_tags("extraTags", "novalue").is_err());
         assert!(parse_tags("extraTags", "aws:x=1").is_err());
         assert!(parse_tags("extraTags", "CSIVolumeName=x").is_err());
@@ -960,15 +912,9 @@ mod tests {
             "pvc-1",
             1200,
             "t".into(),
-            &[
-                ("team".into(), "driver".into()),
-                ("env".into(), "prod".into()),
-            ],
+            &[("team".into(), "driver".into()), ("env".into(), "prod".into())],
         );
-        assert_eq!(
-            spec.tags[0],
-            (VOLUME_NAME_TAG.to_string(), "pvc-1".to_string())
-        );
+        assert_eq!(spec.tags[0], (VOLUME_NAME_TAG.to_string(), "pvc-1".to_string()));
         assert!(spec.tags.contains(&("team".to_string(), "sc".to_string())));
         assert!(spec.tags.contains(&("env".to_string(), "prod".to_string())));
     }

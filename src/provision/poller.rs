@@ -1,87 +1,152 @@
-//! One background poller for every in-flight file system.
+//! One background poller for everything in flight: file systems being created or updated,
+//! and data repository associations being created.
 //!
-//! Calls that wait for a lifecycle change (a creation reaching AVAILABLE) do not call FSx
-//! themselves: they [`Poller::watch`] the id and sleep on a channel. Once per tick the poller
-//! describes every watched id in `DescribeFileSystems` calls of up to 50 ids, records the
-//! answers in the [`Index`], and wakes the waiters. An idle poller makes no calls.
+//! Calls that wait for a lifecycle change do not call FSx themselves: they [`Poller::watch`]
+//! the id and sleep on a channel. Once per tick the poller describes every watched id in
+//! calls of up to 50 ids (`DescribeFileSystems`, `DescribeDataRepositoryAssociations`),
+//! records file systems in the [`Index`], and wakes the waiters. An idle poller makes no calls.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use tokio::sync::{watch, Notify};
 
 use super::index::Index;
-use crate::fsx::{FileSystem, Fsx, FsxError, Lifecycle, DESCRIBE_BATCH};
+use crate::fsx::{Association, FileSystem, Fsx, FsxError, Lifecycle, DESCRIBE_BATCH};
 
-/// What the poller last learned of a watched file system.
+/// What the poller last learned of a watched resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Observation {
+pub enum Seen<T> {
     /// Not described since it was watched.
     Pending,
     /// As last described.
-    Seen(FileSystem),
+    Found(T),
     /// FSx no longer knows it.
     Gone,
 }
 
-impl Observation {
-    /// True once the file system left the transitional lifecycles the poller waits out.
-    pub fn is_settled(&self) -> bool {
-        match self {
-            Observation::Pending => false,
-            Observation::Seen(fs) => fs.lifecycle != Lifecycle::Creating,
-            Observation::Gone => true,
+/// What the poller learned of a file system.
+pub type Observation = Seen<FileSystem>;
+
+/// A resource the poller can describe in batches.
+#[async_trait]
+pub trait Tracked: Clone + Send + Sync + 'static {
+    /// Describes up to 50 ids in one call; `NotFound` if any is unknown.
+    async fn fetch(fsx: &dyn Fsx, ids: &[String]) -> Result<Vec<Self>, FsxError>;
+    /// The resource's id.
+    fn id(&self) -> &str;
+    /// True while FSx is still working on it, so the poller keeps describing it.
+    fn in_flight(&self) -> bool;
+    /// Records what was seen of `id` beyond the waiters (file systems go into the index).
+    fn record(_index: &Index, _id: &str, _seen: &Seen<Self>) {}
+}
+
+#[async_trait]
+impl Tracked for FileSystem {
+    async fn fetch(fsx: &dyn Fsx, ids: &[String]) -> Result<Vec<Self>, FsxError> {
+        fsx.describe_file_systems(ids).await
+    }
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn in_flight(&self) -> bool {
+        matches!(self.lifecycle, Lifecycle::Creating | Lifecycle::Updating)
+            || self.updates.iter().any(|u| u.is_running())
+    }
+    fn record(index: &Index, id: &str, seen: &Seen<Self>) {
+        match seen {
+            Seen::Found(fs) => index.upsert(fs),
+            Seen::Gone => index.remove(id),
+            Seen::Pending => {}
         }
     }
 }
+
+#[async_trait]
+impl Tracked for Association {
+    async fn fetch(fsx: &dyn Fsx, ids: &[String]) -> Result<Vec<Self>, FsxError> {
+        fsx.describe_data_repository_associations(ids).await
+    }
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn in_flight(&self) -> bool {
+        matches!(self.lifecycle.as_str(), "CREATING" | "UPDATING")
+    }
+}
+
+impl<T: Tracked> Seen<T> {
+    /// True once the resource left the transitional states the poller waits out.
+    pub fn is_settled(&self) -> bool {
+        match self {
+            Seen::Pending => false,
+            Seen::Found(x) => !x.in_flight(),
+            Seen::Gone => true,
+        }
+    }
+}
+
+type Watches<T> = Mutex<HashMap<String, watch::Sender<Seen<T>>>>;
 
 /// The batched poller. See the module docs.
 pub struct Poller {
     fsx: Arc<dyn Fsx>,
     index: Arc<Index>,
     interval: Duration,
-    watched: Mutex<HashMap<String, watch::Sender<Observation>>>,
+    file_systems: Watches<FileSystem>,
+    associations: Watches<Association>,
     wake: Notify,
 }
 
+fn lock<T>(m: &Watches<T>) -> std::sync::MutexGuard<'_, HashMap<String, watch::Sender<Seen<T>>>> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn subscribe<T>(m: &Watches<T>, id: &str) -> watch::Receiver<Seen<T>> {
+    let mut map = lock(m);
+    match map.get(id) {
+        Some(tx) => tx.subscribe(),
+        None => {
+            let (tx, rx) = watch::channel(Seen::Pending);
+            map.insert(id.to_string(), tx);
+            rx
+        }
+    }
+}
+
 impl Poller {
-    /// A poller that describes watched file systems every `interval`.
+    /// A poller that describes watched resources every `interval`.
     pub fn new(fsx: Arc<dyn Fsx>, index: Arc<Index>, interval: Duration) -> Arc<Self> {
         Arc::new(Self {
             fsx,
             index,
             interval,
-            watched: Mutex::default(),
+            file_systems: Mutex::default(),
+            associations: Mutex::default(),
             wake: Notify::new(),
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, watch::Sender<Observation>>> {
-        self.watched.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Starts (or joins) watching `id`. The receiver sees every new observation until the
-    /// file system settles.
+    /// Starts (or joins) watching file system `id`. The receiver sees every new observation
+    /// until the file system is no longer being created or updated.
     pub fn watch(&self, id: &str) -> watch::Receiver<Observation> {
-        let rx = {
-            let mut watched = self.lock();
-            match watched.get(id) {
-                Some(tx) => tx.subscribe(),
-                None => {
-                    let (tx, rx) = watch::channel(Observation::Pending);
-                    watched.insert(id.to_string(), tx);
-                    rx
-                }
-            }
-        };
+        let rx = subscribe(&self.file_systems, id);
         self.wake.notify_one();
         rx
     }
 
-    /// Number of file systems being watched.
+    /// Starts (or joins) watching data repository association `id`.
+    pub fn watch_association(&self, id: &str) -> watch::Receiver<Seen<Association>> {
+        let rx = subscribe(&self.associations, id);
+        self.wake.notify_one();
+        rx
+    }
+
+    /// Number of resources being watched.
     pub fn in_flight(&self) -> usize {
-        self.lock().len()
+        lock(&self.file_systems).len() + lock(&self.associations).len()
     }
 
     /// Runs the poll loop forever (until the runtime stops).
@@ -98,59 +163,55 @@ impl Poller {
 
     /// One poll: describes every watched id in batches and publishes the results.
     pub async fn tick(&self) {
-        let ids: Vec<String> = self.lock().keys().cloned().collect();
+        self.poll(&self.file_systems).await;
+        self.poll(&self.associations).await;
+    }
+
+    async fn poll<T: Tracked>(&self, watches: &Watches<T>) {
+        let ids: Vec<String> = lock(watches).keys().cloned().collect();
         for batch in ids.chunks(DESCRIBE_BATCH) {
-            match self.fsx.describe_file_systems(batch).await {
-                Ok(found) => self.publish_batch(batch, found),
+            match T::fetch(&*self.fsx, batch).await {
+                Ok(found) => self.publish_batch(watches, batch, found),
                 Err(FsxError::NotFound(_)) => {
                     // One of the batch is gone and FSx refuses the whole call: ask one by one
                     // (rare: only after an out-of-band deletion).
                     for id in batch {
-                        match self
-                            .fsx
-                            .describe_file_systems(std::slice::from_ref(id))
-                            .await
-                        {
-                            Ok(found) => self.publish_batch(std::slice::from_ref(id), found),
-                            Err(FsxError::NotFound(_)) => self.publish(id, Observation::Gone),
+                        match T::fetch(&*self.fsx, std::slice::from_ref(id)).await {
+                            Ok(found) => self.publish_batch(watches, std::slice::from_ref(id), found),
+                            Err(FsxError::NotFound(_)) => self.publish(watches, id, Seen::Gone),
                             Err(e) => {
-                                tracing::warn!(error = %e, "describing an in-flight file system failed; retrying next tick")
+                                tracing::warn!(error = %e, "describing an in-flight resource failed; retrying next tick")
                             }
                         }
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, batch = batch.len(), "describing in-flight file systems failed; retrying next tick")
+                    tracing::warn!(error = %e, batch = batch.len(), "describing in-flight resources failed; retrying next tick")
                 }
             }
         }
     }
 
-    fn publish_batch(&self, batch: &[String], found: Vec<FileSystem>) {
-        let mut seen: HashMap<String, FileSystem> =
-            found.into_iter().map(|fs| (fs.id.clone(), fs)).collect();
+    fn publish_batch<T: Tracked>(&self, watches: &Watches<T>, batch: &[String], found: Vec<T>) {
+        let mut seen: HashMap<String, T> = found.into_iter().map(|x| (x.id().to_string(), x)).collect();
         for id in batch {
             match seen.remove(id) {
-                Some(fs) => self.publish(id, Observation::Seen(fs)),
-                None => self.publish(id, Observation::Gone),
+                Some(x) => self.publish(watches, id, Seen::Found(x)),
+                None => self.publish(watches, id, Seen::Gone),
             }
         }
     }
 
-    fn publish(&self, id: &str, obs: Observation) {
-        match &obs {
-            Observation::Seen(fs) => self.index.upsert(fs),
-            Observation::Gone => self.index.remove(id),
-            Observation::Pending => {}
-        }
-        let mut watched = self.lock();
-        let settled = obs.is_settled();
-        if let Some(tx) = watched.get(id) {
-            tx.send_replace(obs);
+    fn publish<T: Tracked>(&self, watches: &Watches<T>, id: &str, seen: Seen<T>) {
+        T::record(&self.index, id, &seen);
+        let settled = seen.is_settled();
+        let mut map = lock(watches);
+        if let Some(tx) = map.get(id) {
+            tx.send_replace(seen);
         }
         if settled {
             // Waiters keep the last value; the channel closes once they have read it.
-            watched.remove(id);
+            map.remove(id);
         }
     }
 }

@@ -13,9 +13,7 @@ use fsx_csi_driver::fsx::aws::AwsFsx;
 use fsx_csi_driver::proto::controller_client::ControllerClient;
 use fsx_csi_driver::proto::identity_client::IdentityClient;
 use fsx_csi_driver::proto::node_client::NodeClient;
-use fsx_csi_driver::proto::volume_capability::{
-    access_mode::Mode, AccessMode, AccessType, MountVolume,
-};
+use fsx_csi_driver::proto::volume_capability::{access_mode::Mode, AccessMode, AccessType, MountVolume};
 use fsx_csi_driver::proto::*;
 use fsx_csi_driver::provision::{Options, Provisioner};
 use fsx_csi_driver::server::{self, Services};
@@ -31,23 +29,13 @@ pub fn fsx_client(emulator: &Emulator) -> AwsFsx {
         .behavior_version(aws_sdk_fsx::config::BehaviorVersion::latest())
         .endpoint_url(emulator.endpoint())
         .region(aws_sdk_fsx::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_fsx::config::Credentials::new(
-            "AKIDTEST",
-            "test-secret-key",
-            None,
-            None,
-            "test",
-        ));
+        .credentials_provider(aws_sdk_fsx::config::Credentials::new("AKIDTEST", "test-secret-key", None, None, "test"));
     AwsFsx::from_conf(conf)
 }
 
 /// Emulator config with a creation delay.
 pub fn config(create_delay_ms: u64) -> Config {
-    Config {
-        create_delay_ms,
-        delete_delay_ms: 200,
-        ..Config::default()
-    }
+    Config { create_delay_ms, delete_delay_ms: 200, ..Config::default() }
 }
 
 /// A running driver (controller, and node if given) on a temp socket.
@@ -64,10 +52,7 @@ impl Driver {
     pub async fn controller(emulator: &Emulator, poll: Duration) -> Self {
         let provisioner = Provisioner::new(
             Arc::new(fsx_client(emulator)),
-            Options {
-                extra_tags: vec![("team".into(), "storage".into())],
-                poll_interval: poll,
-            },
+            Options { extra_tags: vec![("team".into(), "storage".into())], poll_interval: poll },
         );
         provisioner.start();
         Self::serve(Some(provisioner), None).await
@@ -91,13 +76,7 @@ impl Driver {
             .await
             .unwrap();
         });
-        let driver = Self {
-            socket,
-            provisioner,
-            stop: Some(stop),
-            task: Some(task),
-            _dir: dir,
-        };
+        let driver = Self { socket, provisioner, stop: Some(stop), task: Some(task), _dir: dir };
         if let Some(p) = &driver.provisioner {
             for _ in 0..500 {
                 if p.is_ready() {
@@ -148,10 +127,7 @@ pub fn mount_cap(mode: Mode) -> VolumeCapability {
 }
 
 pub fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 /// A CreateVolume request with `deadline` as its gRPC timeout.
@@ -163,10 +139,7 @@ pub fn create_request(
 ) -> tonic::Request<CreateVolumeRequest> {
     let mut req = tonic::Request::new(CreateVolumeRequest {
         name: name.into(),
-        capacity_range: Some(CapacityRange {
-            required_bytes: required_gib * GIB,
-            limit_bytes: 0,
-        }),
+        capacity_range: Some(CapacityRange { required_bytes: required_gib * GIB, limit_bytes: 0 }),
         volume_capabilities: vec![mount_cap(Mode::MultiNodeMultiWriter)],
         parameters,
         ..Default::default()
@@ -187,10 +160,7 @@ pub async fn create_until_done(
 ) -> Result<Volume, tonic::Status> {
     let mut last = None;
     for _ in 0..max_tries {
-        match client
-            .create_volume(create_request(name, gib, parameters.clone(), per_call))
-            .await
-        {
+        match client.create_volume(create_request(name, gib, parameters.clone(), per_call)).await {
             Ok(r) => return Ok(r.into_inner().volume.unwrap()),
             Err(s)
                 if matches!(

@@ -63,9 +63,7 @@ impl Mounter for TmpfsLustre {
             let data = data.unwrap_or("");
             // The driver must append device= last; check it here as the kernel would rely on it.
             assert!(
-                data.rsplit(',')
-                    .next()
-                    .is_some_and(|d| d.starts_with("device=")),
+                data.rsplit(',').next().is_some_and(|d| d.starts_with("device=")),
                 "device= is not last in {data:?}"
             );
             return SyscallMounter.mount(source, target, Some("tmpfs"), flags, Some("size=64m"));
@@ -83,12 +81,7 @@ impl Mounter for TmpfsLustre {
         Ok(text
             .lines()
             .map(|line| match line.split_once(" - tmpfs ") {
-                Some((pre, post))
-                    if post
-                        .split(' ')
-                        .next()
-                        .is_some_and(|src| src.contains("@tcp:/")) =>
-                {
+                Some((pre, post)) if post.split(' ').next().is_some_and(|src| src.contains("@tcp:/")) => {
                     format!("{pre} - lustre {post}\n")
                 }
                 _ => format!("{line}\n"),

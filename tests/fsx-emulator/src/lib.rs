@@ -13,6 +13,11 @@
 //! - the lifecycle CREATING → AVAILABLE after a configurable delay, or FAILED when injected;
 //! - `DescribeFileSystems` by id (≤ 50, `FileSystemNotFound`) and paged;
 //! - `DeleteFileSystem` (DELETING for a while, then gone), `TagResource`, `ListTagsForResource`;
+//! - `UpdateFileSystem` storage growth, tracked as a FILE_SYSTEM_UPDATE administrative action
+//!   (PENDING → IN_PROGRESS → UPDATED_OPTIMIZING → COMPLETED, or FAILED when injected), with
+//!   FSx's refusals: SCRATCH_1, an update already running, sizes off the step;
+//! - data repository associations (create, describe by id or file system, delete) with their
+//!   lifecycle, and FSx's refusal of `ImportPath` on PERSISTENT_2;
 //! - injectable throttling, 5xx and latency, and per-operation call counters.
 //!
 //! Tests use it in-process through [`Emulator`]; scripts run the `fsx-emulator` binary and
@@ -58,6 +63,12 @@ pub struct Config {
     pub page_size: usize,
     /// How long a `ClientRequestToken` keeps answering with its file system.
     pub token_window_ms: u64,
+    /// Time from UpdateFileSystem to UPDATED_OPTIMIZING (the new size in effect).
+    pub update_delay_ms: u64,
+    /// Further time from UPDATED_OPTIMIZING to COMPLETED.
+    pub optimize_delay_ms: u64,
+    /// Time from CreateDataRepositoryAssociation to AVAILABLE (or FAILED).
+    pub association_delay_ms: u64,
 }
 
 impl Default for Config {
@@ -71,6 +82,9 @@ impl Default for Config {
             latency_ms: 0,
             page_size: 100,
             token_window_ms: 8 * 3600 * 1000,
+            update_delay_ms: 2_000,
+            optimize_delay_ms: 2_000,
+            association_delay_ms: 1_000,
         }
     }
 }
@@ -86,6 +100,27 @@ struct Fs {
     deleted: Option<Instant>,
     tags: Vec<(String, String)>,
     mount_name: String,
+    updates: Vec<UpdateRec>,
+}
+
+#[derive(Debug, Clone)]
+struct UpdateRec {
+    requested: Instant,
+    request_time: f64,
+    target: i64,
+    fail: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Dra {
+    id: String,
+    fs_id: String,
+    request: Value,
+    created: Instant,
+    creation_time: f64,
+    ready_after: Duration,
+    fail: Option<String>,
+    deleted: Option<Instant>,
 }
 
 #[derive(Debug, Clone)]
@@ -102,6 +137,10 @@ struct Inner {
     tokens: HashMap<String, Token>,
     calls: BTreeMap<String, u64>,
     fail_next_creates: Vec<String>,
+    fail_next_updates: Vec<String>,
+    fail_next_associations: Vec<String>,
+    associations: BTreeMap<String, Dra>,
+    association_tokens: HashMap<String, String>,
     next_id: u64,
     /// Largest number of ids seen in one DescribeFileSystems call.
     max_describe_ids: usize,
@@ -116,6 +155,7 @@ pub struct Emulator {
 }
 
 /// An FSx error response.
+#[derive(Debug)]
 struct ApiError {
     status: StatusCode,
     code: &'static str,
@@ -124,11 +164,7 @@ struct ApiError {
 
 impl ApiError {
     fn bad_request(message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            code: "BadRequest",
-            message: message.into(),
-        }
+        Self { status: StatusCode::BAD_REQUEST, code: "BadRequest", message: message.into() }
     }
     fn not_found(id: &str) -> Self {
         Self {
@@ -138,11 +174,7 @@ impl ApiError {
         }
     }
     fn code(code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            code,
-            message: message.into(),
-        }
+        Self { status: StatusCode::BAD_REQUEST, code, message: message.into() }
     }
 }
 
@@ -152,14 +184,7 @@ impl IntoResponse for ApiError {
         if self.code == "IncompatibleParameterError" {
             body["Parameter"] = json!("ClientRequestToken");
         }
-        (
-            self.status,
-            [
-                ("content-type", JSON_CONTENT_TYPE),
-                ("x-amzn-errortype", self.code),
-            ],
-            body.to_string(),
-        )
+        (self.status, [("content-type", JSON_CONTENT_TYPE), ("x-amzn-errortype", self.code)], body.to_string())
             .into_response()
     }
 }
@@ -169,14 +194,7 @@ impl Emulator {
     pub async fn start(config: Config, port: u16) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
-        let emulator = Self {
-            inner: Arc::new(Mutex::new(Inner {
-                config,
-                next_id: 1,
-                ..Default::default()
-            })),
-            addr,
-        };
+        let emulator = Self { inner: Arc::new(Mutex::new(Inner { config, next_id: 1, ..Default::default() })), addr };
         let app = Router::new()
             .route("/", post(api))
             .route("/_emulator/stats", get(stats))
@@ -236,9 +254,49 @@ impl Emulator {
     /// The next `n` created file systems end FAILED with `message` instead of AVAILABLE.
     pub fn fail_next_creates(&self, n: usize, message: &str) {
         let mut inner = self.lock();
+        inner.fail_next_creates.extend(std::iter::repeat_n(message.to_string(), n));
+    }
+
+    /// The next `n` capacity updates end FAILED with `message`.
+    pub fn fail_next_updates(&self, n: usize, message: &str) {
+        self.lock().fail_next_updates.extend(std::iter::repeat_n(message.to_string(), n));
+    }
+
+    /// The next `n` associations end FAILED with `message`.
+    pub fn fail_next_associations(&self, n: usize, message: &str) {
+        self.lock().fail_next_associations.extend(std::iter::repeat_n(message.to_string(), n));
+    }
+
+    /// (id, file system id, lifecycle, data repository path) of every association that still
+    /// exists.
+    pub fn associations(&self) -> Vec<(String, String, String, String)> {
+        let inner = self.lock();
+        let now = Instant::now();
         inner
-            .fail_next_creates
-            .extend(std::iter::repeat_n(message.to_string(), n));
+            .associations
+            .values()
+            .filter_map(|a| {
+                let l = dra_lifecycle(a, &inner.config, now)?;
+                let repo = a.request["DataRepositoryPath"].as_str().unwrap_or("").to_string();
+                Some((a.id.clone(), a.fs_id.clone(), l.to_string(), repo))
+            })
+            .collect()
+    }
+
+    /// When association `id` became (or becomes) AVAILABLE.
+    pub fn association_available_at(&self, id: &str) -> Option<Instant> {
+        self.lock().associations.get(id).map(|a| a.created + a.ready_after)
+    }
+
+    /// (status, target GiB) of every FILE_SYSTEM_UPDATE of file system `id`.
+    pub fn updates(&self, id: &str) -> Vec<(String, i64)> {
+        let inner = self.lock();
+        let now = Instant::now();
+        inner
+            .file_systems
+            .get(id)
+            .map(|fs| fs.updates.iter().map(|u| (update_status(u, &inner.config, now).to_string(), u.target)).collect())
+            .unwrap_or_default()
     }
 
     /// Ids and lifecycles of every file system that still exists (not gone).
@@ -248,9 +306,7 @@ impl Emulator {
         inner
             .file_systems
             .values()
-            .filter_map(|fs| {
-                lifecycle(fs, &inner.config, now).map(|l| (fs.id.clone(), l.to_string()))
-            })
+            .filter_map(|fs| lifecycle(fs, &inner.config, now).map(|l| (fs.id.clone(), l.to_string())))
             .collect()
     }
 
@@ -265,10 +321,7 @@ impl Emulator {
     /// The time at which `id` became (or becomes) AVAILABLE.
     pub fn available_at(&self, id: &str) -> Option<Instant> {
         let inner = self.lock();
-        inner
-            .file_systems
-            .get(id)
-            .map(|fs| fs.created + fs.ready_after)
+        inner.file_systems.get(id).map(|fs| fs.created + fs.ready_after)
     }
 
     /// Removes a file system immediately, as if deleted out of band long ago.
@@ -292,23 +345,87 @@ fn lifecycle(fs: &Fs, config: &Config, now: Instant) -> Option<&'static str> {
     if now.duration_since(fs.created) < fs.ready_after {
         return Some("CREATING");
     }
-    Some(if fs.fail.is_some() {
-        "FAILED"
-    } else {
-        "AVAILABLE"
-    })
+    if fs.fail.is_some() {
+        return Some("FAILED");
+    }
+    if fs.updates.iter().any(|u| update_status(u, config, now) == "IN_PROGRESS") {
+        return Some("UPDATING");
+    }
+    Some("AVAILABLE")
 }
 
-fn describe(fs: &Fs, lifecycle: &str) -> Value {
+/// The status of a FILE_SYSTEM_UPDATE at `now`.
+fn update_status(u: &UpdateRec, config: &Config, now: Instant) -> &'static str {
+    let elapsed = now.duration_since(u.requested);
+    let update = Duration::from_millis(config.update_delay_ms);
+    if elapsed < update / 4 {
+        "PENDING"
+    } else if elapsed < update {
+        "IN_PROGRESS"
+    } else if u.fail.is_some() {
+        "FAILED"
+    } else if elapsed < update + Duration::from_millis(config.optimize_delay_ms) {
+        "UPDATED_OPTIMIZING"
+    } else {
+        "COMPLETED"
+    }
+}
+
+/// The storage capacity in effect at `now`.
+fn capacity(fs: &Fs, config: &Config, now: Instant) -> i64 {
+    let mut capacity = fs.request["StorageCapacity"].as_i64().unwrap_or(0);
+    for u in &fs.updates {
+        if matches!(update_status(u, config, now), "UPDATED_OPTIMIZING" | "COMPLETED") {
+            capacity = u.target;
+        }
+    }
+    capacity
+}
+
+/// The lifecycle of an association at `now`, or `None` once it is gone.
+fn dra_lifecycle(a: &Dra, config: &Config, now: Instant) -> Option<&'static str> {
+    if let Some(deleted) = a.deleted {
+        if now.duration_since(deleted) >= Duration::from_millis(config.delete_delay_ms) {
+            return None;
+        }
+        return Some("DELETING");
+    }
+    if now.duration_since(a.created) < a.ready_after {
+        return Some("CREATING");
+    }
+    Some(if a.fail.is_some() { "FAILED" } else { "AVAILABLE" })
+}
+
+fn describe_association(a: &Dra, lifecycle: &str) -> Value {
+    let mut out = json!({
+        "AssociationId": a.id,
+        "ResourceARN": format!("arn:aws:fsx:{REGION}:{ACCOUNT}:association/{}/{}", a.fs_id, a.id),
+        "FileSystemId": a.fs_id,
+        "Lifecycle": lifecycle,
+        "FileSystemPath": a.request.get("FileSystemPath").cloned().unwrap_or(json!("/")),
+        "DataRepositoryPath": a.request["DataRepositoryPath"],
+        "BatchImportMetaDataOnCreate": a.request.get("BatchImportMetaDataOnCreate").cloned().unwrap_or(json!(false)),
+        "ImportedFileChunkSize": a.request.get("ImportedFileChunkSize").cloned().unwrap_or(json!(1024)),
+        "Tags": a.request.get("Tags").cloned().unwrap_or(json!([])),
+        "CreationTime": a.creation_time,
+    });
+    if let Some(s3) = a.request.get("S3") {
+        out["S3"] = s3.clone();
+    }
+    if lifecycle == "FAILED" {
+        out["FailureDetails"] = json!({"Message": a.fail.clone().unwrap_or_default()});
+    }
+    out
+}
+
+fn now_unix() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+fn describe(fs: &Fs, lifecycle: &str, config: &Config, now: Instant) -> Value {
     let req = &fs.request;
-    let lustre_req = req
-        .get("LustreConfiguration")
-        .cloned()
-        .unwrap_or_else(|| json!({}));
-    let deployment = lustre_req
-        .get("DeploymentType")
-        .and_then(Value::as_str)
-        .unwrap_or("SCRATCH_1");
+    let lustre_req = req.get("LustreConfiguration").cloned().unwrap_or_else(|| json!({}));
+    let deployment = lustre_req.get("DeploymentType").and_then(Value::as_str).unwrap_or("SCRATCH_1");
     let mut lustre = json!({
         "DeploymentType": deployment,
         "MountName": fs.mount_name,
@@ -333,11 +450,7 @@ fn describe(fs: &Fs, lifecycle: &str) -> Value {
     }
     if let Some(import) = lustre_req.get("ImportPath") {
         let export = lustre_req.get("ExportPath").cloned().unwrap_or_else(|| {
-            json!(format!(
-                "{}/FSxLustre{}",
-                import.as_str().unwrap_or(""),
-                fs.creation_time as u64
-            ))
+            json!(format!("{}/FSxLustre{}", import.as_str().unwrap_or(""), fs.creation_time as u64))
         });
         lustre["DataRepositoryConfiguration"] = json!({
             "Lifecycle": if lifecycle == "AVAILABLE" { "AVAILABLE" } else { "CREATING" },
@@ -353,7 +466,7 @@ fn describe(fs: &Fs, lifecycle: &str) -> Value {
         "FileSystemId": fs.id,
         "FileSystemType": "LUSTRE",
         "Lifecycle": lifecycle,
-        "StorageCapacity": req["StorageCapacity"],
+        "StorageCapacity": capacity(fs, config, now),
         "StorageType": req.get("StorageType").cloned().unwrap_or(json!("SSD")),
         "VpcId": "vpc-0123456789abcdef0",
         "SubnetIds": req["SubnetIds"],
@@ -370,6 +483,26 @@ fn describe(fs: &Fs, lifecycle: &str) -> Value {
     if lifecycle == "FAILED" {
         out["FailureDetails"] = json!({"Message": fs.fail.clone().unwrap_or_default()});
     }
+    if !fs.updates.is_empty() {
+        out["AdministrativeActions"] = json!(fs
+            .updates
+            .iter()
+            .map(|u| {
+                let status = update_status(u, config, now);
+                let mut a = json!({
+                    "AdministrativeActionType": "FILE_SYSTEM_UPDATE",
+                    "RequestTime": u.request_time,
+                    "Status": status,
+                    "ProgressPercent": match status { "PENDING" => 0, "IN_PROGRESS" => 50, _ => 100 },
+                    "TargetFileSystemValues": {"StorageCapacity": u.target},
+                });
+                if status == "FAILED" {
+                    a["FailureDetails"] = json!({"Message": u.fail.clone().unwrap_or_default()});
+                }
+                a
+            })
+            .collect::<Vec<_>>());
+    }
     out
 }
 
@@ -380,74 +513,37 @@ fn int(v: &Value, key: &str) -> Option<i64> {
 /// FSx's Lustre validation for CreateFileSystem.
 fn validate_create(req: &Value) -> Result<(), ApiError> {
     if req.get("FileSystemType").and_then(Value::as_str) != Some("LUSTRE") {
-        return Err(ApiError::bad_request(
-            "This emulator supports only FileSystemType LUSTRE.",
-        ));
+        return Err(ApiError::bad_request("This emulator supports only FileSystemType LUSTRE."));
     }
-    let subnets = req
-        .get("SubnetIds")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let subnets = req.get("SubnetIds").and_then(Value::as_array).cloned().unwrap_or_default();
     if subnets.is_empty() {
-        return Err(ApiError::code(
-            "InvalidNetworkSettings",
-            "SubnetIds is required.",
-        ));
+        return Err(ApiError::code("InvalidNetworkSettings", "SubnetIds is required."));
     }
     if subnets.len() != 1 {
-        return Err(ApiError::code(
-            "InvalidNetworkSettings",
-            "Lustre file systems take exactly one subnet.",
-        ));
+        return Err(ApiError::code("InvalidNetworkSettings", "Lustre file systems take exactly one subnet."));
     }
     for s in &subnets {
         let s = s.as_str().unwrap_or("");
         if !valid_id(s, "subnet-") {
-            return Err(ApiError::code(
-                "InvalidNetworkSettings",
-                format!("The subnet ID '{s}' is invalid."),
-            ));
+            return Err(ApiError::code("InvalidNetworkSettings", format!("The subnet ID '{s}' is invalid.")));
         }
     }
-    for sg in req
-        .get("SecurityGroupIds")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for sg in req.get("SecurityGroupIds").and_then(Value::as_array).into_iter().flatten() {
         let sg = sg.as_str().unwrap_or("");
         if !valid_id(sg, "sg-") {
-            return Err(ApiError::code(
-                "InvalidNetworkSettings",
-                format!("The security group ID '{sg}' is invalid."),
-            ));
+            return Err(ApiError::code("InvalidNetworkSettings", format!("The security group ID '{sg}' is invalid.")));
         }
     }
-    let lustre = req
-        .get("LustreConfiguration")
-        .cloned()
-        .unwrap_or_else(|| json!({}));
-    let deployment = lustre
-        .get("DeploymentType")
-        .and_then(Value::as_str)
-        .unwrap_or("SCRATCH_1");
-    let storage = req
-        .get("StorageType")
-        .and_then(Value::as_str)
-        .unwrap_or("SSD");
+    let lustre = req.get("LustreConfiguration").cloned().unwrap_or_else(|| json!({}));
+    let deployment = lustre.get("DeploymentType").and_then(Value::as_str).unwrap_or("SCRATCH_1");
+    let storage = req.get("StorageType").and_then(Value::as_str).unwrap_or("SSD");
     let throughput = int(&lustre, "PerUnitStorageThroughput");
-    let capacity = int(req, "StorageCapacity")
-        .ok_or_else(|| ApiError::bad_request("StorageCapacity is required."))?;
+    let capacity = int(req, "StorageCapacity").ok_or_else(|| ApiError::bad_request("StorageCapacity is required."))?;
     if !["SCRATCH_1", "SCRATCH_2", "PERSISTENT_1", "PERSISTENT_2"].contains(&deployment) {
-        return Err(ApiError::bad_request(format!(
-            "Invalid DeploymentType {deployment}."
-        )));
+        return Err(ApiError::bad_request(format!("Invalid DeploymentType {deployment}.")));
     }
     if storage == "HDD" && deployment != "PERSISTENT_1" {
-        return Err(ApiError::bad_request(
-            "HDD storage is supported only with the PERSISTENT_1 deployment type.",
-        ));
+        return Err(ApiError::bad_request("HDD storage is supported only with the PERSISTENT_1 deployment type."));
     }
     let allowed: &[i64] = match (deployment, storage) {
         ("SCRATCH_1" | "SCRATCH_2", _) => &[],
@@ -465,84 +561,55 @@ fn validate_create(req: &Value) -> Result<(), ApiError> {
         Some(t) if !allowed.contains(&t) => {
             return Err(ApiError::code(
                 "InvalidPerUnitStorageThroughput",
-                format!(
-                "PerUnitStorageThroughput must be one of {allowed:?} for {deployment} {storage}."
-            ),
+                format!("PerUnitStorageThroughput must be one of {allowed:?} for {deployment} {storage}."),
             ))
         }
         None if !allowed.is_empty() => {
-            return Err(ApiError::bad_request(format!(
-                "PerUnitStorageThroughput is required for {deployment}."
-            )))
+            return Err(ApiError::bad_request(format!("PerUnitStorageThroughput is required for {deployment}.")))
         }
         _ => {}
     }
     if storage == "HDD" && lustre.get("DriveCacheType").is_none() {
-        return Err(ApiError::bad_request(
-            "DriveCacheType is required for HDD storage.",
-        ));
+        return Err(ApiError::bad_request("DriveCacheType is required for HDD storage."));
     }
     if !valid_capacity(deployment, storage, throughput, capacity) {
         return Err(ApiError::bad_request(format!(
             "Invalid StorageCapacity {capacity} GiB for {deployment} {storage}: see the FSx for Lustre storage capacity rules."
         )));
     }
-    if deployment == "PERSISTENT_2"
-        && (lustre.get("ImportPath").is_some() || lustre.get("ExportPath").is_some())
-    {
+    if deployment == "PERSISTENT_2" && (lustre.get("ImportPath").is_some() || lustre.get("ExportPath").is_some()) {
         return Err(ApiError::bad_request(
             "Linking a Persistent 2 file system to an S3 bucket using the LustreConfiguration is not supported. Create a data repository association to link your Lustre file system to an S3 bucket.",
         ));
     }
     if lustre.get("ExportPath").is_some() && lustre.get("ImportPath").is_none() {
-        return Err(ApiError::code(
-            "InvalidExportPath",
-            "ExportPath requires ImportPath.",
-        ));
+        return Err(ApiError::code("InvalidExportPath", "ExportPath requires ImportPath."));
     }
     for key in ["ImportPath", "ExportPath"] {
         if let Some(p) = lustre.get(key).and_then(Value::as_str) {
             if !p.starts_with("s3://") || p.len() <= 5 {
-                let code = if key == "ImportPath" {
-                    "InvalidImportPath"
-                } else {
-                    "InvalidExportPath"
-                };
-                return Err(ApiError::code(
-                    code,
-                    format!("{key} must be an S3 URL, got '{p}'."),
-                ));
+                let code = if key == "ImportPath" { "InvalidImportPath" } else { "InvalidExportPath" };
+                return Err(ApiError::code(code, format!("{key} must be an S3 URL, got '{p}'.")));
             }
         }
     }
     if deployment.starts_with("SCRATCH")
-        && (lustre
-            .get("AutomaticBackupRetentionDays")
-            .and_then(Value::as_i64)
-            .unwrap_or(0)
-            > 0
+        && (lustre.get("AutomaticBackupRetentionDays").and_then(Value::as_i64).unwrap_or(0) > 0
             || lustre.get("DailyAutomaticBackupStartTime").is_some())
     {
-        return Err(ApiError::bad_request(
-            "Automatic backups are not supported on scratch file systems.",
-        ));
+        return Err(ApiError::bad_request("Automatic backups are not supported on scratch file systems."));
     }
     if (lustre.get("EfaEnabled").is_some() || lustre.get("MetadataConfiguration").is_some())
         && deployment != "PERSISTENT_2"
     {
-        return Err(ApiError::bad_request(
-            "EfaEnabled and MetadataConfiguration are supported only on PERSISTENT_2.",
-        ));
+        return Err(ApiError::bad_request("EfaEnabled and MetadataConfiguration are supported only on PERSISTENT_2."));
     }
     Ok(())
 }
 
 fn valid_id(s: &str, prefix: &str) -> bool {
-    s.strip_prefix(prefix).is_some_and(|h| {
-        h.len() >= 8
-            && h.bytes()
-                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-    })
+    s.strip_prefix(prefix)
+        .is_some_and(|h| h.len() >= 8 && h.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
 }
 
 /// FSx for Lustre capacity rules (GiB).
@@ -571,36 +638,25 @@ fn fingerprint(req: &Value) -> Value {
 
 fn random_hex(n: usize) -> String {
     let mut rng = rand::rng();
-    (0..n)
-        .map(|_| char::from_digit(rng.random_range(0..16), 16).unwrap())
-        .collect()
+    (0..n).map(|_| char::from_digit(rng.random_range(0..16), 16).unwrap()).collect()
 }
 
 fn random_mount_name() -> String {
     let mut rng = rand::rng();
-    (0..8)
-        .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)]))
-        .collect()
+    (0..8).map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)])).collect()
 }
 
 impl Inner {
     fn create(&mut self, req: Value) -> Result<Value, ApiError> {
         validate_create(&req)?;
         let now = Instant::now();
-        let token = req
-            .get("ClientRequestToken")
-            .and_then(Value::as_str)
-            .map(str::to_string);
+        let token = req.get("ClientRequestToken").and_then(Value::as_str).map(str::to_string);
         if let Some(token) = &token {
             if token.is_empty()
                 || token.len() > 63
-                || !token
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+                || !token.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
             {
-                return Err(ApiError::bad_request(
-                    "ClientRequestToken must be 1-63 characters of [A-Za-z0-9_.-].",
-                ));
+                return Err(ApiError::bad_request("ClientRequestToken must be 1-63 characters of [A-Za-z0-9_.-]."));
             }
             if let Some(t) = self.tokens.get(token) {
                 if now.duration_since(t.at) < Duration::from_millis(self.config.token_window_ms) {
@@ -610,14 +666,11 @@ impl Inner {
                             "The ClientRequestToken was already used with different parameters.",
                         ));
                     }
-                    let fs = self
-                        .file_systems
-                        .get(&t.fs_id)
-                        .expect("token refers to a recorded file system");
+                    let fs = self.file_systems.get(&t.fs_id).expect("token refers to a recorded file system");
                     // Within the window the token answers with its file system as it is now,
                     // even if it has failed or been deleted.
                     let lc = lifecycle(fs, &self.config, now).unwrap_or("DELETING");
-                    return Ok(json!({"FileSystem": describe(fs, lc)}));
+                    return Ok(json!({"FileSystem": describe(fs, lc, &self.config, now)}));
                 }
             }
         }
@@ -628,26 +681,14 @@ impl Inner {
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-            .filter_map(|t| {
-                Some((
-                    t.get("Key")?.as_str()?.to_string(),
-                    t.get("Value")?.as_str()?.to_string(),
-                ))
-            })
+            .filter_map(|t| Some((t.get("Key")?.as_str()?.to_string(), t.get("Value")?.as_str()?.to_string())))
             .collect();
-        let fail = if self.fail_next_creates.is_empty() {
-            None
-        } else {
-            Some(self.fail_next_creates.remove(0))
-        };
+        let fail = if self.fail_next_creates.is_empty() { None } else { Some(self.fail_next_creates.remove(0)) };
         let fs = Fs {
             id: id.clone(),
             request: req.clone(),
             created: now,
-            creation_time: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs_f64())
-                .unwrap_or(0.0),
+            creation_time: now_unix(),
             ready_after: Duration::from_millis(
                 self.config.create_delay_ms
                     + if self.config.create_jitter_ms > 0 {
@@ -660,18 +701,12 @@ impl Inner {
             deleted: None,
             tags,
             mount_name: random_mount_name(),
+            updates: Vec::new(),
         };
-        let out = describe(&fs, lifecycle(&fs, &self.config, now).unwrap_or("CREATING"));
+        let out = describe(&fs, lifecycle(&fs, &self.config, now).unwrap_or("CREATING"), &self.config, now);
         self.file_systems.insert(id.clone(), fs);
         if let Some(token) = token {
-            self.tokens.insert(
-                token,
-                Token {
-                    fs_id: id,
-                    fingerprint: fingerprint(&req),
-                    at: now,
-                },
-            );
+            self.tokens.insert(token, Token { fs_id: id, fingerprint: fingerprint(&req), at: now });
         }
         Ok(json!({"FileSystem": out}))
     }
@@ -680,39 +715,28 @@ impl Inner {
         let now = Instant::now();
         if let Some(ids) = req.get("FileSystemIds").and_then(Value::as_array) {
             if ids.len() > 50 {
-                return Err(ApiError::bad_request(
-                    "At most 50 FileSystemIds may be given.",
-                ));
+                return Err(ApiError::bad_request("At most 50 FileSystemIds may be given."));
             }
             self.max_describe_ids = self.max_describe_ids.max(ids.len());
             let mut out = Vec::new();
             for id in ids {
                 let id = id.as_str().unwrap_or("");
-                let fs = self
-                    .file_systems
-                    .get(id)
-                    .ok_or_else(|| ApiError::not_found(id))?;
+                let fs = self.file_systems.get(id).ok_or_else(|| ApiError::not_found(id))?;
                 let lc = lifecycle(fs, &self.config, now).ok_or_else(|| ApiError::not_found(id))?;
-                out.push(describe(fs, lc));
+                out.push(describe(fs, lc, &self.config, now));
             }
             return Ok(json!({"FileSystems": out}));
         }
-        let page = req
-            .get("MaxResults")
-            .and_then(Value::as_u64)
-            .map(|m| m as usize)
-            .unwrap_or(self.config.page_size)
-            .max(1);
+        let page =
+            req.get("MaxResults").and_then(Value::as_u64).map(|m| m as usize).unwrap_or(self.config.page_size).max(1);
         let start = match req.get("NextToken").and_then(Value::as_str) {
             None => 0,
-            Some(t) => t
-                .parse::<usize>()
-                .map_err(|_| ApiError::bad_request("Invalid NextToken."))?,
+            Some(t) => t.parse::<usize>().map_err(|_| ApiError::bad_request("Invalid NextToken."))?,
         };
         let live: Vec<Value> = self
             .file_systems
             .values()
-            .filter_map(|fs| lifecycle(fs, &self.config, now).map(|lc| describe(fs, lc)))
+            .filter_map(|fs| lifecycle(fs, &self.config, now).map(|lc| describe(fs, lc, &self.config, now)))
             .collect();
         let end = (start + page).min(live.len());
         let mut out = json!({"FileSystems": live.get(start..end).unwrap_or(&[])});
@@ -725,22 +749,207 @@ impl Inner {
 
     fn delete(&mut self, req: Value) -> Result<Value, ApiError> {
         let now = Instant::now();
-        let id = req
-            .get("FileSystemId")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
+        let id = req.get("FileSystemId").and_then(Value::as_str).unwrap_or("").to_string();
         let config = self.config.clone();
-        let fs = self
-            .file_systems
-            .get_mut(&id)
-            .ok_or_else(|| ApiError::not_found(&id))?;
+        let fs = self.file_systems.get_mut(&id).ok_or_else(|| ApiError::not_found(&id))?;
         match lifecycle(fs, &config, now) {
             None => return Err(ApiError::not_found(&id)),
             Some("DELETING") => {}
             Some(_) => fs.deleted = Some(now),
         }
+        for a in self.associations.values_mut().filter(|a| a.fs_id == id && a.deleted.is_none()) {
+            a.deleted = Some(now);
+        }
         Ok(json!({"FileSystemId": id, "Lifecycle": "DELETING"}))
+    }
+
+    fn update(&mut self, req: Value) -> Result<Value, ApiError> {
+        let now = Instant::now();
+        let id = req.get("FileSystemId").and_then(Value::as_str).unwrap_or("").to_string();
+        let config = self.config.clone();
+        let fail = self.fail_next_updates.first().cloned();
+        let fs = self.file_systems.get_mut(&id).ok_or_else(|| ApiError::not_found(&id))?;
+        let lc = lifecycle(fs, &config, now).ok_or_else(|| ApiError::not_found(&id))?;
+        let Some(new) = req.get("StorageCapacity").and_then(Value::as_i64) else {
+            // Other updates (maintenance windows, ...) are accepted and change nothing here.
+            return Ok(json!({"FileSystem": describe(fs, lc, &config, now)}));
+        };
+        if fs.updates.iter().any(|u| matches!(update_status(u, &config, now), "PENDING" | "IN_PROGRESS")) {
+            return Err(ApiError::bad_request(
+                "Unable to perform the storage capacity update. There is an update already in progress.",
+            ));
+        }
+        if lc != "AVAILABLE" {
+            return Err(ApiError::bad_request(format!("The file system is {lc}; it must be AVAILABLE to be updated.")));
+        }
+        let lustre = fs.request.get("LustreConfiguration").cloned().unwrap_or_else(|| json!({}));
+        let deployment = lustre.get("DeploymentType").and_then(Value::as_str).unwrap_or("SCRATCH_1").to_string();
+        if deployment == "SCRATCH_1" {
+            return Err(ApiError::bad_request(
+                "Storage capacity increases are not supported for SCRATCH_1 file systems.",
+            ));
+        }
+        let current = capacity(fs, &config, now);
+        let storage = fs.request.get("StorageType").and_then(Value::as_str).unwrap_or("SSD").to_string();
+        let throughput = int(&lustre, "PerUnitStorageThroughput");
+        if new <= current {
+            return Err(ApiError::bad_request(format!(
+                "The new storage capacity {new} GiB must be larger than the current {current} GiB."
+            )));
+        }
+        if !valid_capacity(&deployment, &storage, throughput, new) {
+            return Err(ApiError::bad_request(format!(
+                "Invalid StorageCapacity {new} GiB for {deployment} {storage}."
+            )));
+        }
+        if fail.is_some() {
+            self.fail_next_updates.remove(0);
+        }
+        let fs = self.file_systems.get_mut(&id).expect("checked above");
+        fs.updates.push(UpdateRec { requested: now, request_time: now_unix(), target: new, fail });
+        let lc = lifecycle(fs, &config, now).unwrap_or("AVAILABLE");
+        Ok(json!({"FileSystem": describe(fs, lc, &config, now)}))
+    }
+
+    fn create_association(&mut self, req: Value) -> Result<Value, ApiError> {
+        let now = Instant::now();
+        let config = self.config.clone();
+        if let Some(token) = req.get("ClientRequestToken").and_then(Value::as_str) {
+            if let Some(a) = self.association_tokens.get(token).and_then(|id| self.associations.get(id)) {
+                let lc = dra_lifecycle(a, &config, now).unwrap_or("DELETING");
+                return Ok(json!({"Association": describe_association(a, lc)}));
+            }
+        }
+        let fs_id = req.get("FileSystemId").and_then(Value::as_str).unwrap_or("").to_string();
+        let fs = self.file_systems.get(&fs_id).ok_or_else(|| ApiError::not_found(&fs_id))?;
+        let lc = lifecycle(fs, &config, now).ok_or_else(|| ApiError::not_found(&fs_id))?;
+        if lc != "AVAILABLE" && lc != "UPDATING" {
+            return Err(ApiError::bad_request(format!(
+                "The file system is {lc}; associations need an AVAILABLE file system."
+            )));
+        }
+        let deployment =
+            fs.request.pointer("/LustreConfiguration/DeploymentType").and_then(Value::as_str).unwrap_or("SCRATCH_1");
+        if deployment != "PERSISTENT_2" {
+            return Err(ApiError::code(
+                "UnsupportedOperation",
+                format!("Data repository associations are not supported on {deployment} file systems."),
+            ));
+        }
+        let path = req.get("FileSystemPath").and_then(Value::as_str).unwrap_or("/");
+        if !path.starts_with('/') {
+            return Err(ApiError::bad_request("FileSystemPath must start with /."));
+        }
+        let repo = req.get("DataRepositoryPath").and_then(Value::as_str).unwrap_or("");
+        if !repo.starts_with("s3://") || repo.len() <= 5 {
+            return Err(ApiError::code(
+                "InvalidDataRepositoryType",
+                format!("DataRepositoryPath must be an S3 URL, got '{repo}'."),
+            ));
+        }
+        let taken = self.associations.values().any(|a| {
+            a.fs_id == fs_id
+                && a.request.get("FileSystemPath").and_then(Value::as_str).unwrap_or("/") == path
+                && dra_lifecycle(a, &config, now).is_some_and(|l| l != "DELETING")
+        });
+        if taken {
+            return Err(ApiError::bad_request(format!("File system {fs_id} already has an association at {path}.")));
+        }
+        let id = format!("dra-{:08x}{}", self.next_id, random_hex(9));
+        self.next_id += 1;
+        let fail =
+            if self.fail_next_associations.is_empty() { None } else { Some(self.fail_next_associations.remove(0)) };
+        let a = Dra {
+            id: id.clone(),
+            fs_id,
+            request: req.clone(),
+            created: now,
+            creation_time: now_unix(),
+            ready_after: Duration::from_millis(config.association_delay_ms),
+            fail,
+            deleted: None,
+        };
+        let out = describe_association(&a, dra_lifecycle(&a, &config, now).unwrap_or("CREATING"));
+        self.associations.insert(id.clone(), a);
+        if let Some(token) = req.get("ClientRequestToken").and_then(Value::as_str) {
+            self.association_tokens.insert(token.to_string(), id);
+        }
+        Ok(json!({"Association": out}))
+    }
+
+    fn describe_associations(&mut self, req: Value) -> Result<Value, ApiError> {
+        let now = Instant::now();
+        let config = self.config.clone();
+        if let Some(ids) = req.get("AssociationIds").and_then(Value::as_array) {
+            if ids.len() > 50 {
+                return Err(ApiError::bad_request("At most 50 AssociationIds may be given."));
+            }
+            let mut out = Vec::new();
+            for id in ids {
+                let id = id.as_str().unwrap_or("");
+                let missing = || {
+                    ApiError::code("DataRepositoryAssociationNotFound", format!("Association '{id}' does not exist."))
+                };
+                let a = self.associations.get(id).ok_or_else(missing)?;
+                let lc = dra_lifecycle(a, &config, now).ok_or_else(missing)?;
+                out.push(describe_association(a, lc));
+            }
+            return Ok(json!({"Associations": out}));
+        }
+        let mut fs_filter: Option<Vec<String>> = None;
+        for f in req.get("Filters").and_then(Value::as_array).into_iter().flatten() {
+            match f.get("Name").and_then(Value::as_str) {
+                Some("file-system-id") => {
+                    fs_filter = Some(
+                        f.get("Values")
+                            .and_then(Value::as_array)
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|v| v.as_str().map(str::to_string))
+                            .collect(),
+                    )
+                }
+                Some("data-repository-type") => {}
+                other => return Err(ApiError::bad_request(format!("Unsupported filter {other:?}."))),
+            }
+        }
+        let live: Vec<Value> = self
+            .associations
+            .values()
+            .filter(|a| fs_filter.as_ref().is_none_or(|ids| ids.contains(&a.fs_id)))
+            .filter_map(|a| dra_lifecycle(a, &config, now).map(|lc| describe_association(a, lc)))
+            .collect();
+        let page = req.get("MaxResults").and_then(Value::as_u64).map(|m| m as usize).unwrap_or(config.page_size).max(1);
+        let start = match req.get("NextToken").and_then(Value::as_str) {
+            None => 0,
+            Some(t) => t.parse::<usize>().map_err(|_| ApiError::bad_request("Invalid NextToken."))?,
+        };
+        let end = (start + page).min(live.len());
+        let mut out = json!({"Associations": live.get(start..end).unwrap_or(&[])});
+        if end < live.len() {
+            out["NextToken"] = json!(format!("{end:08}"));
+        }
+        Ok(out)
+    }
+
+    fn delete_association(&mut self, req: Value) -> Result<Value, ApiError> {
+        let now = Instant::now();
+        let config = self.config.clone();
+        let id = req.get("AssociationId").and_then(Value::as_str).unwrap_or("").to_string();
+        if req.get("DeleteDataInFileSystem").and_then(Value::as_bool).is_none() {
+            return Err(ApiError::bad_request("DeleteDataInFileSystem is required."));
+        }
+        let missing =
+            || ApiError::code("DataRepositoryAssociationNotFound", format!("Association '{id}' does not exist."));
+        let a = self.associations.get_mut(&id).ok_or_else(missing)?;
+        match dra_lifecycle(a, &config, now) {
+            None => return Err(missing()),
+            Some("DELETING") => {}
+            Some(_) => a.deleted = Some(now),
+        }
+        Ok(
+            json!({"AssociationId": id, "Lifecycle": "DELETING", "DeleteDataInFileSystem": req["DeleteDataInFileSystem"]}),
+        )
     }
 
     fn resource(&mut self, req: &Value) -> Result<&mut Fs, ApiError> {
@@ -749,10 +958,7 @@ impl Inner {
         let config = self.config.clone();
         match self.file_systems.get_mut(&id) {
             Some(fs) if lifecycle(fs, &config, Instant::now()).is_some() => Ok(fs),
-            _ => Err(ApiError::code(
-                "ResourceNotFound",
-                format!("Resource '{arn}' does not exist."),
-            )),
+            _ => Err(ApiError::code("ResourceNotFound", format!("Resource '{arn}' does not exist."))),
         }
     }
 
@@ -762,12 +968,7 @@ impl Inner {
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-            .filter_map(|t| {
-                Some((
-                    t.get("Key")?.as_str()?.to_string(),
-                    t.get("Value")?.as_str()?.to_string(),
-                ))
-            })
+            .filter_map(|t| Some((t.get("Key")?.as_str()?.to_string(), t.get("Value")?.as_str()?.to_string())))
             .collect();
         let fs = self.resource(&req)?;
         for (k, v) in tags {
@@ -781,32 +982,19 @@ impl Inner {
 
     fn list_tags(&mut self, req: Value) -> Result<Value, ApiError> {
         let fs = self.resource(&req)?;
-        Ok(
-            json!({"Tags": fs.tags.iter().map(|(k, v)| json!({"Key": k, "Value": v})).collect::<Vec<_>>()}),
-        )
+        Ok(json!({"Tags": fs.tags.iter().map(|(k, v)| json!({"Key": k, "Value": v})).collect::<Vec<_>>()}))
     }
 }
 
 async fn api(State(emu): State<Emulator>, headers: HeaderMap, body: Bytes) -> Response {
-    let target = headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
     let Some(operation) = target.strip_prefix(TARGET_PREFIX).map(str::to_string) else {
-        return ApiError::code(
-            "UnknownOperationException",
-            format!("Unknown target '{target}'."),
-        )
-        .into_response();
+        return ApiError::code("UnknownOperationException", format!("Unknown target '{target}'.")).into_response();
     };
     let (latency, throttle, error) = {
         let mut inner = emu.lock();
         *inner.calls.entry(operation.clone()).or_default() += 1;
-        (
-            inner.config.latency_ms,
-            inner.config.throttle_rate,
-            inner.config.error_rate,
-        )
+        (inner.config.latency_ms, inner.config.throttle_rate, inner.config.error_rate)
     };
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
@@ -825,13 +1013,7 @@ async fn api(State(emu): State<Emulator>, headers: HeaderMap, body: Bytes) -> Re
     }
     let req: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
-        Err(e) => {
-            return ApiError::code(
-                "SerializationException",
-                format!("Malformed JSON body: {e}"),
-            )
-            .into_response()
-        }
+        Err(e) => return ApiError::code("SerializationException", format!("Malformed JSON body: {e}")).into_response(),
     };
     let result = {
         let mut inner = emu.lock();
@@ -841,19 +1023,15 @@ async fn api(State(emu): State<Emulator>, headers: HeaderMap, body: Bytes) -> Re
             "DeleteFileSystem" => inner.delete(req),
             "TagResource" => inner.tag(req),
             "ListTagsForResource" => inner.list_tags(req),
-            other => Err(ApiError::code(
-                "UnknownOperationException",
-                format!("Operation '{other}' is not emulated."),
-            )),
+            "UpdateFileSystem" => inner.update(req),
+            "CreateDataRepositoryAssociation" => inner.create_association(req),
+            "DescribeDataRepositoryAssociations" => inner.describe_associations(req),
+            "DeleteDataRepositoryAssociation" => inner.delete_association(req),
+            other => Err(ApiError::code("UnknownOperationException", format!("Operation '{other}' is not emulated."))),
         }
     };
     match result {
-        Ok(v) => (
-            StatusCode::OK,
-            [("content-type", JSON_CONTENT_TYPE)],
-            v.to_string(),
-        )
-            .into_response(),
+        Ok(v) => (StatusCode::OK, [("content-type", JSON_CONTENT_TYPE)], v.to_string()).into_response(),
         Err(e) => e.into_response(),
     }
 }
@@ -873,12 +1051,7 @@ async fn stats(State(emu): State<Emulator>) -> Response {
         "max_describe_ids": inner.max_describe_ids,
         "config": inner.config,
     });
-    (
-        StatusCode::OK,
-        [("content-type", "application/json")],
-        body.to_string(),
-    )
-        .into_response()
+    (StatusCode::OK, [("content-type", "application/json")], body.to_string()).into_response()
 }
 
 async fn set_config(State(emu): State<Emulator>, body: Bytes) -> Response {
@@ -910,6 +1083,53 @@ async fn fail_next(State(emu): State<Emulator>, body: Bytes) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn create_req(deployment: &str, extra: Value) -> Value {
+        let mut lustre = json!({"DeploymentType": deployment});
+        if deployment.starts_with("PERSISTENT") {
+            lustre["PerUnitStorageThroughput"] = json!(125);
+        }
+        for (k, v) in extra.as_object().unwrap() {
+            lustre[k] = v.clone();
+        }
+        json!({"FileSystemType": "LUSTRE", "StorageCapacity": 1200, "SubnetIds": ["subnet-0123456789abcdef0"], "LustreConfiguration": lustre})
+    }
+
+    fn inner() -> Inner {
+        Inner {
+            config: Config { create_delay_ms: 0, update_delay_ms: 0, ..Config::default() },
+            next_id: 1,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn persistent_2_refuses_import_path() {
+        let mut i = inner();
+        let err = i.create(create_req("PERSISTENT_2", json!({"ImportPath": "s3://bucket"}))).unwrap_err();
+        assert_eq!(err.code, "BadRequest");
+        assert!(err.message.contains("Persistent 2"), "{}", err.message);
+        i.create(create_req("SCRATCH_2", json!({"ImportPath": "s3://bucket"}))).unwrap();
+    }
+
+    #[test]
+    fn update_refusals() {
+        let mut i = inner();
+        let s1 = i.create(create_req("SCRATCH_1", json!({}))).unwrap()["FileSystem"]["FileSystemId"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let err = i.update(json!({"FileSystemId": s1, "StorageCapacity": 2400})).unwrap_err();
+        assert!(err.message.contains("SCRATCH_1"), "{}", err.message);
+        let s2 = i.create(create_req("SCRATCH_2", json!({}))).unwrap()["FileSystem"]["FileSystemId"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(i.update(json!({"FileSystemId": s2, "StorageCapacity": 3600})).is_err(), "off-step size accepted");
+        assert!(i.update(json!({"FileSystemId": s2, "StorageCapacity": 1200})).is_err(), "shrink accepted");
+        let fs = i.update(json!({"FileSystemId": s2, "StorageCapacity": 2400})).unwrap();
+        assert_eq!(fs["FileSystem"]["AdministrativeActions"][0]["TargetFileSystemValues"]["StorageCapacity"], 2400);
+    }
 
     #[test]
     fn capacity_rules() {

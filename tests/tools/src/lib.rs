@@ -7,16 +7,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// `GET path` on the emulator (plain HTTP/1.1 on loopback); returns the body.
 pub async fn http_get(base: &str, path: &str) -> std::io::Result<String> {
     let addr = base.trim_start_matches("http://").trim_end_matches('/');
-    let mut stream =
-        tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
-            .await??;
+    let mut stream = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr)).await??;
     let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await?;
     let mut response = String::new();
     stream.read_to_string(&mut response).await?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     Ok(body)
 }

@@ -15,9 +15,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use fsx_csi_driver::proto::controller_client::ControllerClient;
 use fsx_csi_driver::proto::node_client::NodeClient;
-use fsx_csi_driver::proto::volume_capability::{
-    access_mode::Mode, AccessMode, AccessType, MountVolume,
-};
+use fsx_csi_driver::proto::volume_capability::{access_mode::Mode, AccessMode, AccessType, MountVolume};
 use fsx_csi_driver::proto::*;
 use fsx_emulator::{Config, Emulator};
 use tonic::Code;
@@ -61,9 +59,7 @@ const GIB: i64 = 1 << 30;
 fn cap() -> VolumeCapability {
     VolumeCapability {
         access_type: Some(AccessType::Mount(MountVolume::default())),
-        access_mode: Some(AccessMode {
-            mode: Mode::MultiNodeMultiWriter as i32,
-        }),
+        access_mode: Some(AccessMode { mode: Mode::MultiNodeMultiWriter as i32 }),
     }
 }
 
@@ -96,10 +92,8 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 struct Killed(Child);
 impl Drop for Killed {
     fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.0.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
+        let _ =
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.0.id() as i32), nix::sys::signal::Signal::SIGTERM);
         let _ = self.0.wait();
     }
 }
@@ -109,30 +103,14 @@ async fn wait_socket(path: &Path, start: Instant) -> Duration {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             return start.elapsed();
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "socket {} never became ready",
-            path.display()
-        );
+        assert!(start.elapsed() < Duration::from_secs(30), "socket {} never became ready", path.display());
         tokio::time::sleep(Duration::from_micros(500)).await;
     }
 }
 
-async fn controller(
-    bin: &Path,
-    volumes: usize,
-    delay: u64,
-    jitter: u64,
-    poll_s: u64,
-    call_timeout_s: u64,
-) {
+async fn controller(bin: &Path, volumes: usize, delay: u64, jitter: u64, poll_s: u64, call_timeout_s: u64) {
     let emulator = Emulator::start(
-        Config {
-            create_delay_ms: delay,
-            create_jitter_ms: jitter,
-            delete_delay_ms: 1000,
-            ..Config::default()
-        },
+        Config { create_delay_ms: delay, create_jitter_ms: jitter, delete_delay_ms: 1000, ..Config::default() },
         0,
     )
     .await
@@ -140,12 +118,7 @@ async fn controller(
     let dir = tempfile_dir();
     let socket = dir.join("csi.sock");
     let child = Command::new(bin.join("fsx-csi-driver"))
-        .args([
-            "--mode",
-            "controller",
-            "--endpoint",
-            &format!("unix://{}", socket.display()),
-        ])
+        .args(["--mode", "controller", "--endpoint", &format!("unix://{}", socket.display())])
         .args(["--poll-interval", &format!("{poll_s}s")])
         .env("AWS_ENDPOINT_URL_FSX", emulator.endpoint())
         .env("AWS_REGION", "us-east-1")
@@ -169,31 +142,17 @@ async fn controller(
         tasks.push(tokio::spawn(async move {
             let req = CreateVolumeRequest {
                 name: format!("pvc-bench-{i:04}"),
-                capacity_range: Some(CapacityRange {
-                    required_bytes: 1200 * GIB,
-                    limit_bytes: 0,
-                }),
+                capacity_range: Some(CapacityRange { required_bytes: 1200 * GIB, limit_bytes: 0 }),
                 volume_capabilities: vec![cap()],
-                parameters: [(
-                    "subnetId".to_string(),
-                    "subnet-0123456789abcdef0".to_string(),
-                )]
-                .into(),
+                parameters: [("subnetId".to_string(), "subnet-0123456789abcdef0".to_string())].into(),
                 ..Default::default()
             };
             loop {
                 let mut r = tonic::Request::new(req.clone());
                 r.set_timeout(Duration::from_secs(call_timeout_s));
                 match c.create_volume(r).await {
-                    Ok(resp) => {
-                        return (resp.into_inner().volume.unwrap().volume_id, Instant::now())
-                    }
-                    Err(s)
-                        if matches!(
-                            s.code(),
-                            Code::DeadlineExceeded | Code::Aborted | Code::Unavailable
-                        ) =>
-                    {
+                    Ok(resp) => return (resp.into_inner().volume.unwrap().volume_id, Instant::now()),
+                    Err(s) if matches!(s.code(), Code::DeadlineExceeded | Code::Aborted | Code::Unavailable) => {
                         tokio::time::sleep(Duration::from_millis(100)).await
                     }
                     Err(s) => panic!("CreateVolume: {s:?}"),
@@ -216,12 +175,7 @@ async fn controller(
 
     let mut c = ControllerClient::new(channel.clone());
     for id in &ids {
-        c.delete_volume(DeleteVolumeRequest {
-            volume_id: id.clone(),
-            secrets: Default::default(),
-        })
-        .await
-        .unwrap();
+        c.delete_volume(DeleteVolumeRequest { volume_id: id.clone(), secrets: Default::default() }).await.unwrap();
     }
     let (_, hwm) = rss_kib(pid);
     let calls_all = emulator.all_calls();
@@ -232,10 +186,7 @@ async fn controller(
     println!("  all {volumes} bound in {:.1} s", elapsed.as_secs_f64());
     println!("  FSx calls during creation:");
     for (op, n) in &calls {
-        println!(
-            "    {op:<22} {n:>6}   {:.3} per volume",
-            *n as f64 / volumes as f64
-        );
+        println!("    {op:<22} {n:>6}   {:.3} per volume", *n as f64 / volumes as f64);
     }
     println!(
         "  DescribeFileSystems bound: 1 start-up listing + ceil({volumes}/50) = {batches} per tick x {ticks} ticks = {}; measured {}; largest batch {} ids",
@@ -253,11 +204,7 @@ async fn controller(
         percentile(&lags, 0.99).as_secs_f64(),
         lags.last().unwrap().as_secs_f64()
     );
-    println!(
-        "  controller peak RSS: {} (after creations {})",
-        mib(hwm),
-        mib(hwm_after_create)
-    );
+    println!("  controller peak RSS: {} (after creations {})", mib(hwm), mib(hwm_after_create));
     let ok = per("CreateFileSystem") as usize <= volumes
         && per("DescribeFileSystems") <= 1 + batches * ticks
         && hwm < 30 * 1024;
@@ -286,14 +233,7 @@ async fn node(bin: &Path, targets: usize) {
         let _ = std::fs::remove_file(&socket);
         let start = Instant::now();
         let child = Command::new(bin.join("fsx-csi-driver"))
-            .args([
-                "--mode",
-                "node",
-                "--node-id",
-                "bench",
-                "--endpoint",
-                &format!("unix://{}", socket.display()),
-            ])
+            .args(["--mode", "node", "--node-id", "bench", "--endpoint", &format!("unix://{}", socket.display())])
             .args(["--kubelet-dir", &kubelet.display().to_string()])
             .env("RUST_LOG", "warn")
             .stderr(Stdio::null())
@@ -340,10 +280,7 @@ async fn node(bin: &Path, targets: usize) {
     let vol = "fs-0123456789abcdef0";
     let staging = kubelet.join("plugins/kubernetes.io/csi/fsx.csi.aws.com/bench/globalmount");
     let context: std::collections::HashMap<String, String> = [
-        (
-            "dnsname".to_string(),
-            "fs-0123456789abcdef0.fsx.us-east-1.amazonaws.com".to_string(),
-        ),
+        ("dnsname".to_string(), "fs-0123456789abcdef0.fsx.us-east-1.amazonaws.com".to_string()),
         ("mountname".to_string(), "bench".to_string()),
     ]
     .into();
@@ -358,14 +295,8 @@ async fn node(bin: &Path, targets: usize) {
     .unwrap();
     let idle_harness = rss_kib(child.0.id()).0;
     let mut lat = Vec::new();
-    let target = |i: usize| {
-        kubelet
-            .join(format!(
-                "pods/pod-{i:04}/volumes/kubernetes.io~csi/pv/mount"
-            ))
-            .display()
-            .to_string()
-    };
+    let target =
+        |i: usize| kubelet.join(format!("pods/pod-{i:04}/volumes/kubernetes.io~csi/pv/mount")).display().to_string();
     for i in 0..targets {
         let start = Instant::now();
         n.node_publish_volume(NodePublishVolumeRequest {
@@ -388,18 +319,11 @@ async fn node(bin: &Path, targets: usize) {
         percentile(&lat, 0.5).as_secs_f64() * 1e3,
         percentile(&lat, 0.99).as_secs_f64() * 1e3
     );
-    println!(
-        "  RSS idle (staged) {}, with {targets} published targets {}",
-        mib(idle_harness),
-        mib(rss)
-    );
+    println!("  RSS idle (staged) {}, with {targets} published targets {}", mib(idle_harness), mib(rss));
     for i in 0..targets {
-        n.node_unpublish_volume(NodeUnpublishVolumeRequest {
-            volume_id: vol.into(),
-            target_path: target(i),
-        })
-        .await
-        .unwrap();
+        n.node_unpublish_volume(NodeUnpublishVolumeRequest { volume_id: vol.into(), target_path: target(i) })
+            .await
+            .unwrap();
     }
     n.node_unstage_volume(NodeUnstageVolumeRequest {
         volume_id: vol.into(),
@@ -415,22 +339,8 @@ async fn node(bin: &Path, targets: usize) {
 async fn main() {
     let a = Args::parse();
     match a.what {
-        What::Controller {
-            volumes,
-            create_delay_ms,
-            create_jitter_ms,
-            poll_interval_s,
-            call_timeout_s,
-        } => {
-            controller(
-                &a.bin_dir,
-                volumes,
-                create_delay_ms,
-                create_jitter_ms,
-                poll_interval_s,
-                call_timeout_s,
-            )
-            .await
+        What::Controller { volumes, create_delay_ms, create_jitter_ms, poll_interval_s, call_timeout_s } => {
+            controller(&a.bin_dir, volumes, create_delay_ms, create_jitter_ms, poll_interval_s, call_timeout_s).await
         }
         What::Node { targets } => node(&a.bin_dir, targets).await,
     }

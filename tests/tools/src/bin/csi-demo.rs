@@ -12,16 +12,12 @@ use clap::Parser;
 use fsx_csi_driver::proto::controller_client::ControllerClient;
 use fsx_csi_driver::proto::identity_client::IdentityClient;
 use fsx_csi_driver::proto::node_client::NodeClient;
-use fsx_csi_driver::proto::volume_capability::{
-    access_mode::Mode, AccessMode, AccessType, MountVolume,
-};
+use fsx_csi_driver::proto::volume_capability::{access_mode::Mode, AccessMode, AccessType, MountVolume};
 use fsx_csi_driver::proto::*;
 use tonic::Code;
 
 #[derive(Parser)]
-#[command(
-    about = "Walk one FSx volume through CreateVolume → NodeStage/Publish → Delete over a CSI socket"
-)]
+#[command(about = "Walk one FSx volume through CreateVolume → NodeStage/Publish → Delete over a CSI socket")]
 struct Args {
     /// The driver's socket.
     #[arg(long)]
@@ -57,9 +53,7 @@ fn cap() -> VolumeCapability {
             mount_flags: vec![],
             volume_mount_group: String::new(),
         })),
-        access_mode: Some(AccessMode {
-            mode: Mode::MultiNodeMultiWriter as i32,
-        }),
+        access_mode: Some(AccessMode { mode: Mode::MultiNodeMultiWriter as i32 }),
     }
 }
 
@@ -70,82 +64,36 @@ fn with_timeout<T>(msg: T, timeout: Duration) -> tonic::Request<T> {
 }
 
 async fn run(a: Args) -> Result<(), String> {
-    let channel = fsx_csi_driver::server::connect(&a.socket)
-        .await
-        .map_err(|e| format!("connect {}: {e}", a.socket.display()))?;
+    let channel =
+        fsx_csi_driver::server::connect(&a.socket).await.map_err(|e| format!("connect {}: {e}", a.socket.display()))?;
     let mut identity = IdentityClient::new(channel.clone());
     let mut controller = ControllerClient::new(channel.clone());
     let mut node = NodeClient::new(channel);
 
-    let info = identity
-        .get_plugin_info(GetPluginInfoRequest {})
-        .await
-        .map_err(|e| e.to_string())?
-        .into_inner();
-    println!(
-        "driver {} {} on {}",
-        info.name,
-        info.vendor_version,
-        a.socket.display()
-    );
+    let info = identity.get_plugin_info(GetPluginInfoRequest {}).await.map_err(|e| e.to_string())?.into_inner();
+    println!("driver {} {} on {}", info.name, info.vendor_version, a.socket.display());
 
-    step(
-        1,
-        &format!(
-            "CreateVolume pvc-demo: {} GiB, SCRATCH_1, subnet {}",
-            a.size_gib, a.subnet
-        ),
-    );
+    step(1, &format!("CreateVolume pvc-demo: {} GiB, SCRATCH_1, subnet {}", a.size_gib, a.subnet));
     let parameters: HashMap<String, String> = [("subnetId".to_string(), a.subnet.clone())].into();
     let request = CreateVolumeRequest {
         name: "pvc-demo".into(),
-        capacity_range: Some(CapacityRange {
-            required_bytes: a.size_gib * GIB,
-            limit_bytes: 0,
-        }),
+        capacity_range: Some(CapacityRange { required_bytes: a.size_gib * GIB, limit_bytes: 0 }),
         volume_capabilities: vec![cap()],
         parameters,
         ..Default::default()
     };
     let started = Instant::now();
-    step(
-        2,
-        "waiting for the file system (the provisioner retries; each call waits up to 3 s)",
-    );
+    step(2, "waiting for the file system (the provisioner retries; each call waits up to 3 s)");
     let volume = loop {
-        match controller
-            .create_volume(with_timeout(request.clone(), Duration::from_secs(3)))
-            .await
-        {
-            Ok(r) => {
-                break r
-                    .into_inner()
-                    .volume
-                    .ok_or("CreateVolume returned no volume")?
-            }
-            Err(s)
-                if matches!(
-                    s.code(),
-                    Code::DeadlineExceeded | Code::Aborted | Code::Unavailable
-                ) =>
-            {
-                println!(
-                    "    {:>4.1}s  {:?}: {}",
-                    started.elapsed().as_secs_f64(),
-                    s.code(),
-                    s.message()
-                );
+        match controller.create_volume(with_timeout(request.clone(), Duration::from_secs(3))).await {
+            Ok(r) => break r.into_inner().volume.ok_or("CreateVolume returned no volume")?,
+            Err(s) if matches!(s.code(), Code::DeadlineExceeded | Code::Aborted | Code::Unavailable) => {
+                println!("    {:>4.1}s  {:?}: {}", started.elapsed().as_secs_f64(), s.code(), s.message());
                 if started.elapsed() > Duration::from_secs(300) {
                     return Err("the file system did not become AVAILABLE in 5 minutes".into());
                 }
             }
-            Err(s) => {
-                return Err(format!(
-                    "CreateVolume failed: {:?}: {}",
-                    s.code(),
-                    s.message()
-                ))
-            }
+            Err(s) => return Err(format!("CreateVolume failed: {:?}: {}", s.code(), s.message())),
         }
     };
     let gib = volume.capacity_bytes / GIB;
@@ -166,42 +114,26 @@ async fn run(a: Args) -> Result<(), String> {
 
     step(3, "ControllerGetVolume");
     let got = controller
-        .controller_get_volume(ControllerGetVolumeRequest {
-            volume_id: volume.volume_id.clone(),
-        })
+        .controller_get_volume(ControllerGetVolumeRequest { volume_id: volume.volume_id.clone() })
         .await
         .map_err(|e| format!("ControllerGetVolume: {e}"))?
         .into_inner();
-    let condition = got
-        .status
-        .and_then(|s| s.volume_condition)
-        .ok_or("no volume condition")?;
-    println!(
-        "    condition: abnormal={} — {}",
-        condition.abnormal, condition.message
-    );
+    let condition = got.status.and_then(|s| s.volume_condition).ok_or("no volume condition")?;
+    println!("    condition: abnormal={} — {}", condition.abnormal, condition.message);
     if condition.abnormal {
         return Err("volume reported abnormal".into());
     }
 
-    let staging = a
-        .kubelet_dir
-        .join("plugins/kubernetes.io/csi/fsx.csi.aws.com/demo/globalmount");
-    let target = a
-        .kubelet_dir
-        .join("pods/demo-pod/volumes/kubernetes.io~csi/pvc-demo/mount");
+    let staging = a.kubelet_dir.join("plugins/kubernetes.io/csi/fsx.csi.aws.com/demo/globalmount");
+    let target = a.kubelet_dir.join("pods/demo-pod/volumes/kubernetes.io~csi/pvc-demo/mount");
     match &a.hosts_file {
         None => println!("\n(node steps skipped: they need root and a private mount namespace)"),
         Some(hosts) => {
             let dns = &volume.volume_context["dnsname"];
-            let mut text =
-                std::fs::read_to_string(hosts).map_err(|e| format!("{}: {e}", hosts.display()))?;
+            let mut text = std::fs::read_to_string(hosts).map_err(|e| format!("{}: {e}", hosts.display()))?;
             text.push_str(&format!("127.0.0.1 {dns}\n"));
             std::fs::write(hosts, text).map_err(|e| format!("{}: {e}", hosts.display()))?;
-            step(
-                4,
-                "NodeStageVolume (mount(2) with fstype lustre), then NodePublishVolume",
-            );
+            step(4, "NodeStageVolume (mount(2) with fstype lustre), then NodePublishVolume");
             let stage = node
                 .node_stage_volume(with_timeout(
                     NodeStageVolumeRequest {
@@ -232,18 +164,11 @@ async fn run(a: Args) -> Result<(), String> {
                     .map_err(|e| format!("NodePublishVolume: {e}"))?;
                     println!("    published at {}", target.display());
                 }
-                Err(s)
-                    if !lustre_loaded
-                        && s.code() == Code::FailedPrecondition
-                        && s.message().contains("ENODEV") =>
-                {
+                Err(s) if !lustre_loaded && s.code() == Code::FailedPrecondition && s.message().contains("ENODEV") => {
                     println!("    this machine has no Lustre client, so the kernel refused, as expected:");
                     println!("    {:?}: {}", s.code(), s.message());
                     if staging.exists() {
-                        return Err(format!(
-                            "the failed stage left {} behind",
-                            staging.display()
-                        ));
+                        return Err(format!("the failed stage left {} behind", staging.display()));
                     }
                 }
                 Err(s) => return Err(format!("NodeStageVolume: {:?}: {}", s.code(), s.message())),
@@ -268,27 +193,16 @@ async fn run(a: Args) -> Result<(), String> {
     step(6, "DeleteVolume (twice: the second is a no-op)");
     for _ in 0..2 {
         controller
-            .delete_volume(DeleteVolumeRequest {
-                volume_id: volume.volume_id.clone(),
-                secrets: Default::default(),
-            })
+            .delete_volume(DeleteVolumeRequest { volume_id: volume.volume_id.clone(), secrets: Default::default() })
             .await
             .map_err(|e| format!("DeleteVolume: {e}"))?;
     }
     println!("    deleted {}", volume.volume_id);
 
-    step(
-        7,
-        "FSx API calls made, by operation (from the emulator's counters)",
-    );
-    let stats = fsx_csi_tools::http_get(&a.emulator, "/_emulator/stats")
-        .await
-        .map_err(|e| format!("emulator stats: {e}"))?;
-    let calls = stats
-        .split("\"calls\":{")
-        .nth(1)
-        .and_then(|s| s.split('}').next())
-        .unwrap_or("");
+    step(7, "FSx API calls made, by operation (from the emulator's counters)");
+    let stats =
+        fsx_csi_tools::http_get(&a.emulator, "/_emulator/stats").await.map_err(|e| format!("emulator stats: {e}"))?;
+    let calls = stats.split("\"calls\":{").nth(1).and_then(|s| s.split('}').next()).unwrap_or("");
     for entry in calls.split(',').filter(|s| !s.is_empty()) {
         let (op, n) = entry.split_once(':').unwrap_or((entry, ""));
         println!("    {:<24} {n}", op.trim_matches('"'));

@@ -69,14 +69,9 @@ fn main() -> std::process::ExitCode {
     fsx_csi_driver::logging::init(fsx_csi_driver::logging::LogFormat::Text);
     // The same runtime shape as the shipped binary: one thread for the node plugin.
     let runtime = if args.node_only {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
     } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()
     }
     .expect("runtime");
     runtime.block_on(run(args));
@@ -91,6 +86,9 @@ async fn run(args: Args) {
             Config {
                 create_delay_ms: args.create_delay_ms,
                 delete_delay_ms: 200,
+                update_delay_ms: 300,
+                optimize_delay_ms: 300,
+                association_delay_ms: 200,
                 ..Config::default()
             },
             0,
@@ -101,15 +99,10 @@ async fn run(args: Args) {
             .behavior_version(aws_sdk_fsx::config::BehaviorVersion::latest())
             .endpoint_url(emulator.endpoint())
             .region(aws_sdk_fsx::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_fsx::config::Credentials::new(
-                "AKIDTEST", "test", None, None, "test",
-            ));
+            .credentials_provider(aws_sdk_fsx::config::Credentials::new("AKIDTEST", "test", None, None, "test"));
         let provisioner = Provisioner::new(
             Arc::new(AwsFsx::from_conf(conf)),
-            Options {
-                extra_tags: Vec::new(),
-                poll_interval: Duration::from_millis(args.poll_ms),
-            },
+            Options { extra_tags: Vec::new(), poll_interval: Duration::from_millis(args.poll_ms) },
         );
         provisioner.start();
         if args.report_calls {
@@ -133,8 +126,7 @@ async fn run(args: Args) {
     let listener = server::bind(&args.socket).expect("bind");
     println!("ready");
     let shutdown = async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("signal");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal");
         tokio::select! {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
