@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: formatting, unit and integration tests (as root, the node tests run the
-# real mount(2) path in private mount namespaces), csi-sanity over the real socket, and ends
-# with "N passed, M failed" counting cargo tests and sanity specs.
+# real mount(2) path in private mount namespaces), csi-sanity over the real socket, the
+# deployment checks (manifests, chart, examples), and ends with "N passed, M failed" counting
+# cargo tests, sanity specs and deployment checks.
 # Installs what it needs; a missing tool is an install step, never a skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,6 +49,18 @@ sf=$(sed -n 's/.* \([0-9]*\) failed.*/\1/p' <<<"$line")
 passed=$((passed + ${sp:-0}))
 failed=$((failed + ${sf:-0}))
 if [[ $rc -ne 0 && ${sf:-0} -eq 0 ]]; then echo "FAILED: hack/sanity.sh exited $rc"; failed=$((failed + 1)); fi
+
+section "deployment checks"
+set +e
+bash hack/check-deploy.sh 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+set -e
+line=$(grep -E '^deploy checks: [0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
+dp=$(sed -n 's/^deploy checks: \([0-9]*\) passed.*/\1/p' <<<"$line")
+df=$(sed -n 's/.* \([0-9]*\) failed.*/\1/p' <<<"$line")
+passed=$((passed + ${dp:-0}))
+failed=$((failed + ${df:-0}))
+if [[ $rc -ne 0 && ${df:-0} -eq 0 ]]; then echo "FAILED: hack/check-deploy.sh exited $rc"; failed=$((failed + 1)); fi
 
 echo
 echo "$passed passed, $failed failed"

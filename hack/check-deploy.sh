@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Deployment checks: kustomize renders; the output, the Helm chart's output and every
+# example validate strictly against Kubernetes 1.30 and the newest version
+# kubernetes-validate knows; helm lint; the chart and the kustomize base agree; yamllint;
+# and the binary starts with the manifests' own container args.
+# Installs kubernetes-validate, yamllint (PyPI), helm (go install) and, without kubectl,
+# kustomize (go install). Ends with "deploy checks: N passed, M failed".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+export PATH="$root/bin:$PATH"
+HELM_VERSION=v3.19.0
+KUSTOMIZE_VERSION=v5.7.1
+K8S_OLDEST=1.30.0
+
+mkdir -p bin
+python3 -c 'import yaml' 2>/dev/null || pip install -q pyyaml
+command -v kubernetes-validate >/dev/null || pip install -q kubernetes-validate
+command -v yamllint >/dev/null || pip install -q yamllint
+install_go_tool() { # name version package
+  if [[ ! -x "bin/$1" || "$(cat "bin/.$1.version" 2>/dev/null)" != "$2" ]]; then
+    command -v go >/dev/null || { apt-get update -qq && apt-get install -y -qq golang-go >/dev/null; }
+    echo "==> installing $1 $2 into bin/"
+    GOBIN="$root/bin" GOFLAGS=-mod=mod go install "$3@$2"
+    echo "$2" >"bin/.$1.version"
+  fi
+}
+install_go_tool helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm
+if command -v kubectl >/dev/null; then
+  kustomize() { kubectl kustomize "$@"; }
+else
+  install_go_tool kustomize "$KUSTOMIZE_VERSION" sigs.k8s.io/kustomize/kustomize/v5
+  kustomize() { command kustomize build "$@"; }
+fi
+
+cargo build --quiet -p fsx-csi-driver -p fsx-emulator
+
+tmp=$(mktemp -d -t fsx-deploy.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+passed=0
+failed=0
+check() { # description, command...
+  local what=$1; shift
+  if "$@" >"$tmp/out" 2>&1; then
+    passed=$((passed + 1)); echo "ok   $what"
+  else
+    failed=$((failed + 1)); echo "FAIL $what"; sed 's/^/     /' "$tmp/out" | tail -n 30
+  fi
+}
+validate() { # file: strict, against the oldest supported and the newest known version
+  kubernetes-validate --strict --quiet -k "$K8S_OLDEST" "$1" && kubernetes-validate --strict --quiet "$1"
+}
+
+check "kustomize renders deploy/kubernetes/base" kustomize deploy/kubernetes/base
+check "kustomize renders deploy/kubernetes/overlays/stable" bash -c "$(declare -f kustomize); kustomize deploy/kubernetes/overlays/stable >'$tmp/kustomize.yaml'"
+check "rendered kustomize output validates (strict, $K8S_OLDEST and newest)" validate "$tmp/kustomize.yaml"
+check "helm lint" helm lint --strict deploy/helm/aws-fsx-csi-driver
+check "helm template renders" bash -c "helm template fsx deploy/helm/aws-fsx-csi-driver --namespace kube-system --kube-version $K8S_OLDEST >'$tmp/helm.yaml'"
+check "rendered chart validates (strict, $K8S_OLDEST and newest)" validate "$tmp/helm.yaml"
+for f in $(find deploy/examples -name '*.yaml' | sort); do
+  check "example $f validates" validate "$f"
+done
+check "chart and kustomize base agree" python3 hack/compare_manifests.py "$tmp/kustomize.yaml" "$tmp/helm.yaml"
+check "yamllint deploy/" yamllint -s deploy/
+check "IAM policy is valid JSON" python3 -m json.tool deploy/iam-policy.json
+check "the binary starts with the manifests' args" python3 hack/run_manifest_args.py target/debug/fsx-csi-driver target/debug/fsx-emulator "$tmp/kustomize.yaml" "$tmp/helm.yaml"
+
+echo "deploy checks: $passed passed, $failed failed"
+[[ $failed -eq 0 ]]

@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Starts the real fsx-csi-driver binary with the container args and env of the rendered
+manifests (controller and node), proving the binary's own CLI parser accepts them and the
+driver comes up: socket created, then a clean exit on SIGTERM. Paths the manifests point at
+host locations (the socket, the kubelet dir) are moved into a temp dir; the controller talks
+to the FSx emulator.
+
+usage: run_manifest_args.py DRIVER_BIN EMULATOR_BIN MANIFEST.yaml...
+"""
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import yaml
+
+
+def plugin_containers(path):
+    with open(path) as f:
+        for doc in yaml.safe_load_all(f):
+            if doc and doc["kind"] in ("StatefulSet", "DaemonSet"):
+                for c in doc["spec"]["template"]["spec"]["containers"]:
+                    if c["name"] == "fsx-plugin":
+                        yield doc["metadata"]["name"], c
+
+
+def wait_socket(path, proc, timeout=20):
+    end = time.time() + timeout
+    while time.time() < end:
+        if proc.poll() is not None:
+            return False
+        try:
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(path)
+            s.close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def main(driver, emulator, manifests):
+    tmp = tempfile.mkdtemp(prefix="fsx-args.")
+    emu = subprocess.Popen([emulator, "--create-delay-ms", "100"], stdout=subprocess.PIPE, text=True)
+    endpoint = emu.stdout.readline().strip().removeprefix("listening on ")
+    failures, runs = 0, 0
+    try:
+        for manifest in manifests:
+            for workload, c in plugin_containers(manifest):
+                runs += 1
+                env = {"PATH": os.environ.get("PATH", ""), "AWS_ENDPOINT_URL_FSX": endpoint, "AWS_REGION": "us-east-1",
+                       "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_EC2_METADATA_DISABLED": "true"}
+                sock = os.path.join(tmp, f"{runs}.sock")
+                for e in c.get("env", []):
+                    if "value" in e:
+                        env[e["name"]] = e["value"]
+                    elif "valueFrom" in e:
+                        env[e["name"]] = "node-from-downward-api"
+                env["CSI_ENDPOINT"] = f"unix://{sock}"
+                kubelet = os.path.join(tmp, f"kubelet{runs}")
+                os.makedirs(kubelet, exist_ok=True)
+                args = []
+                for a in c.get("args", []):
+                    a = re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), a)
+                    if a.startswith("--kubelet-dir="):
+                        a = f"--kubelet-dir={kubelet}"
+                    args.append(a)
+                proc = subprocess.Popen([driver] + args, env=env, stderr=subprocess.PIPE, text=True)
+                up = wait_socket(sock, proc)
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+                try:
+                    rc = proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    rc = "hung"
+                err = proc.stderr.read()
+                ok = up and rc == 0
+                print(f"{'ok  ' if ok else 'FAIL'} {os.path.basename(manifest)} {workload}: fsx-csi-driver {' '.join(args)}"
+                      f" (socket {'up' if up else 'never up'}, exit {rc})")
+                if not ok:
+                    failures += 1
+                    print(err[-2000:])
+    finally:
+        emu.terminate()
+        emu.wait()
+    print(f"manifest args: {runs - failures} started, {failures} failed")
+    return 1 if failures or runs == 0 else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], sys.argv[2], sys.argv[3:]))
