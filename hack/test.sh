@@ -38,29 +38,24 @@ if [[ $rc -ne 0 ]] && ! grep -q '^test result: FAILED' "$log"; then
   echo "FAILED: cargo test did not complete (build error?)"; failed=$((failed + 1))
 fi
 
-section "csi-sanity"
-set +e
-bash hack/sanity.sh 2>&1 | tee "$log"
-rc=${PIPESTATUS[0]}
-set -e
-line=$(grep -E '^csi-sanity: [0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
-sp=$(sed -n 's/^csi-sanity: \([0-9]*\) passed.*/\1/p' <<<"$line")
-sf=$(sed -n 's/.* \([0-9]*\) failed.*/\1/p' <<<"$line")
-passed=$((passed + ${sp:-0}))
-failed=$((failed + ${sf:-0}))
-if [[ $rc -ne 0 && ${sf:-0} -eq 0 ]]; then echo "FAILED: hack/sanity.sh exited $rc"; failed=$((failed + 1)); fi
-
-section "deployment checks"
-set +e
-bash hack/check-deploy.sh 2>&1 | tee "$log"
-rc=${PIPESTATUS[0]}
-set -e
-line=$(grep -E '^deploy checks: [0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
-dp=$(sed -n 's/^deploy checks: \([0-9]*\) passed.*/\1/p' <<<"$line")
-df=$(sed -n 's/.* \([0-9]*\) failed.*/\1/p' <<<"$line")
-passed=$((passed + ${dp:-0}))
-failed=$((failed + ${df:-0}))
-if [[ $rc -ne 0 && ${df:-0} -eq 0 ]]; then echo "FAILED: hack/check-deploy.sh exited $rc"; failed=$((failed + 1)); fi
+# Runs a sub-suite that ends with "<label>: N passed, M failed" and adds its counts; a
+# non-zero exit without counted failures counts as one failure.
+run_counted() { # label, script
+  local label=$1 script=$2 rc line p f
+  section "$label"
+  set +e
+  bash "$script" 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  set -e
+  line=$(grep -E "^$label: [0-9]+ passed, [0-9]+ failed" "$log" | tail -n 1)
+  p=$(sed -n "s/^$label: \\([0-9]*\\) passed.*/\\1/p" <<<"$line")
+  f=$(sed -n 's/.* \([0-9]*\) failed.*/\1/p' <<<"$line")
+  passed=$((passed + ${p:-0}))
+  failed=$((failed + ${f:-0}))
+  if [[ $rc -ne 0 && ${f:-0} -eq 0 ]]; then echo "FAILED: $script exited $rc"; failed=$((failed + 1)); fi
+}
+run_counted "csi-sanity" hack/sanity.sh
+run_counted "deploy checks" hack/check-deploy.sh
 
 echo
 echo "$passed passed, $failed failed"

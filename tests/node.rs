@@ -415,15 +415,7 @@ fn main() -> ExitCode {
     }
     // Still single-threaded here: a private mount namespace keeps every mount of these tests
     // away from the machine, and ends with the process.
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare(CLONE_NEWNS)");
-    nix::mount::mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .expect("make / private");
+    tmpfs_mounter::enter_private_mount_namespace().expect("a private mount namespace");
 
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().unwrap();
     let (mut passed, mut failed) = (0, 0);

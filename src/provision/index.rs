@@ -155,6 +155,7 @@ mod tests {
             import_path: None,
             export_path: None,
             tags: name.map(|n| vec![(VOLUME_NAME_TAG.to_string(), n.to_string())]).unwrap_or_default(),
+            updates: vec![],
         }
     }
 

@@ -293,11 +293,7 @@ impl Provisioner {
         };
         let association = if matches!(association.lifecycle.as_str(), "CREATING" | "UPDATING") {
             let mut rx = self.poller.watch_association(&association.id);
-            let settled = match tokio::time::timeout_at(deadline, rx.wait_for(Seen::is_settled)).await {
-                Ok(Ok(obs)) => Some(obs.clone()),
-                _ => None,
-            };
-            match settled {
+            match poller::wait_until(&mut rx, deadline, Seen::is_settled).await {
                 Some(Seen::Found(a)) => a,
                 Some(Seen::Gone) => return Err(ProvisionError::Vanished(association.id)),
                 Some(Seen::Pending) | None => {
@@ -381,11 +377,8 @@ impl Provisioner {
             Seen::Gone => Some(Err(ProvisionError::NotFound(id.to_string()))),
             Seen::Found(fs) => update_outcome(fs, wanted),
         };
-        let result = match tokio::time::timeout_at(deadline, rx.wait_for(|o| outcome(o).is_some())).await {
-            Ok(Ok(obs)) => outcome(&obs),
-            _ => None,
-        };
-        result.unwrap_or_else(|| {
+        let seen = poller::wait_until(&mut rx, deadline, |o| outcome(o).is_some()).await;
+        seen.and_then(|o| outcome(&o)).unwrap_or_else(|| {
             Err(ProvisionError::StillPending { id: id.to_string(), lifecycle: format!("growing to {wanted} GiB") })
         })
     }
@@ -397,11 +390,7 @@ impl Provisioner {
             let created = |o: &Seen<FileSystem>| {
                 !matches!(o, Seen::Pending | Seen::Found(FileSystem { lifecycle: Lifecycle::Creating, .. }))
             };
-            let settled = match tokio::time::timeout_at(deadline, rx.wait_for(created)).await {
-                Ok(Ok(obs)) => Some(obs.clone()),
-                _ => None,
-            };
-            match settled {
+            match poller::wait_until(&mut rx, deadline, created).await {
                 Some(Seen::Found(seen)) => seen,
                 Some(Seen::Gone) => return Err(ProvisionError::Vanished(fs.id)),
                 Some(Seen::Pending) | None => {

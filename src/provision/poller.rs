@@ -88,6 +88,19 @@ impl<T: Tracked> Seen<T> {
     }
 }
 
+/// Waits on `rx` until `done` holds for what the poller saw, or `deadline`; returns that
+/// observation, or `None` at the deadline.
+pub async fn wait_until<T: Clone>(
+    rx: &mut watch::Receiver<Seen<T>>,
+    deadline: tokio::time::Instant,
+    done: impl FnMut(&Seen<T>) -> bool,
+) -> Option<Seen<T>> {
+    match tokio::time::timeout_at(deadline, rx.wait_for(done)).await {
+        Ok(Ok(seen)) => Some(seen.clone()),
+        _ => None,
+    }
+}
+
 type Watches<T> = Mutex<HashMap<String, watch::Sender<Seen<T>>>>;
 
 /// The batched poller. See the module docs.

@@ -16,6 +16,14 @@ use fsx_csi_driver::mount::{Mounter, SyscallMounter, Usage};
 use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
 
+/// Moves this process into a private mount namespace (with `/` made private), so every mount
+/// a test makes stays away from the machine and ends with the process. Must be called while
+/// the process is still single-threaded.
+pub fn enter_private_mount_namespace() -> nix::Result<()> {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
+    nix::mount::mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+}
+
 /// Makes calls on one path block until released.
 #[derive(Default)]
 pub struct Blocker {

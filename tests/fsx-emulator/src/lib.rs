@@ -506,6 +506,22 @@ fn describe(fs: &Fs, lifecycle: &str, config: &Config, now: Instant) -> Value {
     out
 }
 
+/// One page of `items` under `key`, honouring `MaxResults` and `NextToken`.
+fn paged(key: &str, items: Vec<Value>, req: &Value, default_page: usize) -> Result<Value, ApiError> {
+    let page = req.get("MaxResults").and_then(Value::as_u64).map(|m| m as usize).unwrap_or(default_page).max(1);
+    let start = match req.get("NextToken").and_then(Value::as_str) {
+        None => 0,
+        Some(t) => t.parse::<usize>().map_err(|_| ApiError::bad_request("Invalid NextToken."))?,
+    };
+    let end = (start + page).min(items.len());
+    let mut out = json!({ key: items.get(start..end).unwrap_or(&[]) });
+    if end < items.len() {
+        // Digits in groups of four fit the API's NextToken pattern.
+        out["NextToken"] = json!(format!("{end:08}"));
+    }
+    Ok(out)
+}
+
 fn int(v: &Value, key: &str) -> Option<i64> {
     v.get(key).and_then(Value::as_i64)
 }
@@ -727,24 +743,12 @@ impl Inner {
             }
             return Ok(json!({"FileSystems": out}));
         }
-        let page =
-            req.get("MaxResults").and_then(Value::as_u64).map(|m| m as usize).unwrap_or(self.config.page_size).max(1);
-        let start = match req.get("NextToken").and_then(Value::as_str) {
-            None => 0,
-            Some(t) => t.parse::<usize>().map_err(|_| ApiError::bad_request("Invalid NextToken."))?,
-        };
         let live: Vec<Value> = self
             .file_systems
             .values()
             .filter_map(|fs| lifecycle(fs, &self.config, now).map(|lc| describe(fs, lc, &self.config, now)))
             .collect();
-        let end = (start + page).min(live.len());
-        let mut out = json!({"FileSystems": live.get(start..end).unwrap_or(&[])});
-        if end < live.len() {
-            // Digits in groups of four fit the API's NextToken pattern.
-            out["NextToken"] = json!(format!("{end:08}"));
-        }
-        Ok(out)
+        paged("FileSystems", live, &req, self.config.page_size)
     }
 
     fn delete(&mut self, req: Value) -> Result<Value, ApiError> {
@@ -919,17 +923,7 @@ impl Inner {
             .filter(|a| fs_filter.as_ref().is_none_or(|ids| ids.contains(&a.fs_id)))
             .filter_map(|a| dra_lifecycle(a, &config, now).map(|lc| describe_association(a, lc)))
             .collect();
-        let page = req.get("MaxResults").and_then(Value::as_u64).map(|m| m as usize).unwrap_or(config.page_size).max(1);
-        let start = match req.get("NextToken").and_then(Value::as_str) {
-            None => 0,
-            Some(t) => t.parse::<usize>().map_err(|_| ApiError::bad_request("Invalid NextToken."))?,
-        };
-        let end = (start + page).min(live.len());
-        let mut out = json!({"Associations": live.get(start..end).unwrap_or(&[])});
-        if end < live.len() {
-            out["NextToken"] = json!(format!("{end:08}"));
-        }
-        Ok(out)
+        paged("Associations", live, &req, config.page_size)
     }
 
     fn delete_association(&mut self, req: Value) -> Result<Value, ApiError> {

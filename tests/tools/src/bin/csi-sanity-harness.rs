@@ -54,15 +54,7 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::FAILURE;
     }
     // Single-threaded still: make this process's mounts private to it.
-    if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).and_then(|_| {
-        nix::mount::mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
-            None::<&str>,
-        )
-    }) {
+    if let Err(e) = tmpfs_mounter::enter_private_mount_namespace() {
         eprintln!("cannot make a private mount namespace: {e}");
         return std::process::ExitCode::FAILURE;
     }
