@@ -69,13 +69,16 @@ async fn run(cli: Cli) -> Result<(), String> {
         }),
     };
 
+    // Signal handlers go in before the socket exists, so a SIGTERM right after start still
+    // shuts down cleanly.
+    let signals = Signals::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let listener = server::bind(&path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
     tracing::info!(socket = %path.display(), "listening");
     // On SIGTERM/SIGINT, stop accepting calls and let running ones finish, for at most
     // SHUTDOWN_GRACE: a call waiting on a creation must not hold up a rollout.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        shutdown_signal().await;
+        signals.recv().await;
         let _ = stop_tx.send(true);
     });
     let mut graceful_rx = stop_rx.clone();
@@ -99,18 +102,23 @@ async fn run(cli: Cli) -> Result<(), String> {
     Ok(())
 }
 
-/// Completes on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// SIGTERM and SIGINT handlers.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self { term: signal(SignalKind::terminate())?, int: signal(SignalKind::interrupt())? })
+    }
+
+    /// Completes on the first SIGTERM or SIGINT.
+    async fn recv(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = self.int.recv() => tracing::info!("SIGINT: shutting down"),
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
-        _ = term => tracing::info!("SIGTERM: shutting down"),
     }
 }
