@@ -24,10 +24,12 @@
 //!   - [`provision::capacity`]: valid FSx for Lustre sizes per deployment and storage type.
 //!   - [`provision::token`]: deterministic `ClientRequestToken`s.
 //!   - [`provision::index`]: the in-memory name → file system index (one listing at start).
-//!   - [`provision::poller`]: one background poller that describes every in-flight file system
-//!     in batches of 50 per tick and wakes the calls waiting on them.
+//!   - [`provision::poller`]: one background poller that describes everything in flight (file
+//!     systems being created or grown, S3 associations being created) in batches of 50 per
+//!     tick and wakes the calls waiting on them.
 //!   - [`provision::inflight`]: per-key guards that answer `Aborted` to concurrent calls.
-//!   - [`provision::Provisioner`]: create / delete / get, exactly one file system per name.
+//!   - [`provision::Provisioner`]: create (with the PERSISTENT_2 S3 association), expand,
+//!     delete and get; exactly one file system per name.
 //! - [`fsx`]: the FSx boundary: a domain trait ([`fsx::Fsx`]), domain types and errors, and
 //!   [`fsx::aws::AwsFsx`], its implementation on `aws-sdk-fsx`.
 //! - [`mount`]: the mount boundary: Lustre source / flag / data building as pure functions,
@@ -36,7 +38,8 @@
 //! - [`logging`]: `--log-format text|json` tracing setup.
 //!
 //! The FSx emulator used by tests, the demo and the benchmarks is a separate crate in
-//! `tests/fsx-emulator`; the shipped binary has no fake mode.
+//! `tests/fsx-emulator`, and the test-only programs (demo client, csi-sanity harness,
+//! benchmarks) are in `tests/tools`; the shipped binary has no fake mode.
 
 pub mod cli;
 pub mod csi;

@@ -457,3 +457,31 @@ async fn identity() {
     assert_eq!(caps.capabilities.len(), 2);
     assert_eq!(i.probe(ProbeRequest {}).await.unwrap().into_inner().ready, Some(true));
 }
+
+#[tokio::test]
+async fn restart_after_a_deleted_file_system_moves_to_a_new_token() {
+    // Within FSx's token window the same token keeps answering with its file system, even
+    // one deleted long ago. A restarted controller has no memory of it, so it must notice
+    // the DELETING answer and step to the next token generation.
+    let emu = Emulator::start(config(100), 0).await.unwrap();
+    let first = Driver::controller(&emu, POLL).await;
+    let mut c = first.controller_client().await;
+    let old = create_until_done(&mut c, "pvc-reused", 1200, params(&[("subnetId", SUBNET)]), Duration::from_secs(5), 3)
+        .await
+        .unwrap();
+    c.delete_volume(DeleteVolumeRequest { volume_id: old.volume_id.clone(), secrets: Default::default() })
+        .await
+        .unwrap();
+    first.stop().await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(emu.file_systems().is_empty(), "the old file system should be gone");
+
+    let second = Driver::controller(&emu, POLL).await;
+    let mut c = second.controller_client().await;
+    let new = create_until_done(&mut c, "pvc-reused", 1200, params(&[("subnetId", SUBNET)]), Duration::from_secs(5), 3)
+        .await
+        .unwrap();
+    assert_ne!(new.volume_id, old.volume_id);
+    assert_eq!(emu.file_systems(), vec![(new.volume_id.clone(), "AVAILABLE".to_string())]);
+    assert_eq!(emu.calls("CreateFileSystem"), 3, "first creation, the answer with the deleted one, the new one");
+}
