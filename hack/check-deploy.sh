@@ -9,8 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 export PATH="$root/bin:$PATH"
-HELM_VERSION=v3.19.0
-KUSTOMIZE_VERSION=v5.7.1
+HELM_VERSION=v3.22.0
+KUSTOMIZE_VERSION=v5.8.1
 K8S_OLDEST=1.30.0
 
 mkdir -p bin

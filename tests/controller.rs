@@ -174,7 +174,7 @@ async fn retry_loop_with_short_deadline_binds_soon_after_available() {
             .await
         {
             Ok(r) => break r.into_inner().volume.unwrap(),
-            Err(s) => assert_eq!(s.code(), Code::DeadlineExceeded, "{s:?}"),
+            Err(s) => assert!(timed_out(&s), "{s:?}"),
         }
         assert!(attempts < 100);
     };
@@ -199,7 +199,7 @@ async fn controller_restart_mid_creation_finds_the_same_file_system() {
         .create_volume(create_request("pvc-restart", 1200, params(&[("subnetId", SUBNET)]), Duration::from_millis(300)))
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Code::DeadlineExceeded);
+    assert!(timed_out(&err), "{err:?}");
     first.stop().await;
 
     let second = Driver::controller(&emu, POLL).await;

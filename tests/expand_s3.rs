@@ -58,9 +58,7 @@ async fn expand_until_done(
                 assert!(!r.node_expansion_required);
                 return Ok(r.capacity_bytes / GIB);
             }
-            Err(s) if matches!(s.code(), Code::DeadlineExceeded | Code::Aborted) => {
-                tokio::time::sleep(Duration::from_millis(20)).await
-            }
+            Err(s) if timed_out(&s) || s.code() == Code::Aborted => tokio::time::sleep(Duration::from_millis(20)).await,
             Err(s) => return Err(s),
         }
     }
@@ -106,7 +104,7 @@ async fn retry_loop_with_short_deadlines_makes_one_update_and_joins_it() {
         match c.controller_expand_volume(expand_request(&v.volume_id, 2400, 0, Duration::from_millis(300))).await {
             Ok(r) => break r.into_inner().capacity_bytes / GIB,
             Err(s) => {
-                assert_eq!(s.code(), Code::DeadlineExceeded, "{s:?}");
+                assert!(timed_out(&s), "{s:?}");
                 deadline_exceeded += 1;
             }
         }
@@ -127,7 +125,7 @@ async fn expand_while_another_caller_runs_the_update_is_joined() {
         .controller_expand_volume(expand_request(&v.volume_id, 4800, 0, Duration::from_millis(200)))
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Code::DeadlineExceeded);
+    assert!(timed_out(&err), "{err:?}");
     // A smaller request joins the running update to 4800 rather than being refused.
     let gib = expand_until_done(&mut c, &v.volume_id, 2400, Duration::from_secs(10)).await.unwrap();
     assert_eq!(gib, 4800);
@@ -246,7 +244,7 @@ async fn restart_mid_association_makes_no_second_association() {
         let r =
             c.create_volume(create_request("pvc-s3-restart", 1200, persistent2_s3(), Duration::from_millis(300))).await;
         let s = r.unwrap_err();
-        assert_eq!(s.code(), Code::DeadlineExceeded, "{s:?}");
+        assert!(timed_out(&s), "{s:?}");
         if s.message().contains("association") {
             saw_association_pending = true;
             break;

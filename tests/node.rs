@@ -226,10 +226,10 @@ async fn stuck_mount_answers_in_time_and_blocks_nothing_else() {
     env.mounter.blocker.block(&staging);
 
     let start = Instant::now();
-    let err = env.stage(stuck_vol, "stuckfs", Duration::from_secs(2)).await.unwrap_err();
+    let err = env.stage(stuck_vol, "stuckfs", Duration::from_secs(4)).await.unwrap_err();
     let took = start.elapsed();
     assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
-    assert!(took < Duration::from_secs(2), "answered after {took:?}");
+    assert!(took < Duration::from_secs(4), "answered after {took:?}");
 
     // Another volume works while the first is stuck.
     env.stage(VOLUME, "abcdefgh", Duration::from_secs(10)).await.unwrap();
@@ -257,10 +257,10 @@ async fn stuck_mount_answers_in_time_and_blocks_nothing_else() {
         volume_id: stuck_vol.into(),
         staging_target_path: staging.display().to_string(),
     });
-    req.set_timeout(Duration::from_secs(2));
+    req.set_timeout(Duration::from_secs(4));
     let err = env.client.node_unstage_volume(req).await.unwrap_err();
     assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
-    assert!(start.elapsed() < Duration::from_secs(2));
+    assert!(start.elapsed() < Duration::from_secs(4));
     env.mounter.blocker.release();
     env.unstage(stuck_vol).await.unwrap();
     env.unpublish(VOLUME, "p1").await.unwrap();

@@ -148,6 +148,14 @@ pub fn create_request(
     req
 }
 
+/// True for the answers a CO treats as "not done yet, call again" when a call runs out of
+/// time: the driver's own `DeadlineExceeded`, or, on a loaded machine, the client's timer
+/// firing first (`Cancelled: Timeout expired`).
+pub fn timed_out(s: &tonic::Status) -> bool {
+    s.code() == tonic::Code::DeadlineExceeded
+        || (s.code() == tonic::Code::Cancelled && s.message().contains("Timeout expired"))
+}
+
 /// Calls CreateVolume the way the external-provisioner does: retry on non-final codes until
 /// success or a final error.
 pub async fn create_until_done(
