@@ -60,6 +60,7 @@ check "rendered chart validates (strict, $K8S_OLDEST and newest)" validate "$tmp
 for f in $(find deploy/examples -name '*.yaml' | sort); do
   check "example $f validates" validate "$f"
 done
+check "every chart value is used by a template" python3 hack/check_chart_values.py deploy/helm/aws-fsx-csi-driver
 check "chart and kustomize base agree" python3 hack/compare_manifests.py "$tmp/kustomize.yaml" "$tmp/helm.yaml"
 check "yamllint deploy/" yamllint -s deploy/
 check "IAM policy is valid JSON" python3 -m json.tool deploy/iam-policy.json

@@ -29,7 +29,7 @@ cleanup() {
   exit "$rc"
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'echo; echo "interrupted: cleaning up"; exit 130' INT TERM
 
 echo "==> starting the FSx emulator (creations take $((CREATE_DELAY_MS / 1000)) s)"
 "$bin/fsx-emulator" --create-delay-ms "$CREATE_DELAY_MS" --delete-delay-ms 2000 >"$tmp/emulator.out" 2>&1 &
@@ -64,7 +64,12 @@ fi
 for _ in $(seq 100); do [[ -S "$socket" ]] && break; sleep 0.05; done
 [[ -S "$socket" ]] || { echo "driver did not start"; exit 1; }
 
-"$bin/csi-demo" "${demo_args[@]}"
+# The client runs in the background so that Ctrl-C reaches the trap at once (bash defers
+# traps until a foreground command ends), and the trap stops it with everything else.
+"$bin/csi-demo" "${demo_args[@]}" &
+client=$!
+pids+=("$client")
+wait "$client"
 
 echo
 echo "==> the mount(2) call, as the driver logged it"

@@ -84,10 +84,15 @@ async fn run(a: Args) -> Result<(), String> {
     };
     let started = Instant::now();
     step(2, "waiting for the file system (the provisioner retries; each call waits up to 3 s)");
+    let mut unavailable = 0;
     let volume = loop {
         match controller.create_volume(with_timeout(request.clone(), Duration::from_secs(3))).await {
             Ok(r) => break r.into_inner().volume.ok_or("CreateVolume returned no volume")?,
             Err(s) if matches!(s.code(), Code::DeadlineExceeded | Code::Aborted | Code::Unavailable) => {
+                unavailable = if s.code() == Code::Unavailable { unavailable + 1 } else { 0 };
+                if unavailable > 10 {
+                    return Err(format!("the driver stopped answering: {}", s.message()));
+                }
                 println!("    {:>4.1}s  {:?}: {}", started.elapsed().as_secs_f64(), s.code(), s.message());
                 if started.elapsed() > Duration::from_secs(300) {
                     return Err("the file system did not become AVAILABLE in 5 minutes".into());
