@@ -334,24 +334,35 @@ impl Emulator {
     }
 }
 
-/// The lifecycle of `fs` at `now`, or `None` once it is gone.
-fn lifecycle(fs: &Fs, config: &Config, now: Instant) -> Option<&'static str> {
-    if let Some(deleted) = fs.deleted {
+/// The creation/deletion clock shared by file systems and associations: DELETING for
+/// `delete_delay_ms` after deletion (then gone, `None`), CREATING until `ready_after`, then
+/// FAILED or AVAILABLE.
+fn timed_lifecycle(
+    created: Instant,
+    ready_after: Duration,
+    failed: bool,
+    deleted: Option<Instant>,
+    config: &Config,
+    now: Instant,
+) -> Option<&'static str> {
+    if let Some(deleted) = deleted {
         if now.duration_since(deleted) >= Duration::from_millis(config.delete_delay_ms) {
             return None;
         }
         return Some("DELETING");
     }
-    if now.duration_since(fs.created) < fs.ready_after {
+    if now.duration_since(created) < ready_after {
         return Some("CREATING");
     }
-    if fs.fail.is_some() {
-        return Some("FAILED");
+    Some(if failed { "FAILED" } else { "AVAILABLE" })
+}
+
+/// The lifecycle of `fs` at `now`, or `None` once it is gone.
+fn lifecycle(fs: &Fs, config: &Config, now: Instant) -> Option<&'static str> {
+    match timed_lifecycle(fs.created, fs.ready_after, fs.fail.is_some(), fs.deleted, config, now)? {
+        "AVAILABLE" if fs.updates.iter().any(|u| update_status(u, config, now) == "IN_PROGRESS") => Some("UPDATING"),
+        other => Some(other),
     }
-    if fs.updates.iter().any(|u| update_status(u, config, now) == "IN_PROGRESS") {
-        return Some("UPDATING");
-    }
-    Some("AVAILABLE")
 }
 
 /// The status of a FILE_SYSTEM_UPDATE at `now`.
@@ -384,16 +395,7 @@ fn capacity(fs: &Fs, config: &Config, now: Instant) -> i64 {
 
 /// The lifecycle of an association at `now`, or `None` once it is gone.
 fn dra_lifecycle(a: &Dra, config: &Config, now: Instant) -> Option<&'static str> {
-    if let Some(deleted) = a.deleted {
-        if now.duration_since(deleted) >= Duration::from_millis(config.delete_delay_ms) {
-            return None;
-        }
-        return Some("DELETING");
-    }
-    if now.duration_since(a.created) < a.ready_after {
-        return Some("CREATING");
-    }
-    Some(if a.fail.is_some() { "FAILED" } else { "AVAILABLE" })
+    timed_lifecycle(a.created, a.ready_after, a.fail.is_some(), a.deleted, config, now)
 }
 
 fn describe_association(a: &Dra, lifecycle: &str) -> Value {
