@@ -485,3 +485,26 @@ async fn restart_after_a_deleted_file_system_moves_to_a_new_token() {
     assert_eq!(emu.file_systems(), vec![(new.volume_id.clone(), "AVAILABLE".to_string())]);
     assert_eq!(emu.calls("CreateFileSystem"), 3, "first creation, the answer with the deleted one, the new one");
 }
+
+#[tokio::test]
+async fn slow_fsx_still_gets_an_answer_before_the_deadline() {
+    let (emu, driver) = setup(100).await;
+    // Every FSx call takes longer than the caller allows.
+    emu.update_config(|c| c.latency_ms = 3000);
+    let mut c = driver.controller_client().await;
+    let start = Instant::now();
+    let err = c
+        .create_volume(create_request("pvc-slow", 1200, params(&[("subnetId", SUBNET)]), Duration::from_secs(1)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::DeadlineExceeded, "the driver must answer, not the client's timer: {err:?}");
+    assert!(err.message().contains("CreateFileSystem"), "{}", err.message());
+    assert!(start.elapsed() < Duration::from_secs(1));
+    // The abandoned call went through at FSx; the retry finds the same file system.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    emu.update_config(|c| c.latency_ms = 0);
+    let v = create_until_done(&mut c, "pvc-slow", 1200, params(&[("subnetId", SUBNET)]), Duration::from_secs(5), 5)
+        .await
+        .unwrap();
+    assert_eq!(emu.file_systems(), vec![(v.volume_id, "AVAILABLE".to_string())]);
+}

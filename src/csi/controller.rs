@@ -67,6 +67,7 @@ impl From<ProvisionError> for Status {
             ProvisionError::Vanished(_) => Status::aborted(message),
             ProvisionError::NotFound(_) => Status::not_found(message),
             ProvisionError::NotReady => Status::unavailable(message),
+            ProvisionError::FsxSlow(_) => Status::deadline_exceeded(message),
             ProvisionError::CannotExpand(_) => Status::invalid_argument(message),
             ProvisionError::UpdateInProgress { .. } => Status::aborted(message),
             ProvisionError::UpdateFailed { .. } => Status::internal(message),

@@ -73,6 +73,10 @@ pub enum ProvisionError {
     AssociationFailed { id: String, message: String },
     #[error("the controller is still loading its index of file systems from FSx; retry shortly")]
     NotReady,
+    #[error(
+        "FSx did not answer {0} before the caller's deadline (throttled or slow); the call will complete on a retry"
+    )]
+    FsxSlow(&'static str),
     #[error(transparent)]
     Fsx(#[from] FsxError),
 }
@@ -227,7 +231,7 @@ impl Provisioner {
             let token = token::client_request_token(name, generation);
             // capacity_gib fits: capacity::for_range caps it at i32::MAX.
             let spec = params.create_spec(name, capacity_gib as i32, token, &self.options.extra_tags);
-            let fs = self.fsx.create_file_system(&spec).await?;
+            let fs = by(deadline, "CreateFileSystem", self.fsx.create_file_system(&spec)).await?;
             tracing::info!(volume.id = %fs.id, lifecycle = %fs.lifecycle, capacity_gib, generation, "CreateFileSystem answered");
             if fs.lifecycle == Lifecycle::Deleting {
                 // The token still answers with a file system deleted earlier (after it
@@ -267,7 +271,7 @@ impl Provisioner {
         spec: crate::fsx::AssociationSpec,
         deadline: Instant,
     ) -> Result<(), ProvisionError> {
-        let existing = self.fsx.associations_of(&fs.id).await?;
+        let existing = by(deadline, "DescribeDataRepositoryAssociations", self.fsx.associations_of(&fs.id)).await?;
         let association = match existing
             .into_iter()
             .find(|a| a.file_system_path == spec.file_system_path && a.lifecycle != "DELETING")
@@ -286,7 +290,9 @@ impl Provisioner {
                 a
             }
             None => {
-                let a = self.fsx.create_data_repository_association(&spec).await?;
+                let a =
+                    by(deadline, "CreateDataRepositoryAssociation", self.fsx.create_data_repository_association(&spec))
+                        .await?;
                 tracing::info!(volume.id = %fs.id, association = %a.id, path = %spec.data_repository_path, "data repository association created");
                 a
             }
@@ -336,7 +342,9 @@ impl Provisioner {
             return Err(ProvisionError::NotFound(id.to_string()));
         }
         let _guard = self.busy.try_lock(id).ok_or_else(|| ProvisionError::Busy(id.to_string()))?;
-        let fs = self.get(id).await?;
+        let fs = tokio::time::timeout_at(deadline, self.get(id))
+            .await
+            .map_err(|_| ProvisionError::FsxSlow("DescribeFileSystems"))??;
         let deployment = fs
             .deployment_type
             .ok_or_else(|| ProvisionError::CannotExpand(format!("{id} reports no Lustre deployment type")))?;
@@ -366,7 +374,7 @@ impl Provisioner {
             },
             None => {
                 // capacity::for_range caps the target at i32::MAX.
-                self.fsx.update_storage_capacity(id, target as i32).await?;
+                by(deadline, "UpdateFileSystem", self.fsx.update_storage_capacity(id, target as i32)).await?;
                 tracing::info!(volume.id = %id, from_gib = fs.capacity_gib, to_gib = target, "UpdateFileSystem accepted");
                 target
             }
@@ -490,6 +498,21 @@ impl Provisioner {
             }
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// Runs one FSx call on a path that has a caller's deadline, giving up at the deadline so the
+/// caller still gets an answer in time (the SDK's retries under throttling can outlast it).
+/// Safe for every call it wraps: each is idempotent (a token, or a describe-first check) or
+/// read-only, so the retry finds what an abandoned call did.
+async fn by<T>(
+    deadline: Instant,
+    what: &'static str,
+    call: impl std::future::Future<Output = Result<T, FsxError>>,
+) -> Result<T, ProvisionError> {
+    match tokio::time::timeout_at(deadline, call).await {
+        Ok(result) => result.map_err(ProvisionError::from),
+        Err(_) => Err(ProvisionError::FsxSlow(what)),
     }
 }
 

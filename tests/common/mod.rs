@@ -170,12 +170,7 @@ pub async fn create_until_done(
     for _ in 0..max_tries {
         match client.create_volume(create_request(name, gib, parameters.clone(), per_call)).await {
             Ok(r) => return Ok(r.into_inner().volume.unwrap()),
-            Err(s)
-                if matches!(
-                    s.code(),
-                    tonic::Code::DeadlineExceeded | tonic::Code::Aborted | tonic::Code::Unavailable
-                ) =>
-            {
+            Err(s) if timed_out(&s) || matches!(s.code(), tonic::Code::Aborted | tonic::Code::Unavailable) => {
                 last = Some(s);
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
