@@ -156,6 +156,13 @@ pub fn timed_out(s: &tonic::Status) -> bool {
         || (s.code() == tonic::Code::Cancelled && s.message().contains("Timeout expired"))
 }
 
+/// What a sidecar's retry loop treats as "try again": a timeout, or `Aborted` when the previous
+/// attempt's handler still holds the volume (the client's own timer can fire before the
+/// server's deadline on a loaded machine).
+pub fn retryable(s: &tonic::Status) -> bool {
+    timed_out(s) || s.code() == tonic::Code::Aborted
+}
+
 /// Calls CreateVolume the way the external-provisioner does: retry on non-final codes until
 /// success or a final error.
 pub async fn create_until_done(
