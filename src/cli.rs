@@ -86,6 +86,12 @@ pub struct Cli {
     #[arg(long, env = "POLL_INTERVAL", value_parser = parse_duration, default_value = "15s")]
     pub poll_interval: Duration,
 
+    /// How often the controller re-lists the account to refresh its index of file systems, so a
+    /// standby replica that takes over leadership knows what the previous leader created. Keep it
+    /// well inside FSx's ClientRequestToken window.
+    #[arg(long, env = "RESYNC_INTERVAL", value_parser = parse_duration, default_value = "5m")]
+    pub resync_interval: Duration,
+
     /// Node id reported to Kubernetes; else CSI_NODE_NAME, else the EC2 instance id (IMDSv2).
     #[arg(long, env = "CSI_NODE_NAME")]
     pub node_id: Option<String>,

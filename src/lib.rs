@@ -23,7 +23,8 @@
 //!   - [`provision::params`]: StorageClass parameters parsed once into one typed struct.
 //!   - [`provision::capacity`]: valid FSx for Lustre sizes per deployment and storage type.
 //!   - [`provision::token`]: deterministic `ClientRequestToken`s.
-//!   - [`provision::index`]: the in-memory name → file system index (one listing at start).
+//!   - [`provision::index`]: the in-memory name → file system index (one listing at start,
+//!     refreshed every `--resync-interval`).
 //!   - [`provision::poller`]: one background poller that describes everything in flight (file
 //!     systems being created or grown, S3 associations being created) in batches of 50 per
 //!     tick and wakes the calls waiting on them.

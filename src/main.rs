@@ -54,7 +54,11 @@ async fn run(cli: Cli) -> Result<(), String> {
         tracing::info!(region = fsx.region().as_deref().unwrap_or("(unset)"), "FSx client configured");
         let provisioner = Provisioner::new(
             Arc::new(fsx),
-            Options { extra_tags: cli.extra_tags.0.clone(), poll_interval: cli.poll_interval },
+            Options {
+                extra_tags: cli.extra_tags.0.clone(),
+                poll_interval: cli.poll_interval,
+                resync_interval: cli.resync_interval,
+            },
         );
         provisioner.start();
         Some(provisioner)

@@ -183,7 +183,9 @@ async fn retry_loop_with_short_deadline_binds_soon_after_available() {
     assert!(attempts > 2, "the creation should have outlived several calls");
     assert!(bound >= available, "bound before AVAILABLE");
     let lag = bound.duration_since(available);
-    assert!(lag < POLL + Duration::from_millis(500), "bound {lag:?} after AVAILABLE");
+    // The target (within one poll interval) is measured by hack/bench.sh; here the bound only
+    // leaves room for a loaded CI machine.
+    assert!(lag < POLL + Duration::from_millis(900), "bound {lag:?} after AVAILABLE");
     assert_eq!(emu.calls("CreateFileSystem"), 1);
     // Waiting calls make no calls of their own: only the poller describes, once per tick.
     let describes = emu.calls("DescribeFileSystems");
@@ -502,16 +504,16 @@ async fn restart_after_a_deleted_file_system_moves_to_a_new_token() {
 async fn slow_fsx_still_gets_an_answer_before_the_deadline() {
     let (emu, driver) = setup(100).await;
     // Every FSx call takes longer than the caller allows.
-    emu.update_config(|c| c.latency_ms = 3000);
+    emu.update_config(|c| c.latency_ms = 4000);
     let mut c = driver.controller_client().await;
     let start = Instant::now();
     let err = c
-        .create_volume(create_request("pvc-slow", 1200, params(&[("subnetId", SUBNET)]), Duration::from_secs(1)))
+        .create_volume(create_request("pvc-slow", 1200, params(&[("subnetId", SUBNET)]), Duration::from_secs(2)))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::DeadlineExceeded, "the driver must answer, not the client's timer: {err:?}");
     assert!(err.message().contains("CreateFileSystem"), "{}", err.message());
-    assert!(start.elapsed() < Duration::from_secs(1));
+    assert!(start.elapsed() < Duration::from_secs(2));
     // The abandoned call went through at FSx; the retry finds the same file system.
     tokio::time::sleep(Duration::from_secs(3)).await;
     emu.update_config(|c| c.latency_ms = 0);
@@ -519,4 +521,44 @@ async fn slow_fsx_still_gets_an_answer_before_the_deadline() {
         .await
         .unwrap();
     assert_eq!(emu.file_systems(), vec![(v.volume_id, "AVAILABLE".to_string())]);
+}
+
+#[tokio::test]
+async fn a_standby_replica_learns_what_the_leader_created_before_it_takes_over() {
+    let emu = Emulator::start(config(200), 0).await.unwrap();
+    // Two replicas, as the StatefulSet runs them; the standby loaded its index before the
+    // leader created anything.
+    let resync = Duration::from_millis(300);
+    let standby = Driver::controller_with(&emu, POLL, resync).await;
+    let leader = Driver::controller_with(&emu, POLL, resync).await;
+    let mut c = leader.controller_client().await;
+    let sc = params(&[("subnetId", SUBNET)]);
+    let a = create_until_done(&mut c, "pvc-leader-a", 1200, sc.clone(), Duration::from_secs(5), 5).await.unwrap();
+    let b = create_until_done(&mut c, "pvc-leader-b", 1200, sc.clone(), Duration::from_secs(5), 5).await.unwrap();
+    let standby_index = standby.provisioner.as_ref().unwrap().index();
+    for _ in 0..100 {
+        if standby_index.by_id(&a.volume_id).is_some() && standby_index.by_id(&b.volume_id).is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // One file system disappears out of band; the standby forgets it at its next resync.
+    emu.forget(&b.volume_id);
+    for _ in 0..100 {
+        if standby_index.by_id(&b.volume_id).is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    leader.stop().await;
+
+    // The standby takes over: it lists what the leader created and finds it by name.
+    let mut c = standby.controller_client().await;
+    let listed = c.list_volumes(ListVolumesRequest::default()).await.unwrap().into_inner();
+    let ids: Vec<_> = listed.entries.iter().map(|e| e.volume.as_ref().unwrap().volume_id.clone()).collect();
+    assert_eq!(ids, vec![a.volume_id.clone()]);
+    let creates = emu.calls("CreateFileSystem");
+    let again = create_until_done(&mut c, "pvc-leader-a", 1200, sc, Duration::from_secs(5), 5).await.unwrap();
+    assert_eq!(again.volume_id, a.volume_id);
+    assert_eq!(emu.calls("CreateFileSystem"), creates, "found in the index, not created again");
 }

@@ -1,8 +1,11 @@
 //! The in-memory index of file systems this driver (or the Go driver) created, by volume name.
 //!
-//! It is built once at start-up from one paged listing of the account and then kept current
-//! from this process's own calls (create, describe, delete, the poller), so finding the file
-//! system for a name never lists the account. A name can map to several file systems over
+//! It is built at start-up from one paged listing of the account and then kept current from
+//! this process's own calls (create, describe, delete, the poller), so finding the file system
+//! for a name never lists the account. A listing every few minutes ([`Index::apply_listing`])
+//! brings in what another replica (the previous leader) or a person did meanwhile; the
+//! interval is far inside FSx's `ClientRequestToken` window, so a file system created by the
+//! previous leader too recently to be listed is still found by its token. A name can map to several file systems over
 //! time (a FAILED one being deleted, then its replacement); [`Index::by_name`] picks the one
 //! that counts.
 
@@ -16,6 +19,50 @@ struct Inner {
     by_id: BTreeMap<String, FileSystem>,
     ids_by_name: HashMap<String, Vec<String>>,
     generations: HashMap<String, u32>,
+    /// A counter bumped by every change this process makes, and the value it had at each id's
+    /// last change (kept after removal), so a resync never overwrites fresher news with an
+    /// older listing.
+    clock: u64,
+    changed_at: HashMap<String, u64>,
+}
+
+impl Inner {
+    fn touch(&mut self, id: &str) {
+        self.clock += 1;
+        self.changed_at.insert(id.to_string(), self.clock);
+    }
+
+    fn unchanged_since(&self, id: &str, mark: u64) -> bool {
+        self.changed_at.get(id).is_none_or(|&at| at <= mark)
+    }
+
+    fn insert(&mut self, fs: &FileSystem, name: &str) {
+        let ids = self.ids_by_name.entry(name.to_string()).or_default();
+        if !ids.contains(&fs.id) {
+            ids.push(fs.id.clone());
+        }
+        self.by_id.insert(fs.id.clone(), fs.clone());
+    }
+
+    fn forget(&mut self, id: &str) {
+        if let Some(fs) = self.by_id.remove(id) {
+            if let Some(name) = fs.volume_name() {
+                if let Some(ids) = self.ids_by_name.get_mut(name) {
+                    ids.retain(|i| i != id);
+                    if ids.is_empty() {
+                        self.ids_by_name.remove(name);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The index as it was when a resync's listing began: see [`Index::snapshot`].
+#[derive(Debug)]
+pub struct Snapshot {
+    mark: u64,
+    ids: Vec<String>,
 }
 
 /// Name → file system index. Cheap to query; every method takes a short lock.
@@ -46,33 +93,54 @@ impl Index {
     pub fn upsert(&self, fs: &FileSystem) {
         let Some(name) = fs.volume_name() else { return };
         let mut inner = self.lock();
-        let ids = inner.ids_by_name.entry(name.to_string()).or_default();
-        if !ids.contains(&fs.id) {
-            ids.push(fs.id.clone());
-        }
-        inner.by_id.insert(fs.id.clone(), fs.clone());
+        inner.touch(&fs.id);
+        inner.insert(fs, name);
     }
 
     /// Forgets a file system that FSx no longer knows.
     pub fn remove(&self, id: &str) {
         let mut inner = self.lock();
-        if let Some(fs) = inner.by_id.remove(id) {
-            if let Some(name) = fs.volume_name() {
-                if let Some(ids) = inner.ids_by_name.get_mut(name) {
-                    ids.retain(|i| i != id);
-                    if ids.is_empty() {
-                        inner.ids_by_name.remove(name);
-                    }
-                }
-            }
-        }
+        inner.touch(id);
+        inner.forget(id);
     }
 
     /// Marks a file system as DELETING after a successful `DeleteFileSystem`.
     pub fn mark_deleting(&self, id: &str) {
-        if let Some(fs) = self.lock().by_id.get_mut(id) {
+        let mut inner = self.lock();
+        inner.touch(id);
+        if let Some(fs) = inner.by_id.get_mut(id) {
             fs.lifecycle = Lifecycle::Deleting;
         }
+    }
+
+    /// Marks the start of a resync: the ids indexed now, and the point after which this
+    /// process's own news wins over the listing.
+    pub fn snapshot(&self) -> Snapshot {
+        let inner = self.lock();
+        Snapshot { mark: inner.clock, ids: inner.by_id.keys().cloned().collect() }
+    }
+
+    /// Applies a complete listing taken after `snapshot`: records every listed file system and
+    /// forgets every one indexed at the snapshot that the listing no longer has, except where
+    /// this process learned something newer meanwhile. Returns how many were forgotten.
+    pub fn apply_listing(&self, snapshot: &Snapshot, listed: &[FileSystem]) -> usize {
+        let mut inner = self.lock();
+        for fs in listed {
+            if let Some(name) = fs.volume_name() {
+                if inner.unchanged_since(&fs.id, snapshot.mark) {
+                    inner.insert(fs, name);
+                }
+            }
+        }
+        let seen: std::collections::HashSet<&str> = listed.iter().map(|fs| fs.id.as_str()).collect();
+        let mut dropped = 0;
+        for id in &snapshot.ids {
+            if !seen.contains(id.as_str()) && inner.unchanged_since(id, snapshot.mark) && inner.by_id.contains_key(id) {
+                inner.forget(id);
+                dropped += 1;
+            }
+        }
+        dropped
     }
 
     /// The file system that counts for `name`, if any.
@@ -171,6 +239,47 @@ mod tests {
         index.remove("fs-00000002");
         assert!(index.by_name("a").is_none());
         assert!(index.is_empty());
+    }
+
+    #[test]
+    fn a_listing_adds_new_file_systems_and_forgets_vanished_ones() {
+        let index = Index::default();
+        index.upsert(&fs("fs-00000001", Some("kept"), Lifecycle::Creating));
+        index.upsert(&fs("fs-00000002", Some("vanished"), Lifecycle::Available));
+        let snapshot = index.snapshot();
+        let listed = [
+            fs("fs-00000001", Some("kept"), Lifecycle::Available),
+            fs("fs-00000003", Some("by-the-old-leader"), Lifecycle::Creating),
+            fs("fs-00000004", None, Lifecycle::Available),
+        ];
+        assert_eq!(index.apply_listing(&snapshot, &listed), 1);
+        assert_eq!(index.by_name("kept").unwrap().lifecycle, Lifecycle::Available);
+        assert_eq!(index.by_name("by-the-old-leader").unwrap().id, "fs-00000003");
+        assert!(index.by_name("vanished").is_none());
+        assert!(index.by_id("fs-00000004").is_none(), "untagged file systems stay out");
+        assert_eq!(index.len(), 2);
+    }
+
+    #[test]
+    fn news_from_during_the_listing_beats_the_listing() {
+        let index = Index::default();
+        index.upsert(&fs("fs-00000001", Some("deleted-meanwhile"), Lifecycle::Available));
+        index.upsert(&fs("fs-00000002", Some("gone-then-recreated"), Lifecycle::Available));
+        let snapshot = index.snapshot();
+        // While the listing runs, this process deletes one file system, learns that another
+        // is gone, and creates a third; the listing (older) still shows the first two as they
+        // were and does not show the third.
+        index.mark_deleting("fs-00000001");
+        index.remove("fs-00000002");
+        index.upsert(&fs("fs-00000003", Some("created-meanwhile"), Lifecycle::Creating));
+        let listed = [
+            fs("fs-00000001", Some("deleted-meanwhile"), Lifecycle::Available),
+            fs("fs-00000002", Some("gone-then-recreated"), Lifecycle::Available),
+        ];
+        assert_eq!(index.apply_listing(&snapshot, &listed), 0);
+        assert_eq!(index.by_id("fs-00000001").unwrap().lifecycle, Lifecycle::Deleting);
+        assert!(index.by_id("fs-00000002").is_none());
+        assert_eq!(index.by_name("created-meanwhile").unwrap().id, "fs-00000003");
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //!
 //! 1. parameters and capacity are checked before any call ([`params`], [`capacity`]);
 //! 2. a call holds its name in [`inflight`] (a concurrent call gets `Aborted`);
-//! 3. an existing file system is found in the [`index`], never by listing the account;
+//! 3. an existing file system is found in the [`index`], never by listing the account per call
+//!    (the index is refreshed by a listing every `resync_interval`);
 //! 4. a new one is created with a deterministic token ([`token`]), so a lost response or a
 //!    restart returns the same file system;
 //! 5. the call then waits on the [`poller`], making no calls of its own, until AVAILABLE or
@@ -88,11 +89,18 @@ pub struct Options {
     pub extra_tags: Vec<(String, String)>,
     /// How often in-flight file systems are described.
     pub poll_interval: Duration,
+    /// How often the whole account is listed again to refresh the index (see
+    /// [`Provisioner::resync`]).
+    pub resync_interval: Duration,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { extra_tags: Vec::new(), poll_interval: Duration::from_secs(15) }
+        Self {
+            extra_tags: Vec::new(),
+            poll_interval: Duration::from_secs(15),
+            resync_interval: Duration::from_secs(300),
+        }
     }
 }
 
@@ -133,8 +141,8 @@ impl Provisioner {
         })
     }
 
-    /// Spawns the index load (retried until it succeeds) and the poller on the current
-    /// runtime.
+    /// Spawns the index load (retried until it succeeds), the periodic resync and the poller
+    /// on the current runtime.
     pub fn start(self: &Arc<Self>) {
         tokio::spawn(Arc::clone(&self.poller).run());
         let this = Arc::clone(self);
@@ -146,7 +154,7 @@ impl Provisioner {
                         tracing::info!(file_systems = n, "index of CSI file systems loaded");
                         this.ready.store(true, Ordering::SeqCst);
                         this.ready_notify.notify_waiters();
-                        return;
+                        break;
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, retry_in = ?backoff, "listing FSx file systems failed");
@@ -155,26 +163,55 @@ impl Provisioner {
                     }
                 }
             }
+            let mut tick = tokio::time::interval(this.options.resync_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match this.resync().await {
+                    Ok((kept, dropped)) => {
+                        tracing::debug!(file_systems = kept, dropped, "index of CSI file systems refreshed")
+                    }
+                    // The index stays as it was; the next tick tries again.
+                    Err(e) => tracing::warn!(error = %e, "refreshing the index of FSx file systems failed"),
+                }
+            }
         });
     }
 
-    /// One paged listing of the account; indexes every file system tagged with a volume name.
-    async fn load_index(&self) -> Result<usize, FsxError> {
+    /// One paged listing of the account: every file system tagged with a volume name, by id.
+    async fn list_tagged(&self) -> Result<Vec<FileSystem>, FsxError> {
         let mut next = None;
-        let mut count = 0;
+        let mut out = Vec::new();
         loop {
             let page = self.fsx.list_file_systems(next).await?;
-            for fs in &page.file_systems {
-                if fs.volume_name().is_some() {
-                    self.index.upsert(fs);
-                    count += 1;
-                }
-            }
+            out.extend(page.file_systems.into_iter().filter(|fs| fs.volume_name().is_some()));
             match page.next_token {
                 Some(t) => next = Some(t),
-                None => return Ok(count),
+                None => return Ok(out),
             }
         }
+    }
+
+    /// The start-up listing: indexes every file system tagged with a volume name.
+    async fn load_index(&self) -> Result<usize, FsxError> {
+        let listed = self.list_tagged().await?;
+        for fs in &listed {
+            self.index.upsert(fs);
+        }
+        Ok(listed.len())
+    }
+
+    /// Refreshes the index from one paged listing of the account, so file systems created or
+    /// deleted by another replica (the previous leader) or out of band are known. It runs every
+    /// `resync_interval`, never per call. What this process learned while the listing ran wins
+    /// over the listing (see [`Index::apply_listing`]). Returns how many file systems were
+    /// listed and how many were forgotten.
+    pub async fn resync(&self) -> Result<(usize, usize), FsxError> {
+        let snapshot = self.index.snapshot();
+        let listed = self.list_tagged().await?;
+        let dropped = self.index.apply_listing(&snapshot, &listed);
+        Ok((listed.len(), dropped))
     }
 
     /// True once the index is loaded (the identity service's Probe reports this).

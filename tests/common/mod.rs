@@ -50,9 +50,18 @@ pub struct Driver {
 impl Driver {
     /// Starts a controller-only driver on the emulator with a fast poll interval.
     pub async fn controller(emulator: &Emulator, poll: Duration) -> Self {
+        Self::controller_with(emulator, poll, Duration::from_secs(300)).await
+    }
+
+    /// Starts a controller-only driver on the emulator with the given poll and resync intervals.
+    pub async fn controller_with(emulator: &Emulator, poll: Duration, resync: Duration) -> Self {
         let provisioner = Provisioner::new(
             Arc::new(fsx_client(emulator)),
-            Options { extra_tags: vec![("team".into(), "storage".into())], poll_interval: poll },
+            Options {
+                extra_tags: vec![("team".into(), "storage".into())],
+                poll_interval: poll,
+                resync_interval: resync,
+            },
         );
         provisioner.start();
         Self::serve(Some(provisioner), None).await

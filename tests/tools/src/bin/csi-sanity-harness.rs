@@ -94,7 +94,7 @@ async fn run(args: Args) {
             .credentials_provider(aws_sdk_fsx::config::Credentials::new("AKIDTEST", "test", None, None, "test"));
         let provisioner = Provisioner::new(
             Arc::new(AwsFsx::from_conf(conf)),
-            Options { extra_tags: Vec::new(), poll_interval: Duration::from_millis(args.poll_ms) },
+            Options { poll_interval: Duration::from_millis(args.poll_ms), ..Options::default() },
         );
         provisioner.start();
         if args.report_calls {
