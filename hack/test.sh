@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every test: formatting, unit and integration tests (as root, the node tests run the
+# Runs every test: formatting, lints, unit and integration tests (as root, the node tests run the
 # real mount(2) path in private mount namespaces), csi-sanity over the real socket, the
 # deployment checks (manifests, chart, examples), and ends with "N passed, M failed" counting
 # cargo tests, sanity specs and deployment checks.
@@ -19,9 +19,17 @@ section "toolchain"
 command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)"; exit 1; }
 cargo --version
 if ! cargo fmt --version >/dev/null 2>&1; then rustup component add rustfmt; fi
+if ! cargo clippy --version >/dev/null 2>&1; then rustup component add clippy; fi
 
 section "cargo fmt --check"
 if cargo fmt --all -- --check; then passed=$((passed + 1)); else echo "FAILED: cargo fmt"; failed=$((failed + 1)); fi
+
+section "cargo clippy (warnings are errors)"
+if cargo clippy --workspace --all-targets --quiet -- -D warnings; then
+  passed=$((passed + 1))
+else
+  echo "FAILED: cargo clippy"; failed=$((failed + 1))
+fi
 
 section "cargo test --workspace"
 if [[ $(id -u) -ne 0 ]]; then

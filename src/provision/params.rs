@@ -206,7 +206,7 @@ pub fn parse_tags(key: &str, value: &str) -> Result<Vec<(String, String)>, Param
 /// Valid metadata IOPS for USER_PROVISIONED mode: 1500, 3000, 6000, then multiples of 12000
 /// up to 192000.
 fn valid_metadata_iops(n: i32) -> bool {
-    matches!(n, 1500 | 3000 | 6000) || (n >= 12000 && n <= 192000 && n % 12000 == 0)
+    matches!(n, 1500 | 3000 | 6000) || ((12000..=192000).contains(&n) && n % 12000 == 0)
 }
 
 /// The per-unit throughputs FSx allows for a deployment and storage type; empty means the
@@ -273,10 +273,8 @@ impl StorageClassParams {
             }
             // An empty value means "not set" for every optional key, as templated
             // StorageClasses often carry empty strings.
-            if value.is_empty() && key != "subnetId" {
-                if KEYS.contains(&key.as_str()) {
-                    continue;
-                }
+            if value.is_empty() && key != "subnetId" && KEYS.contains(&key.as_str()) {
+                continue;
             }
             match key.as_str() {
                 "subnetId" => {
