@@ -89,15 +89,47 @@ impl Default for Config {
     }
 }
 
+/// The creation/deletion clock shared by file systems and associations: DELETING for
+/// `delete_delay_ms` after deletion (then gone), CREATING until `ready_after`, then FAILED
+/// (with `fail` as FSx's message) or AVAILABLE.
 #[derive(Debug, Clone)]
-struct Fs {
-    id: String,
-    request: Value,
+struct Clock {
     created: Instant,
     creation_time: f64,
     ready_after: Duration,
     fail: Option<String>,
     deleted: Option<Instant>,
+}
+
+impl Clock {
+    fn start(now: Instant, ready_after: Duration, fail: Option<String>) -> Self {
+        Self { created: now, creation_time: now_unix(), ready_after, fail, deleted: None }
+    }
+
+    fn available_at(&self) -> Instant {
+        self.created + self.ready_after
+    }
+
+    /// The lifecycle at `now`, or `None` once gone.
+    fn lifecycle(&self, config: &Config, now: Instant) -> Option<&'static str> {
+        if let Some(deleted) = self.deleted {
+            if now.duration_since(deleted) >= Duration::from_millis(config.delete_delay_ms) {
+                return None;
+            }
+            return Some("DELETING");
+        }
+        if now.duration_since(self.created) < self.ready_after {
+            return Some("CREATING");
+        }
+        Some(if self.fail.is_some() { "FAILED" } else { "AVAILABLE" })
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Fs {
+    id: String,
+    request: Value,
+    clock: Clock,
     tags: Vec<(String, String)>,
     mount_name: String,
     updates: Vec<UpdateRec>,
@@ -116,11 +148,7 @@ struct Dra {
     id: String,
     fs_id: String,
     request: Value,
-    created: Instant,
-    creation_time: f64,
-    ready_after: Duration,
-    fail: Option<String>,
-    deleted: Option<Instant>,
+    clock: Clock,
 }
 
 #[derive(Debug, Clone)]
@@ -285,7 +313,7 @@ impl Emulator {
 
     /// When association `id` became (or becomes) AVAILABLE.
     pub fn association_available_at(&self, id: &str) -> Option<Instant> {
-        self.lock().associations.get(id).map(|a| a.created + a.ready_after)
+        self.lock().associations.get(id).map(|a| a.clock.available_at())
     }
 
     /// (status, target GiB) of every FILE_SYSTEM_UPDATE of file system `id`.
@@ -314,14 +342,14 @@ impl Emulator {
     pub fn finish_creations(&self) {
         let mut inner = self.lock();
         for fs in inner.file_systems.values_mut() {
-            fs.ready_after = Duration::ZERO;
+            fs.clock.ready_after = Duration::ZERO;
         }
     }
 
     /// The time at which `id` became (or becomes) AVAILABLE.
     pub fn available_at(&self, id: &str) -> Option<Instant> {
         let inner = self.lock();
-        inner.file_systems.get(id).map(|fs| fs.created + fs.ready_after)
+        inner.file_systems.get(id).map(|fs| fs.clock.available_at())
     }
 
     /// Removes a file system immediately, as if deleted out of band long ago.
@@ -334,32 +362,9 @@ impl Emulator {
     }
 }
 
-/// The creation/deletion clock shared by file systems and associations: DELETING for
-/// `delete_delay_ms` after deletion (then gone, `None`), CREATING until `ready_after`, then
-/// FAILED or AVAILABLE.
-fn timed_lifecycle(
-    created: Instant,
-    ready_after: Duration,
-    failed: bool,
-    deleted: Option<Instant>,
-    config: &Config,
-    now: Instant,
-) -> Option<&'static str> {
-    if let Some(deleted) = deleted {
-        if now.duration_since(deleted) >= Duration::from_millis(config.delete_delay_ms) {
-            return None;
-        }
-        return Some("DELETING");
-    }
-    if now.duration_since(created) < ready_after {
-        return Some("CREATING");
-    }
-    Some(if failed { "FAILED" } else { "AVAILABLE" })
-}
-
 /// The lifecycle of `fs` at `now`, or `None` once it is gone.
 fn lifecycle(fs: &Fs, config: &Config, now: Instant) -> Option<&'static str> {
-    match timed_lifecycle(fs.created, fs.ready_after, fs.fail.is_some(), fs.deleted, config, now)? {
+    match fs.clock.lifecycle(config, now)? {
         "AVAILABLE" if fs.updates.iter().any(|u| update_status(u, config, now) == "IN_PROGRESS") => Some("UPDATING"),
         other => Some(other),
     }
@@ -395,7 +400,7 @@ fn capacity(fs: &Fs, config: &Config, now: Instant) -> i64 {
 
 /// The lifecycle of an association at `now`, or `None` once it is gone.
 fn dra_lifecycle(a: &Dra, config: &Config, now: Instant) -> Option<&'static str> {
-    timed_lifecycle(a.created, a.ready_after, a.fail.is_some(), a.deleted, config, now)
+    a.clock.lifecycle(config, now)
 }
 
 fn describe_association(a: &Dra, lifecycle: &str) -> Value {
@@ -409,13 +414,13 @@ fn describe_association(a: &Dra, lifecycle: &str) -> Value {
         "BatchImportMetaDataOnCreate": a.request.get("BatchImportMetaDataOnCreate").cloned().unwrap_or(json!(false)),
         "ImportedFileChunkSize": a.request.get("ImportedFileChunkSize").cloned().unwrap_or(json!(1024)),
         "Tags": a.request.get("Tags").cloned().unwrap_or(json!([])),
-        "CreationTime": a.creation_time,
+        "CreationTime": a.clock.creation_time,
     });
     if let Some(s3) = a.request.get("S3") {
         out["S3"] = s3.clone();
     }
     if lifecycle == "FAILED" {
-        out["FailureDetails"] = json!({"Message": a.fail.clone().unwrap_or_default()});
+        out["FailureDetails"] = json!({"Message": a.clock.fail.clone().unwrap_or_default()});
     }
     out
 }
@@ -452,7 +457,7 @@ fn describe(fs: &Fs, lifecycle: &str, config: &Config, now: Instant) -> Value {
     }
     if let Some(import) = lustre_req.get("ImportPath") {
         let export = lustre_req.get("ExportPath").cloned().unwrap_or_else(|| {
-            json!(format!("{}/FSxLustre{}", import.as_str().unwrap_or(""), fs.creation_time as u64))
+            json!(format!("{}/FSxLustre{}", import.as_str().unwrap_or(""), fs.clock.creation_time as u64))
         });
         lustre["DataRepositoryConfiguration"] = json!({
             "Lifecycle": if lifecycle == "AVAILABLE" { "AVAILABLE" } else { "CREATING" },
@@ -464,7 +469,7 @@ fn describe(fs: &Fs, lifecycle: &str, config: &Config, now: Instant) -> Value {
     }
     let mut out = json!({
         "OwnerId": ACCOUNT,
-        "CreationTime": fs.creation_time,
+        "CreationTime": fs.clock.creation_time,
         "FileSystemId": fs.id,
         "FileSystemType": "LUSTRE",
         "Lifecycle": lifecycle,
@@ -483,7 +488,7 @@ fn describe(fs: &Fs, lifecycle: &str, config: &Config, now: Instant) -> Value {
         out["KmsKeyId"] = kms.clone();
     }
     if lifecycle == "FAILED" {
-        out["FailureDetails"] = json!({"Message": fs.fail.clone().unwrap_or_default()});
+        out["FailureDetails"] = json!({"Message": fs.clock.fail.clone().unwrap_or_default()});
     }
     if !fs.updates.is_empty() {
         out["AdministrativeActions"] = json!(fs
@@ -705,18 +710,18 @@ impl Inner {
         let fs = Fs {
             id: id.clone(),
             request: req.clone(),
-            created: now,
-            creation_time: now_unix(),
-            ready_after: Duration::from_millis(
-                self.config.create_delay_ms
-                    + if self.config.create_jitter_ms > 0 {
-                        rand::rng().random_range(0..self.config.create_jitter_ms)
-                    } else {
-                        0
-                    },
+            clock: Clock::start(
+                now,
+                Duration::from_millis(
+                    self.config.create_delay_ms
+                        + if self.config.create_jitter_ms > 0 {
+                            rand::rng().random_range(0..self.config.create_jitter_ms)
+                        } else {
+                            0
+                        },
+                ),
+                fail,
             ),
-            fail,
-            deleted: None,
             tags,
             mount_name: random_mount_name(),
             updates: Vec::new(),
@@ -761,10 +766,10 @@ impl Inner {
         match lifecycle(fs, &config, now) {
             None => return Err(ApiError::not_found(&id)),
             Some("DELETING") => {}
-            Some(_) => fs.deleted = Some(now),
+            Some(_) => fs.clock.deleted = Some(now),
         }
-        for a in self.associations.values_mut().filter(|a| a.fs_id == id && a.deleted.is_none()) {
-            a.deleted = Some(now);
+        for a in self.associations.values_mut().filter(|a| a.fs_id == id && a.clock.deleted.is_none()) {
+            a.clock.deleted = Some(now);
         }
         Ok(json!({"FileSystemId": id, "Lifecycle": "DELETING"}))
     }
@@ -869,11 +874,7 @@ impl Inner {
             id: id.clone(),
             fs_id,
             request: req.clone(),
-            created: now,
-            creation_time: now_unix(),
-            ready_after: Duration::from_millis(config.association_delay_ms),
-            fail,
-            deleted: None,
+            clock: Clock::start(now, Duration::from_millis(config.association_delay_ms), fail),
         };
         let out = describe_association(&a, dra_lifecycle(&a, &config, now).unwrap_or("CREATING"));
         self.associations.insert(id.clone(), a);
@@ -941,7 +942,7 @@ impl Inner {
         match dra_lifecycle(a, &config, now) {
             None => return Err(missing()),
             Some("DELETING") => {}
-            Some(_) => a.deleted = Some(now),
+            Some(_) => a.clock.deleted = Some(now),
         }
         Ok(
             json!({"AssociationId": id, "Lifecycle": "DELETING", "DeleteDataInFileSystem": req["DeleteDataInFileSystem"]}),
