@@ -49,6 +49,7 @@ pub mod logging;
 pub mod mount;
 pub mod provision;
 pub mod server;
+pub mod text;
 
 /// Generated CSI v1.12.0 types and service stubs (`proto/csi.proto`).
 #[allow(clippy::all, missing_docs)]

@@ -65,18 +65,25 @@ async fn run(cli: Cli) -> Result<(), String> {
     } else {
         None
     };
+    let node = if cli.mode.node() {
+        let options = NodeOptions::new(cli.node_id.clone(), cli.kubelet_dir.clone());
+        Some(
+            NodeService::new(options, Arc::new(SyscallMounter))
+                .map_err(|e| format!("cannot start the node service: {e}"))?,
+        )
+    } else {
+        None
+    };
     let services = Services {
         identity: IdentityService::new(provisioner.clone()),
         controller: provisioner.map(ControllerService::new),
-        node: cli.mode.node().then(|| {
-            NodeService::new(NodeOptions::new(cli.node_id.clone(), cli.kubelet_dir.clone()), Arc::new(SyscallMounter))
-        }),
+        node,
     };
 
     // Signal handlers go in before the socket exists, so a SIGTERM right after start still
     // shuts down cleanly.
     let signals = Signals::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    let listener = server::bind(&path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+    let (listener, socket) = server::bind(&path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
     tracing::info!(socket = %path.display(), "listening");
     // On SIGTERM/SIGINT, stop accepting calls and let running ones finish, for at most
     // SHUTDOWN_GRACE: a call waiting on a creation must not hold up a rollout.
@@ -100,7 +107,10 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
     };
-    let _ = std::fs::remove_file(&path);
+    // Only this process's own socket: a newer instance may have bound the path since.
+    if !socket.remove() {
+        tracing::info!(socket = %path.display(), "the socket is no longer this process's; left in place");
+    }
     result.map_err(|e| format!("server error: {e}"))?;
     tracing::info!("stopped");
     Ok(())

@@ -143,6 +143,8 @@ fn refuses_to_replace_a_regular_file() {
     std::fs::write(&file, "data").unwrap();
     let out = Command::new(BIN)
         .args(["--mode", "node", "--node-id", "n1", "--endpoint", &format!("unix://{}", file.display())])
+        .arg("--kubelet-dir")
+        .arg(dir.path())
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -167,4 +169,60 @@ fn bad_flags_exit_2_with_a_clear_message() {
     let out = Command::new(BIN).arg("--version").output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+}
+
+/// Starts the node plugin with umask 0, so the modes of what it creates are its own choice.
+fn spawn_node(socket: &Path, kubelet: &Path, log: &Path) -> Child {
+    let log = std::fs::File::create(log).unwrap();
+    Command::new("sh")
+        .args(["-c", "umask 0 && exec \"$@\"", "sh", BIN])
+        .args(["--mode", "node", "--node-id", "n1", "--endpoint", &format!("unix://{}", socket.display())])
+        .arg("--kubelet-dir")
+        .arg(kubelet)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+async fn plugin_name(socket: &Path) -> String {
+    let mut i = IdentityClient::new(fsx_csi_driver::server::connect(socket).await.unwrap());
+    i.get_plugin_info(GetPluginInfoRequest {}).await.unwrap().into_inner().name
+}
+
+/// Finding: a second instance took over a live socket, and the first one's exit then deleted
+/// the second one's socket, leaving the node without a CSI socket.
+#[tokio::test]
+async fn a_live_socket_is_never_taken_over_nor_a_newer_one_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("plugin/csi.sock");
+    let mut first = spawn_node(&socket, dir.path(), &dir.path().join("first.log"));
+    wait_for_socket(&socket).await;
+    assert_eq!(plugin_name(&socket).await, "fsx.csi.aws.com");
+
+    // A second instance on the same path refuses to start and names the path.
+    let out = Command::new(BIN)
+        .args(["--mode", "node", "--node-id", "n1", "--endpoint", &format!("unix://{}", socket.display())])
+        .arg("--kubelet-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&socket.display().to_string()) && err.contains("running process"), "{err}");
+    // The first still serves.
+    assert_eq!(plugin_name(&socket).await, "fsx.csi.aws.com");
+
+    // The path is taken by a newer instance (the old socket file was removed meanwhile); the
+    // old one's shutdown must leave the new socket alone.
+    std::fs::remove_file(&socket).unwrap();
+    let mut second = spawn_node(&socket, dir.path(), &dir.path().join("second.log"));
+    wait_for_socket(&socket).await;
+    assert!(terminate(&mut first).await.success());
+    assert!(socket.exists(), "the old instance deleted the new instance's socket");
+    assert_eq!(plugin_name(&socket).await, "fsx.csi.aws.com");
+    assert!(terminate(&mut second).await.success());
+    assert!(!socket.exists(), "the instance did not remove its own socket");
+    // The directory the driver created is not world-writable, whatever the umask.
+    assert_eq!(std::fs::metadata(dir.path().join("plugin")).unwrap().permissions().mode() & 0o002, 0);
 }

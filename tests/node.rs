@@ -50,7 +50,7 @@ impl Env {
         let dir = tempfile::tempdir().unwrap();
         let kubelet = dir.path().join("kubelet");
         std::fs::create_dir_all(&kubelet).unwrap();
-        let node = NodeService::new(NodeOptions::new(Some("node-1".into()), kubelet.clone()), mounter);
+        let node = NodeService::new(NodeOptions::new(Some("node-1".into()), kubelet.clone()), mounter).unwrap();
         let driver = Driver::serve(None, Some(node)).await;
         let client = driver.node_client().await;
         Self { _dir: dir, kubelet, driver, client, mounter: handle }
@@ -262,7 +262,16 @@ async fn stuck_mount_answers_in_time_and_blocks_nothing_else() {
     assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
     assert!(start.elapsed() < Duration::from_secs(4));
     env.mounter.blocker.release();
-    env.unstage(stuck_vol).await.unwrap();
+    // As the kubelet does, retry while the released calls are still returning (Aborted).
+    let mut result = env.unstage(stuck_vol).await;
+    for _ in 0..200 {
+        match &result {
+            Err(s) if s.code() == Code::Aborted => tokio::time::sleep(Duration::from_millis(20)).await,
+            _ => break,
+        }
+        result = env.unstage(stuck_vol).await;
+    }
+    result.unwrap();
     env.unpublish(VOLUME, "p1").await.unwrap();
     env.unstage(VOLUME).await.unwrap();
     assert!(env.mounts().is_empty(), "{:?}", env.mounts());
@@ -291,7 +300,8 @@ async fn real_lustre_fstype_fails_with_enodev_and_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let kubelet = dir.path().join("kubelet");
     std::fs::create_dir_all(&kubelet).unwrap();
-    let node = NodeService::new(NodeOptions::new(Some("node-1".into()), kubelet.clone()), Arc::new(SyscallMounter));
+    let node =
+        NodeService::new(NodeOptions::new(Some("node-1".into()), kubelet.clone()), Arc::new(SyscallMounter)).unwrap();
     let driver = Driver::serve(None, Some(node)).await;
     let mut client = driver.node_client().await;
     let staging = kubelet.join("plugins/kubernetes.io/csi/fsx.csi.aws.com/x/globalmount");
@@ -385,6 +395,131 @@ async fn stats_condition_and_info() {
     assert_eq!(caps.capabilities.len(), 3);
 }
 
+/// Finding: symlinks below the kubelet dir led unlink, rmdir, mkdir and mount(2) outside it.
+async fn symlinks_never_lead_outside_the_kubelet_dir() {
+    let mut env = Env::new().await;
+    let outside = env._dir.path().join("outside");
+    std::fs::create_dir_all(outside.join("emptydir")).unwrap();
+    std::fs::write(outside.join("victim_file"), "keep").unwrap();
+    let pod = env.kubelet.join("pods/p1");
+    std::fs::create_dir_all(&pod).unwrap();
+    std::os::unix::fs::symlink(&outside, pod.join("link")).unwrap();
+    let via = |leaf: &str| pod.join("link").join(leaf).display().to_string();
+    let refused = |r: Result<(), tonic::Status>, what: &str| {
+        let err = r.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{what}: {err:?}");
+        assert!(err.message().contains("symbolic link") && err.message().contains("link"), "{what}: {}", err.message());
+    };
+
+    for leaf in ["victim_file", "emptydir"] {
+        let r = env
+            .client
+            .node_unpublish_volume(NodeUnpublishVolumeRequest { volume_id: VOLUME.into(), target_path: via(leaf) })
+            .await
+            .map(|_| ());
+        refused(r, &format!("unpublish {leaf}"));
+        let r = env
+            .client
+            .node_unstage_volume(NodeUnstageVolumeRequest { volume_id: VOLUME.into(), staging_target_path: via(leaf) })
+            .await
+            .map(|_| ());
+        refused(r, &format!("unstage {leaf}"));
+    }
+    assert_eq!(std::fs::read_to_string(outside.join("victim_file")).unwrap(), "keep");
+    assert!(outside.join("emptydir").is_dir());
+
+    let r = env.client.node_stage_volume(stage_request(VOLUME, &via("new/deeper"), "abcdefgh")).await.map(|_| ());
+    refused(r, "stage");
+    assert!(!outside.join("new").exists(), "stage created a directory outside the kubelet dir");
+
+    // A real staging, then a publish through the link and a subdirectory that is a link.
+    env.stage(VOLUME, "abcdefgh", Duration::from_secs(10)).await.unwrap();
+    let req = NodePublishVolumeRequest {
+        volume_id: VOLUME.into(),
+        staging_target_path: env.staging(VOLUME),
+        target_path: via("target"),
+        volume_capability: Some(mount_cap(Mode::MultiNodeMultiWriter)),
+        volume_context: context("abcdefgh"),
+        ..Default::default()
+    };
+    refused(env.client.node_publish_volume(req).await.map(|_| ()), "publish through a link");
+    assert!(!outside.join("target").exists());
+    std::os::unix::fs::symlink("/etc", Path::new(&env.staging(VOLUME)).join("etc")).unwrap();
+    let mut sub = context("abcdefgh");
+    sub.insert("subdirectory".into(), "etc".into());
+    let err = env.publish(VOLUME, "p2", false, sub).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("symbolic link"), "{}", err.message());
+    let stats = env
+        .client
+        .node_get_volume_stats(NodeGetVolumeStatsRequest {
+            volume_id: VOLUME.into(),
+            volume_path: via("emptydir"),
+            staging_target_path: String::new(),
+        })
+        .await;
+    assert_eq!(stats.unwrap_err().code(), Code::InvalidArgument);
+
+    // Only the one staging mount exists, and it is inside the kubelet dir.
+    let all = mountinfo::parse(&SyscallMounter.mount_table().unwrap());
+    assert!(!all.iter().any(|m| m.mount_point.starts_with(&outside)), "a mount outside the kubelet dir");
+    assert_eq!(env.mounts().len(), 1, "{:?}", env.mounts());
+    env.unstage(VOLUME).await.unwrap();
+}
+
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+/// Finding: every NodeGetVolumeStats on a hung mount left one more thread blocked.
+async fn a_hung_file_system_costs_one_thread_not_one_per_call() {
+    let mut env = Env::new().await;
+    env.stage(VOLUME, "abcdefgh", Duration::from_secs(10)).await.unwrap();
+    for pod in ["hung", "healthy"] {
+        env.publish(VOLUME, pod, false, context("abcdefgh")).await.unwrap();
+    }
+    let hung = env.target("hung");
+    env.mounter.blocker.block(Path::new(&hung));
+    let stats = |path: String, timeout: Duration| {
+        let mut client = env.client.clone();
+        async move {
+            let mut req = tonic::Request::new(NodeGetVolumeStatsRequest {
+                volume_id: VOLUME.into(),
+                volume_path: path,
+                staging_target_path: String::new(),
+            });
+            req.set_timeout(timeout);
+            client.node_get_volume_stats(req).await.map(|r| r.into_inner())
+        }
+    };
+    // The first call times out with the abnormal condition; its probe stays blocked.
+    let first = stats(hung.clone(), Duration::from_millis(500)).await.unwrap();
+    let condition = first.volume_condition.unwrap();
+    assert!(condition.abnormal && condition.message.contains("unresponsive"), "{}", condition.message);
+    let before = threads();
+    for round in 0..3 {
+        let calls: Vec<_> = (0..30).map(|_| tokio::spawn(stats(hung.clone(), Duration::from_secs(5)))).collect();
+        let start = Instant::now();
+        for call in calls {
+            let r = call.await.unwrap().unwrap();
+            let c = r.volume_condition.unwrap();
+            assert!(c.abnormal && c.message.contains("has not returned"), "{}", c.message);
+        }
+        assert!(start.elapsed() < Duration::from_secs(3), "round {round}: calls waited for the hung probe");
+        assert!(threads() <= before + 1, "round {round}: threads went from {before} to {}", threads());
+        // A healthy volume stays fast meanwhile.
+        let start = Instant::now();
+        let ok = stats(env.target("healthy"), Duration::from_secs(5)).await.unwrap();
+        assert!(!ok.volume_condition.unwrap().abnormal);
+        assert!(start.elapsed() < Duration::from_secs(1));
+    }
+    env.mounter.blocker.release();
+    for pod in ["hung", "healthy"] {
+        env.unpublish(VOLUME, pod).await.unwrap();
+    }
+    env.unstage(VOLUME).await.unwrap();
+}
+
 type Case = fn() -> Pin<Box<dyn Future<Output = ()> + Send>>;
 
 macro_rules! cases {
@@ -402,6 +537,8 @@ fn main() -> ExitCode {
         real_lustre_fstype_fails_with_enodev_and_leaves_nothing,
         bad_input_is_refused_and_changes_nothing,
         stats_condition_and_info,
+        symlinks_never_lead_outside_the_kubelet_dir,
+        a_hung_file_system_costs_one_thread_not_one_per_call,
     ];
     let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let cases: Vec<_> =

@@ -20,6 +20,7 @@ use crate::proto::controller_service_capability::{rpc, Rpc, Type as CapType};
 use crate::proto::*;
 use crate::provision::capacity::CapacityError;
 use crate::provision::{CreateRequest, ProvisionError, Provisioner};
+use crate::text::Field;
 
 /// Volume context key for the file system's DNS name (shared with the Go driver).
 pub const CONTEXT_DNS_NAME: &str = "dnsname";
@@ -119,7 +120,7 @@ impl Controller for ControllerService {
     ) -> Result<Response<CreateVolumeResponse>, Status> {
         let deadline = deadline(request.metadata());
         let req = request.into_inner();
-        let span = info_span!("CreateVolume", volume.name = %req.name);
+        let span = info_span!("CreateVolume", volume.name = %Field(&req.name));
         observe(span, async {
             if req.name.is_empty() {
                 return Err(Status::invalid_argument("name is required"));
@@ -157,7 +158,7 @@ impl Controller for ControllerService {
         request: Request<DeleteVolumeRequest>,
     ) -> Result<Response<DeleteVolumeResponse>, Status> {
         let req = request.into_inner();
-        let span = info_span!("DeleteVolume", volume.id = %req.volume_id);
+        let span = info_span!("DeleteVolume", volume.id = %Field(&req.volume_id));
         observe(span, async {
             if req.volume_id.is_empty() {
                 return Err(Status::invalid_argument("volume_id is required"));
@@ -187,7 +188,7 @@ impl Controller for ControllerService {
         request: Request<ValidateVolumeCapabilitiesRequest>,
     ) -> Result<Response<ValidateVolumeCapabilitiesResponse>, Status> {
         let req = request.into_inner();
-        let span = info_span!("ValidateVolumeCapabilities", volume.id = %req.volume_id);
+        let span = info_span!("ValidateVolumeCapabilities", volume.id = %Field(&req.volume_id));
         observe(span, async {
             if req.volume_id.is_empty() {
                 return Err(Status::invalid_argument("volume_id is required"));
@@ -296,7 +297,7 @@ impl Controller for ControllerService {
     ) -> Result<Response<ControllerExpandVolumeResponse>, Status> {
         let deadline = deadline(request.metadata());
         let req = request.into_inner();
-        let span = info_span!("ControllerExpandVolume", volume.id = %req.volume_id);
+        let span = info_span!("ControllerExpandVolume", volume.id = %Field(&req.volume_id));
         observe(span, async {
             if req.volume_id.is_empty() {
                 return Err(Status::invalid_argument("volume_id is required"));
@@ -322,7 +323,7 @@ impl Controller for ControllerService {
         request: Request<ControllerGetVolumeRequest>,
     ) -> Result<Response<ControllerGetVolumeResponse>, Status> {
         let req = request.into_inner();
-        let span = info_span!("ControllerGetVolume", volume.id = %req.volume_id);
+        let span = info_span!("ControllerGetVolume", volume.id = %Field(&req.volume_id));
         observe(span, async {
             if req.volume_id.is_empty() {
                 return Err(Status::invalid_argument("volume_id is required"));

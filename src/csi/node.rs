@@ -20,12 +20,14 @@ use super::controller::{CONTEXT_DNS_NAME, CONTEXT_MOUNT_NAME};
 use super::{check_capabilities, deadline, observe};
 use crate::mount::lustre::{self, LustreError};
 use crate::mount::mountinfo::{self, MountEntry};
-use crate::mount::worker::{self, Workers};
-use crate::mount::{check_path, check_subdirectory, explain_mount_errno, Mounter, Usage};
+use crate::mount::paths::{self, fd_path, KubeletDir, KubeletPath, PathError};
+use crate::mount::worker::{self, Limits, WorkerError, Workers};
+use crate::mount::{explain_mount_errno, Mounter, Usage};
 use crate::proto::node_server::Node;
 use crate::proto::node_service_capability::{rpc, Rpc, Type as CapType};
 use crate::proto::*;
 use crate::provision::inflight::InFlight;
+use crate::text::{Field, Shown};
 
 /// Optional volume attribute: a subdirectory of the file system to publish instead of its
 /// root.
@@ -37,6 +39,14 @@ pub const MAX_OPERATION_TIME: Duration = Duration::from_secs(100);
 /// How long `statvfs` may take before the volume is reported abnormal.
 const STATS_TIME: Duration = Duration::from_secs(10);
 
+/// The unmount escalation: plain, then `MNT_FORCE` (on EBUSY or a time-out), then a lazy
+/// `MNT_DETACH`. Never follows a symlink in the last component.
+const UNMOUNT_STEPS: [MntFlags; 3] = [
+    MntFlags::UMOUNT_NOFOLLOW,
+    MntFlags::UMOUNT_NOFOLLOW.union(MntFlags::MNT_FORCE),
+    MntFlags::UMOUNT_NOFOLLOW.union(MntFlags::MNT_DETACH),
+];
+
 /// Settings of the node service.
 #[derive(Debug, Clone)]
 pub struct NodeOptions {
@@ -46,12 +56,14 @@ pub struct NodeOptions {
     pub kubelet_dir: PathBuf,
     /// The fstype passed to `mount(2)` for NodeStageVolume (`lustre`).
     pub fstype: String,
+    /// Caps on the worker threads that hung file systems may hold.
+    pub worker_limits: Limits,
 }
 
 impl NodeOptions {
     /// Options for the real driver.
     pub fn new(node_id: Option<String>, kubelet_dir: PathBuf) -> Self {
-        Self { node_id, kubelet_dir, fstype: "lustre".into() }
+        Self { node_id, kubelet_dir, fstype: "lustre".into(), worker_limits: Limits::default() }
     }
 }
 
@@ -60,10 +72,14 @@ impl NodeOptions {
 pub enum NodeError {
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    Path(#[from] PathError),
     #[error("an operation on {0} is already in progress; retry later")]
     Busy(String),
-    #[error("a previous {what} on {path} is still running (the file system may be unresponsive); retry later")]
-    StillRunning { what: &'static str, path: String },
+    #[error("a previous {what} on {path} is still running after {}s (the file system may be unresponsive); retry later", .running_for.as_secs())]
+    StillRunning { what: &'static str, path: String, running_for: Duration },
+    #[error("{0}")]
+    Saturated(String),
     #[error("{0}")]
     AlreadyExists(String),
     #[error("{0}")]
@@ -85,7 +101,11 @@ impl From<NodeError> for Status {
         let message = e.to_string();
         match e {
             NodeError::Invalid(_) => Status::invalid_argument(message),
+            NodeError::Path(p) if p.is_refusal() => Status::invalid_argument(message),
+            NodeError::Path(p) if p.is_not_found() => Status::not_found(message),
+            NodeError::Path(_) => Status::internal(message),
             NodeError::Busy(_) | NodeError::StillRunning { .. } => Status::aborted(message),
+            NodeError::Saturated(_) => Status::resource_exhausted(message),
             NodeError::AlreadyExists(_) => Status::already_exists(message),
             NodeError::NotStaged(_) => Status::failed_precondition(message),
             NodeError::NotFound(_) => Status::not_found(message),
@@ -108,6 +128,7 @@ impl From<NodeError> for Status {
 /// The node service.
 pub struct NodeService {
     options: NodeOptions,
+    dir: Arc<KubeletDir>,
     mounter: Arc<dyn Mounter>,
     busy: Arc<InFlight>,
     workers: Arc<Workers>,
@@ -124,7 +145,7 @@ fn check_volume_id(id: &str) -> Result<(), NodeError> {
         return Err(invalid("volume_id is required"));
     }
     if id.len() > 128 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
-        return Err(invalid(format!("volume_id {id:?} must be 1-128 of A-Z a-z 0-9 . _ -")));
+        return Err(invalid(format!("volume_id {} must be 1-128 of A-Z a-z 0-9 . _ -", Shown(id))));
     }
     Ok(())
 }
@@ -138,23 +159,23 @@ fn mount_flags(cap: &Option<VolumeCapability>) -> Result<Vec<String>, NodeError>
     })
 }
 
-fn errno_of(e: &std::io::Error) -> Errno {
-    e.raw_os_error().map(Errno::from_raw).unwrap_or(Errno::EIO)
-}
-
 impl NodeService {
-    /// A node service using `mounter` for every kernel call.
-    pub fn new(options: NodeOptions, mounter: Arc<dyn Mounter>) -> Self {
-        Self { options, mounter, busy: InFlight::new(), workers: Arc::default(), node_id: OnceCell::new() }
+    /// A node service using `mounter` for every kernel call. Opens the kubelet directory
+    /// (canonicalized once; see [`crate::mount::paths`]).
+    pub fn new(options: NodeOptions, mounter: Arc<dyn Mounter>) -> std::io::Result<Self> {
+        let dir = Arc::new(KubeletDir::new(&options.kubelet_dir)?);
+        let workers = Arc::new(Workers::with_limits(options.worker_limits));
+        Ok(Self { options, dir, mounter, busy: InFlight::new(), workers, node_id: OnceCell::new() })
     }
 
-    fn check_path(&self, field: &'static str, path: &str) -> Result<PathBuf, NodeError> {
-        check_path(field, path, &self.options.kubelet_dir).map_err(|e| invalid(e.to_string()))?;
-        Ok(PathBuf::from(path))
+    fn check_path(&self, field: &'static str, path: &str) -> Result<KubeletPath, NodeError> {
+        Ok(self.dir.check(field, path)?)
     }
 
     fn lock(&self, keys: &[&str]) -> Result<Vec<crate::provision::inflight::Guard>, NodeError> {
-        self.busy.try_lock_all(keys).ok_or_else(|| NodeError::Busy(keys.join(", ")))
+        self.busy
+            .try_lock_all(keys)
+            .ok_or_else(|| NodeError::Busy(keys.iter().map(|k| Field(k).to_string()).collect::<Vec<_>>().join(", ")))
     }
 
     fn table(&self) -> Result<Vec<MountEntry>, NodeError> {
@@ -163,7 +184,7 @@ impl NodeService {
         Ok(mountinfo::parse(&text))
     }
 
-    /// Runs `f` in a worker bounded by `deadline`.
+    /// Runs `f` in a worker bounded by `deadline`, if nothing else runs on `path`.
     async fn bounded<T: Send + 'static>(
         &self,
         path: &Path,
@@ -171,81 +192,79 @@ impl NodeService {
         deadline: Instant,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, NodeError> {
-        worker::run(&self.workers, path, what, deadline, f)
-            .await
-            .map_err(|_| NodeError::TimedOut { what, path: path.display().to_string() })
+        self.bounded_beside(path, what, 1, deadline, f).await
     }
 
-    fn refuse_if_running(&self, path: &Path) -> Result<(), NodeError> {
-        match self.workers.running(path) {
-            Some(what) => Err(NodeError::StillRunning { what, path: path.display().to_string() }),
-            None => Ok(()),
-        }
+    /// [`NodeService::bounded`], allowing `max_on_path` calls on `path` at once.
+    async fn bounded_beside<T: Send + 'static>(
+        &self,
+        path: &Path,
+        what: &'static str,
+        max_on_path: usize,
+        deadline: Instant,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, NodeError> {
+        worker::run_beside(&self.workers, path, what, max_on_path, deadline, f)
+            .await
+            .map_err(|e| worker_error(e, path, what))
     }
 
     fn deadline(&self, metadata: &tonic::metadata::MetadataMap) -> Instant {
         deadline(metadata).min(Instant::now() + MAX_OPERATION_TIME)
     }
 
-    /// Unmounts everything stacked at `path`: `UMOUNT_NOFOLLOW`, then `MNT_FORCE` on EBUSY or
-    /// time-out, then `MNT_DETACH`. Not mounted counts as done.
-    async fn unmount(&self, path: &Path, deadline: Instant) -> Result<(), NodeError> {
+    /// Unmounts everything stacked at `path`, escalating through [`UNMOUNT_STEPS`] on EBUSY
+    /// or a time-out. Not mounted counts as done.
+    async fn unmount(&self, path: &KubeletPath, deadline: Instant) -> Result<(), NodeError> {
+        let real = path.real();
         for _ in 0..8 {
-            if mountinfo::at(&self.table()?, path).is_none() {
+            if mountinfo::at(&self.table()?, real).is_none() {
                 return Ok(());
             }
-            let steps = [
-                MntFlags::UMOUNT_NOFOLLOW,
-                MntFlags::UMOUNT_NOFOLLOW | MntFlags::MNT_FORCE,
-                MntFlags::UMOUNT_NOFOLLOW | MntFlags::MNT_DETACH,
-            ];
             let mut done = false;
-            for (i, flags) in steps.into_iter().enumerate() {
+            for (i, flags) in UNMOUNT_STEPS.into_iter().enumerate() {
                 let now = Instant::now();
                 let left = deadline.saturating_duration_since(now);
                 // The first two steps get a share of the time left; the lazy detach the rest.
-                let step_deadline = now + left / (steps.len() - i) as u32;
-                let mounter = Arc::clone(&self.mounter);
-                let target = path.to_path_buf();
-                match self.bounded(path, "unmount", step_deadline, move || mounter.unmount(&target, flags)).await {
-                    Ok(Ok(())) | Ok(Err(Errno::EINVAL | Errno::ENOENT)) => {
+                let step_deadline = now + left / (UNMOUNT_STEPS.len() - i) as u32;
+                let (mounter, dir, target) = (Arc::clone(&self.mounter), Arc::clone(&self.dir), path.clone());
+                // Each step may run beside the stuck ones before it: breaking them is its job.
+                let step = self.bounded_beside(real, "unmount", i + 1, step_deadline, move || {
+                    let (parent, name) = dir.open_parent(&target)?;
+                    Ok::<_, PathError>(mounter.unmount(&KubeletDir::name_in(&parent, name), flags))
+                });
+                match step.await {
+                    Ok(Ok(Ok(()) | Err(Errno::EINVAL | Errno::ENOENT))) => {
                         done = true;
                         break;
                     }
-                    Ok(Err(Errno::EBUSY)) => {
-                        tracing::warn!(target.path = %path.display(), ?flags, "unmount: busy; escalating")
+                    Ok(Ok(Err(Errno::EBUSY))) => {
+                        tracing::warn!(target.path = %real.display(), ?flags, "unmount: busy; escalating")
                     }
-                    Err(_) => {
-                        tracing::warn!(target.path = %path.display(), ?flags, "unmount: timed out; escalating")
+                    Err(NodeError::TimedOut { .. }) => {
+                        tracing::warn!(target.path = %real.display(), ?flags, "unmount: timed out; escalating")
                     }
-                    Ok(Err(e)) => return Err(NodeError::Io(format!("unmount {}: {e}: {}", path.display(), e.desc()))),
+                    Ok(Ok(Err(e))) => {
+                        return Err(NodeError::Io(format!("unmount {}: {e}: {}", real.display(), e.desc())))
+                    }
+                    Ok(Err(e)) => return Err(e.into()),
+                    Err(e) => return Err(e),
                 }
                 if Instant::now() >= deadline {
                     break;
                 }
             }
             if !done {
-                return Err(NodeError::TimedOut { what: "unmount", path: path.display().to_string() });
+                return Err(NodeError::TimedOut { what: "unmount", path: real.display().to_string() });
             }
         }
         Ok(())
     }
 
-    /// Removes the directory `path` if it exists (after it was unmounted).
-    async fn remove_dir(&self, path: &Path, deadline: Instant) -> Result<(), NodeError> {
-        let target = path.to_path_buf();
-        match self.bounded(path, "rmdir", deadline, move || std::fs::remove_dir(&target)).await? {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            // A file where the kubelet expected a directory (some COs create target files).
-            Err(e) if errno_of(&e) == Errno::ENOTDIR => {
-                let target = path.to_path_buf();
-                self.bounded(path, "unlink", deadline, move || std::fs::remove_file(&target))
-                    .await?
-                    .map_err(|e| NodeError::Io(format!("removing {}: {e}", path.display())))
-            }
-            Err(e) => Err(NodeError::Io(format!("removing {}: {e}", path.display()))),
-        }
+    /// Removes `path` (an empty directory, or a file the kubelet left) once it is unmounted.
+    async fn remove(&self, path: &KubeletPath, deadline: Instant) -> Result<(), NodeError> {
+        let (dir, p) = (Arc::clone(&self.dir), path.clone());
+        Ok(self.bounded(path.real(), "rmdir", deadline, move || dir.remove(&p)).await??)
     }
 
     async fn stage(&self, req: NodeStageVolumeRequest, deadline: Instant) -> Result<(), NodeError> {
@@ -260,64 +279,59 @@ impl NodeService {
         let mount_name = req.volume_context.get(CONTEXT_MOUNT_NAME).map(String::as_str).unwrap_or("");
         if !lustre::is_host_name(dns_name) {
             return Err(invalid(format!(
-                "volume_context {CONTEXT_DNS_NAME} {dns_name:?} must be the file system's DNS name"
+                "volume_context {CONTEXT_DNS_NAME} {} must be the file system's DNS name",
+                Shown(dns_name)
             )));
         }
         if !lustre::is_mount_name(mount_name) {
             return Err(invalid(format!(
-                "volume_context {CONTEXT_MOUNT_NAME} {mount_name:?} must be 1-8 of A-Z a-z 0-9 _ -"
+                "volume_context {CONTEXT_MOUNT_NAME} {} must be 1-8 of A-Z a-z 0-9 _ -",
+                Shown(mount_name)
             )));
         }
 
         let _guards = self.lock(&[&req.volume_id, &req.staging_target_path])?;
-        if let Some(e) = mountinfo::at(&self.table()?, &staging) {
+        if let Some(e) = mountinfo::at(&self.table()?, staging.real()) {
             if e.fstype == self.options.fstype && lustre::fsname_of(&e.source) == Some(mount_name) {
                 tracing::info!("already staged");
                 return Ok(());
             }
             return Err(NodeError::AlreadyExists(format!(
                 "staging path {} is already mounted with {} {}, not this volume",
-                staging.display(),
+                staging.real().display(),
                 e.fstype,
-                e.source
+                Shown(&e.source)
             )));
         }
-        self.refuse_if_running(&staging)?;
 
         // Name resolution can block too: it runs in the worker with the mount.
         let mounter = Arc::clone(&self.mounter);
         let host = dns_name.to_string();
         let fsname = mount_name.to_string();
         let resolved = self
-            .bounded(&staging, "resolve", deadline, move || {
+            .bounded(staging.real(), "resolve", deadline, move || {
                 lustre::source(&[vec![host]], &fsname, None, &|h: &str| mounter.resolve(h))
             })
             .await??;
         let (flags, data) = lustre::flags_and_data(&options, &resolved)?;
-        let call = lustre::describe_call(&resolved, &staging, &self.options.fstype, flags, &data);
+        let call = lustre::describe_call(&resolved, staging.real(), &self.options.fstype, flags, &data);
         tracing::info!(%call, "mounting");
 
-        let mounter = Arc::clone(&self.mounter);
+        let (mounter, dir) = (Arc::clone(&self.mounter), Arc::clone(&self.dir));
         let fstype = self.options.fstype.clone();
         let target = staging.clone();
-        let source = resolved.clone();
-        let result = self
-            .bounded(&staging, "mount", deadline, move || -> Result<(), Errno> {
-                let created = match std::fs::symlink_metadata(&target) {
-                    Ok(_) => false,
-                    Err(_) => {
-                        std::fs::create_dir_all(&target).map_err(|e| errno_of(&e))?;
-                        true
-                    }
-                };
-                let r = mounter.mount(Some(&source), &target, Some(&fstype), flags, Some(&data));
-                if r.is_err() && created {
-                    let _ = std::fs::remove_dir(&target);
+        self.bounded(staging.real(), "mount", deadline, move || -> Result<(), NodeError> {
+            let (fd, created) = dir.create(&target)?;
+            let result = mounter.mount(Some(&resolved), &fd_path(&fd), Some(&fstype), flags, Some(&data));
+            drop(fd);
+            result.map_err(|errno| {
+                if created {
+                    let _ = dir.remove(&target);
                 }
-                r
+                NodeError::Mount { errno, message: explain_mount_errno(errno, &call) }
             })
-            .await?;
-        result.map_err(|errno| NodeError::Mount { errno, message: explain_mount_errno(errno, &call) })
+        })
+        .await?
     }
 
     async fn unstage(&self, req: NodeUnstageVolumeRequest, deadline: Instant) -> Result<(), NodeError> {
@@ -325,7 +339,7 @@ impl NodeService {
         let staging = self.check_path("staging_target_path", &req.staging_target_path)?;
         let _guards = self.lock(&[&req.volume_id, &req.staging_target_path])?;
         self.unmount(&staging, deadline).await?;
-        self.remove_dir(&staging, deadline).await
+        self.remove(&staging, deadline).await
     }
 
     async fn publish(&self, req: NodePublishVolumeRequest, deadline: Instant) -> Result<(), NodeError> {
@@ -338,66 +352,36 @@ impl NodeService {
         let flags = mount_flags(&req.volume_capability)?;
         lustre::check_options(&flags)?;
         let read_only = req.readonly || flags.iter().any(|f| f == "ro");
-        let sub = req.volume_context.get(CONTEXT_SUBDIRECTORY).map(String::as_str).unwrap_or("");
-        check_subdirectory(sub).map_err(NodeError::Invalid)?;
+        let sub = req.volume_context.get(CONTEXT_SUBDIRECTORY).cloned().unwrap_or_default();
+        paths::check_subdirectory(&sub).map_err(NodeError::Invalid)?;
 
         let _guards = self.lock(&[&req.volume_id, &req.target_path])?;
         let table = self.table()?;
-        let stage = mountinfo::at(&table, &staging).filter(|e| e.fstype == self.options.fstype).ok_or_else(|| {
-            NodeError::NotStaged(format!("volume {} is not staged at {}", req.volume_id, staging.display()))
-        })?;
-        let want_root = if sub.is_empty() { stage.root.clone() } else { stage.root.join(sub) };
-        if let Some(e) = mountinfo::at(&table, &target) {
+        let stage =
+            mountinfo::at(&table, staging.real()).filter(|e| e.fstype == self.options.fstype).ok_or_else(|| {
+                NodeError::NotStaged(format!("volume {} is not staged at {}", req.volume_id, staging.real().display()))
+            })?;
+        let want_root = if sub.is_empty() { stage.root.clone() } else { stage.root.join(&sub) };
+        if let Some(e) = mountinfo::at(&table, target.real()) {
             if e.device == stage.device && e.root == want_root && e.is_read_only() == read_only {
                 tracing::info!("already published");
                 return Ok(());
             }
             return Err(NodeError::AlreadyExists(format!(
                 "target path {} is already mounted ({} {}{}), not this volume as requested",
-                target.display(),
+                target.real().display(),
                 e.fstype,
                 e.root.display(),
                 if e.is_read_only() { ", read-only" } else { "" }
             )));
         }
-        self.refuse_if_running(&target)?;
 
-        let source = if sub.is_empty() { staging.clone() } else { staging.join(sub) };
-        let mounter = Arc::clone(&self.mounter);
-        let dest = target.clone();
-        let result = self
-            .bounded(&target, "bind mount", deadline, move || -> Result<(), String> {
-                if !source.is_dir() {
-                    return Err(format!("{} is not a directory of the file system", source.display()));
-                }
-                let created = match std::fs::symlink_metadata(&dest) {
-                    Ok(_) => false,
-                    Err(_) => {
-                        std::fs::create_dir_all(&dest).map_err(|e| format!("creating {}: {e}", dest.display()))?;
-                        true
-                    }
-                };
-                let undo = |created: bool| {
-                    if created {
-                        let _ = std::fs::remove_dir(&dest);
-                    }
-                };
-                if let Err(e) = mounter.mount(Some(&source.to_string_lossy()), &dest, None, MsFlags::MS_BIND, None) {
-                    undo(created);
-                    return Err(format!("bind mount {} on {}: {e}: {}", source.display(), dest.display(), e.desc()));
-                }
-                if read_only {
-                    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-                    if let Err(e) = mounter.mount(None, &dest, None, flags, None) {
-                        let _ = mounter.unmount(&dest, MntFlags::MNT_DETACH);
-                        undo(created);
-                        return Err(format!("read-only remount of {}: {e}: {}", dest.display(), e.desc()));
-                    }
-                }
-                Ok(())
-            })
-            .await?;
-        result.map_err(NodeError::Io)
+        let (mounter, dir) = (Arc::clone(&self.mounter), Arc::clone(&self.dir));
+        let real = target.real().to_path_buf();
+        self.bounded(&real, "bind mount", deadline, move || -> Result<(), NodeError> {
+            bind(&*mounter, &dir, &staging, &sub, &target, read_only)
+        })
+        .await?
     }
 
     async fn unpublish(&self, req: NodeUnpublishVolumeRequest, deadline: Instant) -> Result<(), NodeError> {
@@ -405,10 +389,14 @@ impl NodeService {
         let target = self.check_path("target_path", &req.target_path)?;
         let _guards = self.lock(&[&req.volume_id, &req.target_path])?;
         self.unmount(&target, deadline).await?;
-        self.remove_dir(&target, deadline).await
+        self.remove(&target, deadline).await
     }
 
-    async fn stats(&self, req: NodeGetVolumeStatsRequest) -> Result<NodeGetVolumeStatsResponse, NodeError> {
+    async fn stats(
+        &self,
+        req: NodeGetVolumeStatsRequest,
+        deadline: Instant,
+    ) -> Result<NodeGetVolumeStatsResponse, NodeError> {
         check_volume_id(&req.volume_id)?;
         if req.volume_path.is_empty() {
             return Err(invalid("volume_path is required"));
@@ -417,44 +405,61 @@ impl NodeService {
         // volume of ours: for this read-only call that is "not found", and nothing is touched.
         let path = self
             .check_path("volume_path", &req.volume_path)
-            .map_err(|e| NodeError::NotFound(format!("no volume at {:?}: {e}", req.volume_path)))?;
-        let table = self.table()?;
-        let entry = mountinfo::at(&table, &path).cloned();
-        let deadline = Instant::now() + STATS_TIME;
+            .map_err(|e| NodeError::NotFound(format!("no volume there: {e}")))?;
+        let real = path.real().to_path_buf();
+        let entry = mountinfo::at(&self.table()?, &real).cloned();
+        let deadline = deadline.min(Instant::now() + STATS_TIME);
+        let abnormal = |message: String| NodeGetVolumeStatsResponse {
+            usage: Vec::new(),
+            volume_condition: Some(VolumeCondition { abnormal: true, message }),
+        };
+        // A probe already stuck on this path answers for this call too: no second thread.
+        let unresponsive = |e: NodeError| match e {
+            NodeError::StillRunning { what, running_for, .. } => Ok(abnormal(format!(
+                "a previous {what} on {} has not returned for {}s: the file system is unresponsive",
+                real.display(),
+                running_for.as_secs()
+            ))),
+            NodeError::TimedOut { what, .. } => Ok(abnormal(format!(
+                "{what} did not answer within {}s: the file system is unresponsive",
+                STATS_TIME.as_secs()
+            ))),
+            other => Err(other),
+        };
+        let (dir, p) = (Arc::clone(&self.dir), path.clone());
         let Some(entry) = entry else {
-            let p = path.clone();
-            let exists = self.bounded(&path, "stat", deadline, move || p.exists()).await?;
-            if !exists {
-                return Err(NodeError::NotFound(format!("volume_path {} does not exist", path.display())));
-            }
-            return Ok(NodeGetVolumeStatsResponse {
-                usage: Vec::new(),
-                volume_condition: Some(VolumeCondition {
-                    abnormal: true,
-                    message: format!("{} is not mounted", path.display()),
-                }),
-            });
+            let opened = match self.bounded(&real, "stat", deadline, move || dir.open(&p).map(drop)).await {
+                Ok(opened) => opened,
+                Err(e) => return unresponsive(e),
+            };
+            return match opened {
+                Err(e) if e.is_not_found() => {
+                    Err(NodeError::NotFound(format!("volume_path {} does not exist", real.display())))
+                }
+                Err(e @ PathError::Symlink { .. }) => Err(e.into()),
+                _ => Ok(abnormal(format!("{} is not mounted", real.display()))),
+            };
         };
         let mounter = Arc::clone(&self.mounter);
-        let p = path.clone();
-        let usage = match self.bounded(&path, "statvfs", deadline, move || mounter.statvfs(&p)).await {
-            Ok(Ok(u)) => Ok(u),
-            Ok(Err(e)) => Err(format!("statvfs failed: {e}: {}", e.desc())),
-            Err(_) => {
-                Err(format!("statvfs did not answer within {}s: the file system is unresponsive", STATS_TIME.as_secs()))
+        let probe = self.bounded(&real, "statvfs", deadline, move || -> Result<Usage, NodeError> {
+            let fd = dir.open(&p)?;
+            mounter.statvfs(&fd_path(&fd)).map_err(|e| NodeError::Io(format!("statvfs failed: {e}: {}", e.desc())))
+        });
+        let usage = match probe.await {
+            Ok(Ok(usage)) => usage,
+            Ok(Err(e @ NodeError::Path(PathError::Symlink { .. }))) => return Err(e),
+            Ok(Err(e)) => return Ok(abnormal(e.to_string())),
+            Err(e) => return unresponsive(e),
+        };
+        let condition = if entry.fstype == self.options.fstype {
+            VolumeCondition { abnormal: false, message: format!("mounted from {}", Shown(&entry.source)) }
+        } else {
+            VolumeCondition {
+                abnormal: true,
+                message: format!("{} is a {} mount, not lustre", real.display(), entry.fstype),
             }
         };
-        let lustre = entry.fstype == self.options.fstype;
-        let condition = match (&usage, lustre) {
-            (Ok(_), true) => VolumeCondition { abnormal: false, message: format!("mounted from {}", entry.source) },
-            (Ok(_), false) => VolumeCondition {
-                abnormal: true,
-                message: format!("{} is a {} mount, not lustre", path.display(), entry.fstype),
-            },
-            (Err(why), _) => VolumeCondition { abnormal: true, message: why.clone() },
-        };
-        let usage = usage.map(|u| usage_entries(&u)).unwrap_or_default();
-        Ok(NodeGetVolumeStatsResponse { usage, volume_condition: Some(condition) })
+        Ok(NodeGetVolumeStatsResponse { usage: usage_entries(&usage), volume_condition: Some(condition) })
     }
 
     async fn resolve_node_id(&self) -> Result<String, NodeError> {
@@ -468,6 +473,78 @@ impl NodeService {
             .await
             .cloned()
     }
+}
+
+/// What a worker refusal or time-out means for a node call on `path`.
+fn worker_error(e: WorkerError, path: &Path, what: &'static str) -> NodeError {
+    let path = path.display().to_string();
+    match e {
+        WorkerError::TimedOut => NodeError::TimedOut { what, path },
+        WorkerError::PathBusy { what, running_for } => NodeError::StillRunning { what, path, running_for },
+        e @ WorkerError::Saturated { .. } => NodeError::Saturated(e.to_string()),
+        WorkerError::Spawn(e) => NodeError::Io(e),
+    }
+}
+
+/// Bind-mounts the staged file system (or its subdirectory `sub`) on `target`, read-only if
+/// asked, creating `target` if needed and removing it again if the mount fails. Every path is
+/// resolved below the kubelet directory without following symlinks, including `sub` inside
+/// the file system, whose contents users control. Runs on a worker thread.
+fn bind(
+    mounter: &dyn Mounter,
+    dir: &KubeletDir,
+    staging: &KubeletPath,
+    sub: &str,
+    target: &KubeletPath,
+    read_only: bool,
+) -> Result<(), NodeError> {
+    let staged = dir.open(staging)?;
+    let source = paths::open_below(&staged, sub, "subdirectory", staging.real())?;
+    let (dest, created) = dir.create(target)?;
+    let undo = || {
+        if created {
+            let _ = dir.remove(target);
+        }
+    };
+    let shown = |p: &KubeletPath| p.real().display().to_string();
+    if let Err(e) =
+        mounter.mount(Some(&fd_path(&source).to_string_lossy()), &fd_path(&dest), None, MsFlags::MS_BIND, None)
+    {
+        drop(dest);
+        undo();
+        let from = staging.real().join(sub);
+        return Err(NodeError::Io(format!("bind mount {} on {}: {e}: {}", from.display(), shown(target), e.desc())));
+    }
+    if read_only {
+        // The descriptor opened before the mount refers to the directory underneath; the new
+        // mount is reached through its name in the parent.
+        let remount = (|| -> Result<Result<(), Errno>, PathError> {
+            let (parent, name) = dir.open_parent(target)?;
+            let top = KubeletDir::open_in(&parent, name, target)?;
+            Ok(mounter.mount(
+                None,
+                &fd_path(&top),
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+                None,
+            ))
+        })();
+        let failed = match remount {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(format!("{e}: {}", e.desc())),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(why) = failed {
+            if let Ok((parent, name)) = dir.open_parent(target) {
+                let _ = mounter
+                    .unmount(&KubeletDir::name_in(&parent, name), MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW);
+            }
+            drop(dest);
+            undo();
+            return Err(NodeError::Io(format!("read-only remount of {}: {why}", shown(target))));
+        }
+    }
+    Ok(())
 }
 
 fn usage_entries(u: &Usage) -> Vec<VolumeUsage> {
@@ -514,7 +591,7 @@ impl Node for NodeService {
     ) -> Result<Response<NodeStageVolumeResponse>, Status> {
         let deadline = self.deadline(request.metadata());
         let req = request.into_inner();
-        let span = info_span!("NodeStageVolume", volume.id = %req.volume_id, target.path = %req.staging_target_path);
+        let span = info_span!("NodeStageVolume", volume.id = %Field(&req.volume_id), target.path = %Field(&req.staging_target_path));
         observe(span, async { Ok(self.stage(req, deadline).await.map(|_| Response::new(NodeStageVolumeResponse {}))?) })
             .await
     }
@@ -525,7 +602,7 @@ impl Node for NodeService {
     ) -> Result<Response<NodeUnstageVolumeResponse>, Status> {
         let deadline = self.deadline(request.metadata());
         let req = request.into_inner();
-        let span = info_span!("NodeUnstageVolume", volume.id = %req.volume_id, target.path = %req.staging_target_path);
+        let span = info_span!("NodeUnstageVolume", volume.id = %Field(&req.volume_id), target.path = %Field(&req.staging_target_path));
         observe(span, async {
             Ok(self.unstage(req, deadline).await.map(|_| Response::new(NodeUnstageVolumeResponse {}))?)
         })
@@ -538,7 +615,8 @@ impl Node for NodeService {
     ) -> Result<Response<NodePublishVolumeResponse>, Status> {
         let deadline = self.deadline(request.metadata());
         let req = request.into_inner();
-        let span = info_span!("NodePublishVolume", volume.id = %req.volume_id, target.path = %req.target_path);
+        let span =
+            info_span!("NodePublishVolume", volume.id = %Field(&req.volume_id), target.path = %Field(&req.target_path));
         observe(span, async {
             Ok(self.publish(req, deadline).await.map(|_| Response::new(NodePublishVolumeResponse {}))?)
         })
@@ -551,7 +629,7 @@ impl Node for NodeService {
     ) -> Result<Response<NodeUnpublishVolumeResponse>, Status> {
         let deadline = self.deadline(request.metadata());
         let req = request.into_inner();
-        let span = info_span!("NodeUnpublishVolume", volume.id = %req.volume_id, target.path = %req.target_path);
+        let span = info_span!("NodeUnpublishVolume", volume.id = %Field(&req.volume_id), target.path = %Field(&req.target_path));
         observe(span, async {
             Ok(self.unpublish(req, deadline).await.map(|_| Response::new(NodeUnpublishVolumeResponse {}))?)
         })
@@ -562,9 +640,10 @@ impl Node for NodeService {
         &self,
         request: Request<NodeGetVolumeStatsRequest>,
     ) -> Result<Response<NodeGetVolumeStatsResponse>, Status> {
+        let deadline = self.deadline(request.metadata());
         let req = request.into_inner();
-        let span = info_span!("NodeGetVolumeStats", volume.id = %req.volume_id, target.path = %req.volume_path);
-        observe(span, async { Ok(self.stats(req).await.map(Response::new)?) }).await
+        let span = info_span!("NodeGetVolumeStats", volume.id = %Field(&req.volume_id), target.path = %Field(&req.volume_path));
+        observe(span, async { Ok(self.stats(req, deadline).await.map(Response::new)?) }).await
     }
 
     async fn node_expand_volume(

@@ -2,16 +2,19 @@
 //!
 //! - [`lustre`]: source, flag and data building, pure and unit-tested;
 //! - [`mountinfo`]: `/proc/self/mountinfo` parsing, the source of truth for idempotency;
+//! - [`paths`]: request paths checked, then resolved below the kubelet directory without
+//!   following symlinks, so no call touches anything outside it;
 //! - [`worker`]: runs calls that may hang on their own threads, bounded by a deadline;
 //! - [`Mounter`]: the trait over the syscalls, and [`SyscallMounter`], its real
 //!   implementation on `mount(2)`, `umount2(2)` and `statvfs(3)`. No program is ever executed.
 
 pub mod lustre;
 pub mod mountinfo;
+pub mod paths;
 pub mod worker;
 
 use std::net::Ipv4Addr;
-use std::path::{Component, Path};
+use std::path::Path;
 
 use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
@@ -29,6 +32,10 @@ pub struct Usage {
 
 /// The kernel calls the node plugin makes. Implementations are called from worker threads
 /// and may block.
+///
+/// The node service never passes a path from a request here: targets and sources are
+/// `/proc/self/fd/N[/name]` handles of directories resolved below the kubelet directory
+/// without following symlinks ([`paths`]), so the kernel acts on exactly what was checked.
 pub trait Mounter: Send + Sync + 'static {
     /// `mount(2)`. Not idempotent by itself: callers check [`Mounter::mount_table`] first.
     fn mount(
@@ -113,93 +120,9 @@ pub fn explain_mount_errno(errno: Errno, call: &str) -> String {
     format!("{call} failed with {errno}: {advice}")
 }
 
-/// Why a path is not acceptable.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field} {path:?} {why}")]
-pub struct PathError {
-    pub field: &'static str,
-    pub path: String,
-    pub why: String,
-}
-
-/// Checks that `path` is absolute, clean (no `.`, `..`, `//` or trailing `/`), and strictly
-/// below `root`.
-pub fn check_path(field: &'static str, path: &str, root: &Path) -> Result<(), PathError> {
-    let fail = |why: String| Err(PathError { field, path: path.to_string(), why });
-    if path.is_empty() {
-        return fail("is required".into());
-    }
-    if path.len() > 4096 || path.contains('\0') || path.contains('\n') {
-        return fail("is too long or has control characters".into());
-    }
-    let p = Path::new(path);
-    if !p.is_absolute() {
-        return fail("must be an absolute path".into());
-    }
-    if path.contains("//") || (path.len() > 1 && path.ends_with('/')) {
-        return fail("must be a clean path (no // or trailing /)".into());
-    }
-    if p.components().any(|c| matches!(c, Component::ParentDir | Component::CurDir))
-        || path.split('/').any(|s| s == "." || s == "..")
-    {
-        return fail("must not contain . or .. components".into());
-    }
-    if !p.starts_with(root) || p == root {
-        return fail(format!("must lie under the kubelet directory {}", root.display()));
-    }
-    Ok(())
-}
-
-/// Checks a relative subdirectory (a volume attribute): clean, no `..`, not absolute.
-pub fn check_subdirectory(sub: &str) -> Result<(), String> {
-    if sub.is_empty() {
-        return Ok(());
-    }
-    let p = Path::new(sub);
-    if sub.len() > 1024 || sub.contains('\0') || sub.contains('\n') || sub.contains("//") || sub.ends_with('/') {
-        return Err(format!("subdirectory {sub:?} must be a clean relative path"));
-    }
-    if p.is_absolute() || p.components().any(|c| !matches!(c, Component::Normal(_))) {
-        return Err(format!("subdirectory {sub:?} must be relative, without . or .. components"));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const ROOT: &str = "/var/lib/kubelet";
-
-    #[test]
-    fn paths() {
-        let root = Path::new(ROOT);
-        check_path("target_path", "/var/lib/kubelet/pods/p/volumes/kubernetes.io~csi/pv/mount", root).unwrap();
-        for bad in [
-            "",
-            "relative/path",
-            "/var/lib/kubelet",
-            "/var/lib/kubelet/../../etc",
-            "/var/lib/kubelet/pods/../../../etc/passwd",
-            "/var/lib/kubelet/./x",
-            "/var/lib/kubelet//x",
-            "/var/lib/kubelet/x/",
-            "/var/lib/kubeletx/y",
-            "/etc/kubernetes",
-            "/var/lib/kubelet/x\n",
-        ] {
-            assert!(check_path("target_path", bad, root).is_err(), "{bad:?} was accepted");
-        }
-    }
-
-    #[test]
-    fn subdirectories() {
-        check_subdirectory("").unwrap();
-        check_subdirectory("team/a").unwrap();
-        for bad in ["/abs", "../up", "a/../../b", "./a", "a//b", "a/"] {
-            assert!(check_subdirectory(bad).is_err(), "{bad:?} was accepted");
-        }
-    }
 
     #[test]
     fn errno_messages_say_what_to_check() {

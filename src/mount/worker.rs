@@ -4,16 +4,24 @@
 //! for minutes. Each such call runs on a worker thread; the caller waits for it only until a
 //! deadline, then answers, while the thread finishes (or stays stuck) on its own. A hung call
 //! therefore never holds a per-volume guard or blocks another volume: it occupies only its own
-//! thread, and the next call gets another.
+//! thread.
+//!
+//! What a hung server may cost is bounded too, since the kubelet keeps calling (stats for every
+//! volume every minute, unmount retries):
+//! - **one call per path**: while a call on a path is running, another call on it is refused
+//!   at once ([`WorkerError::PathBusy`], saying what runs and for how long) without a thread;
+//!   only unmount's escalation (`MNT_FORCE`, then `MNT_DETACH`, meant to break a stuck
+//!   unmount) may add calls beside it, up to its number of steps;
+//! - **a cap on blocked workers**: once [`Limits::blocked`] calls have outlived their callers,
+//!   new work is refused with [`WorkerError::Saturated`], a clear error, until some return; and
+//!   at most [`Limits::in_flight`] calls run at once.
 //!
 //! Threads are reused: a finished worker waits a while for the next call (at most
 //! [`MAX_IDLE`] wait at once), so the common case costs a wake-up, not a thread creation.
-//! [`Workers`] also remembers which paths still have a call running, so a retry does not pile
-//! a second call on top of a stuck one.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -24,10 +32,37 @@ pub const MAX_IDLE: usize = 4;
 /// How long an idle worker waits before its thread exits.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The call did not finish by its deadline; it may still be running.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the operation did not finish in time")]
-pub struct TimedOut;
+/// Caps on what hung calls may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Calls still running after their caller gave up, beyond which new work is refused.
+    pub blocked: usize,
+    /// Calls running at once.
+    pub in_flight: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { blocked: 64, in_flight: 128 }
+    }
+}
+
+/// Why a call did not return a value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WorkerError {
+    /// The deadline passed; the call may still be running.
+    #[error("the operation did not finish in time")]
+    TimedOut,
+    /// A call on the same path is still running; nothing was started.
+    #[error("a previous {what} on this path has been running for {}s (the file system may be unresponsive)", .running_for.as_secs())]
+    PathBusy { what: &'static str, running_for: Duration },
+    /// Too many calls are blocked; nothing was started.
+    #[error("{blocked} operations are blocked on unresponsive file systems (the oldest, {oldest_what} on {oldest_path}, for {}s); the node plugin refuses new work until some return", .oldest_for.as_secs())]
+    Saturated { blocked: usize, oldest_what: &'static str, oldest_path: String, oldest_for: Duration },
+    /// No thread could be started.
+    #[error("cannot start a worker thread: {0}")]
+    Spawn(String),
+}
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -37,39 +72,112 @@ struct Queue {
     idle: usize,
 }
 
-/// The worker threads, and the paths with a call still running.
+#[derive(Debug)]
+struct Running {
+    id: u64,
+    what: &'static str,
+    started: Instant,
+    /// Its caller gave up waiting.
+    abandoned: bool,
+}
+
+#[derive(Default)]
+struct Table {
+    paths: HashMap<PathBuf, Vec<Running>>,
+    next_id: u64,
+    in_flight: usize,
+    blocked: usize,
+}
+
+/// The worker threads, and the calls still running per path.
 #[derive(Default)]
 pub struct Workers {
-    paths: Mutex<HashMap<PathBuf, Vec<&'static str>>>,
+    limits: Limits,
+    table: Mutex<Table>,
     queue: Mutex<Queue>,
     ready: Condvar,
 }
 
 impl std::fmt::Debug for Workers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Workers").finish_non_exhaustive()
+        f.debug_struct("Workers").field("limits", &self.limits).finish_non_exhaustive()
     }
 }
 
 impl Workers {
-    /// What is still running on `path` (the oldest call), if anything.
-    pub fn running(&self, path: &Path) -> Option<&'static str> {
-        self.paths.lock().unwrap_or_else(|p| p.into_inner()).get(path).and_then(|v| v.first().copied())
+    /// Workers with the given caps.
+    pub fn with_limits(limits: Limits) -> Self {
+        Self { limits, ..Self::default() }
     }
 
-    fn start(&self, path: &Path, what: &'static str) {
-        self.paths.lock().unwrap_or_else(|p| p.into_inner()).entry(path.to_path_buf()).or_default().push(what);
+    fn table(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn finish(&self, path: &Path, what: &'static str) {
-        let mut paths = self.paths.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(list) = paths.get_mut(path) {
-            if let Some(i) = list.iter().position(|w| *w == what) {
-                list.remove(i);
+    /// What is running on `path` (the oldest call) and for how long, if anything.
+    pub fn running(&self, path: &Path) -> Option<(&'static str, Duration)> {
+        self.table().paths.get(path).and_then(|v| v.first()).map(|r| (r.what, r.started.elapsed()))
+    }
+
+    /// Calls still running after their callers gave up.
+    pub fn blocked(&self) -> usize {
+        self.table().blocked
+    }
+
+    /// Registers a call on `path` if the limits allow it; `max_on_path` is how many calls may
+    /// run on `path` at once, this one included.
+    fn admit(&self, path: &Path, what: &'static str, max_on_path: usize) -> Result<u64, WorkerError> {
+        let mut t = self.table();
+        if let Some(list) = t.paths.get(path) {
+            if list.len() >= max_on_path {
+                let first = &list[0];
+                return Err(WorkerError::PathBusy { what: first.what, running_for: first.started.elapsed() });
             }
-            if list.is_empty() {
-                paths.remove(path);
-            }
+        }
+        if t.blocked >= self.limits.blocked || t.in_flight >= self.limits.in_flight {
+            let oldest = t.paths.iter().flat_map(|(p, l)| l.iter().map(move |r| (p, r))).min_by_key(|(_, r)| r.started);
+            let (oldest_what, oldest_path, oldest_for) = oldest
+                .map(|(p, r)| (r.what, p.display().to_string(), r.started.elapsed()))
+                .unwrap_or(("call", String::new(), Duration::ZERO));
+            return Err(WorkerError::Saturated {
+                blocked: t.blocked.max(t.in_flight),
+                oldest_what,
+                oldest_path: crate::text::Field(&oldest_path).to_string(),
+                oldest_for,
+            });
+        }
+        let id = t.next_id;
+        t.next_id += 1;
+        t.in_flight += 1;
+        t.paths.entry(path.to_path_buf()).or_default().push(Running {
+            id,
+            what,
+            started: Instant::now(),
+            abandoned: false,
+        });
+        Ok(id)
+    }
+
+    fn finish(&self, path: &Path, id: u64) {
+        let mut t = self.table();
+        let Some(list) = t.paths.get_mut(path) else { return };
+        let Some(i) = list.iter().position(|r| r.id == id) else { return };
+        let r = list.remove(i);
+        if list.is_empty() {
+            t.paths.remove(path);
+        }
+        t.in_flight -= 1;
+        if r.abandoned {
+            t.blocked -= 1;
+        }
+    }
+
+    fn abandon(&self, path: &Path, id: u64) {
+        let mut t = self.table();
+        let Some(r) = t.paths.get_mut(path).and_then(|l| l.iter_mut().find(|r| r.id == id)) else { return };
+        if !r.abandoned {
+            r.abandoned = true;
+            t.blocked += 1;
         }
     }
 
@@ -118,31 +226,48 @@ impl Workers {
     }
 }
 
-/// Runs `f` on a worker thread and waits for it until `deadline`. While it runs, `path` is
-/// marked in `workers` with `what`.
+/// Runs `f` on a worker thread and waits for it until `deadline`, if no other call runs on
+/// `path` (see [`run_beside`]) and the limits allow. While it runs, `path` is marked busy with
+/// `what`.
 pub async fn run<T: Send + 'static>(
     workers: &Arc<Workers>,
     path: &Path,
     what: &'static str,
     deadline: Instant,
     f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, TimedOut> {
+) -> Result<T, WorkerError> {
+    run_beside(workers, path, what, 1, deadline, f).await
+}
+
+/// [`run`], allowing up to `max_on_path` calls on `path` at once (this one included): for
+/// unmount's escalation steps, which exist to break a stuck call.
+pub async fn run_beside<T: Send + 'static>(
+    workers: &Arc<Workers>,
+    path: &Path,
+    what: &'static str,
+    max_on_path: usize,
+    deadline: Instant,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, WorkerError> {
+    let id = workers.admit(path, what, max_on_path)?;
     let (tx, rx) = tokio::sync::oneshot::channel();
     let marker = Arc::clone(workers);
     let key = path.to_path_buf();
-    workers.start(path, what);
     let job: Job = Box::new(move || {
         let out = f();
-        marker.finish(&key, what);
+        marker.finish(&key, id);
         let _ = tx.send(out);
     });
-    if workers.submit(job).is_err() {
-        workers.finish(path, what);
-        return Err(TimedOut);
+    if let Err(e) = workers.submit(job) {
+        workers.finish(path, id);
+        return Err(WorkerError::Spawn(e.to_string()));
     }
     match tokio::time::timeout_at(deadline, rx).await {
         Ok(Ok(v)) => Ok(v),
-        _ => Err(TimedOut),
+        _ => {
+            workers.abandon(path, id);
+            Err(WorkerError::TimedOut)
+        }
     }
 }
 
@@ -150,23 +275,20 @@ pub async fn run<T: Send + 'static>(
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn finishes_or_times_out() {
-        let workers = Arc::new(Workers::default());
-        let p = Path::new("/x");
-        assert_eq!(run(&workers, p, "test", Instant::now() + Duration::from_secs(5), || 7).await, Ok(7));
-        assert!(workers.running(p).is_none());
-        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-        let r = run(&workers, p, "stuck", Instant::now() + Duration::from_millis(50), move || {
-            let _ = release_rx.recv();
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_secs(5)
+    }
+
+    /// A call that blocks until the returned sender is dropped or sent to.
+    fn stuck() -> (std::sync::mpsc::Sender<()>, impl FnOnce() + Send + 'static) {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        (tx, move || {
+            let _ = rx.recv();
         })
-        .await;
-        assert_eq!(r, Err(TimedOut));
-        assert_eq!(workers.running(p), Some("stuck"));
-        // Another call runs while the first is stuck.
-        assert_eq!(run(&workers, Path::new("/y"), "other", Instant::now() + Duration::from_secs(5), || 8).await, Ok(8));
-        release_tx.send(()).unwrap();
-        for _ in 0..100 {
+    }
+
+    async fn until_idle(workers: &Workers, p: &Path) {
+        for _ in 0..500 {
             if workers.running(p).is_none() {
                 return;
             }
@@ -176,15 +298,73 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn finishes_or_times_out() {
+        let workers = Arc::new(Workers::default());
+        let p = Path::new("/x");
+        assert_eq!(run(&workers, p, "test", soon(), || 7).await, Ok(7));
+        assert!(workers.running(p).is_none());
+        let (release, f) = stuck();
+        let r = run(&workers, p, "stuck", Instant::now() + Duration::from_millis(50), f).await;
+        assert_eq!(r, Err(WorkerError::TimedOut));
+        assert_eq!(workers.running(p).map(|r| r.0), Some("stuck"));
+        assert_eq!(workers.blocked(), 1);
+        // Another path runs while the first is stuck.
+        assert_eq!(run(&workers, Path::new("/y"), "other", soon(), || 8).await, Ok(8));
+        release.send(()).unwrap();
+        until_idle(&workers, p).await;
+        assert_eq!(workers.blocked(), 0);
+    }
+
+    #[tokio::test]
+    async fn one_call_per_path_and_no_thread_for_a_refusal() {
+        let workers = Arc::new(Workers::default());
+        let p = Path::new("/hung");
+        let (release, f) = stuck();
+        assert_eq!(
+            run(&workers, p, "statvfs", Instant::now() + Duration::from_millis(20), f).await,
+            Err(WorkerError::TimedOut)
+        );
+        let admitted = workers.table().next_id;
+        for _ in 0..30 {
+            let r = run(&workers, p, "statvfs", soon(), || ()).await;
+            assert!(matches!(r, Err(WorkerError::PathBusy { what: "statvfs", .. })), "{r:?}");
+        }
+        assert_eq!(workers.table().next_id, admitted, "refused calls were handed to a thread");
+        // Escalation may run beside the stuck call, up to its limit.
+        assert_eq!(run_beside(&workers, p, "unmount", 2, soon(), || 1).await, Ok(1));
+        drop(release);
+        until_idle(&workers, p).await;
+        assert_eq!(run(&workers, p, "statvfs", soon(), || 2).await, Ok(2));
+    }
+
+    #[tokio::test]
+    async fn blocked_workers_are_capped_with_a_clear_error() {
+        let workers = Arc::new(Workers::with_limits(Limits { blocked: 3, in_flight: 100 }));
+        let mut releases = Vec::new();
+        for i in 0..3 {
+            let (release, f) = stuck();
+            releases.push(release);
+            let p = PathBuf::from(format!("/hung/{i}"));
+            let r = run(&workers, &p, "statvfs", Instant::now() + Duration::from_millis(10), f).await;
+            assert_eq!(r, Err(WorkerError::TimedOut));
+        }
+        let r = run(&workers, Path::new("/healthy"), "statvfs", soon(), || ()).await;
+        let Err(e @ WorkerError::Saturated { .. }) = r else { panic!("{r:?}") };
+        let text = e.to_string();
+        assert!(text.contains("3 operations are blocked") && text.contains("/hung/0"), "{text}");
+        drop(releases);
+        for i in 0..3 {
+            until_idle(&workers, &PathBuf::from(format!("/hung/{i}"))).await;
+        }
+        assert_eq!(run(&workers, Path::new("/healthy"), "statvfs", soon(), || 3).await, Ok(3));
+    }
+
+    #[tokio::test]
     async fn threads_are_reused() {
         let workers = Arc::new(Workers::default());
         let mut ids = std::collections::HashSet::new();
         for _ in 0..20 {
-            let id = run(&workers, Path::new("/z"), "id", Instant::now() + Duration::from_secs(5), || {
-                std::thread::current().id()
-            })
-            .await
-            .unwrap();
+            let id = run(&workers, Path::new("/z"), "id", soon(), || std::thread::current().id()).await.unwrap();
             ids.insert(id);
             // Let the finished worker go idle before the next call.
             tokio::time::sleep(Duration::from_millis(2)).await;

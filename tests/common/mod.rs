@@ -71,7 +71,7 @@ impl Driver {
     pub async fn serve(provisioner: Option<Arc<Provisioner>>, node: Option<NodeService>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("csi.sock");
-        let listener = server::bind(&socket).unwrap();
+        let (listener, _) = server::bind(&socket).unwrap();
         let services = Services {
             identity: IdentityService::new(provisioner.clone()),
             controller: provisioner.clone().map(ControllerService::new),

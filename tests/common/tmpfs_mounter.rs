@@ -6,7 +6,7 @@
 //! - the mount table reports those tmpfs mounts (recognised by their `…@tcp:/…` source) as
 //!   `lustre`, as a real Lustre client would;
 //! - host names resolve to 127.0.0.1 (there is no DNS here);
-//! - [`Blocker`] makes mount or unmount calls on a chosen path hang until released.
+//! - [`Blocker`] makes mount, unmount or statvfs calls on a chosen path hang until released.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -44,10 +44,23 @@ impl Blocker {
     }
 
     fn wait_if_blocked(&self, path: &Path) {
+        let path = real_path(path);
         let mut state = self.state.lock().unwrap();
-        while state.as_deref() == Some(path) {
+        while state.as_deref() == Some(path.as_path()) {
             state = self.released.wait(state).unwrap();
         }
+    }
+}
+
+/// The path a `/proc/self/fd/N[/name]` handle stands for (the driver passes only such
+/// handles to the mounter), so tests can name paths as the requests did.
+pub fn real_path(path: &Path) -> PathBuf {
+    let mut parts = path.strip_prefix("/proc/self/fd").ok().map(|rest| rest.components());
+    let Some(fd) = parts.as_mut().and_then(|c| c.next()) else { return path.to_path_buf() };
+    let rest: PathBuf = parts.map(|c| c.collect()).unwrap_or_default();
+    match std::fs::read_link(Path::new("/proc/self/fd").join(fd)) {
+        Ok(dir) => dir.join(rest),
+        Err(_) => path.to_path_buf(),
     }
 }
 
@@ -98,6 +111,7 @@ impl Mounter for TmpfsLustre {
     }
 
     fn statvfs(&self, path: &Path) -> Result<Usage, Errno> {
+        self.blocker.wait_if_blocked(path);
         SyscallMounter.statvfs(path)
     }
 

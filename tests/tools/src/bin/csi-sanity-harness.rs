@@ -109,13 +109,14 @@ async fn run(args: Args) {
     let node = NodeService::new(
         NodeOptions::new(Some("sanity-node".into()), args.kubelet_dir.clone()),
         Arc::new(tmpfs_mounter::TmpfsLustre::default()),
-    );
+    )
+    .expect("the kubelet directory");
     let services = Services {
         identity: IdentityService::new(provisioner.clone()),
         controller: provisioner.map(ControllerService::new),
         node: Some(node),
     };
-    let listener = server::bind(&args.socket).expect("bind");
+    let (listener, _) = server::bind(&args.socket).expect("bind");
     println!("ready");
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal");

@@ -1,0 +1,220 @@
+//! The gRPC server on a unix socket.
+//!
+//! [`bind`] creates the socket with mode 0600 in a directory that is never world-writable. A
+//! socket file on which a process still accepts connections belongs to a live driver (two
+//! instances overlap during a DaemonSet update with surge, or a manual restart): it is never
+//! taken over, and start-up fails naming the path (the kubelet restarts the pod once the old
+//! one is gone). Only a stale socket, where nothing listens, is replaced; never a regular file
+//! or directory someone pointed `--endpoint` at. At exit, [`SocketFile::remove`] unlinks the path
+//! only if it is still the socket this process bound, so an old instance's shutdown never
+//! deletes a newer one's socket.
+//!
+//! [`serve`] takes an already-bound listener and a shutdown future, so tests start the real
+//! server in-process on a temp socket. Each connection accepts any `:authority`
+//! ([`authority`]), so non-Go gRPC clients work too.
+
+pub mod authority;
+
+use std::future::Future;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::UnixListenerStream;
+use tokio_stream::StreamExt;
+
+use crate::csi::controller::ControllerService;
+use crate::csi::identity::IdentityService;
+use crate::csi::node::NodeService;
+use crate::proto::controller_server::ControllerServer;
+use crate::proto::identity_server::IdentityServer;
+use crate::proto::node_server::NodeServer;
+
+/// The services one process serves.
+pub struct Services {
+    pub identity: IdentityService,
+    pub controller: Option<ControllerService>,
+    pub node: Option<NodeService>,
+}
+
+/// Turns `unix:///path`, `unix:/path` or `/path` into a socket path.
+pub fn socket_path(endpoint: &str) -> Result<PathBuf, String> {
+    let path = endpoint.strip_prefix("unix://").or_else(|| endpoint.strip_prefix("unix:")).unwrap_or(endpoint);
+    if !path.starts_with('/') {
+        return Err(format!("endpoint {} must be unix:///absolute/path/to/csi.sock", crate::text::Shown(endpoint)));
+    }
+    Ok(PathBuf::from(path))
+}
+
+/// The socket file this process bound, identified by device and inode.
+#[derive(Debug, Clone)]
+pub struct SocketFile {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl SocketFile {
+    /// Removes the socket file, if it is still the one this process bound (same device and
+    /// inode). Returns whether it was removed.
+    pub fn remove(&self) -> bool {
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(m) if m.dev() == self.dev && m.ino() == self.ino => std::fs::remove_file(&self.path).is_ok(),
+            _ => false,
+        }
+    }
+
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Whether a process accepts connections on the socket at `path`. A full backlog counts as
+/// alive; a refused connection or a vanished file as not.
+fn is_live(path: &Path) -> io::Result<bool> {
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    let fd = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK, None)?;
+    let addr = UnixAddr::new(path)?;
+    match connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr) {
+        Ok(()) | Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINPROGRESS) => Ok(true),
+        Err(nix::errno::Errno::ECONNREFUSED | nix::errno::Errno::ENOENT) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Binds a unix socket at `path` with mode 0600, creating its directory (mode 0750) if needed.
+/// Refuses a path where a live process listens, or that is not a socket.
+pub fn bind(path: &Path) -> io::Result<(UnixListener, SocketFile)> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if is_live(path)? {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!(
+                        "{} is the socket of a running process (another instance of the driver?); refusing to take it over. This instance will start once that process has exited",
+                        path.display()
+                    ),
+                ));
+            }
+            std::fs::remove_file(path)?
+        }
+        Ok(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} exists and is not a socket; refusing to replace it", path.display()),
+            ))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    if let Some(dir) = path.parent() {
+        // Mode 0750 whatever the umask (a umask only removes bits).
+        std::fs::DirBuilder::new().recursive(true).mode(0o750).create(dir)?;
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    let meta = std::fs::symlink_metadata(path)?;
+    Ok((listener, SocketFile { path: path.to_path_buf(), dev: meta.dev(), ino: meta.ino() }))
+}
+
+/// Serves `services` on `listener` until `shutdown` completes, then finishes the calls in
+/// progress and returns.
+pub async fn serve(
+    listener: UnixListener,
+    services: Services,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
+    let incoming = UnixListenerStream::new(listener).map(|conn| conn.map(authority::AnyAuthority::new));
+    tonic::transport::Server::builder()
+        .add_service(IdentityServer::new(services.identity))
+        .add_optional_service(services.controller.map(ControllerServer::new))
+        .add_optional_service(services.node.map(NodeServer::new))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+}
+
+/// A gRPC channel to a CSI socket (for the demo client and tests).
+pub async fn connect(path: &Path) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    let path = path.to_path_buf();
+    // The URI is required by the API but unused: the connector dials the socket.
+    tonic::transport::Endpoint::from_static("http://localhost")
+        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+            let path = path.clone();
+            async move { tokio::net::UnixStream::connect(path).await.map(hyper_util::rt::TokioIo::new) }
+        }))
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints() {
+        assert_eq!(socket_path("unix:///csi/csi.sock").unwrap(), PathBuf::from("/csi/csi.sock"));
+        assert_eq!(socket_path("unix:/csi/csi.sock").unwrap(), PathBuf::from("/csi/csi.sock"));
+        assert_eq!(socket_path("/csi/csi.sock").unwrap(), PathBuf::from("/csi/csi.sock"));
+        assert!(socket_path("tcp://127.0.0.1:10000").is_err());
+        assert!(socket_path("unix://relative").is_err());
+    }
+
+    #[tokio::test]
+    async fn bind_is_0600_and_replaces_only_stale_sockets() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("sub/csi.sock");
+        let first = bind(&sock).unwrap();
+        assert_eq!(std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::metadata(dir.path().join("sub")).unwrap().permissions().mode() & 0o777, 0o750);
+        // A live socket is not taken over.
+        let err = bind(&sock).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        assert!(err.to_string().contains(&sock.display().to_string()), "{err}");
+        drop(first);
+        // A stale socket is replaced.
+        let (_l, second) = bind(&sock).unwrap();
+        assert!(second.remove());
+        assert!(!sock.exists());
+        // A regular file is not.
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"keep me").unwrap();
+        assert!(bind(&file).is_err());
+        assert_eq!(std::fs::read(&file).unwrap(), b"keep me");
+    }
+
+    #[tokio::test]
+    async fn only_our_own_socket_is_removed_at_exit() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("csi.sock");
+        let (_l1, old) = bind(&sock).unwrap();
+        // The old instance's socket disappears (its pod's volume was cleaned) and a new
+        // instance binds the path; the old one's exit must leave the new socket alone.
+        std::fs::remove_file(&sock).unwrap();
+        let (_l2, new) = bind(&sock).unwrap();
+        assert!(!old.remove());
+        assert!(sock.exists());
+        assert!(new.remove());
+        assert!(!sock.exists());
+    }
+
+    #[tokio::test]
+    async fn a_backlogged_live_socket_still_counts_as_live() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("csi.sock");
+        let _live = bind(&sock).unwrap();
+        // Fill the backlog without accepting, until a connection would block.
+        use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+        let addr = UnixAddr::new(&sock).unwrap();
+        let mut held = Vec::new();
+        for _ in 0..5000 {
+            let fd = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_NONBLOCK, None).unwrap();
+            let full = connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr).is_err();
+            held.push(fd);
+            if full {
+                break;
+            }
+        }
+        assert!(is_live(&sock).unwrap());
+    }
+}
