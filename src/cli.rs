@@ -8,6 +8,7 @@ use clap::{Parser, ValueEnum};
 
 use crate::logging::LogFormat;
 use crate::provision::params::parse_tags;
+use crate::text::Shown;
 
 /// What this process serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -44,16 +45,24 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
     let (number, unit) = s.split_at(split);
-    let n: f64 = number.parse().map_err(|_| format!("{s:?} is not a duration such as 500ms, 15s or 2m"))?;
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("{s_shown} is not a duration such as 500ms, 15s or 2m", s_shown = Shown(s)))?;
     let secs = match unit {
         "ms" => n / 1000.0,
         "" | "s" => n,
         "m" => n * 60.0,
         "h" => n * 3600.0,
-        _ => return Err(format!("{s:?} has an unknown unit {unit:?}: use ms, s, m or h")),
+        _ => {
+            return Err(format!(
+                "{s_shown} has an unknown unit {unit_shown}: use ms, s, m or h",
+                s_shown = Shown(s),
+                unit_shown = Shown(unit)
+            ))
+        }
     };
     if !(secs > 0.0 && secs < 86_400.0) {
-        return Err(format!("{s:?} must be above zero and under a day"));
+        return Err(format!("{s_shown} must be above zero and under a day", s_shown = Shown(s)));
     }
     Ok(Duration::from_secs_f64(secs))
 }

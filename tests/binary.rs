@@ -16,6 +16,7 @@ use fsx_emulator::Emulator;
 const BIN: &str = env!("CARGO_BIN_EXE_fsx-csi-driver");
 const SECRET: &str = "sup3r-s3cret-t0ken-value";
 const SECRET_KEY: &str = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY";
+const ACCESS_KEY_ID: &str = "AKIAIOSFODNN7EXAMPLE";
 
 fn spawn_driver(emulator: &Emulator, socket: &Path, log: &Path, extra: &[&str]) -> Child {
     let log = std::fs::File::create(log).unwrap();
@@ -31,7 +32,7 @@ fn spawn_driver(emulator: &Emulator, socket: &Path, log: &Path, extra: &[&str]) 
         .args(extra)
         .env("AWS_ENDPOINT_URL_FSX", emulator.endpoint())
         .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
         .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("RUST_LOG", "trace")
@@ -106,7 +107,9 @@ async fn secrets_never_reach_the_logs_even_at_trace() {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("CreateVolume"), "no span in the log:\n{text}");
     assert!(text.contains("subnetId"), "the refusal was not logged:\n{text}");
-    for secret in [SECRET, SECRET_KEY] {
+    // The SDK logs the resolved identity at debug and trace: the key id must not appear.
+    assert!(text.contains("resolved identity"), "the SDK's identity line is gone; is the test still at trace?");
+    for secret in [SECRET, SECRET_KEY, ACCESS_KEY_ID, &ACCESS_KEY_ID[4..]] {
         assert!(!text.contains(secret), "secret {secret:?} found in the log");
     }
     // Every line is JSON with --log-format json.
@@ -225,4 +228,46 @@ async fn a_live_socket_is_never_taken_over_nor_a_newer_one_removed() {
     assert!(!socket.exists(), "the instance did not remove its own socket");
     // The directory the driver created is not world-writable, whatever the umask.
     assert_eq!(std::fs::metadata(dir.path().join("plugin")).unwrap().permissions().mode() & 0o002, 0);
+}
+
+/// Findings: a name with CR/LF wrote attacker-chosen text as a new log line, and the normal
+/// start-up `Unavailable` (index still loading) was logged at ERROR, where operators page.
+#[tokio::test]
+async fn hostile_text_never_forges_a_log_line_and_startup_unavailable_is_not_an_error() {
+    let emulator = Emulator::start(config(100), 0).await.unwrap();
+    // The start-up listing takes a while, so the first calls meet the loading index.
+    emulator.update_config(|c| c.latency_ms = 1500);
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("csi.sock");
+    let log = dir.path().join("driver.log");
+    let mut child = spawn_driver(&emulator, &socket, &log, &["--log-format", "text"]);
+    wait_for_socket(&socket).await;
+    let mut c = ControllerClient::new(fsx_csi_driver::server::connect(&socket).await.unwrap());
+    let forged = "pvc-1\nFORGED ERROR line written by the caller";
+    let err = c
+        .create_volume(create_request(forged, 1200, params(&[("subnetId", SUBNET)]), Duration::from_secs(5)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    let mut p = params(&[("subnetId", SUBNET)]);
+    p.insert("key\r\nFORGED WARN line".into(), "v".into());
+    let err = c.create_volume(create_request("pvc-2", 1200, p, Duration::from_secs(5))).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    let err = c
+        .create_volume(create_request("pvc-3", 1200, params(&[("subnetId", SUBNET)]), Duration::from_millis(500)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    drop(c);
+    assert!(terminate(&mut child).await.success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    for line in text.lines() {
+        assert!(!line.starts_with("FORGED"), "a forged line in the log:\n{text}");
+    }
+    assert!(text.contains("FORGED ERROR line"), "the refusal was not logged:\n{text}");
+    let loading: Vec<&str> = text.lines().filter(|l| l.contains("still loading its index")).collect();
+    assert!(!loading.is_empty(), "no start-up Unavailable logged:\n{text}");
+    for line in loading {
+        assert!(line.contains(" INFO ") && !line.contains("ERROR"), "logged above info: {line}");
+    }
 }

@@ -13,14 +13,14 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use tracing::info_span;
 
-use super::{check_capabilities, deadline, observe};
+use super::{check_capabilities, deadline, observe, Failure};
 use crate::fsx::{is_file_system_id, FileSystem, FsxError, Lifecycle};
 use crate::proto::controller_server::Controller;
 use crate::proto::controller_service_capability::{rpc, Rpc, Type as CapType};
 use crate::proto::*;
 use crate::provision::capacity::CapacityError;
 use crate::provision::{CreateRequest, ProvisionError, Provisioner};
-use crate::text::Field;
+use crate::text::{Field, Shown};
 
 /// Volume context key for the file system's DNS name (shared with the Go driver).
 pub const CONTEXT_DNS_NAME: &str = "dnsname";
@@ -53,11 +53,27 @@ impl From<FsxError> for Status {
     }
 }
 
+impl From<ProvisionError> for Failure {
+    fn from(e: ProvisionError) -> Self {
+        // The index loads at start-up: the external-provisioner's first calls meet it, and
+        // retry. That is not an error anyone should be paged for.
+        let level = match &e {
+            ProvisionError::NotReady => Some(tracing::Level::INFO),
+            _ => None,
+        };
+        let status = Status::from(e);
+        match level {
+            Some(level) => Failure::at(status, level),
+            None => status.into(),
+        }
+    }
+}
+
 impl From<ProvisionError> for Status {
     fn from(e: ProvisionError) -> Self {
         let message = e.to_string();
         match e {
-            ProvisionError::Parameter(_) => Status::invalid_argument(message),
+            ProvisionError::Parameter(_) | ProvisionError::InvalidName(_) => Status::invalid_argument(message),
             ProvisionError::Capacity(CapacityError::Invalid(_)) => Status::invalid_argument(message),
             ProvisionError::Capacity(CapacityError::OutOfRange { .. }) => Status::out_of_range(message),
             ProvisionError::AlreadyExists { .. } => Status::already_exists(message),
@@ -122,17 +138,15 @@ impl Controller for ControllerService {
         let req = request.into_inner();
         let span = info_span!("CreateVolume", volume.name = %Field(&req.name));
         observe(span, async {
-            if req.name.is_empty() {
-                return Err(Status::invalid_argument("name is required"));
-            }
-            check_capabilities(&req.volume_capabilities).map_err(Status::invalid_argument)?;
+            check_capabilities(&req.volume_capabilities).map_err(|e| Failure::from(Status::invalid_argument(e)))?;
             if req.volume_content_source.is_some() {
                 return Err(Status::invalid_argument(
                     "volume_content_source is not supported: FSx volumes cannot be created from snapshots or clones",
-                ));
+                )
+                .into());
             }
             if !req.mutable_parameters.is_empty() {
-                return Err(Status::invalid_argument("mutable_parameters are not supported by this driver"));
+                return Err(Status::invalid_argument("mutable_parameters are not supported by this driver").into());
             }
             let range = req.capacity_range.unwrap_or_default();
             let fs = self
@@ -157,13 +171,14 @@ impl Controller for ControllerService {
         &self,
         request: Request<DeleteVolumeRequest>,
     ) -> Result<Response<DeleteVolumeResponse>, Status> {
+        let deadline = deadline(request.metadata());
         let req = request.into_inner();
         let span = info_span!("DeleteVolume", volume.id = %Field(&req.volume_id));
         observe(span, async {
             if req.volume_id.is_empty() {
-                return Err(Status::invalid_argument("volume_id is required"));
+                return Err(Status::invalid_argument("volume_id is required").into());
             }
-            self.provisioner.delete(&req.volume_id).await?;
+            self.provisioner.delete(&req.volume_id, deadline).await?;
             Ok(Response::new(DeleteVolumeResponse {}))
         })
         .await
@@ -191,10 +206,10 @@ impl Controller for ControllerService {
         let span = info_span!("ValidateVolumeCapabilities", volume.id = %Field(&req.volume_id));
         observe(span, async {
             if req.volume_id.is_empty() {
-                return Err(Status::invalid_argument("volume_id is required"));
+                return Err(Status::invalid_argument("volume_id is required").into());
             }
             if req.volume_capabilities.is_empty() {
-                return Err(Status::invalid_argument("volume_capabilities must not be empty"));
+                return Err(Status::invalid_argument("volume_capabilities must not be empty").into());
             }
             self.provisioner.get(&req.volume_id).await?;
             let response = match check_capabilities(&req.volume_capabilities) {
@@ -222,12 +237,15 @@ impl Controller for ControllerService {
         let span = info_span!("ListVolumes");
         observe(span, async {
             if req.max_entries < 0 {
-                return Err(Status::invalid_argument("max_entries must not be negative"));
+                return Err(Status::invalid_argument("max_entries must not be negative").into());
             }
             let after = match req.starting_token.as_str() {
                 "" => None,
                 t if is_file_system_id(t) => Some(t),
-                t => return Err(Status::aborted(format!("starting_token {t:?} was not returned by ListVolumes"))),
+                t => {
+                    let message = format!("starting_token {} was not returned by ListVolumes", Shown(t));
+                    return Err(Status::aborted(message).into());
+                }
             };
             let max = if req.max_entries == 0 { usize::MAX } else { req.max_entries as usize };
             let (page, more) = self.provisioner.index().page(after, max);
@@ -300,11 +318,14 @@ impl Controller for ControllerService {
         let span = info_span!("ControllerExpandVolume", volume.id = %Field(&req.volume_id));
         observe(span, async {
             if req.volume_id.is_empty() {
-                return Err(Status::invalid_argument("volume_id is required"));
+                return Err(Status::invalid_argument("volume_id is required").into());
             }
-            let range = req.capacity_range.ok_or_else(|| Status::invalid_argument("capacity_range is required"))?;
+            let range = req
+                .capacity_range
+                .ok_or_else(|| Failure::from(Status::invalid_argument("capacity_range is required")))?;
             if let Some(cap) = &req.volume_capability {
-                check_capabilities(std::slice::from_ref(cap)).map_err(Status::invalid_argument)?;
+                check_capabilities(std::slice::from_ref(cap))
+                    .map_err(|e| Failure::from(Status::invalid_argument(e)))?;
             }
             let gib =
                 self.provisioner.expand(&req.volume_id, range.required_bytes, range.limit_bytes, deadline).await?;
@@ -326,7 +347,7 @@ impl Controller for ControllerService {
         let span = info_span!("ControllerGetVolume", volume.id = %Field(&req.volume_id));
         observe(span, async {
             if req.volume_id.is_empty() {
-                return Err(Status::invalid_argument("volume_id is required"));
+                return Err(Status::invalid_argument("volume_id is required").into());
             }
             let fs = self.provisioner.get(&req.volume_id).await?;
             Ok(Response::new(ControllerGetVolumeResponse {

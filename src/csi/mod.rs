@@ -53,30 +53,64 @@ pub fn deadline(metadata: &tonic::metadata::MetadataMap) -> Instant {
     Instant::now() + timeout.saturating_sub(margin)
 }
 
-/// Runs a handler inside `span` and logs its status once if it is not OK. Expected,
-/// retryable outcomes (an operation in progress, still creating) log at info, refusals of
-/// bad input at warn, everything else at error.
-pub async fn observe<T>(span: tracing::Span, fut: impl Future<Output = Result<T, Status>>) -> Result<T, Status> {
+/// A failed call: the status the client gets, and how loudly it is logged.
+#[derive(Debug)]
+pub struct Failure {
+    status: Status,
+    level: tracing::Level,
+}
+
+impl Failure {
+    /// A failure logged at `level` instead of its code's default.
+    pub fn at(status: Status, level: tracing::Level) -> Self {
+        Self { status, level }
+    }
+}
+
+/// How loudly a status is logged by default: expected, retryable outcomes (an operation in
+/// progress, still creating) at info, refusals of bad input at warn, everything else at
+/// error, where operators page.
+fn default_level(code: Code) -> tracing::Level {
+    match code {
+        Code::Aborted | Code::DeadlineExceeded => tracing::Level::INFO,
+        Code::InvalidArgument
+        | Code::NotFound
+        | Code::AlreadyExists
+        | Code::OutOfRange
+        | Code::FailedPrecondition
+        | Code::ResourceExhausted => tracing::Level::WARN,
+        _ => tracing::Level::ERROR,
+    }
+}
+
+impl From<Status> for Failure {
+    fn from(status: Status) -> Self {
+        let level = default_level(status.code());
+        Self { status, level }
+    }
+}
+
+/// Runs a handler inside `span` and logs its status once if it is not OK, at the failure's
+/// level. The message is bounded ([`crate::text::clip`]) in the log and in the status the
+/// client gets: gRPC clients refuse oversized trailers, and a log line is one line.
+pub async fn observe<T>(span: tracing::Span, fut: impl Future<Output = Result<T, Failure>>) -> Result<T, Status> {
     async move {
-        let result = fut.await;
-        if let Err(status) = &result {
-            let code = status.code();
-            let message = status.message();
-            match code {
-                Code::Aborted | Code::DeadlineExceeded => {
-                    tracing::info!(?code, message, "call not complete")
-                }
-                Code::InvalidArgument
-                | Code::NotFound
-                | Code::AlreadyExists
-                | Code::OutOfRange
-                | Code::FailedPrecondition => {
-                    tracing::warn!(?code, message, "call refused")
-                }
-                _ => tracing::error!(?code, message, "call failed"),
-            }
+        let Failure { status, level } = match fut.await {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        let code = status.code();
+        let message = crate::text::clip(status.message());
+        if level == tracing::Level::INFO {
+            tracing::info!(?code, message, "call not complete");
+        } else if level == tracing::Level::WARN {
+            tracing::warn!(?code, message, "call refused");
+        } else if level == tracing::Level::ERROR {
+            tracing::error!(?code, message, "call failed");
+        } else {
+            tracing::debug!(?code, message, "call not complete");
         }
-        result
+        Err(Status::new(code, message))
     }
     .instrument(span)
     .await
@@ -92,7 +126,10 @@ pub fn check_capabilities(caps: &[VolumeCapability]) -> Result<(), String> {
         match &cap.access_type {
             Some(AccessType::Mount(m)) => {
                 if !(m.fs_type.is_empty() || m.fs_type == "lustre") {
-                    return Err(format!("fs_type {:?} is not supported: FSx volumes are lustre", m.fs_type));
+                    return Err(format!(
+                        "fs_type {} is not supported: FSx volumes are lustre",
+                        crate::text::Shown(&m.fs_type)
+                    ));
                 }
             }
             Some(AccessType::Block(_)) => {

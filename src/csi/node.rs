@@ -96,6 +96,12 @@ pub enum NodeError {
     Io(String),
 }
 
+impl From<NodeError> for super::Failure {
+    fn from(e: NodeError) -> Self {
+        Status::from(e).into()
+    }
+}
+
 impl From<NodeError> for Status {
     fn from(e: NodeError) -> Self {
         let message = e.to_string();

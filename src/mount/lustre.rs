@@ -9,6 +9,7 @@
 //! - Lustre options go into the data string, and `device=<source>` is appended last, since
 //!   the kernel reads everything after it as the device.
 
+use crate::text::Shown;
 use std::net::Ipv4Addr;
 
 use nix::mount::MsFlags;
@@ -71,9 +72,9 @@ const LUSTRE: &[&str] = &[
 /// A mount option or source that cannot be used, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LustreError {
-    #[error("mount option {0:?} is not allowed: {1}")]
+    #[error("mount option {} is not allowed: {}", Shown(.0), .1)]
     Option(String, String),
-    #[error("cannot resolve {host:?} to an IPv4 address: {reason}")]
+    #[error("cannot resolve {} to an IPv4 address: {reason}", Shown(host))]
     Resolve { host: String, reason: String },
     #[error("invalid Lustre source: {0}")]
     Source(String),
@@ -142,7 +143,14 @@ pub fn flag_names(flags: MsFlags) -> String {
 
 /// The call as C would write it, for logs and error messages.
 pub fn describe_call(source: &str, target: &std::path::Path, fstype: &str, flags: MsFlags, data: &str) -> String {
-    format!("mount({source:?}, {:?}, {fstype:?}, {}, {data:?})", target.display().to_string(), flag_names(flags))
+    format!(
+        "mount({source_shown}, {:?}, {fstype_shown}, {}, {data_shown})",
+        target.display().to_string(),
+        flag_names(flags),
+        source_shown = Shown(source),
+        fstype_shown = Shown(fstype),
+        data_shown = Shown(data)
+    )
 }
 
 /// A host name or IPv4 address: 1–253 chars of labels `[A-Za-z0-9-]` (not starting or ending
@@ -174,7 +182,7 @@ fn nid(host: &str, resolve: &dyn Fn(&str) -> std::io::Result<Ipv4Addr>) -> Resul
         return Ok(format!("{ip}@tcp"));
     }
     if !is_host_name(host) {
-        return Err(LustreError::Source(format!("{host:?} is not a host name")));
+        return Err(LustreError::Source(format!("{host_shown} is not a host name", host_shown = Shown(host))));
     }
     resolve(host)
         .map(|ip| format!("{ip}@tcp"))
@@ -193,7 +201,10 @@ pub fn source(
         return Err(LustreError::Source("at least one server address is required".into()));
     }
     if !is_mount_name(fsname) {
-        return Err(LustreError::Source(format!("{fsname:?} is not a mount name (1-8 of A-Z a-z 0-9 _ -)")));
+        return Err(LustreError::Source(format!(
+            "{fsname_shown} is not a mount name (1-8 of A-Z a-z 0-9 _ -)",
+            fsname_shown = Shown(fsname)
+        )));
     }
     let mut groups = Vec::with_capacity(servers.len());
     for server in servers {

@@ -68,8 +68,9 @@ impl Steps {
     }
 }
 
-/// Rounds a CSI capacity range (bytes; 0 means unset) to a valid size in GiB.
-pub fn for_range(steps: Steps, what: &str, required_bytes: i64, limit_bytes: i64) -> Result<i64, CapacityError> {
+/// Checks a CSI capacity range on its own: not negative, limit (if set) not below required.
+/// Needs no knowledge of the file system, so callers check it before any FSx call.
+pub fn check_range(required_bytes: i64, limit_bytes: i64) -> Result<(), CapacityError> {
     if required_bytes < 0 || limit_bytes < 0 {
         return Err(CapacityError::Invalid("required_bytes and limit_bytes must not be negative".into()));
     }
@@ -78,6 +79,12 @@ pub fn for_range(steps: Steps, what: &str, required_bytes: i64, limit_bytes: i64
             "required_bytes {required_bytes} is above limit_bytes {limit_bytes}"
         )));
     }
+    Ok(())
+}
+
+/// Rounds a CSI capacity range (bytes; 0 means unset) to a valid size in GiB.
+pub fn for_range(steps: Steps, what: &str, required_bytes: i64, limit_bytes: i64) -> Result<i64, CapacityError> {
+    check_range(required_bytes, limit_bytes)?;
     let required_gib = if required_bytes == 0 { 0 } else { (required_bytes as u64).div_ceil(GIB as u64) as i64 };
     let rounded = steps.round_up(required_gib.max(steps.minimum()));
     let limit_gib = if limit_bytes > 0 { limit_bytes / GIB } else { MAX_GIB };

@@ -44,11 +44,13 @@ const MAX_GENERATION_STEPS: u32 = 8;
 pub enum ProvisionError {
     #[error(transparent)]
     Parameter(#[from] ParamError),
+    #[error("{0}")]
+    InvalidName(String),
     #[error(transparent)]
     Capacity(#[from] CapacityError),
-    #[error("volume {name:?} already exists as {id} with other parameters: {reason}")]
+    #[error("volume {} already exists as {id} with other parameters: {reason}", crate::text::Shown(name))]
     AlreadyExists { name: String, id: String, reason: String },
-    #[error("an operation on {0:?} is already in progress; retry later")]
+    #[error("an operation on {} is already in progress; retry later", crate::text::Shown(.0))]
     Busy(String),
     #[error("file system {id} is still {lifecycle}; the call will complete on a retry")]
     StillPending { id: String, lifecycle: String },
@@ -244,6 +246,7 @@ impl Provisioner {
     /// Validates a CreateVolume request without any FSx call: the typed parameters and the
     /// rounded capacity in GiB.
     pub fn plan(req: &CreateRequest<'_>) -> Result<(StorageClassParams, i64), ProvisionError> {
+        params::check_volume_name(req.name).map_err(ProvisionError::InvalidName)?;
         let params = StorageClassParams::parse(req.parameters)?;
         let steps = capacity::steps(params.deployment_type, params.storage_type, params.per_unit_storage_throughput);
         let what = format!("{} {}", params.deployment_type, params.storage_type);
@@ -255,6 +258,7 @@ impl Provisioner {
     /// by `deadline`. Idempotent; see the module docs.
     pub async fn create(&self, req: CreateRequest<'_>, deadline: Instant) -> Result<FileSystem, ProvisionError> {
         let (params, capacity_gib) = Self::plan(&req)?;
+        let tags = params.tags(req.name, &self.options.extra_tags)?;
         self.wait_ready(deadline).await?;
         let name = req.name;
         let _guard = self.busy.try_lock(name).ok_or_else(|| ProvisionError::Busy(name.to_string()))?;
@@ -267,7 +271,7 @@ impl Provisioner {
             let generation = self.index.generation(name);
             let token = token::client_request_token(name, generation);
             // capacity_gib fits: capacity::for_range caps it at i32::MAX.
-            let spec = params.create_spec(name, capacity_gib as i32, token, &self.options.extra_tags);
+            let spec = params.create_spec(capacity_gib as i32, token, tags.clone());
             let fs = by(deadline, "CreateFileSystem", self.fsx.create_file_system(&spec)).await?;
             tracing::info!(volume.id = %fs.id, lifecycle = %fs.lifecycle, capacity_gib, generation, "CreateFileSystem answered");
             if fs.lifecycle == Lifecycle::Deleting {
@@ -375,6 +379,8 @@ impl Provisioner {
         limit_bytes: i64,
         deadline: Instant,
     ) -> Result<i64, ProvisionError> {
+        // Everything that can be judged without the file system is, before any call.
+        capacity::check_range(required_bytes, limit_bytes)?;
         if !is_file_system_id(id) {
             return Err(ProvisionError::NotFound(id.to_string()));
         }
@@ -492,8 +498,9 @@ impl Provisioner {
         }
     }
 
-    /// Deletes the file system `id`. Unknown, malformed and already-deleted ids succeed.
-    pub async fn delete(&self, id: &str) -> Result<(), ProvisionError> {
+    /// Deletes the file system `id`, answering by `deadline`. Unknown, malformed and
+    /// already-deleted ids succeed.
+    pub async fn delete(&self, id: &str, deadline: Instant) -> Result<(), ProvisionError> {
         if !is_file_system_id(id) {
             tracing::info!(volume.id = %id, "not a file system id; nothing to delete");
             return Ok(());
@@ -503,7 +510,10 @@ impl Provisioner {
             // This process's own DeleteFileSystem was accepted: DELETING counts as done.
             return Ok(());
         }
-        match self.fsx.delete_file_system(id).await {
+        match tokio::time::timeout_at(deadline, self.fsx.delete_file_system(id))
+            .await
+            .map_err(|_| ProvisionError::FsxSlow("DeleteFileSystem"))?
+        {
             Ok(lifecycle) => {
                 tracing::info!(volume.id = %id, %lifecycle, "DeleteFileSystem accepted");
                 self.index.mark_deleting(id);

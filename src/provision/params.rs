@@ -11,6 +11,7 @@ use crate::fsx::{
     AssociationSpec, AutoImportPolicy, CreateSpec, DataCompressionType, DeploymentType, DriveCacheType, FileSystem,
     LustreSpec, MetadataMode, StorageType, VOLUME_NAME_TAG,
 };
+use crate::text::Shown;
 
 /// Keys with this prefix are set by the external-provisioner and are not ours to validate.
 pub const RESERVED_PREFIX: &str = "csi.storage.k8s.io/";
@@ -47,7 +48,7 @@ pub const KEYS: &[&str] = &[
 
 /// A StorageClass parameter that cannot be used, with what would be accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid StorageClass parameter {key:?}: {message}")]
+#[error("invalid StorageClass parameter {}: {message}", Shown(key))]
 pub struct ParamError {
     /// The offending key (or keys, for a combination).
     pub key: String,
@@ -110,21 +111,26 @@ impl fmt::Display for OneOf<'_> {
 }
 
 fn parse_enum<T: std::str::FromStr>(key: &str, value: &str, all: &[&str]) -> Result<T, ParamError> {
-    value.parse().map_err(|_| err(key, format!("{value:?} is not one of {}", OneOf(all))))
+    value
+        .parse()
+        .map_err(|_| err(key, format!("{value_shown} is not one of {}", OneOf(all), value_shown = Shown(value))))
 }
 
 fn parse_bool(key: &str, value: &str) -> Result<bool, ParamError> {
     match value {
         "true" | "True" | "TRUE" => Ok(true),
         "false" | "False" | "FALSE" => Ok(false),
-        _ => Err(err(key, format!("{value:?} is not true or false"))),
+        _ => Err(err(key, format!("{value_shown} is not true or false", value_shown = Shown(value)))),
     }
 }
 
 fn parse_int(key: &str, value: &str, min: i32, max: i32) -> Result<i32, ParamError> {
     match value.parse::<i32>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(err(key, format!("{value:?} is not a whole number from {min} to {max}"))),
+        _ => Err(err(
+            key,
+            format!("{value_shown} is not a whole number from {min} to {max}", value_shown = Shown(value)),
+        )),
     }
 }
 
@@ -152,45 +158,95 @@ fn is_weekly_time(s: &str) -> bool {
 /// Checks `s3://bucket[/prefix]` and returns the bucket.
 pub fn s3_bucket<'a>(key: &str, path: &'a str) -> Result<&'a str, ParamError> {
     let accepted = "expected s3://bucket or s3://bucket/prefix, with a bucket name of 3-63 lowercase letters, digits, dots or hyphens";
-    let rest = path
-        .strip_prefix("s3://")
-        .ok_or_else(|| err(key, format!("{path:?} does not start with s3:// ({accepted})")))?;
+    let rest = path.strip_prefix("s3://").ok_or_else(|| {
+        err(key, format!("{path_shown} does not start with s3:// ({accepted})", path_shown = Shown(path)))
+    })?;
     let bucket = rest.split('/').next().unwrap_or("");
     let bucket_ok = (3..=63).contains(&bucket.len())
         && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
         && bucket.as_bytes().first().is_some_and(|b| b.is_ascii_alphanumeric())
         && bucket.as_bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
     if !bucket_ok {
-        return Err(err(key, format!("{path:?} has an invalid bucket name {bucket:?} ({accepted})")));
+        return Err(err(
+            key,
+            format!(
+                "{path_shown} has an invalid bucket name {bucket_shown} ({accepted})",
+                path_shown = Shown(path),
+                bucket_shown = Shown(bucket)
+            ),
+        ));
     }
     if path.len() > 4357 || path.chars().any(|c| c.is_control() || matches!(c, '\u{85}' | '\u{2028}' | '\u{2029}')) {
-        return Err(err(key, format!("{path:?} is too long or has control characters ({accepted})")));
+        return Err(err(
+            key,
+            format!("{path_shown} is too long or has control characters ({accepted})", path_shown = Shown(path)),
+        ));
     }
     Ok(bucket)
 }
 
-/// A tag key or value may hold letters, digits, spaces and `_.:/=+-@`.
-fn is_tag_text(s: &str) -> bool {
-    s.chars().all(|c| c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c))
+/// FSx's limit on tags per resource.
+pub const MAX_TAGS: usize = 50;
+
+/// A tag key or value may hold letters, digits, spaces and `_.:/=+-@` (FSx's
+/// `[\p{L}\p{Z}\p{N}_.:/=+\-@]`, with the space as the only separator: no line or
+/// paragraph separators, no control characters).
+pub fn is_tag_text(s: &str) -> bool {
+    s.chars().all(|c| c.is_alphanumeric() || c == ' ' || "_.:/=+-@".contains(c))
+}
+
+/// The longest volume name accepted (CreateVolume's `name`, which becomes the
+/// `CSIVolumeName` tag).
+pub const MAX_NAME_CHARS: usize = 128;
+
+/// Checks a CreateVolume name: 1-128 of ASCII letters, digits and `_.:/=+-@`, starting and
+/// ending with a letter or digit (`pvc-<uid>` from the external-provisioner). The name is
+/// sent to FSx as a tag value and written to logs, so nothing else is accepted.
+pub fn check_volume_name(name: &str) -> Result<(), String> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || "_.:/=+-@".contains(c);
+    let edges = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    if name.is_empty() {
+        return Err("name is required".into());
+    }
+    if name.chars().count() > MAX_NAME_CHARS
+        || !name.chars().all(ok_char)
+        || !edges(name.chars().next())
+        || !edges(name.chars().last())
+    {
+        return Err(format!(
+            "name {} must be 1-{MAX_NAME_CHARS} of A-Z a-z 0-9 _ . : / = + - @, starting and ending with a letter or digit (it becomes the file system's {VOLUME_NAME_TAG} tag)",
+            Shown(name)
+        ));
+    }
+    Ok(())
 }
 
 /// Parses `key=value,key=value` tags (the `extraTags` key and the `--extra-tags` flag).
 pub fn parse_tags(key: &str, value: &str) -> Result<Vec<(String, String)>, ParamError> {
     let mut tags: Vec<(String, String)> = Vec::new();
     for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let (k, v) = item.split_once('=').ok_or_else(|| err(key, format!("{item:?} is not of the form key=value")))?;
+        let (k, v) = item
+            .split_once('=')
+            .ok_or_else(|| err(key, format!("{item_shown} is not of the form key=value", item_shown = Shown(item))))?;
         let (k, v) = (k.trim(), v.trim());
         if k.is_empty() || k.chars().count() > 128 || !is_tag_text(k) {
-            return Err(err(key, format!("tag key {k:?} must be 1-128 letters, digits, spaces or _.:/=+-@")));
+            return Err(err(
+                key,
+                format!("tag key {k_shown} must be 1-128 letters, digits, spaces or _.:/=+-@", k_shown = Shown(k)),
+            ));
         }
         if v.chars().count() > 256 || !is_tag_text(v) {
             return Err(err(
                 key,
-                format!("tag value {v:?} for {k:?} must be at most 256 letters, digits, spaces or _.:/=+-@"),
+                format!(
+                    "tag value {v_shown} for {k_shown} must be at most 256 letters, digits, spaces or _.:/=+-@",
+                    v_shown = Shown(v),
+                    k_shown = Shown(k)
+                ),
             ));
         }
         if k.to_ascii_lowercase().starts_with("aws:") {
-            return Err(err(key, format!("tag key {k:?} uses the reserved prefix aws:")));
+            return Err(err(key, format!("tag key {k_shown} uses the reserved prefix aws:", k_shown = Shown(k))));
         }
         if k == VOLUME_NAME_TAG {
             return Err(err(key, format!("tag key {VOLUME_NAME_TAG} is set by the driver and cannot be overridden")));
@@ -281,7 +337,10 @@ impl StorageClassParams {
                     if !is_hex_id(value, "subnet-", 24) {
                         return Err(err(
                             key,
-                            format!("{value:?} is not a subnet id (subnet- followed by 8-17 lowercase hex digits)"),
+                            format!(
+                                "{value_shown} is not a subnet id (subnet- followed by 8-17 lowercase hex digits)",
+                                value_shown = Shown(value)
+                            ),
                         ));
                     }
                     subnet_id = Some(value.to_string());
@@ -289,7 +348,7 @@ impl StorageClassParams {
                 "securityGroupIds" => {
                     for sg in value.split(',').map(str::trim) {
                         if !is_hex_id(sg, "sg-", 20) {
-                            return Err(err(key, format!("{sg:?} is not a security group id (sg- followed by 8-17 lowercase hex digits); give a comma-separated list")));
+                            return Err(err(key, format!("{sg_shown} is not a security group id (sg- followed by 8-17 lowercase hex digits); give a comma-separated list", sg_shown = Shown(sg))));
                         }
                         if !p.security_group_ids.iter().any(|s| s == sg) {
                             p.security_group_ids.push(sg.to_string());
@@ -328,7 +387,13 @@ impl StorageClassParams {
                         && !value.split('/').any(|c| c == "." || c == "..")
                         && !value.chars().any(char::is_control);
                     if !clean {
-                        return Err(err(key, format!("{value:?} is not a clean absolute path such as / or /data")));
+                        return Err(err(
+                            key,
+                            format!(
+                                "{value_shown} is not a clean absolute path such as / or /data",
+                                value_shown = Shown(value)
+                            ),
+                        ));
                     }
                     p.file_system_path = Some(value.to_string());
                 }
@@ -340,14 +405,17 @@ impl StorageClassParams {
                     if !is_weekly_time(value) {
                         return Err(err(
                             key,
-                            format!("{value:?} is not d:HH:MM (d = 1 for Monday to 7 for Sunday, UTC)"),
+                            format!(
+                                "{value_shown} is not d:HH:MM (d = 1 for Monday to 7 for Sunday, UTC)",
+                                value_shown = Shown(value)
+                            ),
                         ));
                     }
                     p.weekly_maintenance_start_time = Some(value.to_string());
                 }
                 "dailyAutomaticBackupStartTime" => {
                     if !is_daily_time(value) {
-                        return Err(err(key, format!("{value:?} is not HH:MM (UTC)")));
+                        return Err(err(key, format!("{value_shown} is not HH:MM (UTC)", value_shown = Shown(value))));
                     }
                     p.daily_automatic_backup_start_time = Some(value.to_string());
                 }
@@ -356,10 +424,18 @@ impl StorageClassParams {
                 }
                 "copyTagsToBackups" => p.copy_tags_to_backups = Some(parse_bool(key, value)?),
                 "fileSystemTypeVersion" => {
-                    let ok = value.len() <= 20
-                        && value.split('.').all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()));
+                    // FSx's versions are 2.10, 2.12, 2.15: one digit, a dot, one or two digits.
+                    let ok = matches!(value.split_once('.'), Some((major, minor))
+                        if major.len() == 1 && (1..=2).contains(&minor.len())
+                            && major.bytes().chain(minor.bytes()).all(|b| b.is_ascii_digit()));
                     if !ok {
-                        return Err(err(key, format!("{value:?} is not a Lustre version such as 2.12 or 2.15")));
+                        return Err(err(
+                            key,
+                            format!(
+                                "{value_shown} is not a Lustre version such as 2.12 or 2.15",
+                                value_shown = Shown(value)
+                            ),
+                        ));
                     }
                     p.file_system_type_version = Some(value.to_string());
                 }
@@ -493,9 +569,7 @@ impl StorageClassParams {
                     if export.trim_end_matches('/') != import.trim_end_matches('/') {
                         return Err(err(
                             "s3ExportPath",
-                            format!(
-                                "on PERSISTENT_2 the S3 link is one data repository association, so the export path must be the import path {import:?}, not {export:?}"
-                            ),
+                            format!("on PERSISTENT_2 the S3 link is one data repository association, so the export path must be the import path {import_shown}, not {export_shown}", import_shown = Shown(import), export_shown = Shown(export)),
                         ));
                     }
                 }
@@ -515,7 +589,14 @@ impl StorageClassParams {
                 if let Some(export) = &self.s3_export_path {
                     let (ib, eb) = (s3_bucket("s3ImportPath", import)?, s3_bucket("s3ExportPath", export)?);
                     if ib != eb {
-                        return Err(err("s3ExportPath", format!("must be in the import bucket {ib:?}, not {eb:?}")));
+                        return Err(err(
+                            "s3ExportPath",
+                            format!(
+                                "must be in the import bucket {ib_shown}, not {eb_shown}",
+                                ib_shown = Shown(ib),
+                                eb_shown = Shown(eb)
+                            ),
+                        ));
                     }
                 }
             }
@@ -562,27 +643,36 @@ impl StorageClassParams {
         })
     }
 
-    /// The `CreateFileSystem` request for this StorageClass.
-    pub fn create_spec(
-        &self,
-        name: &str,
-        capacity_gib: i32,
-        token: String,
-        driver_tags: &[(String, String)],
-    ) -> CreateSpec {
-        // Later entries win: driver-wide tags, then the Kubernetes ones, then the
-        // StorageClass's, and the volume name tag last so nothing can override it.
-        let mut tags: Vec<(String, String)> = Vec::new();
+    /// The tags of a new file system: driver-wide tags (`--extra-tags`), then the Kubernetes
+    /// ones, then the StorageClass's (later ones win), with the `CSIVolumeName` tag first so
+    /// that nothing can override it. More than FSx's [`MAX_TAGS`] is refused, never cut.
+    pub fn tags(&self, name: &str, driver_tags: &[(String, String)]) -> Result<Vec<(String, String)>, ParamError> {
+        let mut tags: Vec<(String, String)> = vec![(VOLUME_NAME_TAG.to_string(), name.to_string())];
         let sources = [driver_tags, &self.kubernetes_tags, &self.extra_tags];
-        for (k, v) in sources.into_iter().flatten() {
+        for (k, v) in sources.into_iter().flatten().filter(|(k, _)| k != VOLUME_NAME_TAG) {
             match tags.iter_mut().find(|(key, _)| key == k) {
                 Some(slot) => slot.1 = v.clone(),
                 None => tags.push((k.clone(), v.clone())),
             }
         }
-        tags.retain(|(k, _)| k != VOLUME_NAME_TAG);
-        tags.insert(0, (VOLUME_NAME_TAG.to_string(), name.to_string()));
-        tags.truncate(50);
+        if tags.len() > MAX_TAGS {
+            return Err(err(
+                "extraTags",
+                format!(
+                    "the file system would carry {} tags ({VOLUME_NAME_TAG}, {} from the driver's --extra-tags, {} Kubernetes tags, {} from extraTags); FSx allows at most {MAX_TAGS}: remove some",
+                    tags.len(),
+                    driver_tags.len(),
+                    self.kubernetes_tags.len(),
+                    self.extra_tags.len()
+                ),
+            ));
+        }
+        Ok(tags)
+    }
+
+    /// The `CreateFileSystem` request for this StorageClass, with `tags` from
+    /// [`StorageClassParams::tags`].
+    pub fn create_spec(&self, capacity_gib: i32, token: String, tags: Vec<(String, String)>) -> CreateSpec {
         CreateSpec {
             client_request_token: token,
             capacity_gib,
@@ -849,7 +939,7 @@ mod tests {
             ("importedFileChunkSize", "2048"),
         ])
         .unwrap()
-        .create_spec("v", 1200, "t".into(), &[]);
+        .create_spec(1200, "t".into(), vec![]);
         assert_eq!(spec.lustre.import_path.as_deref(), Some("s3://b-bucket"));
         assert_eq!(spec.lustre.imported_file_chunk_size, Some(2048));
     }
@@ -868,7 +958,7 @@ mod tests {
         ]);
         let p = parse(&with).unwrap();
         assert!(p.uses_association());
-        let spec = p.create_spec("v", 1200, "t".into(), &[]);
+        let spec = p.create_spec(1200, "t".into(), vec![]);
         assert_eq!(spec.lustre.import_path, None, "PERSISTENT_2 must not use LustreConfiguration.ImportPath");
         assert_eq!(spec.lustre.auto_import_policy, None);
         let a = p.association_spec("fs-0123456789abcdef0", "tok".into(), &[]).unwrap();
@@ -906,15 +996,65 @@ mod tests {
     #[test]
     fn spec_tags_put_volume_name_first_and_let_storage_class_win() {
         let p = parse(&[SUBNET, ("extraTags", "team=sc")]).unwrap();
-        let spec = p.create_spec(
-            "pvc-1",
-            1200,
-            "t".into(),
-            &[("team".into(), "driver".into()), ("env".into(), "prod".into())],
-        );
-        assert_eq!(spec.tags[0], (VOLUME_NAME_TAG.to_string(), "pvc-1".to_string()));
-        assert!(spec.tags.contains(&("team".to_string(), "sc".to_string())));
-        assert!(spec.tags.contains(&("env".to_string(), "prod".to_string())));
+        let tags = p.tags("pvc-1", &[("team".into(), "driver".into()), ("env".into(), "prod".into())]).unwrap();
+        assert_eq!(tags[0], (VOLUME_NAME_TAG.to_string(), "pvc-1".to_string()));
+        assert!(tags.contains(&("team".to_string(), "sc".to_string())));
+        assert!(tags.contains(&("env".to_string(), "prod".to_string())));
+        assert_eq!(p.create_spec(1200, "t".into(), tags.clone()).tags, tags);
+    }
+
+    /// Finding: more than 50 tags were silently cut to 50.
+    #[test]
+    fn more_tags_than_fsx_allows_are_refused_not_cut() {
+        let extra: Vec<String> = (0..45).map(|i| format!("k{i}=v")).collect();
+        let p = parse(&[SUBNET, ("extraTags", &extra.join(","))]).unwrap();
+        assert_eq!(p.tags("pvc-1", &[]).unwrap().len(), 46);
+        let driver: Vec<(String, String)> = (0..5).map(|i| (format!("d{i}"), "v".to_string())).collect();
+        let e = p.tags("pvc-1", &driver).unwrap_err();
+        assert_eq!(e.key, "extraTags");
+        assert!(e.message.contains("51 tags") && e.message.contains("at most 50"), "{}", e.message);
+        // Overriding a key does not count twice.
+        let same: Vec<(String, String)> = (0..5).map(|i| (format!("k{i}"), "d".to_string())).collect();
+        assert_eq!(p.tags("pvc-1", &same).unwrap().len(), 46);
+    }
+
+    /// Finding: names and tags with control characters, and oversized names, reached FSx and
+    /// the log.
+    #[test]
+    fn names_and_tag_text_are_what_fsx_accepts() {
+        for good in ["pvc-0b4a3c2e-1f1e-4c3b-9d1a-2b3c4d5e6f70", "a", "sanity-create-1A2B", &"x".repeat(128)] {
+            check_volume_name(good).unwrap();
+        }
+        for bad in ["", " ", "..", "a\u{0}b", "pvc-1\r\nINFO forged", "-x", "x.", "a b", &"x".repeat(129), "é"] {
+            let e = check_volume_name(bad).unwrap_err();
+            assert!(e.starts_with("name"), "{e}");
+            assert!(!e.contains('\n') && !e.contains('\r') && e.len() < 500, "{e:?}");
+        }
+        let huge = "x".repeat(1 << 20);
+        assert!(check_volume_name(&huge).unwrap_err().len() < 500);
+        for bad in ["team=a\nb", "te\tam=x", "k=a\u{2028}b", "k=\u{1b}[2J"] {
+            assert_eq!(parse_tags("extraTags", bad).unwrap_err().key, "extraTags", "{bad:?}");
+        }
+        parse_tags("extraTags", "team=ML Platform,cost:center=a/b+c@d").unwrap();
+        for bad in ["2.12.1", "12345678901234567890", "2.", ".2", "2.123", "x.y", "2,12"] {
+            assert_eq!(parse(&[SUBNET, ("fileSystemTypeVersion", bad)]).unwrap_err().key, "fileSystemTypeVersion");
+        }
+        for good in ["2.10", "2.12", "2.15"] {
+            parse(&[SUBNET, ("fileSystemTypeVersion", good)]).unwrap();
+        }
+    }
+
+    /// Finding: a megabyte value was echoed whole in the error (a 650 KB grpc-message).
+    #[test]
+    fn errors_echo_at_most_a_bounded_prefix_of_a_value() {
+        let huge = "subnet-".to_string() + &"a".repeat(1 << 20);
+        let e = parse(&[("subnetId", &huge)]).unwrap_err();
+        let text = e.to_string();
+        assert!(text.len() < 600, "{} bytes", text.len());
+        assert!(text.contains("subnetId") && text.contains("1048583 characters"), "{text}");
+        let big_key = "k".repeat(100_000);
+        let e = parse(&[SUBNET, (&big_key, "v")]).unwrap_err();
+        assert!(e.to_string().len() < 2000, "{}", e.to_string().len());
     }
 
     #[test]
