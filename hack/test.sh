@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test: formatting, lints, unit and integration tests (as root, the node tests run the
-# real mount(2) path in private mount namespaces), csi-sanity over the real socket, the
-# deployment checks (manifests, chart, examples), and ends with "N passed, M failed" counting
-# cargo tests, sanity specs and deployment checks.
+# real mount(2) path in private mount namespaces), the fuzz targets (corpus and a bounded random
+# run), a non-Go gRPC client on the real socket, the chaos test (SIGKILLs under throttling),
+# csi-sanity over the real socket, the deployment checks (manifests, chart, examples), and ends
+# with "N passed, M failed" counting cargo tests, fuzz targets, client checks, chaos checks,
+# sanity specs and deployment checks.
 # Installs what it needs; a missing tool is an install step, never a skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,7 +38,8 @@ if [[ $(id -u) -ne 0 ]]; then
   echo "note: not root: the node tests that mount will say so and skip; CI runs as root"
 fi
 set +e
-cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
+# The fuzz targets run in their own tier below, with a time budget.
+cargo test --workspace --no-fail-fast -- --skip fuzz_ 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
 while read -r p f; do
@@ -48,11 +51,12 @@ fi
 
 # Runs a sub-suite that ends with "<label>: N passed, M failed" and adds its counts; a
 # non-zero exit without counted failures counts as one failure.
-run_counted() { # label, script
+run_counted() { # label, script, args...
   local label=$1 script=$2 rc line p f
+  shift 2
   section "$label"
   set +e
-  bash "$script" 2>&1 | tee "$log"
+  bash "$script" "$@" 2>&1 | tee "$log"
   rc=${PIPESTATUS[0]}
   set -e
   line=$(grep -E "^$label: [0-9]+ passed, [0-9]+ failed" "$log" | tail -n 1)
@@ -62,6 +66,10 @@ run_counted() { # label, script
   failed=$((failed + ${f:-0}))
   if [[ $rc -ne 0 && ${f:-0} -eq 0 ]]; then echo "FAILED: $script exited $rc"; failed=$((failed + 1)); fi
 }
+FUZZ_SECONDS=${FUZZ_SECONDS:-6}
+run_counted "fuzz" hack/fuzz.sh "$FUZZ_SECONDS"
+run_counted "python grpcio" hack/clients.sh
+run_counted "chaos" hack/chaos.sh
 run_counted "csi-sanity" hack/sanity.sh
 run_counted "deploy checks" hack/check-deploy.sh
 

@@ -540,9 +540,21 @@ fn main() -> ExitCode {
         symlinks_never_lead_outside_the_kubelet_dir,
         a_hung_file_system_costs_one_thread_not_one_per_call,
     ];
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
-    let cases: Vec<_> =
-        cases.into_iter().filter(|(n, _)| filter.is_empty() || filter.iter().any(|f| n.contains(f.as_str()))).collect();
+    // libtest's arguments: name filters, and `--skip PATTERN`; other flags are ignored.
+    let (mut filter, mut skip) = (Vec::<String>::new(), Vec::<String>::new());
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--skip" {
+            skip.extend(args.next());
+        } else if !a.starts_with('-') {
+            filter.push(a);
+        }
+    }
+    let cases: Vec<_> = cases
+        .into_iter()
+        .filter(|(n, _)| filter.is_empty() || filter.iter().any(|f| n.contains(f.as_str())))
+        .filter(|(n, _)| !skip.iter().any(|s| n.contains(s.as_str())))
+        .collect();
 
     println!("\nrunning {} tests", cases.len());
     if !nix::unistd::geteuid().is_root() {

@@ -175,8 +175,14 @@ pub fn is_mount_name(s: &str) -> bool {
 /// Turns one host into a NID: an existing NID is kept, an IPv4 literal or a resolved name
 /// gets `@tcp`.
 fn nid(host: &str, resolve: &dyn Fn(&str) -> std::io::Result<Ipv4Addr>) -> Result<String, LustreError> {
-    if host.contains('@') {
-        return Ok(host.to_string());
+    if let Some((addr, net)) = host.split_once('@') {
+        // Already a NID: an IPv4 address on a Lustre network such as tcp, tcp1 or o2ib.
+        let net_ok =
+            !net.is_empty() && net.len() <= 16 && net.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        if addr.parse::<Ipv4Addr>().is_ok() && net_ok {
+            return Ok(host.to_string());
+        }
+        return Err(LustreError::Source(format!("{} is not a NID such as 172.31.5.6@tcp", Shown(host))));
     }
     if let Ok(ip) = host.parse::<Ipv4Addr>() {
         return Ok(format!("{ip}@tcp"));
@@ -213,6 +219,11 @@ pub fn source(
     }
     let mut out = format!("{}:/{fsname}", groups.join(":"));
     if let Some(sub) = subdir.filter(|s| !s.is_empty()) {
+        // The source ends the mount data (after device=): no separators may hide in it.
+        crate::mount::paths::check_subdirectory(sub.trim_start_matches('/')).map_err(LustreError::Source)?;
+        if sub.contains([',', ':', ' ']) {
+            return Err(LustreError::Source(format!("subdirectory {} must not contain , : or spaces", Shown(sub))));
+        }
         out.push('/');
         out.push_str(sub.trim_start_matches('/'));
     }
@@ -257,6 +268,22 @@ mod tests {
 
     fn opts(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// A "NID" with an option smuggled after it used to be passed through as it was.
+    #[test]
+    fn only_real_nids_pass_through() {
+        let ok = source(&[vec!["10.0.0.1@o2ib1".into()]], "fsx", None, &fake).unwrap();
+        assert_eq!(ok, "10.0.0.1@o2ib1:/fsx");
+        for bad in ["1.2.3.4@tcp,device=/dev/sda", "host@tcp", "1.2.3.4@", "1.2.3.4@TCP x"] {
+            assert!(matches!(source(&[vec![bad.into()]], "fsx", None, &fake), Err(LustreError::Source(_))), "{bad}");
+        }
+        assert!(source(&[vec!["10.0.0.1".into()]], "fsx", Some("a,flock"), &fake).is_err());
+        assert!(source(&[vec!["10.0.0.1".into()]], "fsx", Some("../x"), &fake).is_err());
+        assert_eq!(
+            source(&[vec!["10.0.0.1".into()]], "fsx", Some("team/a"), &fake).unwrap(),
+            "10.0.0.1@tcp:/fsx/team/a"
+        );
     }
 
     #[test]

@@ -33,9 +33,11 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
-            let v = (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
-            out.push(v);
+        let octal = bytes.get(i + 1..i + 4).filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        // The kernel escapes bytes only (at most \377); anything larger is kept as it is.
+        let value = octal.map(|d| d.iter().fold(0u32, |v, b| v * 8 + u32::from(b - b'0'))).filter(|v| *v <= 0o377);
+        if let (b'\\', Some(v)) = (bytes[i], value) {
+            out.push(v as u8);
             i += 4;
         } else {
             out.push(bytes[i]);
@@ -96,6 +98,14 @@ mod tests {
         assert_eq!(bind.root, PathBuf::from("/team"));
         assert!(bind.is_read_only());
         assert_eq!(bind.super_options, vec!["rw", "flock"]);
+    }
+
+    /// Found by the fuzzer: `\777` overflowed a byte (a panic in debug builds).
+    #[test]
+    fn escapes_beyond_a_byte_are_kept_literally() {
+        assert_eq!(unescape("a\\777b"), "a\\777b");
+        assert_eq!(unescape("a\\040b\\134"), "a b\\");
+        assert_eq!(unescape("end\\04"), "end\\04");
     }
 
     #[test]

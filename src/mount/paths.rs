@@ -34,6 +34,9 @@ use crate::text::Shown;
 /// The longest path accepted from a request (the kernel's `PATH_MAX`).
 pub const MAX_PATH_LEN: usize = 4096;
 
+/// The longest path component (the kernel's `NAME_MAX`).
+pub const MAX_NAME_LEN: usize = 255;
+
 /// Mode of the directories the driver creates below the kubelet directory (never
 /// world-writable, whatever the umask).
 const DIR_MODE: u32 = 0o750;
@@ -169,6 +172,9 @@ impl KubeletDir {
         if path.split('/').any(|s| s == "." || s == "..") {
             return fail("must not contain . or .. components".into());
         }
+        if path.split('/').any(|s| s.len() > MAX_NAME_LEN) {
+            return fail(format!("has a component longer than {MAX_NAME_LEN} bytes"));
+        }
         let rel = match p.strip_prefix(&self.given).or_else(|_| p.strip_prefix(&self.real)) {
             Ok(rel) if rel.components().next().is_some() => rel,
             _ => return fail(format!("must lie under the kubelet directory {}", self.given.display())),
@@ -255,6 +261,9 @@ pub fn check_subdirectory(sub: &str) -> Result<(), String> {
     }
     if sub.len() > 1024 || sub.chars().any(char::is_control) || sub.contains("//") || sub.ends_with('/') {
         return Err(format!("subdirectory {} must be a clean relative path of at most 1024 bytes", Shown(sub)));
+    }
+    if sub.split('/').any(|c| c.len() > MAX_NAME_LEN) {
+        return Err(format!("subdirectory {} has a component longer than {MAX_NAME_LEN} bytes", Shown(sub)));
     }
     let p = Path::new(sub);
     if p.is_absolute() || p.components().any(|c| !matches!(c, Component::Normal(_))) {
@@ -369,6 +378,9 @@ mod tests {
             format!("{}/x\n", root.display()),
             format!("{}/x\u{1b}[2J", root.display()),
             format!("{}/{}", root.display(), "a".repeat(5000)),
+            // Found by the fuzzer: a component past NAME_MAX failed later with ENAMETOOLONG
+            // (Internal) instead of being refused.
+            format!("{}/{}", root.display(), "a".repeat(256)),
         ] {
             let e = k.check("target_path", &bad).unwrap_err();
             assert!(e.is_refusal());

@@ -115,6 +115,18 @@ impl tonic::transport::server::Connected for AnyAuthority<tokio::net::UnixStream
     }
 }
 
+/// What the server reads for a client byte stream delivered in `chunks` (for tests and
+/// fuzzing): the stream with every invalid `:authority` replaced, or the error that ends the
+/// connection.
+pub fn rewrite_stream(chunks: &[&[u8]]) -> io::Result<Vec<u8>> {
+    let mut rewriter = Rewriter::default();
+    let mut out = Vec::new();
+    for chunk in chunks {
+        rewriter.feed(chunk, &mut out)?;
+    }
+    Ok(out)
+}
+
 /// A header block being gathered from HEADERS and CONTINUATION frames.
 struct Block {
     stream: u32,

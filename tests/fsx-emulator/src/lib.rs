@@ -338,6 +338,21 @@ impl Emulator {
             .collect()
     }
 
+    /// (id, lifecycle, `CSIVolumeName` tag) of every file system that still exists.
+    pub fn file_systems_with_names(&self) -> Vec<(String, String, Option<String>)> {
+        let inner = self.lock();
+        let now = Instant::now();
+        inner
+            .file_systems
+            .values()
+            .filter_map(|fs| {
+                let l = lifecycle(fs, &inner.config, now)?;
+                let name = fs.tags.iter().find(|(k, _)| k == "CSIVolumeName").map(|(_, v)| v.clone());
+                Some((fs.id.clone(), l.to_string(), name))
+            })
+            .collect()
+    }
+
     /// Makes every CREATING file system finish now (AVAILABLE or FAILED).
     pub fn finish_creations(&self) {
         let mut inner = self.lock();
