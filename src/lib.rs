@@ -11,11 +11,13 @@
 //! boundaries (the FSx API and the kernel's mount table):
 //!
 //! - [`cli`]: the command line (`--mode`, `--endpoint`, ...), parsed with clap.
-//! - [`server`]: binds the unix socket (0600, stale sockets only), serves the CSI services
-//!   with graceful shutdown, and logs every non-OK status once.
+//! - [`server`]: binds the unix socket (0600; a live instance's socket is never taken over,
+//!   and only this process's own socket is removed at exit) and serves the CSI services with
+//!   graceful shutdown; [`server::authority`] lets non-Go gRPC clients in (any `:authority`).
 //! - [`csi`]: the CSI surface, one file per service. Handlers validate the request, open a
 //!   span with `volume.id` / `volume.name` / `target.path`, call into the layers below, and
-//!   choose the gRPC code for every error in one place per RPC family.
+//!   choose the gRPC code for every error in one place per RPC family; [`csi::observe`] logs
+//!   every non-OK status once, at a level chosen with the code.
 //!   - [`csi::identity`]: plugin name, capabilities and readiness.
 //!   - [`csi::controller`]: CreateVolume, DeleteVolume, ControllerGetVolume, ListVolumes, ...
 //!   - [`csi::node`]: NodeStage/Publish/Unpublish/Unstage, stats and node info.
@@ -34,13 +36,18 @@
 //! - [`fsx`]: the FSx boundary: a domain trait ([`fsx::Fsx`]), domain types and errors, and
 //!   [`fsx::aws::AwsFsx`], its implementation on `aws-sdk-fsx`.
 //! - [`mount`]: the mount boundary: Lustre source / flag / data building as pure functions,
-//!   `/proc/self/mountinfo` parsing, the [`mount::Mounter`] trait with the syscall mounter,
-//!   and the bounded worker that keeps a hung Lustre server from freezing the plugin.
-//! - [`logging`]: `--log-format text|json` tracing setup.
+//!   `/proc/self/mountinfo` parsing, [`mount::paths`] (request paths resolved below the
+//!   kubelet directory without following symlinks), the [`mount::Mounter`] trait with the
+//!   syscall mounter, and the bounded worker that keeps a hung Lustre server from freezing the
+//!   plugin (one call per path, a cap on blocked threads).
+//! - [`text`]: outside text shown in messages and logs: escaped and cut.
+//! - [`logging`]: `--log-format text|json` tracing setup; every line is scrubbed of
+//!   credentials.
 //!
 //! The FSx emulator used by tests, the demo and the benchmarks is a separate crate in
 //! `tests/fsx-emulator`, and the test-only programs (demo client, csi-sanity harness,
-//! benchmarks) are in `tests/tools`; the shipped binary has no fake mode.
+//! benchmarks, chaos test) are in `tests/tools`; the fuzz targets are `tests/fuzz.rs`. The
+//! shipped binary has no fake mode.
 
 pub mod cli;
 pub mod csi;
