@@ -9,22 +9,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 export PATH="$root/bin:$PATH"
-HELM_VERSION=v3.22.0
-KUSTOMIZE_VERSION=v5.8.1
+# shellcheck source=tools.sh
+source hack/tools.sh
 K8S_OLDEST=1.30.0
 
 mkdir -p bin
 python3 -c 'import yaml' 2>/dev/null || pip install -q pyyaml
 command -v kubernetes-validate >/dev/null || pip install -q kubernetes-validate
 command -v yamllint >/dev/null || pip install -q yamllint
-install_go_tool() { # name version package
-  if [[ ! -x "bin/$1" || "$(cat "bin/.$1.version" 2>/dev/null)" != "$2" ]]; then
-    command -v go >/dev/null || { apt-get update -qq && apt-get install -y -qq golang-go >/dev/null; }
-    echo "==> installing $1 $2 into bin/"
-    GOBIN="$root/bin" GOFLAGS=-mod=mod go install "$3@$2"
-    echo "$2" >"bin/.$1.version"
-  fi
-}
 install_go_tool helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm
 if command -v kubectl >/dev/null; then
   kustomize() { kubectl kustomize "$@"; }

@@ -2,9 +2,10 @@
 # Runs every test: formatting, lints, unit and integration tests (as root, the node tests run the
 # real mount(2) path in private mount namespaces), the fuzz targets (corpus and a bounded random
 # run), a non-Go gRPC client on the real socket, the chaos test (SIGKILLs under throttling),
-# csi-sanity over the real socket, the deployment checks (manifests, chart, examples), and ends
-# with "N passed, M failed" counting cargo tests, fuzz targets, client checks, chaos checks,
-# sanity specs and deployment checks.
+# csi-sanity over the real socket, the users' scenarios through a real Kubernetes control plane
+# and the real CSI sidecars (built from the Go module proxy, cached under ~/.cache), the
+# deployment checks (manifests, chart, examples), and ends with "N passed, M failed" counting
+# every check of every tier.
 # Installs what it needs; a missing tool is an install step, never a skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -71,6 +72,7 @@ run_counted "fuzz" hack/fuzz.sh "$FUZZ_SECONDS"
 run_counted "python grpcio" hack/clients.sh
 run_counted "chaos" hack/chaos.sh
 run_counted "csi-sanity" hack/sanity.sh
+run_counted "cluster" hack/cluster-test.sh
 run_counted "deploy checks" hack/check-deploy.sh
 
 echo

@@ -21,7 +21,8 @@
 //! - injectable throttling, 5xx and latency, and per-operation call counters.
 //!
 //! Tests use it in-process through [`Emulator`]; scripts run the `fsx-emulator` binary and
-//! read or change it over `/_emulator/*` HTTP endpoints.
+//! read or change it over `/_emulator/*` HTTP endpoints (`stats`, `file-systems`, `config`,
+//! `fail-next-creates`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -226,6 +227,7 @@ impl Emulator {
         let app = Router::new()
             .route("/", post(api))
             .route("/_emulator/stats", get(stats))
+            .route("/_emulator/file-systems", get(file_systems))
             .route("/_emulator/config", post(set_config))
             .route("/_emulator/fail-next-creates", post(fail_next))
             .with_state(emulator.clone());
@@ -1074,6 +1076,38 @@ async fn set_config(State(emu): State<Emulator>, body: Bytes) -> Response {
         }
         Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
     }
+}
+
+/// Every file system that still exists as `DescribeFileSystems` shows it, plus its tags and
+/// associations (with the time each became AVAILABLE, in Unix seconds), for scripts.
+async fn file_systems(State(emu): State<Emulator>) -> Response {
+    let inner = emu.lock();
+    let now = Instant::now();
+    let wall = now_unix();
+    let list: Vec<Value> = inner
+        .file_systems
+        .values()
+        .filter_map(|fs| {
+            let l = lifecycle(fs, &inner.config, now)?;
+            let mut v = describe(fs, l, &inner.config, now);
+            let associations: Vec<Value> = inner
+                .associations
+                .values()
+                .filter(|a| a.fs_id == fs.id)
+                .filter_map(|a| {
+                    let al = dra_lifecycle(a, &inner.config, now)?;
+                    let mut d = describe_association(a, al);
+                    let ready = a.clock.available_at();
+                    let at = if ready <= now { wall - (now - ready).as_secs_f64() } else { wall + (ready - now).as_secs_f64() };
+                    d["AvailableAtUnix"] = json!(at);
+                    Some(d)
+                })
+                .collect();
+            v["Associations"] = json!(associations);
+            Some(v)
+        })
+        .collect();
+    (StatusCode::OK, [("content-type", "application/json")], json!({ "FileSystems": list }).to_string()).into_response()
 }
 
 #[derive(Deserialize)]

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The control-plane tier: builds (cached) and starts a real Kubernetes control plane on
+# 127.0.0.1 with the driver, the FSx emulator and the real CSI sidecars (hack/cluster.sh), then
+# runs the users' scenarios through them (tests/cluster/scenarios.py): first with the
+# kustomize install, then with the rendered Helm chart. Ends with "cluster: N passed, M failed".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+CLUSTER_DIR=$(mktemp -d -t fsx-cluster.XXXXXX)
+export CLUSTER_DIR
+log=$(mktemp -t fsx-cluster-log.XXXXXX)
+finish() {
+  local rc=$?
+  if [[ $rc -ne 0 && -d $CLUSTER_DIR/logs ]]; then
+    for f in "$CLUSTER_DIR"/logs/*.log; do echo "--- the end of $(basename "$f")"; tail -n 15 "$f"; done
+  fi
+  bash hack/cluster.sh down >/dev/null 2>&1 || true
+  rm -f "$log"
+}
+trap finish EXIT
+passed=0
+failed=0
+count() { # adds a scenarios.py run's "cluster: N passed, M failed"
+  local line
+  line=$(grep -E '^cluster: [0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
+  if [[ -z $line ]]; then failed=$((failed + 1)); echo "FAIL the scenarios did not finish"; return; fi
+  passed=$((passed + $(sed 's/^cluster: \([0-9]*\) passed.*/\1/' <<<"$line")))
+  failed=$((failed + $(sed 's/.* \([0-9]*\) failed.*/\1/' <<<"$line")))
+}
+started=$SECONDS
+if ! bash hack/cluster.sh up kustomize; then
+  echo "cluster: 0 passed, 1 failed (the cluster did not come up)"
+  exit 1
+fi
+echo "==> cluster up in $((SECONDS - started))s (build included)"
+python3 tests/cluster/scenarios.py --only kustomize 2>&1 | tee "$log" || true
+count
+echo "==> the rendered Helm chart"
+if bash hack/cluster.sh reinstall helm; then
+  python3 tests/cluster/scenarios.py --only helm 2>&1 | tee "$log" || true
+  count
+else
+  failed=$((failed + 1)); echo "FAIL installing the Helm chart"
+fi
+echo "cluster tier: $((SECONDS - started))s"
+echo "cluster: $passed passed, $failed failed"
+[[ $failed -eq 0 ]]

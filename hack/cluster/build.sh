@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Builds a Kubernetes control plane and the CSI sidecars from the Go module proxy, without
+# containers: etcd, kube-apiserver, kube-controller-manager, kubectl, csi-provisioner and
+# csi-resizer. The binaries are kept under ~/.cache with a version stamp, so a second run costs
+# nothing. Prints the bin directory on its last line.
+#
+#   K8S_VERSION          Kubernetes version of the control plane and kubectl (default 1.33.13)
+#   PROVISIONER_VERSION  external-provisioner (default: the tag the manifests pin)
+#   RESIZER_VERSION      external-resizer (default: the tag the manifests pin)
+#   ETCD_VERSION         etcd server (default 3.5.21, what Kubernetes 1.33 requires)
+#
+# Facts this rests on (measured): `go install` refuses k8s.io/kubernetes (its go.mod replaces
+# every k8s.io staging repository), so a wrapper module requires it and replaces each staging
+# repository with its published v0.MINOR.PATCH twin; etcd's root module has replace lines too,
+# so a ten-line main calls etcdmain.Main. The proxy's checksum database has no entry for
+# sig-storage-lib-external-provisioner/v11 v11.0.1: its go.sum lines are seeded from the
+# provisioner's own go.sum. Versions are stamped at link time, or kubectl cannot parse the
+# server version.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+manifest=deploy/kubernetes/base/controller.yaml
+pinned() { sed -n "s|.*image: registry.k8s.io/sig-storage/$1:\(v[0-9.]*\).*|\1|p" "$manifest" | head -n 1; }
+K8S_VERSION=${K8S_VERSION:-1.33.13}
+PROVISIONER_VERSION=${PROVISIONER_VERSION:-$(pinned csi-provisioner)}
+RESIZER_VERSION=${RESIZER_VERSION:-$(pinned csi-resizer)}
+ETCD_VERSION=${ETCD_VERSION:-3.5.21}
+BUILD_SCRIPT_VERSION=1
+minor=${K8S_VERSION#*.}; minor=${minor%%.*}
+major=${K8S_VERSION%%.*}
+staging_version="v0.${K8S_VERSION#*.}"
+provisioner_major=${PROVISIONER_VERSION%%.*}
+
+stamp="k8s-$K8S_VERSION-etcd-$ETCD_VERSION-provisioner-$PROVISIONER_VERSION-resizer-$RESIZER_VERSION-b$BUILD_SCRIPT_VERSION"
+cache="${XDG_CACHE_HOME:-$HOME/.cache}/fsx-csi-driver/cluster/$stamp"
+bin="$cache/bin"
+tools=(etcd kube-apiserver kube-controller-manager kubectl csi-provisioner csi-resizer)
+have_all() { for t in "${tools[@]}"; do [[ -x $bin/$t ]] || return 1; done; }
+if have_all; then
+  echo "$bin"
+  exit 0
+fi
+
+if ! command -v go >/dev/null; then
+  echo "==> installing Go (needed to build the control plane)" >&2
+  apt-get update -qq && apt-get install -y -qq golang-go >/dev/null
+fi
+src="$cache/src"
+rm -rf "$src"
+mkdir -p "$src/cmd/etcd" "$bin"
+cd "$src"
+export GOFLAGS=-mod=mod GOTOOLCHAIN=local
+
+# The staging repositories k8s.io/kubernetes replaces, read from its own go.mod.
+gomod=$(go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p')
+mapfile -t staging < <(sed -n 's|^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/src/.*|\1|p' "$gomod" | sort -u)
+[[ ${#staging[@]} -gt 10 ]] || { echo "could not read the staging repositories from $gomod" >&2; exit 1; }
+
+provisioner_module="github.com/kubernetes-csi/external-provisioner/$provisioner_major"
+[[ $provisioner_major == v[01] ]] && provisioner_module="github.com/kubernetes-csi/external-provisioner"
+{
+  echo "module fsx-csi-driver.local/cluster"
+  echo
+  echo "go 1.24"
+  echo
+  echo "require ("
+  echo "  k8s.io/kubernetes v$K8S_VERSION"
+  echo "  go.etcd.io/etcd/server/v3 v$ETCD_VERSION"
+  echo "  $provisioner_module $PROVISIONER_VERSION"
+  echo "  github.com/kubernetes-csi/external-resizer $RESIZER_VERSION"
+  echo ")"
+  echo
+  echo "replace ("
+  for s in "${staging[@]}"; do echo "  $s => $s $staging_version"; done
+  echo ")"
+} >go.mod
+cat >cmd/etcd/main.go <<'GO'
+// The etcd server; its root module carries replace lines, so it is built from here.
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+GO
+cat >tools.go <<GO
+//go:build tools
+
+// The commands this module builds, so that go mod tidy keeps their dependencies.
+package tools
+
+import (
+	_ "$provisioner_module/cmd/csi-provisioner"
+	_ "github.com/kubernetes-csi/external-resizer/cmd/csi-resizer"
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
+GO
+# Seed go.sum with the provisioner's own lines for the module the checksum database lacks.
+prov_sum=$(go mod download -json "$provisioner_module@$PROVISIONER_VERSION" | sed -n 's/.*"Dir": "\(.*\)",*/\1/p')/go.sum
+grep '^sigs.k8s.io/sig-storage-lib-external-provisioner' "$prov_sum" >go.sum || true
+echo "==> resolving modules (Kubernetes $K8S_VERSION, etcd $ETCD_VERSION, provisioner $PROVISIONER_VERSION, resizer $RESIZER_VERSION)" >&2
+go mod tidy >&2
+
+ldflags="-s -w"
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  ldflags+=" -X $pkg.gitVersion=v$K8S_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+done
+build() { # name package [ldflags]
+  echo "==> building $1" >&2
+  go build -trimpath -ldflags "${3:-$ldflags}" -o "$bin/$1.tmp" "$2" >&2
+  mv "$bin/$1.tmp" "$bin/$1"
+}
+build etcd ./cmd/etcd "-s -w"
+build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
+build kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager
+build kubectl k8s.io/kubernetes/cmd/kubectl
+build csi-provisioner "$provisioner_module/cmd/csi-provisioner" "-s -w -X main.version=$PROVISIONER_VERSION"
+build csi-resizer github.com/kubernetes-csi/external-resizer/cmd/csi-resizer "-s -w -X main.version=$RESIZER_VERSION"
+cd "$root"
+rm -rf "$src"
+echo "$bin"

@@ -1,0 +1,221 @@
+# A Kubernetes control plane on 127.0.0.1 without containers, with the driver, the FSx
+# emulator and the real CSI sidecars; sourced by hack/cluster.sh and hack/cluster-test.sh.
+#
+# Layout under $CLUSTER_DIR: pki/ (a CA, the apiserver's serving certificate, client
+# certificates, the service-account key), *.kubeconfig, logs/, pids/, ports, rendered.yaml (the
+# manifests applied). No kubelet runs here: pods stay Pending, claims and volumes bind.
+#
+# The sidecars run as the controller's service account (a token from the TokenRequest API)
+# with their arguments read from the applied StatefulSet, so a missing RBAC verb or a flag a
+# sidecar no longer takes fails for real. Only three things are added: --kubeconfig, the
+# socket path, and shorter leader-election timings (so a leader change takes seconds). Each
+# controller replica (driver, provisioner, resizer) runs in its own UTS namespace with the
+# hostname of its pod, since the sidecars take their leader-election identity from it; that
+# needs root, as CI has.
+
+CLUSTER_DIR=${CLUSTER_DIR:-/tmp/fsx-csi-cluster}
+CLUSTER_NAMESPACE=kube-system
+cluster_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+
+cluster_log() { printf '==> %s\n' "$*" >&2; }
+
+# Prints a free TCP port on 127.0.0.1.
+cluster_free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Starts a command in the background in its own session, recording its pid.
+cluster_spawn() { # name command...
+  local name=$1
+  shift
+  mkdir -p "$CLUSTER_DIR/logs" "$CLUSTER_DIR/pids"
+  setsid "$@" >"$CLUSTER_DIR/logs/$name.log" 2>&1 </dev/null &
+  echo $! >"$CLUSTER_DIR/pids/$name.pid"
+}
+
+# Stops a spawned process (and its session): SIGTERM, or SIGKILL with "kill".
+cluster_stop() { # name [kill]
+  local f="$CLUSTER_DIR/pids/$1.pid" pid sig=TERM
+  [[ ${2:-} == kill ]] && sig=KILL
+  [[ -f $f ]] || return 0
+  pid=$(cat "$f")
+  kill -"$sig" -- "-$pid" 2>/dev/null || kill -"$sig" "$pid" 2>/dev/null || true
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+  kill -KILL -- "-$pid" 2>/dev/null || true
+  rm -f "$f"
+}
+
+# Waits until a command succeeds, or fails after $1 seconds with the named log.
+cluster_wait() { # seconds what log command...
+  local seconds=$1 what=$2 log=$3 deadline
+  shift 3
+  deadline=$((SECONDS + seconds))
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then
+      echo "timed out waiting for $what; the end of $log:" >&2
+      tail -n 30 "$log" >&2 || true
+      return 1
+    fi
+    sleep 0.2
+  done
+}
+
+cluster_pki() {
+  local p="$CLUSTER_DIR/pki"
+  mkdir -p "$p"
+  (
+    cd "$p"
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 -subj "/CN=fsx-test-ca" 2>/dev/null
+    cert() { # name subject [san]
+      openssl req -newkey rsa:2048 -nodes -keyout "$1.key" -out "$1.csr" -subj "$2" 2>/dev/null
+      if [[ -n ${3:-} ]]; then printf 'subjectAltName=%s\n' "$3" >"$1.ext"; else : >"$1.ext"; fi
+      openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -out "$1.crt" -days 2 -extfile "$1.ext" 2>/dev/null
+    }
+    cert apiserver "/CN=kube-apiserver" "IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default.svc"
+    cert admin "/CN=admin/O=system:masters"
+    cert controller-manager "/CN=system:kube-controller-manager"
+    openssl genrsa -out sa.key 2048 2>/dev/null
+    openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
+  )
+}
+
+cluster_kubeconfig() { # file user-args...
+  local file=$1
+  shift
+  cat >"$file" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+  - name: fsx-test
+    cluster:
+      server: https://127.0.0.1:$(cat "$CLUSTER_DIR/ports/apiserver")
+      certificate-authority: $CLUSTER_DIR/pki/ca.crt
+users:
+  - name: user
+    user:
+$(printf '      %s\n' "$@")
+contexts:
+  - name: fsx-test
+    context: {cluster: fsx-test, user: user}
+current-context: fsx-test
+EOF
+}
+
+kctl() { "$CLUSTER_BIN/kubectl" --kubeconfig "$CLUSTER_DIR/admin.kubeconfig" "$@"; }
+
+# Starts etcd, kube-apiserver and kube-controller-manager; waits until the API answers.
+cluster_control_plane() {
+  mkdir -p "$CLUSTER_DIR/ports"
+  for p in etcd etcd-peer apiserver controller-manager emulator; do cluster_free_port >"$CLUSTER_DIR/ports/$p"; done
+  local etcd_port api_port
+  etcd_port=$(cat "$CLUSTER_DIR/ports/etcd")
+  api_port=$(cat "$CLUSTER_DIR/ports/apiserver")
+  cluster_pki
+  cluster_spawn etcd "$CLUSTER_BIN/etcd" --data-dir "$CLUSTER_DIR/etcd" \
+    --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls "http://127.0.0.1:$(cat "$CLUSTER_DIR/ports/etcd-peer")" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$(cat "$CLUSTER_DIR/ports/etcd-peer")" \
+    --initial-cluster "default=http://127.0.0.1:$(cat "$CLUSTER_DIR/ports/etcd-peer")" \
+    --quota-backend-bytes 1073741824 --log-level warn
+  local p="$CLUSTER_DIR/pki"
+  cluster_spawn kube-apiserver "$CLUSTER_BIN/kube-apiserver" \
+    --etcd-servers "http://127.0.0.1:$etcd_port" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
+    --tls-cert-file "$p/apiserver.crt" --tls-private-key-file "$p/apiserver.key" --client-ca-file "$p/ca.crt" \
+    --service-account-key-file "$p/sa.pub" --service-account-signing-key-file "$p/sa.key" \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local \
+    --authorization-mode Node,RBAC --endpoint-reconciler-type none --allow-privileged=true \
+    --service-cluster-ip-range 10.96.0.0/24 --profiling=false --v=1
+  cluster_kubeconfig "$CLUSTER_DIR/admin.kubeconfig" "client-certificate: $p/admin.crt" "client-key: $p/admin.key"
+  cluster_kubeconfig "$CLUSTER_DIR/controller-manager.kubeconfig" "client-certificate: $p/controller-manager.crt" \
+    "client-key: $p/controller-manager.key"
+  cluster_wait 120 "kube-apiserver" "$CLUSTER_DIR/logs/kube-apiserver.log" kctl get --raw /readyz
+  # Without the PV controller the provisioner does nothing (it sets the storage-provisioner
+  # annotation); without the PVC and PV protection controllers their finalizers block deletion.
+  cluster_spawn kube-controller-manager "$CLUSTER_BIN/kube-controller-manager" \
+    --kubeconfig "$CLUSTER_DIR/controller-manager.kubeconfig" \
+    --authentication-kubeconfig "$CLUSTER_DIR/controller-manager.kubeconfig" \
+    --authorization-kubeconfig "$CLUSTER_DIR/controller-manager.kubeconfig" \
+    --bind-address 127.0.0.1 --secure-port "$(cat "$CLUSTER_DIR/ports/controller-manager")" \
+    --controllers persistentvolume-binder,persistentvolume-expander,pvc-protection,pv-protection,statefulset,deployment,replicaset,serviceaccount \
+    --leader-elect=false --use-service-account-credentials=true --v=1
+  cluster_wait 60 "the default service account" "$CLUSTER_DIR/logs/kube-controller-manager.log" \
+    kctl -n default get serviceaccount default
+}
+
+# Renders the manifests of an install path: kustomize (the stable overlay) or helm.
+cluster_render() { # kustomize|helm output
+  case $1 in
+    kustomize) kctl kustomize "$cluster_root/deploy/kubernetes/overlays/stable" >"$2" ;;
+    helm)
+      # Rendered for the server's version (helm built from source would assume 1.20).
+      local server
+      server=$(kctl version -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])')
+      "$cluster_root/hack/cluster/helm.sh" template fsx "$cluster_root/deploy/helm/aws-fsx-csi-driver" \
+        --namespace "$CLUSTER_NAMESPACE" --kube-version "$server" >"$2"
+      ;;
+    *) echo "unknown install path $1" >&2; return 1 ;;
+  esac
+}
+
+# Applies an install path's manifests; the controller's service account token and
+# kubeconfig are made for the sidecars.
+cluster_install() { # kustomize|helm
+  cluster_render "$1" "$CLUSTER_DIR/rendered.yaml"
+  kctl apply -f "$CLUSTER_DIR/rendered.yaml" >"$CLUSTER_DIR/logs/apply.log"
+  local sa token
+  sa=$(python3 "$cluster_root/hack/cluster/manifest.py" service-account "$CLUSTER_DIR/rendered.yaml")
+  echo "$sa" >"$CLUSTER_DIR/service-account"
+  token=$(kctl -n "$CLUSTER_NAMESPACE" create token "$sa" --duration 24h)
+  cluster_kubeconfig "$CLUSTER_DIR/controller.kubeconfig" "token: $token"
+}
+
+# Removes what cluster_install applied.
+cluster_uninstall() {
+  [[ -f $CLUSTER_DIR/rendered.yaml ]] || return 0
+  kctl delete -f "$CLUSTER_DIR/rendered.yaml" --ignore-not-found --timeout=60s >>"$CLUSTER_DIR/logs/apply.log" 2>&1 || true
+}
+
+# Starts the FSx emulator binary.
+cluster_emulator() {
+  cluster_spawn fsx-emulator "$cluster_root/target/debug/fsx-emulator" --port "$(cat "$CLUSTER_DIR/ports/emulator")" \
+    --create-delay-ms "${EMULATOR_CREATE_DELAY_MS:-2000}" --delete-delay-ms 1000
+  cluster_wait 30 "the FSx emulator" "$CLUSTER_DIR/logs/fsx-emulator.log" \
+    curl -sf "http://127.0.0.1:$(cat "$CLUSTER_DIR/ports/emulator")/_emulator/stats"
+}
+
+# Starts controller replica $1: the driver, the provisioner and the resizer, as one pod would
+# run them, with the hostname fsx-csi-controller-$1.
+cluster_replica() { # index
+  local i=$1 host="fsx-csi-controller-$1" sock="$CLUSTER_DIR/replica-$1/csi.sock"
+  mkdir -p "$CLUSTER_DIR/replica-$i"
+  local uts=()
+  if [[ $(id -u) -eq 0 ]]; then uts=(unshare --uts --fork sh -c "hostname $host && exec \"\$@\"" sh); fi
+  local driver_args
+  mapfile -t driver_args < <(python3 "$cluster_root/hack/cluster/manifest.py" args "$CLUSTER_DIR/rendered.yaml" \
+    fsx-plugin "$sock" --override poll-interval=500ms)
+  cluster_spawn "driver-$i" env AWS_ENDPOINT_URL_FSX="http://127.0.0.1:$(cat "$CLUSTER_DIR/ports/emulator")" \
+    AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=cluster AWS_SECRET_ACCESS_KEY=cluster AWS_EC2_METADATA_DISABLED=true \
+    "${uts[@]}" "$cluster_root/target/debug/fsx-csi-driver" "${driver_args[@]}"
+  cluster_wait 30 "the driver's socket" "$CLUSTER_DIR/logs/driver-$i.log" test -S "$sock"
+  local lease=(--leader-election-lease-duration=6s --leader-election-renew-deadline=4s --leader-election-retry-period=1s)
+  local sidecar args
+  for sidecar in csi-provisioner csi-resizer; do
+    mapfile -t args < <(python3 "$cluster_root/hack/cluster/manifest.py" args "$CLUSTER_DIR/rendered.yaml" "$sidecar" "$sock")
+    cluster_spawn "$sidecar-$i" "${uts[@]}" "$CLUSTER_BIN/$sidecar" \
+      "${args[@]}" --kubeconfig "$CLUSTER_DIR/controller.kubeconfig" "${lease[@]}"
+  done
+}
+
+cluster_stop_replica() { # index [kill]
+  for name in csi-provisioner csi-resizer driver; do cluster_stop "$name-$1" "${2:-}"; done
+}
+
+cluster_down() {
+  [[ -d $CLUSTER_DIR/pids ]] || return 0
+  local f
+  for f in "$CLUSTER_DIR"/pids/*.pid; do
+    [[ -e $f ]] || continue
+    cluster_stop "$(basename "$f" .pid)"
+  done
+}

@@ -1,0 +1,533 @@
+#!/usr/bin/env python3
+"""The users' scenarios, end to end, against a real control plane (hack/cluster.sh): the real
+external-provisioner and external-resizer, driven by the PV, StatefulSet and Deployment
+controllers of a real kube-controller-manager, call this driver, which talks to the FSx
+emulator. Every check is counted; the run ends with "cluster: N passed, M failed".
+
+usage: scenarios.py [--only kustomize|helm]
+Environment: CLUSTER_DIR (as hack/cluster.sh), with the cluster up and an install applied.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CLUSTER_DIR = os.environ.get("CLUSTER_DIR", "/tmp/fsx-csi-cluster")
+BIN = open(os.path.join(CLUSTER_DIR, "bin-dir")).read().strip()
+EMULATOR = "http://127.0.0.1:" + open(os.path.join(CLUSTER_DIR, "ports", "emulator")).read().strip()
+SUBNET = "subnet-0123456789abcdef0"
+SG = "sg-0123456789abcdef0"
+IS_ROOT = os.geteuid() == 0
+
+results = []
+figures = []
+
+
+def check(name, ok, detail=""):
+    results.append((name, bool(ok)))
+    print(f"{'ok  ' if ok else 'FAIL'} {name}" + (f": {detail}" if detail and not ok else ""), flush=True)
+    return bool(ok)
+
+
+def kubectl(*args, input=None, check_rc=True):
+    cmd = [os.path.join(BIN, "kubectl"), "--kubeconfig", os.path.join(CLUSTER_DIR, "admin.kubeconfig"), *args]
+    p = subprocess.run(cmd, input=input, capture_output=True, text=True)
+    if check_rc and p.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args)}: {p.stderr.strip()}")
+    return p.stdout
+
+
+def get(*args):
+    out = kubectl("get", *args, "-o", "json", check_rc=False)
+    return json.loads(out) if out.strip() else None
+
+
+def apply(text):
+    kubectl("apply", "-f", "-", input=text)
+
+
+def wait_for(what, predicate, timeout=90):
+    """Polls predicate() until it returns something truthy; returns it, or None at the timeout."""
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            v = predicate()
+        except Exception:  # noqa: BLE001 - the object may not exist yet
+            v = None
+        if v:
+            return v
+        time.sleep(0.25)
+    print(f"     (timed out after {timeout}s waiting for {what})", flush=True)
+    return None
+
+
+def emulator(path, body=None):
+    req = urllib.request.Request(EMULATOR + path, data=None if body is None else json.dumps(body).encode())
+    if body is not None:
+        req.add_header("content-type", "application/json")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        text = r.read()
+        return json.loads(text) if text else None
+
+
+def fsx(operation, body):
+    """A raw FSx API call to the emulator (AWS JSON 1.1), as a user's own tooling would make."""
+    req = urllib.request.Request(EMULATOR + "/", data=json.dumps(body).encode())
+    req.add_header("content-type", "application/x-amz-json-1.1")
+    req.add_header("x-amz-target", f"AWSSimbaAPIService_v20180301.{operation}")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def calls(op):
+    return emulator("/_emulator/stats")["calls"].get(op, 0)
+
+
+def file_systems():
+    return emulator("/_emulator/file-systems")["FileSystems"]
+
+
+def tags(fs):
+    return {t["Key"]: t["Value"] for t in fs.get("Tags", [])}
+
+
+def by_volume_name(name):
+    return [fs for fs in file_systems() if tags(fs).get("CSIVolumeName") == name]
+
+
+def set_emulator(**changes):
+    config = emulator("/_emulator/stats")["config"]
+    config.update(changes)
+    emulator("/_emulator/config", config)
+
+
+def namespace(ns):
+    apply(f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n")
+
+
+def storage_class(name, params, reclaim="Delete", mount_options=None):
+    lines = [
+        "apiVersion: storage.k8s.io/v1",
+        "kind: StorageClass",
+        f"metadata: {{name: {name}}}",
+        "provisioner: fsx.csi.aws.com",
+        f"reclaimPolicy: {reclaim}",
+        "allowVolumeExpansion: true",
+        "parameters:",
+    ]
+    lines += [f"  {k}: {json.dumps(v)}" for k, v in params.items()]
+    if mount_options:
+        lines.append("mountOptions: [" + ", ".join(mount_options) + "]")
+    apply("\n".join(lines) + "\n")
+
+
+def claim(ns, name, sc, size):
+    apply(
+        f"""apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  accessModes: [ReadWriteMany]
+  storageClassName: {sc}
+  resources: {{requests: {{storage: {size}}}}}
+"""
+    )
+
+
+def bound(ns, name, timeout=90):
+    """The PV of a claim once it is Bound."""
+
+    def pv():
+        c = get("pvc", "-n", ns, name)
+        if c and c["status"].get("phase") == "Bound":
+            return get("pv", c["spec"]["volumeName"])
+        return None
+
+    return wait_for(f"{ns}/{name} to bind", pv, timeout)
+
+
+def events(ns, name):
+    e = get("events", "-n", ns, "--field-selector", f"involvedObject.name={name}")
+    return e["items"] if e else []
+
+
+def pv_fs(pv):
+    return pv["spec"]["csi"]["volumeHandle"] if pv else ""
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def seed_walkthrough(prefix):
+    """1. A StorageClass with subnetId and securityGroupIds; RWX claims of 3600Gi and 3000Gi."""
+    ns = f"{prefix}-seed"
+    namespace(ns)
+    storage_class(f"{prefix}-fsx", {"subnetId": SUBNET, "securityGroupIds": SG}, mount_options=["flock"])
+    before = calls("CreateFileSystem")
+    start = time.time()
+    claim(ns, "data", f"{prefix}-fsx", "3600Gi")
+    claim(ns, "small", f"{prefix}-fsx", "3000Gi")
+    pv = bound(ns, "data")
+    took = time.time() - start
+    if not check(f"{prefix}: an RWX claim of 3600Gi binds", pv):
+        return None
+    figures.append(f"{prefix}: claim applied → Bound in {took:.1f}s (emulator creation delay 2s)")
+    attrs = pv["spec"]["csi"].get("volumeAttributes", {})
+    check(
+        f"{prefix}: the PV has volumeHandle fs-…, dnsname, mountname and 3600Gi",
+        pv_fs(pv).startswith("fs-") and attrs.get("dnsname") and attrs.get("mountname")
+        and pv["spec"]["capacity"]["storage"] == "3600Gi",
+        json.dumps(pv["spec"]),
+    )
+    small = bound(ns, "small")
+    check(f"{prefix}: a 3000Gi claim gets a 3600Gi PV", small and small["spec"]["capacity"]["storage"] == "3600Gi",
+          small and small["spec"]["capacity"])
+    fs = [f for f in file_systems() if f["FileSystemId"] == pv_fs(pv)]
+    t = tags(fs[0]) if fs else {}
+    check(
+        f"{prefix}: the file system carries CSIVolumeName and the kubernetes.io/created-for tags",
+        t.get("CSIVolumeName") == pv["metadata"]["name"]
+        and t.get("kubernetes.io/created-for/pvc/name") == "data"
+        and t.get("kubernetes.io/created-for/pvc/namespace") == ns
+        and t.get("kubernetes.io/created-for/pv/name") == pv["metadata"]["name"],
+        t,
+    )
+    check(f"{prefix}: the StorageClass's mountOptions reach the PV", pv["spec"].get("mountOptions") == ["flock"],
+          pv["spec"].get("mountOptions"))
+    n = calls("CreateFileSystem") - before
+    check(f"{prefix}: one CreateFileSystem per volume", n == 2, f"{n} calls for 2 volumes")
+    return pv
+
+
+def shared_access():
+    """2. A StatefulSet with volumeClaimTemplates (2 replicas); a Deployment sharing one claim."""
+    ns = "shared"
+    namespace(ns)
+    storage_class("shared-fsx", {"subnetId": SUBNET})
+    apply(
+        f"""apiVersion: apps/v1
+kind: StatefulSet
+metadata: {{name: web, namespace: {ns}}}
+spec:
+  serviceName: web
+  replicas: 2
+  podManagementPolicy: Parallel
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      containers:
+        - {{name: app, image: busybox, command: [sleep, infinity], volumeMounts: [{{name: data, mountPath: /data}}]}}
+  volumeClaimTemplates:
+    - metadata: {{name: data}}
+      spec:
+        accessModes: [ReadWriteMany]
+        storageClassName: shared-fsx
+        resources: {{requests: {{storage: 1200Gi}}}}
+"""
+    )
+    pvs = [bound(ns, f"data-web-{i}") for i in range(2)]
+    ids = {pv_fs(p) for p in pvs if p}
+    check("StatefulSet: the controller's two claims bind to two file systems", all(pvs) and len(ids) == 2, ids)
+    claim(ns, "shared", "shared-fsx", "1200Gi")
+    apply(
+        f"""apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: readers, namespace: {ns}}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: readers}}}}
+  template:
+    metadata: {{labels: {{app: readers}}}}
+    spec:
+      containers:
+        - {{name: app, image: busybox, command: [sleep, infinity], volumeMounts: [{{name: data, mountPath: /data}}]}}
+      volumes:
+        - {{name: data, persistentVolumeClaim: {{claimName: shared}}}}
+"""
+    )
+    pv = bound(ns, "shared")
+    pods = wait_for("the Deployment's 2 pods", lambda: len((get("pods", "-n", ns, "-l", "app=readers") or {"items": []})["items"]) == 2)
+    check("Deployment: 2 replicas share one RWX claim and one file system",
+          pv and pods and len(by_volume_name(pv["metadata"]["name"])) == 1)
+
+
+def s3_links():
+    """3. SCRATCH_2 linked to S3 through LustreConfiguration; PERSISTENT_2 through one
+    association, bound only once it is AVAILABLE."""
+    ns = "s3"
+    namespace(ns)
+    storage_class("s3-scratch2", {
+        "subnetId": SUBNET, "deploymentType": "SCRATCH_2", "s3ImportPath": "s3://ml-data/train",
+        "s3ExportPath": "s3://ml-data/export", "autoImportPolicy": "NEW_CHANGED",
+    })
+    claim(ns, "scratch2", "s3-scratch2", "1200Gi")
+    pv = bound(ns, "scratch2")
+    fs = [f for f in file_systems() if pv and f["FileSystemId"] == pv_fs(pv)]
+    repo = fs[0]["LustreConfiguration"].get("DataRepositoryConfiguration", {}) if fs else {}
+    check("S3: SCRATCH_2 binds with its import path, export path and auto-import policy",
+          repo.get("ImportPath") == "s3://ml-data/train" and repo.get("AutoImportPolicy") == "NEW_CHANGED"
+          and repo.get("ExportPath", "").startswith("s3://ml-data/export"), repo)
+
+    set_emulator(association_delay_ms=3000)
+    storage_class("s3-persistent2", {
+        "subnetId": SUBNET, "deploymentType": "PERSISTENT_2", "perUnitStorageThroughput": "125",
+        "s3ImportPath": "s3://ml-data/train", "autoImportPolicy": "NEW_CHANGED_DELETED",
+    })
+    claim(ns, "persistent2", "s3-persistent2", "1200Gi")
+    pv = bound(ns, "persistent2")
+    fs = [f for f in file_systems() if pv and f["FileSystemId"] == pv_fs(pv)]
+    assocs = fs[0]["Associations"] if fs else []
+    ok = pv and len(assocs) == 1 and assocs[0]["Lifecycle"] == "AVAILABLE"
+    created = time.mktime(time.strptime(pv["metadata"]["creationTimestamp"], "%Y-%m-%dT%H:%M:%SZ")) - time.timezone if pv else 0
+    check("S3: PERSISTENT_2 binds only once its one data repository association is AVAILABLE",
+          ok and created >= int(assocs[0]["AvailableAtUnix"]), assocs)
+    set_emulator(association_delay_ms=1000)
+
+
+def expansion(seed_pv):
+    """4. Growth through the resizer; SCRATCH_1 cannot grow and the PVC's events say why."""
+    ns = "grow"
+    namespace(ns)
+    storage_class("grow-scratch2", {"subnetId": SUBNET, "deploymentType": "SCRATCH_2"})
+    claim(ns, "data", "grow-scratch2", "2400Gi")
+    if not bound(ns, "data"):
+        check("expansion: a SCRATCH_2 claim of 2400Gi binds", False)
+        return
+    kubectl("-n", ns, "patch", "pvc", "data", "--type", "merge", "-p", '{"spec":{"resources":{"requests":{"storage":"4000Gi"}}}}')
+    start = time.time()
+
+    def grown():
+        c = get("pvc", "-n", ns, "data")
+        pv = get("pv", c["spec"]["volumeName"])
+        return c["status"].get("capacity", {}).get("storage") == "4800Gi" and pv["spec"]["capacity"]["storage"] == "4800Gi"
+
+    ok = wait_for("the claim to grow", grown, 120)
+    check("expansion: 4000Gi on SCRATCH_2 gives 4800Gi in the PV and the claim's status", ok)
+    if ok:
+        figures.append(f"expansion: patch → 4800Gi in the claim's status in {time.time() - start:.1f}s")
+    if seed_pv is None:
+        return
+    c = seed_pv["spec"]["claimRef"]
+    kubectl("-n", c["namespace"], "patch", "pvc", c["name"], "--type", "merge", "-p", '{"spec":{"resources":{"requests":{"storage":"7200Gi"}}}}')
+    why = wait_for("a resize event naming SCRATCH_1", lambda: [e for e in events(c["namespace"], c["name"])
+                                                              if "SCRATCH_1" in e.get("message", "")], 60)
+    check("expansion: growing a SCRATCH_1 volume shows the driver's reason in the claim's events", why,
+          [e.get("message") for e in events(c["namespace"], c["name"])])
+
+
+def reclaim_policies():
+    """5. Delete removes the file system; Retain keeps it and the PV is Released."""
+    ns = "reclaim"
+    namespace(ns)
+    storage_class("reclaim-delete", {"subnetId": SUBNET})
+    storage_class("reclaim-retain", {"subnetId": SUBNET}, reclaim="Retain")
+    claim(ns, "gone", "reclaim-delete", "1200Gi")
+    claim(ns, "kept", "reclaim-retain", "1200Gi")
+    gone, kept = bound(ns, "gone"), bound(ns, "kept")
+    if not (gone and kept):
+        check("reclaim: both claims bind", False)
+        return
+    kubectl("-n", ns, "delete", "pvc", "gone", "kept", "--wait=false")
+    deleted = wait_for("the Delete volume's file system to go", lambda: all(
+        f["Lifecycle"] == "DELETING" for f in file_systems() if f["FileSystemId"] == pv_fs(gone)), 90)
+    pv_gone = wait_for("the Delete PV to go", lambda: get("pv", gone["metadata"]["name"]) is None, 60)
+    check("reclaim: Delete removes the PV and deletes the file system", deleted and pv_gone)
+    released = wait_for("the Retain PV to be Released",
+                        lambda: (get("pv", kept["metadata"]["name"]) or {}).get("status", {}).get("phase") == "Released", 60)
+    still = [f for f in file_systems() if f["FileSystemId"] == pv_fs(kept)]
+    check("reclaim: Retain keeps the file system and the PV is Released",
+          released and still and still[0]["Lifecycle"] == "AVAILABLE")
+
+
+def static_provisioning():
+    """6. A PV naming an existing file system binds to its claim with no FSx create."""
+    ns = "static"
+    namespace(ns)
+    created = fsx("CreateFileSystem", {
+        "FileSystemType": "LUSTRE", "StorageCapacity": 1200, "SubnetIds": [SUBNET],
+        "LustreConfiguration": {"DeploymentType": "SCRATCH_2"},
+    })["FileSystem"]
+    fs_id = created["FileSystemId"]
+    available = wait_for("the pre-existing file system", lambda: [
+        f for f in file_systems() if f["FileSystemId"] == fs_id and f["Lifecycle"] == "AVAILABLE"], 60)
+    if not available:
+        check("static: a PV naming an existing fs-… binds to its claim with no FSx create", False)
+        return
+    fs = available[0]
+    before = calls("CreateFileSystem")
+    apply(f"""apiVersion: v1
+kind: PersistentVolume
+metadata: {{name: static-{fs_id}}}
+spec:
+  capacity: {{storage: 1200Gi}}
+  accessModes: [ReadWriteMany]
+  persistentVolumeReclaimPolicy: Retain
+  storageClassName: ""
+  mountOptions: [flock]
+  csi:
+    driver: fsx.csi.aws.com
+    volumeHandle: {fs_id}
+    volumeAttributes: {{dnsname: {fs["DNSName"]}, mountname: {fs["LustreConfiguration"]["MountName"]}}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: existing, namespace: {ns}}}
+spec:
+  accessModes: [ReadWriteMany]
+  storageClassName: ""
+  volumeName: static-{fs_id}
+  resources: {{requests: {{storage: 1200Gi}}}}
+""")
+    pv = bound(ns, "existing", 60)
+    check("static: a PV naming an existing fs-… binds to its claim with no FSx create",
+          pv and pv_fs(pv) == fs_id and calls("CreateFileSystem") == before)
+
+
+def bad_input():
+    """7. A StorageClass with an unknown key or a bad value: the claim stays Pending with a
+    ProvisioningFailed event naming the key, and FSx is not called."""
+    ns = "bad"
+    namespace(ns)
+    before = calls("CreateFileSystem")
+    for sc, params, key in [
+        ("bad-key", {"subnetId": SUBNET, "throughput": "200"}, "throughput"),
+        ("bad-value", {"subnetId": SUBNET, "deploymentType": "SCRATCH_3"}, "deploymentType"),
+    ]:
+        storage_class(sc, params)
+        claim(ns, sc, sc, "1200Gi")
+        failed = wait_for(f"a ProvisioningFailed event for {sc}", lambda: [
+            e for e in events(ns, sc) if e.get("reason") == "ProvisioningFailed" and key in e.get("message", "")], 60)
+        phase = get("pvc", "-n", ns, sc)["status"].get("phase")
+        check(f"bad input: {key} leaves the claim Pending with a ProvisioningFailed event naming it",
+              failed and phase == "Pending", [e.get("message") for e in events(ns, sc)])
+    check("bad input: no FSx call was made", calls("CreateFileSystem") == before)
+
+
+def acquired(sidecar, replica):
+    """True once the sidecar of a replica logged that it acquired its leader lease."""
+    try:
+        with open(os.path.join(CLUSTER_DIR, "logs", f"{sidecar}-{replica}.log")) as f:
+            return any("successfully acquired lease" in line for line in f)
+    except OSError:
+        return False
+
+
+def leader_change():
+    """8. Two controller replicas with leader election; the leader is killed mid-creation; the
+    other takes over; exactly one file system, claim bound."""
+    if not IS_ROOT:
+        print("skip leader change: the two replicas need their own hostnames (UTS namespaces), which needs root; CI runs as root")
+        return
+    ns = "leader"
+    namespace(ns)
+    storage_class("leader-fsx", {"subnetId": SUBNET})
+    set_emulator(create_delay_ms=10000)
+    before = calls("CreateFileSystem")
+    claim(ns, "data", "leader-fsx", "1200Gi")
+    started = wait_for("CreateFileSystem", lambda: calls("CreateFileSystem") > before, 60)
+    # The provisioner's lease holder is a random identity; its log says which replica it is.
+    leaders = [i for i in ("0", "1") if acquired("csi-provisioner", i)]
+    if not check("leader change: one replica's provisioner leads when creation starts", started and len(leaders) == 1,
+                 leaders):
+        set_emulator(create_delay_ms=2000)
+        return
+    leader = leaders[0]
+    other = "1" if leader == "0" else "0"
+    killed = time.time()
+    subprocess.run(["bash", os.path.join(ROOT, "hack", "cluster.sh"), "replica", leader, "kill"], check=True)
+    took_over = wait_for("the other replica to take the lease", lambda: acquired("csi-provisioner", other), 60)
+    takeover = time.time() - killed
+    pv = bound(ns, "data", 90)
+    bound_after = time.time() - killed
+    same = by_volume_name(pv["metadata"]["name"]) if pv else []
+    claims = [f for f in file_systems() if tags(f).get("kubernetes.io/created-for/pvc/name") == "data"
+              and tags(f).get("kubernetes.io/created-for/pvc/namespace") == ns]
+    check("leader change: the other replica takes over and the claim binds", took_over and pv)
+    check("leader change: exactly one file system for the claim", len(same) == 1 and len(claims) == 1,
+          [f["FileSystemId"] for f in claims])
+    figures.append(f"leader change: leader fsx-csi-controller-{leader} SIGKILLed mid-creation; lease taken over in "
+                   f"{takeover:.1f}s, claim bound {bound_after:.1f}s after the kill; "
+                   f"{len(claims)} file system, {calls('CreateFileSystem') - before} CreateFileSystem calls")
+    set_emulator(create_delay_ms=2000)
+    subprocess.run(["bash", os.path.join(ROOT, "hack", "cluster.sh"), "replica", leader, "start"], check=True)
+
+
+def sidecar_problems():
+    """Lines of the sidecars' logs that show a refused API call or a flag they do not take."""
+    problems = []
+    for name in sorted(os.listdir(os.path.join(CLUSTER_DIR, "logs"))):
+        if name.startswith(("csi-provisioner-", "csi-resizer-")):
+            with open(os.path.join(CLUSTER_DIR, "logs", name)) as f:
+                problems += [f"{name}: {line.strip()}" for line in f
+                             if "forbidden" in line.lower() or "flag provided but not defined" in line
+                             or "unknown flag" in line.lower()]
+    return problems
+
+
+def sidecar_logs_clean(path):
+    problems = sidecar_problems()
+    check(f"{path}: after every scenario, no sidecar was refused an API call", not problems, problems[:3])
+
+
+def install_path_checks(path):
+    """9. The install path applied with --authorization-mode Node,RBAC: every object accepted,
+    and the sidecars run with the controller's token and the rendered args."""
+    rendered = open(os.path.join(CLUSTER_DIR, "rendered.yaml")).read()
+    kinds = ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "StatefulSet", "DaemonSet", "CSIDriver"]
+    ok = all(f"kind: {k}" in rendered for k in kinds)
+    ds = (get("daemonset", "-n", "kube-system") or {"items": []})["items"]
+    sts = (get("statefulset", "-n", "kube-system") or {"items": []})["items"]
+    privileged = any(c.get("securityContext", {}).get("privileged") for d in ds
+                     for c in d["spec"]["template"]["spec"]["containers"])
+    check(f"{path}: every object applies with Node,RBAC authorization (the privileged node DaemonSet included)",
+          ok and get("csidriver", "fsx.csi.aws.com") and sts and privileged)
+    problems = sidecar_problems()
+    check(f"{path}: the sidecars start with the rendered args and the controller's RBAC (no forbidden, no unknown flag)",
+          not problems, problems[:3])
+
+
+def main(argv):
+    only = argv[argv.index("--only") + 1] if "--only" in argv else "kustomize"
+    path = open(os.path.join(CLUSTER_DIR, "install-path")).read().strip()
+    start = time.time()
+    calls_before = calls("CreateFileSystem")
+    install_path_checks(path)
+    if only == "kustomize":
+        pv = seed_walkthrough("seed")
+        shared_access()
+        s3_links()
+        expansion(pv)
+        reclaim_policies()
+        static_provisioning()
+        bad_input()
+        leader_change()
+    else:
+        pv = seed_walkthrough(path)
+        ns = f"{path}-grow"
+        namespace(ns)
+        storage_class(f"{path}-grow", {"subnetId": SUBNET, "deploymentType": "SCRATCH_2"})
+        claim(ns, "data", f"{path}-grow", "1200Gi")
+        if bound(ns, "data"):
+            kubectl("-n", ns, "patch", "pvc", "data", "--type", "merge", "-p", '{"spec":{"resources":{"requests":{"storage":"2400Gi"}}}}')
+            check(f"{path}: a claim grows through the resizer with the chart's RBAC", wait_for("growth", lambda: get(
+                "pvc", "-n", ns, "data")["status"].get("capacity", {}).get("storage") == "2400Gi", 120))
+    sidecar_logs_clean(path)
+    volumes = len(file_systems())
+    figures.append(f"{path}: {calls('CreateFileSystem') - calls_before} CreateFileSystem calls, "
+                   f"{volumes} file systems now, in {time.time() - start:.0f}s")
+    print("figures:")
+    for f in figures:
+        print(f"  {f}")
+    passed = sum(1 for _, ok in results if ok)
+    failed = len(results) - passed
+    print(f"cluster: {passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
