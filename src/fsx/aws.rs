@@ -12,8 +12,9 @@ use aws_sdk_fsx::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_fsx::types as t;
 
 use super::{
-    Association, AssociationSpec, AutoImportPolicy, CreateSpec, DataCompressionType, DeploymentType, DriveCacheType,
-    FileSystem, Fsx, FsxError, Lifecycle, MetadataMode, Page, StorageType, Update,
+    Association, AssociationLifecycle, AssociationSpec, AutoImportPolicy, CreateSpec, DataCompressionType,
+    DeploymentType, DriveCacheType, FileSystem, Fsx, FsxError, Lifecycle, MetadataMode, Page, StorageType, Update,
+    UpdateStatus,
 };
 
 /// How many attempts the SDK makes per call before an error reaches the driver.
@@ -160,7 +161,7 @@ fn from_sdk(fs: &t::FileSystem) -> FileSystem {
             .iter()
             .filter(|a| a.administrative_action_type() == Some(&t::AdministrativeActionType::FileSystemUpdate))
             .map(|a| Update {
-                status: a.status().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                status: UpdateStatus::from_wire(a.status().map(|s| s.as_str()).unwrap_or_default()),
                 target_capacity_gib: a.target_file_system_values().and_then(|v| v.storage_capacity()).map(i64::from),
                 failure_message: a.failure_details().and_then(|d| d.message()).map(str::to_string),
             })
@@ -172,7 +173,7 @@ fn association_from_sdk(a: &t::DataRepositoryAssociation) -> Association {
     Association {
         id: a.association_id().unwrap_or_default().to_string(),
         file_system_id: a.file_system_id().unwrap_or_default().to_string(),
-        lifecycle: a.lifecycle().map(|l| l.as_str().to_string()).unwrap_or_default(),
+        lifecycle: AssociationLifecycle::from_wire(a.lifecycle().map(|l| l.as_str()).unwrap_or_default()),
         file_system_path: a.file_system_path().unwrap_or_default().to_string(),
         data_repository_path: a.data_repository_path().unwrap_or_default().to_string(),
         failure_message: a.failure_details().and_then(|d| d.message()).map(str::to_string),
@@ -370,5 +371,25 @@ impl Fsx for AwsFsx {
                 None => return Ok(all),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_become_the_few_kinds_the_driver_acts_on() {
+        let kind = |code: &str| classify_code(code.to_string(), "m".to_string());
+        assert!(matches!(kind("FileSystemNotFound"), FsxError::NotFound(_)));
+        assert!(matches!(kind("DataRepositoryAssociationNotFound"), FsxError::NotFound(_)));
+        assert!(matches!(kind("BadRequest"), FsxError::Invalid { .. }));
+        assert!(matches!(kind("InvalidNetworkSettings"), FsxError::Invalid { .. }));
+        assert!(matches!(kind("IncompatibleParameterError"), FsxError::Incompatible(_)));
+        assert!(matches!(kind("ServiceLimitExceeded"), FsxError::LimitExceeded(_)));
+        for retryable in ["ThrottlingException", "InternalServerError", "ServiceUnavailable", "RequestTimeout"] {
+            assert!(matches!(kind(retryable), FsxError::Unavailable(_)), "{retryable}");
+        }
+        assert!(matches!(kind("SomethingNew"), FsxError::Other { .. }));
     }
 }

@@ -5,6 +5,8 @@
 //! so the rest of the driver never matches on strings.
 
 pub mod aws;
+#[cfg(test)]
+pub mod memory;
 
 use std::fmt;
 use std::str::FromStr;
@@ -80,58 +82,86 @@ impl DeploymentType {
     }
 }
 
-/// The lifecycle of a file system (`FileSystem.Lifecycle`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Lifecycle {
-    Creating,
-    Available,
-    Updating,
-    Deleting,
-    Failed,
-    Misconfigured,
-    MisconfiguredUnavailable,
-    /// A value this driver does not know yet; kept verbatim.
-    Other(String),
+/// An enum of FSx states that keeps values this driver does not know yet (`Other`), so a new
+/// state from FSx is reported, never refused.
+macro_rules! wire_state {
+    ($(#[$m:meta])* $name:ident { $($variant:ident => $wire:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub enum $name {
+            $($variant,)+
+            /// A value this driver does not know yet; kept verbatim.
+            Other(String),
+        }
+
+        impl $name {
+            /// Parses the wire spelling; unknown values are kept, never refused.
+            pub fn from_wire(s: &str) -> Self {
+                match s { $($wire => Self::$variant,)+ other => Self::Other(other.to_string()) }
+            }
+
+            /// The wire spelling.
+            pub fn as_str(&self) -> &str {
+                match self { $(Self::$variant => $wire,)+ Self::Other(s) => s }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
 }
 
+wire_state!(
+    /// The lifecycle of a file system (`FileSystem.Lifecycle`).
+    Lifecycle {
+        Creating => "CREATING",
+        Available => "AVAILABLE",
+        Updating => "UPDATING",
+        Deleting => "DELETING",
+        Failed => "FAILED",
+        Misconfigured => "MISCONFIGURED",
+        MisconfiguredUnavailable => "MISCONFIGURED_UNAVAILABLE",
+    }
+);
+
 impl Lifecycle {
-    /// Parses the wire spelling; unknown values are kept, never refused.
-    pub fn from_wire(s: &str) -> Self {
-        match s {
-            "CREATING" => Self::Creating,
-            "AVAILABLE" => Self::Available,
-            "UPDATING" => Self::Updating,
-            "DELETING" => Self::Deleting,
-            "FAILED" => Self::Failed,
-            "MISCONFIGURED" => Self::Misconfigured,
-            "MISCONFIGURED_UNAVAILABLE" => Self::MisconfiguredUnavailable,
-            other => Self::Other(other.to_string()),
-        }
-    }
-
-    /// The wire spelling.
-    pub fn as_str(&self) -> &str {
-        match self {
-            Self::Creating => "CREATING",
-            Self::Available => "AVAILABLE",
-            Self::Updating => "UPDATING",
-            Self::Deleting => "DELETING",
-            Self::Failed => "FAILED",
-            Self::Misconfigured => "MISCONFIGURED",
-            Self::MisconfiguredUnavailable => "MISCONFIGURED_UNAVAILABLE",
-            Self::Other(s) => s,
-        }
-    }
-
     /// A file system that can be mounted (UPDATING file systems stay mountable).
     pub fn is_usable(&self) -> bool {
         matches!(self, Self::Available | Self::Updating)
     }
 }
 
-impl fmt::Display for Lifecycle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+wire_state!(
+    /// The status of an administrative action (`AdministrativeAction.Status`).
+    UpdateStatus {
+        Pending => "PENDING",
+        InProgress => "IN_PROGRESS",
+        UpdatedOptimizing => "UPDATED_OPTIMIZING",
+        Optimizing => "OPTIMIZING",
+        Completed => "COMPLETED",
+        Failed => "FAILED",
+    }
+);
+
+wire_state!(
+    /// The lifecycle of a data repository association.
+    AssociationLifecycle {
+        Creating => "CREATING",
+        Available => "AVAILABLE",
+        Misconfigured => "MISCONFIGURED",
+        Updating => "UPDATING",
+        Deleting => "DELETING",
+        Failed => "FAILED",
+    }
+);
+
+impl AssociationLifecycle {
+    /// FSx is still working on it: the poller keeps describing it.
+    pub fn is_in_flight(&self) -> bool {
+        matches!(self, Self::Creating | Self::Updating)
     }
 }
 
@@ -164,8 +194,7 @@ pub struct FileSystem {
 /// A FILE_SYSTEM_UPDATE administrative action.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Update {
-    /// PENDING, IN_PROGRESS, UPDATED_OPTIMIZING, COMPLETED, FAILED, ...
-    pub status: String,
+    pub status: UpdateStatus,
     /// `TargetFileSystemValues.StorageCapacity`, when the update changes capacity.
     pub target_capacity_gib: Option<i64>,
     pub failure_message: Option<String>,
@@ -174,12 +203,12 @@ pub struct Update {
 impl Update {
     /// FSx is still working on it and will refuse another update.
     pub fn is_running(&self) -> bool {
-        matches!(self.status.as_str(), "PENDING" | "IN_PROGRESS")
+        matches!(self.status, UpdateStatus::Pending | UpdateStatus::InProgress)
     }
 
     /// The new capacity is in effect (optimization may continue in the background).
     pub fn is_done(&self) -> bool {
-        matches!(self.status.as_str(), "UPDATED_OPTIMIZING" | "COMPLETED" | "OPTIMIZING")
+        matches!(self.status, UpdateStatus::UpdatedOptimizing | UpdateStatus::Completed | UpdateStatus::Optimizing)
     }
 }
 
@@ -188,8 +217,7 @@ impl Update {
 pub struct Association {
     pub id: String,
     pub file_system_id: String,
-    /// CREATING, AVAILABLE, MISCONFIGURED, UPDATING, DELETING, FAILED.
-    pub lifecycle: String,
+    pub lifecycle: AssociationLifecycle,
     pub file_system_path: String,
     pub data_repository_path: String,
     pub failure_message: Option<String>,

@@ -27,7 +27,10 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::fsx::{is_file_system_id, DeploymentType, FileSystem, Fsx, FsxError, Lifecycle, StorageType};
+use crate::fsx::{
+    is_file_system_id, AssociationLifecycle, DeploymentType, FileSystem, Fsx, FsxError, Lifecycle, StorageType,
+    UpdateStatus,
+};
 use capacity::CapacityError;
 use index::Index;
 use inflight::InFlight;
@@ -315,7 +318,7 @@ impl Provisioner {
         let existing = by(deadline, "DescribeDataRepositoryAssociations", self.fsx.associations_of(&fs.id)).await?;
         let association = match existing
             .into_iter()
-            .find(|a| a.file_system_path == spec.file_system_path && a.lifecycle != "DELETING")
+            .find(|a| a.file_system_path == spec.file_system_path && a.lifecycle != AssociationLifecycle::Deleting)
         {
             Some(a) => {
                 if a.data_repository_path.trim_end_matches('/') != spec.data_repository_path.trim_end_matches('/') {
@@ -338,7 +341,7 @@ impl Provisioner {
                 a
             }
         };
-        let association = if matches!(association.lifecycle.as_str(), "CREATING" | "UPDATING") {
+        let association = if association.lifecycle.is_in_flight() {
             let mut rx = self.poller.watch_association(&association.id);
             match poller::wait_until(&mut rx, deadline, Seen::is_settled).await {
                 Some(Seen::Found(a)) => a,
@@ -347,16 +350,16 @@ impl Provisioner {
                     return Err(ProvisionError::AssociationPending {
                         id: fs.id.clone(),
                         association: association.id,
-                        lifecycle: association.lifecycle,
+                        lifecycle: association.lifecycle.to_string(),
                     })
                 }
             }
         } else {
             association
         };
-        match association.lifecycle.as_str() {
-            "AVAILABLE" => Ok(()),
-            "FAILED" => {
+        match &association.lifecycle {
+            AssociationLifecycle::Available => Ok(()),
+            AssociationLifecycle::Failed => {
                 let message = association.failure_message.unwrap_or_else(|| "FSx gave no failure details".into());
                 let message = format!("association {}: {message}", association.id);
                 Err(self.discard(fs, message, |id, message| ProvisionError::AssociationFailed { id, message }).await)
@@ -569,7 +572,7 @@ fn update_outcome(fs: &FileSystem, target: i64) -> Option<Result<i64, ProvisionE
     let update = fs.updates.iter().rev().find(|u| u.target_capacity_gib == Some(target));
     match update {
         Some(u) if u.is_done() => Some(Ok(target.max(fs.capacity_gib))),
-        Some(u) if u.status == "FAILED" => Some(Err(ProvisionError::UpdateFailed {
+        Some(u) if u.status == UpdateStatus::Failed => Some(Err(ProvisionError::UpdateFailed {
             id: fs.id.clone(),
             target_gib: target,
             message: u.failure_message.clone().unwrap_or_else(|| "FSx gave no failure details".into()),
@@ -590,4 +593,199 @@ fn capacity_mismatch(fs: &FileSystem, required_bytes: i64, limit_bytes: i64) -> 
         return Some(format!("capacity is {} GiB, above the limit of {limit_bytes} bytes", fs.capacity_gib));
     }
     None
+}
+
+/// The core against the in-memory FSx, with paused tokio time: a 10-minute creation takes
+/// microseconds and every outcome is deterministic.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fsx::memory::{MemoryFsx, Timing};
+
+    const MIN: Duration = Duration::from_secs(60);
+    const POLL: Duration = Duration::from_secs(15);
+
+    fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        let mut p: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        p.entry("subnetId".into()).or_insert_with(|| "subnet-0123456789abcdef0".into());
+        p
+    }
+
+    async fn provisioner(fsx: &Arc<MemoryFsx>) -> Arc<Provisioner> {
+        let p = Provisioner::new(
+            Arc::clone(fsx) as Arc<dyn Fsx>,
+            Options { extra_tags: Vec::new(), poll_interval: POLL, resync_interval: Duration::from_secs(3600) },
+        );
+        p.start();
+        p.wait_ready(Instant::now() + MIN).await.unwrap();
+        p
+    }
+
+    async fn create(
+        p: &Provisioner,
+        name: &str,
+        pairs: &[(&str, &str)],
+        within: Duration,
+    ) -> Result<FileSystem, ProvisionError> {
+        let parameters = params(pairs);
+        let req =
+            CreateRequest { name, required_bytes: 1200 * crate::fsx::GIB, limit_bytes: 0, parameters: &parameters };
+        p.create(req, Instant::now() + within).await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_creation_waits_on_the_poller_with_no_calls_of_its_own() {
+        let fsx = Arc::new(MemoryFsx::new(Timing::default()));
+        let p = provisioner(&fsx).await;
+        let listing = fsx.calls("DescribeFileSystems");
+        let start = Instant::now();
+        let (a, b) = tokio::join!(create(&p, "pvc-a", &[], 20 * MIN), create(&p, "pvc-b", &[], 20 * MIN));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!((a.lifecycle, b.lifecycle), (Lifecycle::Available, Lifecycle::Available));
+        // Bound within one poll tick of AVAILABLE (10 minutes of creation).
+        assert!(start.elapsed() <= Timing::default().create + POLL, "{:?}", start.elapsed());
+        assert_eq!(fsx.calls("CreateFileSystem"), 2);
+        // One batched describe per tick for both, never one per waiting call.
+        let ticks = Timing::default().create.as_secs() / POLL.as_secs();
+        assert_eq!(fsx.calls("DescribeFileSystems") - listing, ticks, "one describe per tick for both volumes");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_after_the_deadline_join_the_same_file_system() {
+        let fsx = Arc::new(MemoryFsx::new(Timing::default()));
+        let p = provisioner(&fsx).await;
+        let mut ids = std::collections::HashSet::new();
+        let fs = loop {
+            match create(&p, "pvc-retry", &[], MIN).await {
+                Ok(fs) => break fs,
+                Err(ProvisionError::StillPending { id, .. }) => {
+                    ids.insert(id);
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        ids.insert(fs.id.clone());
+        assert_eq!(ids.len(), 1, "{ids:?}");
+        assert_eq!(fsx.calls("CreateFileSystem"), 1, "later retries are answered from the index");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_creation_is_deleted_and_the_retry_uses_a_new_token() {
+        let fsx = Arc::new(MemoryFsx::new(Timing::default()));
+        fsx.fail_next_creates(1, "subnet has no free IP addresses");
+        let p = provisioner(&fsx).await;
+        let err = create(&p, "pvc-fail", &[], 20 * MIN).await.unwrap_err();
+        let ProvisionError::CreationFailed { id: failed, message } = err else { panic!("{err}") };
+        assert!(message.contains("no free IP"), "{message}");
+        assert!(fsx.file_systems().iter().any(|(id, l, _)| *id == failed && *l == Lifecycle::Deleting));
+        let fs = create(&p, "pvc-fail", &[], 20 * MIN).await.unwrap();
+        assert_ne!(fs.id, failed);
+        assert_eq!(fsx.calls("CreateFileSystem"), 2);
+        assert_eq!(fsx.calls("DeleteFileSystem"), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_restarted_controller_finds_the_file_system_instead_of_creating_another() {
+        let fsx = Arc::new(MemoryFsx::new(Timing::default()));
+        let first = provisioner(&fsx).await;
+        assert!(matches!(create(&first, "pvc-restart", &[], MIN).await, Err(ProvisionError::StillPending { .. })));
+        drop(first);
+        // A new process: an empty index, loaded from a paged listing.
+        let second = provisioner(&fsx).await;
+        let fs = create(&second, "pvc-restart", &[], 20 * MIN).await.unwrap();
+        assert_eq!(fsx.calls("CreateFileSystem"), 1);
+        assert_eq!(fsx.file_systems().len(), 1);
+        assert_eq!(fs.volume_name(), Some("pvc-restart"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_name_whose_file_system_was_deleted_moves_to_a_new_token_generation() {
+        let fsx = Arc::new(MemoryFsx::new(Timing { delete: 10 * MIN, ..Timing::default() }));
+        let old = {
+            let p = provisioner(&fsx).await;
+            let fs = create(&p, "pvc-again", &[], 20 * MIN).await.unwrap();
+            fsx.delete_out_of_band(&fs.id);
+            fs
+        };
+        // After a restart the token still answers with the DELETING file system.
+        let p = provisioner(&fsx).await;
+        let fs = create(&p, "pvc-again", &[], 20 * MIN).await.unwrap();
+        assert_ne!(fs.id, old.id);
+        assert_eq!(fsx.calls("CreateFileSystem"), 3, "first, the DELETING answer, then the next generation");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttling_beyond_the_sdk_retries_is_retryable_and_never_duplicates() {
+        let fsx = Arc::new(MemoryFsx::new(Timing::default()));
+        let p = provisioner(&fsx).await;
+        fsx.throttle_next(1);
+        let err = create(&p, "pvc-throttled", &[], 20 * MIN).await.unwrap_err();
+        assert!(matches!(err, ProvisionError::Fsx(FsxError::Unavailable(_))), "{err}");
+        let fs = create(&p, "pvc-throttled", &[], 20 * MIN).await.unwrap();
+        assert_eq!(fs.lifecycle, Lifecycle::Available);
+        assert_eq!(fsx.file_systems().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expansion_joins_an_update_already_running_towards_the_size() {
+        let fsx = Arc::new(MemoryFsx::new(Timing { create: MIN, ..Timing::default() }));
+        let p = provisioner(&fsx).await;
+        let fs = create(&p, "pvc-grow", &[("deploymentType", "SCRATCH_2")], 20 * MIN).await.unwrap();
+        let gib = crate::fsx::GIB;
+        // The first call runs out of time while FSx grows the file system.
+        let first = p.expand(&fs.id, 4000 * gib, 0, Instant::now() + MIN).await.unwrap_err();
+        assert!(matches!(first, ProvisionError::StillPending { .. }), "{first}");
+        // A retry for a size the running update covers joins it.
+        assert_eq!(p.expand(&fs.id, 3000 * gib, 0, Instant::now() + 20 * MIN).await.unwrap(), 4800);
+        assert_eq!(fsx.calls("UpdateFileSystem"), 1);
+        // Bad ranges are refused before any call.
+        let calls = fsx.calls("DescribeFileSystems");
+        assert!(matches!(p.expand(&fs.id, -1, 0, Instant::now() + MIN).await, Err(ProvisionError::Capacity(_))));
+        assert_eq!(fsx.calls("DescribeFileSystems"), calls);
+        let scratch1 = create(&p, "pvc-fixed", &[], 20 * MIN).await.unwrap();
+        assert!(matches!(
+            p.expand(&scratch1.id, 4800 * gib, 0, Instant::now() + MIN).await,
+            Err(ProvisionError::CannotExpand(_))
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn persistent_2_links_s3_by_one_association_before_the_volume_is_ready() {
+        let fsx = Arc::new(MemoryFsx::new(Timing { create: MIN, ..Timing::default() }));
+        let p = provisioner(&fsx).await;
+        let s3 = [
+            ("deploymentType", "PERSISTENT_2"),
+            ("perUnitStorageThroughput", "125"),
+            ("s3ImportPath", "s3://bucket/data"),
+        ];
+        // The file system is AVAILABLE before the association is; the call waits for both.
+        let err = create(&p, "pvc-s3", &s3, 2 * MIN).await.unwrap_err();
+        assert!(matches!(err, ProvisionError::AssociationPending { .. }), "{err}");
+        let fs = create(&p, "pvc-s3", &s3, 20 * MIN).await.unwrap();
+        let associations = fsx.associations();
+        assert_eq!(associations.len(), 1, "{associations:?}");
+        assert_eq!(associations[0].file_system_id, fs.id);
+        assert_eq!(associations[0].lifecycle, AssociationLifecycle::Available);
+        // A FAILED association discards the file system, and the retry starts clean.
+        fsx.fail_next_associations(1, "the bucket policy denies FSx");
+        let err = create(&p, "pvc-s3-bad", &s3, 20 * MIN).await.unwrap_err();
+        assert!(
+            matches!(&err, ProvisionError::AssociationFailed { message, .. } if message.contains("bucket policy")),
+            "{err}"
+        );
+        create(&p, "pvc-s3-bad", &s3, 20 * MIN).await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deletion_is_idempotent_and_bounded_by_the_deadline() {
+        let fsx = Arc::new(MemoryFsx::new(Timing::default()));
+        let p = provisioner(&fsx).await;
+        let fs = create(&p, "pvc-del", &[], 20 * MIN).await.unwrap();
+        for _ in 0..3 {
+            p.delete(&fs.id, Instant::now() + MIN).await.unwrap();
+        }
+        assert_eq!(fsx.calls("DeleteFileSystem"), 1, "a DELETING file system is not deleted again");
+        p.delete("fs-0123456789abcdef0", Instant::now() + MIN).await.unwrap();
+        p.delete("not-an-id", Instant::now() + MIN).await.unwrap();
+    }
 }

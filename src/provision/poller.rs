@@ -73,7 +73,7 @@ impl Tracked for Association {
         &self.id
     }
     fn in_flight(&self) -> bool {
-        matches!(self.lifecycle.as_str(), "CREATING" | "UPDATING")
+        self.lifecycle.is_in_flight()
     }
 }
 
@@ -226,5 +226,65 @@ impl Poller {
             // Waiters keep the last value; the channel closes once they have read it.
             map.remove(id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fsx::memory::{MemoryFsx, Timing};
+    use crate::fsx::{CreateSpec, LustreSpec};
+
+    fn spec(i: usize) -> CreateSpec {
+        CreateSpec {
+            client_request_token: format!("t{i}"),
+            capacity_gib: 1200,
+            subnet_id: "subnet-0123456789abcdef0".into(),
+            security_group_ids: Vec::new(),
+            tags: vec![("CSIVolumeName".into(), format!("pvc-{i}"))],
+            kms_key_id: None,
+            file_system_type_version: None,
+            lustre: LustreSpec::default(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn everything_in_flight_is_described_in_batches_of_50() {
+        let fsx = Arc::new(MemoryFsx::new(Timing { create: Duration::from_secs(60), ..Timing::default() }));
+        let mut ids = Vec::new();
+        for i in 0..120 {
+            ids.push(fsx.create_file_system(&spec(i)).await.unwrap().id);
+        }
+        let poller = Poller::new(fsx.clone(), Arc::new(Index::default()), Duration::from_secs(15));
+        let mut rxs: Vec<_> = ids.iter().map(|id| poller.watch(id)).collect();
+        poller.tick().await;
+        assert_eq!(fsx.calls("DescribeFileSystems"), 3, "120 ids in 3 calls of at most 50");
+        assert!(rxs
+            .iter_mut()
+            .all(|rx| matches!(&*rx.borrow_and_update(), Seen::Found(fs) if fs.lifecycle == Lifecycle::Creating)));
+        tokio::time::advance(Duration::from_secs(61)).await;
+        poller.tick().await;
+        assert!(rxs
+            .iter_mut()
+            .all(|rx| matches!(&*rx.borrow_and_update(), Seen::Found(fs) if fs.lifecycle == Lifecycle::Available)));
+        // Settled: nothing is watched, and an idle poller makes no calls.
+        assert_eq!(poller.in_flight(), 0);
+        let calls = fsx.calls("DescribeFileSystems");
+        poller.tick().await;
+        assert_eq!(fsx.calls("DescribeFileSystems"), calls);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_file_system_gone_from_a_batch_is_reported_gone_and_the_rest_still_found() {
+        let fsx = Arc::new(MemoryFsx::new(Timing { delete: Duration::from_secs(1), ..Timing::default() }));
+        let a = fsx.create_file_system(&spec(1)).await.unwrap().id;
+        let b = fsx.create_file_system(&spec(2)).await.unwrap().id;
+        fsx.delete_out_of_band(&b);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let poller = Poller::new(fsx.clone(), Arc::new(Index::default()), Duration::from_secs(15));
+        let (mut ra, mut rb) = (poller.watch(&a), poller.watch(&b));
+        poller.tick().await;
+        assert!(matches!(&*ra.borrow_and_update(), Seen::Found(_)));
+        assert_eq!(*rb.borrow_and_update(), Seen::Gone);
     }
 }

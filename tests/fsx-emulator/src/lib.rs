@@ -1098,7 +1098,11 @@ async fn file_systems(State(emu): State<Emulator>) -> Response {
                     let al = dra_lifecycle(a, &inner.config, now)?;
                     let mut d = describe_association(a, al);
                     let ready = a.clock.available_at();
-                    let at = if ready <= now { wall - (now - ready).as_secs_f64() } else { wall + (ready - now).as_secs_f64() };
+                    let at = if ready <= now {
+                        wall - (now - ready).as_secs_f64()
+                    } else {
+                        wall + (ready - now).as_secs_f64()
+                    };
                     d["AvailableAtUnix"] = json!(at);
                     Some(d)
                 })
