@@ -41,6 +41,7 @@
 //!   syscall mounter, and the bounded worker that keeps a hung Lustre server from freezing the
 //!   plugin (one call per path, a cap on blocked threads).
 //! - [`text`]: outside text shown in messages and logs: escaped and cut.
+//! - [`metadata`]: the EC2 instance metadata service (the node id when none is given).
 //! - [`logging`]: `--log-format text|json` tracing setup; every line is scrubbed of
 //!   credentials.
 //!
@@ -53,6 +54,7 @@ pub mod cli;
 pub mod csi;
 pub mod fsx;
 pub mod logging;
+pub mod metadata;
 pub mod mount;
 pub mod provision;
 pub mod server;

@@ -10,6 +10,7 @@ use fsx_csi_driver::csi::controller::ControllerService;
 use fsx_csi_driver::csi::identity::IdentityService;
 use fsx_csi_driver::csi::node::{NodeOptions, NodeService};
 use fsx_csi_driver::fsx::aws::AwsFsx;
+use fsx_csi_driver::metadata::Imds;
 use fsx_csi_driver::mount::SyscallMounter;
 use fsx_csi_driver::provision::{Options, Provisioner};
 use fsx_csi_driver::server::{self, Services};
@@ -68,7 +69,7 @@ async fn run(cli: Cli) -> Result<(), String> {
     let node = if cli.mode.node() {
         let options = NodeOptions::new(cli.node_id.clone(), cli.kubelet_dir.clone());
         Some(
-            NodeService::new(options, Arc::new(SyscallMounter))
+            NodeService::new(options, Arc::new(SyscallMounter), Arc::new(Imds))
                 .map_err(|e| format!("cannot start the node service: {e}"))?,
         )
     } else {

@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex};
 
 use fsx_csi_driver::csi::node::{NodeOptions, NodeService};
 use fsx_csi_driver::fsx::{is_file_system_id, CreateSpec, GIB};
+use fsx_csi_driver::metadata::Unavailable;
 use fsx_csi_driver::mount::lustre;
 use fsx_csi_driver::mount::paths::{check_subdirectory, KubeletDir};
 use fsx_csi_driver::mount::{mountinfo, Mounter, Usage};
@@ -491,7 +492,9 @@ fn fuzz_node_requests() {
     let table =
         format!("101 22 0:52 / {} rw,relatime shared:70 - lustre 127.0.0.1@tcp:/abcdefgh rw,flock\n", staged.display());
     let recorder = Arc::new(Recorder { targets: Mutex::default(), table });
-    let node = NodeService::new(NodeOptions::new(Some("n".into()), root.clone()), recorder.clone()).unwrap();
+    let node =
+        NodeService::new(NodeOptions::new(Some("n".into()), root.clone()), recorder.clone(), Arc::new(Unavailable))
+            .unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let prefixes = [
         root.join("plugins/kubernetes.io/csi/fsx.csi.aws.com/h/globalmount").display().to_string(),

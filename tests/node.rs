@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use common::{mount_cap, Driver};
 use fsx_csi_driver::csi::node::{NodeOptions, NodeService};
+use fsx_csi_driver::metadata::Unavailable;
 use fsx_csi_driver::mount::mountinfo;
 use fsx_csi_driver::mount::{Mounter, SyscallMounter};
 use fsx_csi_driver::proto::node_client::NodeClient;
@@ -50,7 +51,9 @@ impl Env {
         let dir = tempfile::tempdir().unwrap();
         let kubelet = dir.path().join("kubelet");
         std::fs::create_dir_all(&kubelet).unwrap();
-        let node = NodeService::new(NodeOptions::new(Some("node-1".into()), kubelet.clone()), mounter).unwrap();
+        let node =
+            NodeService::new(NodeOptions::new(Some("node-1".into()), kubelet.clone()), mounter, Arc::new(Unavailable))
+                .unwrap();
         let driver = Driver::serve(None, Some(node)).await;
         let client = driver.node_client().await;
         Self { _dir: dir, kubelet, driver, client, mounter: handle }
@@ -300,8 +303,12 @@ async fn real_lustre_fstype_fails_with_enodev_and_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let kubelet = dir.path().join("kubelet");
     std::fs::create_dir_all(&kubelet).unwrap();
-    let node =
-        NodeService::new(NodeOptions::new(Some("node-1".into()), kubelet.clone()), Arc::new(SyscallMounter)).unwrap();
+    let node = NodeService::new(
+        NodeOptions::new(Some("node-1".into()), kubelet.clone()),
+        Arc::new(SyscallMounter),
+        Arc::new(Unavailable),
+    )
+    .unwrap();
     let driver = Driver::serve(None, Some(node)).await;
     let mut client = driver.node_client().await;
     let staging = kubelet.join("plugins/kubernetes.io/csi/fsx.csi.aws.com/x/globalmount");

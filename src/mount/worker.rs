@@ -8,10 +8,12 @@
 //!
 //! What a hung server may cost is bounded too, since the kubelet keeps calling (stats for every
 //! volume every minute, unmount retries):
-//! - **one call per path**: while a call on a path is running, another call on it is refused
-//!   at once ([`WorkerError::PathBusy`], saying what runs and for how long) without a thread;
-//!   only unmount's escalation (`MNT_FORCE`, then `MNT_DETACH`, meant to break a stuck
-//!   unmount) may add calls beside it, up to its number of steps;
+//! - **one call per path and [`Lane`]**: while a call on a path is running, another call in
+//!   the same lane is refused at once ([`WorkerError::PathBusy`], saying what runs and for how
+//!   long) without a thread. Probes (`statvfs`, `stat`) and changes (mount, unmount, rmdir)
+//!   have separate lanes, so a probe stuck on a dead mount never stops the unmount that
+//!   removes it; only unmount's escalation (`MNT_FORCE`, then `MNT_DETACH`, meant to break a
+//!   stuck unmount) may add changes beside it, up to its number of steps;
 //! - **a cap on blocked workers**: once [`Limits::blocked`] calls have outlived their callers,
 //!   new work is refused with [`WorkerError::Saturated`], a clear error, until some return; and
 //!   at most [`Limits::in_flight`] calls run at once.
@@ -72,9 +74,19 @@ struct Queue {
     idle: usize,
 }
 
+/// Which calls on a path exclude each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// Reads that may hang on a dead mount (`statvfs`, `stat`).
+    Probe,
+    /// Calls that change the mount table or the directory (mount, unmount, rmdir, ...).
+    Change,
+}
+
 #[derive(Debug)]
 struct Running {
     id: u64,
+    lane: Lane,
     what: &'static str,
     started: Instant,
     /// Its caller gave up waiting.
@@ -124,13 +136,14 @@ impl Workers {
         self.table().blocked
     }
 
-    /// Registers a call on `path` if the limits allow it; `max_on_path` is how many calls may
-    /// run on `path` at once, this one included.
-    fn admit(&self, path: &Path, what: &'static str, max_on_path: usize) -> Result<u64, WorkerError> {
+    /// Registers a call on `path` if the limits allow it; `max_on_path` is how many calls of
+    /// `lane` may run on `path` at once, this one included.
+    fn admit(&self, path: &Path, what: &'static str, lane: Lane, max_on_path: usize) -> Result<u64, WorkerError> {
         let mut t = self.table();
         if let Some(list) = t.paths.get(path) {
-            if list.len() >= max_on_path {
-                let first = &list[0];
+            let same: Vec<&Running> = list.iter().filter(|r| r.lane == lane).collect();
+            if same.len() >= max_on_path {
+                let first = same[0];
                 return Err(WorkerError::PathBusy { what: first.what, running_for: first.started.elapsed() });
             }
         }
@@ -151,6 +164,7 @@ impl Workers {
         t.in_flight += 1;
         t.paths.entry(path.to_path_buf()).or_default().push(Running {
             id,
+            lane,
             what,
             started: Instant::now(),
             abandoned: false,
@@ -226,30 +240,32 @@ impl Workers {
     }
 }
 
-/// Runs `f` on a worker thread and waits for it until `deadline`, if no other call runs on
-/// `path` (see [`run_beside`]) and the limits allow. While it runs, `path` is marked busy with
-/// `what`.
+/// Runs `f` on a worker thread and waits for it until `deadline`, if no other call of `lane`
+/// runs on `path` (see [`run_beside`]) and the limits allow. While it runs, `path` is marked
+/// busy with `what`.
 pub async fn run<T: Send + 'static>(
     workers: &Arc<Workers>,
     path: &Path,
     what: &'static str,
+    lane: Lane,
     deadline: Instant,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, WorkerError> {
-    run_beside(workers, path, what, 1, deadline, f).await
+    run_beside(workers, path, what, lane, 1, deadline, f).await
 }
 
-/// [`run`], allowing up to `max_on_path` calls on `path` at once (this one included): for
-/// unmount's escalation steps, which exist to break a stuck call.
+/// [`run`], allowing up to `max_on_path` calls of `lane` on `path` at once (this one
+/// included): for unmount's escalation steps, which exist to break a stuck call.
 pub async fn run_beside<T: Send + 'static>(
     workers: &Arc<Workers>,
     path: &Path,
     what: &'static str,
+    lane: Lane,
     max_on_path: usize,
     deadline: Instant,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, WorkerError> {
-    let id = workers.admit(path, what, max_on_path)?;
+    let id = workers.admit(path, what, lane, max_on_path)?;
     let (tx, rx) = tokio::sync::oneshot::channel();
     let marker = Arc::clone(workers);
     let key = path.to_path_buf();
@@ -301,15 +317,15 @@ mod tests {
     async fn finishes_or_times_out() {
         let workers = Arc::new(Workers::default());
         let p = Path::new("/x");
-        assert_eq!(run(&workers, p, "test", soon(), || 7).await, Ok(7));
+        assert_eq!(run(&workers, p, "test", Lane::Change, soon(), || 7).await, Ok(7));
         assert!(workers.running(p).is_none());
         let (release, f) = stuck();
-        let r = run(&workers, p, "stuck", Instant::now() + Duration::from_millis(50), f).await;
+        let r = run(&workers, p, "stuck", Lane::Change, Instant::now() + Duration::from_millis(50), f).await;
         assert_eq!(r, Err(WorkerError::TimedOut));
         assert_eq!(workers.running(p).map(|r| r.0), Some("stuck"));
         assert_eq!(workers.blocked(), 1);
         // Another path runs while the first is stuck.
-        assert_eq!(run(&workers, Path::new("/y"), "other", soon(), || 8).await, Ok(8));
+        assert_eq!(run(&workers, Path::new("/y"), "other", Lane::Change, soon(), || 8).await, Ok(8));
         release.send(()).unwrap();
         until_idle(&workers, p).await;
         assert_eq!(workers.blocked(), 0);
@@ -321,20 +337,29 @@ mod tests {
         let p = Path::new("/hung");
         let (release, f) = stuck();
         assert_eq!(
-            run(&workers, p, "statvfs", Instant::now() + Duration::from_millis(20), f).await,
+            run(&workers, p, "statvfs", Lane::Probe, Instant::now() + Duration::from_millis(20), f).await,
             Err(WorkerError::TimedOut)
         );
         let admitted = workers.table().next_id;
         for _ in 0..30 {
-            let r = run(&workers, p, "statvfs", soon(), || ()).await;
+            let r = run(&workers, p, "statvfs", Lane::Probe, soon(), || ()).await;
             assert!(matches!(r, Err(WorkerError::PathBusy { what: "statvfs", .. })), "{r:?}");
         }
         assert_eq!(workers.table().next_id, admitted, "refused calls were handed to a thread");
-        // Escalation may run beside the stuck call, up to its limit.
-        assert_eq!(run_beside(&workers, p, "unmount", 2, soon(), || 1).await, Ok(1));
+        // A stuck probe never stops a change (the unmount that removes the dead mount).
+        assert_eq!(run(&workers, p, "unmount", Lane::Change, soon(), || 1).await, Ok(1));
+        let (release_unmount, stuck_unmount) = stuck();
+        let r =
+            run(&workers, p, "unmount", Lane::Change, Instant::now() + Duration::from_millis(20), stuck_unmount).await;
+        assert_eq!(r, Err(WorkerError::TimedOut));
+        let r = run(&workers, p, "rmdir", Lane::Change, soon(), || ()).await;
+        assert!(matches!(r, Err(WorkerError::PathBusy { what: "unmount", .. })), "{r:?}");
+        // Escalation may run beside the stuck change, up to its limit.
+        assert_eq!(run_beside(&workers, p, "unmount", Lane::Change, 2, soon(), || 3).await, Ok(3));
         drop(release);
+        drop(release_unmount);
         until_idle(&workers, p).await;
-        assert_eq!(run(&workers, p, "statvfs", soon(), || 2).await, Ok(2));
+        assert_eq!(run(&workers, p, "statvfs", Lane::Probe, soon(), || 2).await, Ok(2));
     }
 
     #[tokio::test]
@@ -345,10 +370,10 @@ mod tests {
             let (release, f) = stuck();
             releases.push(release);
             let p = PathBuf::from(format!("/hung/{i}"));
-            let r = run(&workers, &p, "statvfs", Instant::now() + Duration::from_millis(10), f).await;
+            let r = run(&workers, &p, "statvfs", Lane::Probe, Instant::now() + Duration::from_millis(10), f).await;
             assert_eq!(r, Err(WorkerError::TimedOut));
         }
-        let r = run(&workers, Path::new("/healthy"), "statvfs", soon(), || ()).await;
+        let r = run(&workers, Path::new("/healthy"), "statvfs", Lane::Probe, soon(), || ()).await;
         let Err(e @ WorkerError::Saturated { .. }) = r else { panic!("{r:?}") };
         let text = e.to_string();
         assert!(text.contains("3 operations are blocked") && text.contains("/hung/0"), "{text}");
@@ -356,7 +381,7 @@ mod tests {
         for i in 0..3 {
             until_idle(&workers, &PathBuf::from(format!("/hung/{i}"))).await;
         }
-        assert_eq!(run(&workers, Path::new("/healthy"), "statvfs", soon(), || 3).await, Ok(3));
+        assert_eq!(run(&workers, Path::new("/healthy"), "statvfs", Lane::Probe, soon(), || 3).await, Ok(3));
     }
 
     #[tokio::test]
@@ -364,7 +389,9 @@ mod tests {
         let workers = Arc::new(Workers::default());
         let mut ids = std::collections::HashSet::new();
         for _ in 0..20 {
-            let id = run(&workers, Path::new("/z"), "id", soon(), || std::thread::current().id()).await.unwrap();
+            let id = run(&workers, Path::new("/z"), "id", Lane::Change, soon(), || std::thread::current().id())
+                .await
+                .unwrap();
             ids.insert(id);
             // Let the finished worker go idle before the next call.
             tokio::time::sleep(Duration::from_millis(2)).await;

@@ -109,6 +109,7 @@ async fn run(args: Args) {
     let node = NodeService::new(
         NodeOptions::new(Some("sanity-node".into()), args.kubelet_dir.clone()),
         Arc::new(tmpfs_mounter::TmpfsLustre::default()),
+        Arc::new(fsx_csi_driver::metadata::Unavailable),
     )
     .expect("the kubelet directory");
     let services = Services {
