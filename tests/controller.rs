@@ -562,3 +562,26 @@ async fn a_standby_replica_learns_what_the_leader_created_before_it_takes_over()
     assert_eq!(again.volume_id, a.volume_id);
     assert_eq!(emu.calls("CreateFileSystem"), creates, "found in the index, not created again");
 }
+
+/// The key added by the one-description refactor, end to end: into the request, and compared
+/// with the existing file system on a retry.
+#[tokio::test]
+async fn root_squash_reaches_the_file_system_and_is_compared_on_retry() {
+    let (emu, driver) = setup(50).await;
+    let mut c = driver.controller_client().await;
+    let p = params(&[("subnetId", SUBNET), ("rootSquash", "65534:65534")]);
+    let v = create_until_done(&mut c, "pvc-squash", 1200, p.clone(), Duration::from_secs(5), 50).await.unwrap();
+    // The same StorageClass again: the same volume.
+    let again = create_until_done(&mut c, "pvc-squash", 1200, p, Duration::from_secs(5), 50).await.unwrap();
+    assert_eq!(again.volume_id, v.volume_id);
+    assert_eq!(emu.calls("CreateFileSystem"), 1);
+    // Another squash for the same name is a different volume.
+    let other = params(&[("subnetId", SUBNET), ("rootSquash", "0:0")]);
+    let err = c.create_volume(create_request("pvc-squash", 1200, other, Duration::from_secs(5))).await.unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists, "{err:?}");
+    assert!(err.message().contains("rootSquash"), "{}", err.message());
+    let bad = params(&[("subnetId", SUBNET), ("rootSquash", "root")]);
+    let err = c.create_volume(create_request("pvc-squash-bad", 1200, bad, Duration::from_secs(5))).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("rootSquash") && err.message().contains("UID:GID"), "{}", err.message());
+}

@@ -232,7 +232,7 @@ fn fuzz_storage_class_structured() {
         let mut raw = HashMap::new();
         for (k, v, text) in entries.iter().take(40) {
             let key = match KEYS.get(*k as usize) {
-                Some(key) => key.to_string(),
+                Some(key) => key.name.to_string(),
                 None if *k == 250 => format!("{}pvc/name", params::RESERVED_PREFIX),
                 None => text.clone(),
             };

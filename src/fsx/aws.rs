@@ -155,6 +155,10 @@ fn from_sdk(fs: &t::FileSystem) -> FileSystem {
         efa_enabled: lustre.and_then(|l| l.efa_enabled()),
         import_path: repo.and_then(|r| r.import_path()).map(str::to_string),
         export_path: repo.and_then(|r| r.export_path()).map(str::to_string),
+        root_squash: lustre
+            .and_then(|l| l.root_squash_configuration())
+            .and_then(|r| r.root_squash())
+            .map(str::to_string),
         tags: fs.tags().iter().filter_map(|tag| Some((tag.key()?.to_string(), tag.value()?.to_string()))).collect(),
         updates: fs
             .administrative_actions()
@@ -226,6 +230,9 @@ fn lustre_configuration(spec: &CreateSpec) -> t::CreateFileSystemLustreConfigura
         .set_copy_tags_to_backups(l.copy_tags_to_backups)
         .set_efa_enabled(l.efa_enabled)
         .set_metadata_configuration(metadata)
+        .set_root_squash_configuration(
+            l.root_squash.as_ref().map(|r| t::LustreRootSquashConfiguration::builder().root_squash(r).build()),
+        )
         .build()
 }
 

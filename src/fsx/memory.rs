@@ -237,6 +237,7 @@ impl Fsx for MemoryFsx {
             efa_enabled: spec.lustre.efa_enabled,
             import_path: spec.lustre.import_path.clone(),
             export_path: spec.lustre.export_path.clone(),
+            root_squash: spec.lustre.root_squash.clone(),
             tags: spec.tags.clone(),
             updates: Vec::new(),
         };

@@ -75,6 +75,20 @@ wire_enum!(
     MetadataMode { Automatic => "AUTOMATIC", UserProvisioned => "USER_PROVISIONED" }
 );
 
+/// FSx's default deployment type.
+impl Default for DeploymentType {
+    fn default() -> Self {
+        Self::Scratch1
+    }
+}
+
+/// FSx's default storage type.
+impl Default for StorageType {
+    fn default() -> Self {
+        Self::Ssd
+    }
+}
+
 impl DeploymentType {
     /// Scratch file systems have no backups and no throughput tiers.
     pub fn is_scratch(self) -> bool {
@@ -127,6 +141,13 @@ wire_state!(
     }
 );
 
+/// Not described yet (an empty, unknown lifecycle).
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Self::Other(String::new())
+    }
+}
+
 impl Lifecycle {
     /// A file system that can be mounted (UPDATING file systems stay mountable).
     pub fn is_usable(&self) -> bool {
@@ -166,7 +187,7 @@ impl AssociationLifecycle {
 }
 
 /// A Lustre file system as described by FSx: what the driver reads of `FileSystem`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FileSystem {
     pub id: String,
     pub lifecycle: Lifecycle,
@@ -186,6 +207,8 @@ pub struct FileSystem {
     pub efa_enabled: Option<bool>,
     pub import_path: Option<String>,
     pub export_path: Option<String>,
+    /// `RootSquashConfiguration.RootSquash`.
+    pub root_squash: Option<String>,
     pub tags: Vec<(String, String)>,
     /// `AdministrativeActions` of type FILE_SYSTEM_UPDATE (storage capacity changes).
     pub updates: Vec<Update>,
@@ -293,6 +316,8 @@ pub struct LustreSpec {
     pub efa_enabled: Option<bool>,
     pub metadata_mode: Option<MetadataMode>,
     pub metadata_iops: Option<i32>,
+    /// `RootSquashConfiguration.RootSquash`: `UID:GID`.
+    pub root_squash: Option<String>,
 }
 
 /// One page of a listing.

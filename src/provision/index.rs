@@ -207,23 +207,9 @@ mod tests {
         FileSystem {
             id: id.into(),
             lifecycle,
-            failure_message: None,
             capacity_gib: 1200,
-            storage_type: None,
-            deployment_type: None,
-            per_unit_storage_throughput: None,
-            drive_cache_type: None,
-            data_compression_type: None,
-            subnet_ids: vec![],
-            dns_name: String::new(),
-            mount_name: String::new(),
-            kms_key_id: None,
-            file_system_type_version: None,
-            efa_enabled: None,
-            import_path: None,
-            export_path: None,
             tags: name.map(|n| vec![(VOLUME_NAME_TAG.to_string(), n.to_string())]).unwrap_or_default(),
-            updates: vec![],
+            ..FileSystem::default()
         }
     }
 

@@ -251,7 +251,8 @@ impl Provisioner {
     pub fn plan(req: &CreateRequest<'_>) -> Result<(StorageClassParams, i64), ProvisionError> {
         params::check_volume_name(req.name).map_err(ProvisionError::InvalidName)?;
         let params = StorageClassParams::parse(req.parameters)?;
-        let steps = capacity::steps(params.deployment_type, params.storage_type, params.per_unit_storage_throughput);
+        let steps =
+            capacity::steps(params.deployment_type, params.storage_type, params.lustre.per_unit_storage_throughput);
         let what = format!("{} {}", params.deployment_type, params.storage_type);
         let gib = capacity::for_range(steps, &what, req.required_bytes, req.limit_bytes)?;
         Ok((params, gib))
@@ -321,7 +322,7 @@ impl Provisioner {
             .find(|a| a.file_system_path == spec.file_system_path && a.lifecycle != AssociationLifecycle::Deleting)
         {
             Some(a) => {
-                if a.data_repository_path.trim_end_matches('/') != spec.data_repository_path.trim_end_matches('/') {
+                if !params::same_s3_path(&a.data_repository_path, &spec.data_repository_path) {
                     return Err(ProvisionError::AlreadyExists {
                         name: fs.volume_name().unwrap_or_default().to_string(),
                         id: fs.id.clone(),

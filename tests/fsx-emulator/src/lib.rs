@@ -464,6 +464,7 @@ fn describe(fs: &Fs, lifecycle: &str, config: &Config, now: Instant) -> Value {
         "CopyTagsToBackups",
         "EfaEnabled",
         "MetadataConfiguration",
+        "RootSquashConfiguration",
     ] {
         if let Some(v) = lustre_req.get(key) {
             lustre[key] = v.clone();

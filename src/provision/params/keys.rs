@@ -1,0 +1,532 @@
+//! Every StorageClass key, described once.
+//!
+//! A key's entry says what values it takes (for messages and the README), its default, which
+//! deployment types take it (checked for every key the same way), whether FSx can change it in
+//! place later (`UpdateFileSystem`, for ControllerModifyVolume), and how its value is read into
+//! [`StorageClassParams`]. Parsing, the applicability rule and the README's reference table
+//! (checked by a test) all come from this table.
+
+use super::{
+    is_daily_time, is_hex_id, is_weekly_time, parse_bool, parse_enum, parse_int, parse_tags, s3_bucket,
+    valid_metadata_iops, StorageClassParams,
+};
+use crate::fsx::{
+    AutoImportPolicy, DataCompressionType, DeploymentType, DriveCacheType, FileSystem, MetadataMode, StorageType,
+};
+use crate::text::Shown;
+
+/// Which deployment types take a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Takes {
+    /// Every deployment type.
+    All,
+    /// PERSISTENT_1 and PERSISTENT_2 (scratch file systems have no backups and use an
+    /// FSx-managed key).
+    Persistent,
+    /// PERSISTENT_2 only.
+    Persistent2,
+}
+
+impl Takes {
+    /// True if `deployment` takes the key.
+    pub fn allows(self, deployment: DeploymentType) -> bool {
+        match self {
+            Takes::All => true,
+            Takes::Persistent => !deployment.is_scratch(),
+            Takes::Persistent2 => deployment == DeploymentType::Persistent2,
+        }
+    }
+
+    /// The deployment types, in words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Takes::All => "every deployment type",
+            Takes::Persistent => "PERSISTENT_1 or PERSISTENT_2",
+            Takes::Persistent2 => "PERSISTENT_2",
+        }
+    }
+}
+
+/// One StorageClass key.
+pub struct Key {
+    /// The key, as in the StorageClass (the Go driver's spelling).
+    pub name: &'static str,
+    /// What a value looks like (Markdown, for the README).
+    pub values: &'static str,
+    /// What not setting it means (Markdown).
+    pub default: &'static str,
+    /// Anything else a user must know (Markdown).
+    pub notes: &'static str,
+    /// Which deployment types take it.
+    pub takes: Takes,
+    /// FSx can change it on an existing file system (`UpdateFileSystem`).
+    pub mutable: bool,
+    /// Reads a non-empty value into the parameters; the message says what is wrong and what
+    /// would be accepted (the key is added by the caller).
+    pub(super) set: fn(&mut StorageClassParams, &str) -> Result<(), String>,
+    /// For keys `DescribeFileSystems` shows: (requested, existing) as comparable text, when
+    /// they can be compared; an existing file system for the name must match.
+    pub(super) compare: Option<Compare>,
+}
+
+/// See [`Key::compare`].
+pub type Compare = fn(&StorageClassParams, &FileSystem) -> Option<(String, String)>;
+
+/// Compares an optional setting only when both sides have it.
+fn both<T: ToString>(want: Option<T>, have: Option<T>) -> Option<(String, String)> {
+    Some((want?.to_string(), have?.to_string()))
+}
+
+impl Key {
+    /// The key's row in the README's reference table.
+    pub fn reference_row(&self) -> String {
+        let mut notes = self.notes.to_string();
+        if self.takes != Takes::All {
+            let only = format!("{} only", self.takes.describe());
+            notes = if notes.is_empty() { only } else { format!("{only}; {notes}") };
+        }
+        format!("| `{}` | {} | {} | {} |", self.name, self.values, self.default, notes)
+    }
+}
+
+/// The keys, in the README's order.
+pub const KEYS: &[Key] = &[
+    Key {
+        name: "subnetId",
+        values: "`subnet-…`",
+        default: "**required**",
+        notes: "the file system's subnet",
+        takes: Takes::All,
+        mutable: false,
+        compare: Some(|p, fs| (!fs.subnet_ids.is_empty()).then(|| (p.subnet_id.clone(), fs.subnet_ids.join(",")))),
+        set: |p, v| {
+            if !is_hex_id(v, "subnet-", 24) {
+                return Err(format!("{} is not a subnet id (subnet- followed by 8-17 lowercase hex digits)", Shown(v)));
+            }
+            p.subnet_id = v.to_string();
+            Ok(())
+        },
+    },
+    Key {
+        name: "securityGroupIds",
+        values: "`sg-…,sg-…`",
+        default: "none",
+        notes: "must allow TCP 988 (and 1018-1023) from the nodes",
+        takes: Takes::All,
+        mutable: false,
+        compare: None,
+        set: |p, v| {
+            for sg in v.split(',').map(str::trim) {
+                if !is_hex_id(sg, "sg-", 20) {
+                    return Err(format!(
+                        "{} is not a security group id (sg- followed by 8-17 lowercase hex digits); give a comma-separated list",
+                        Shown(sg)
+                    ));
+                }
+                if !p.security_group_ids.iter().any(|s| s == sg) {
+                    p.security_group_ids.push(sg.to_string());
+                }
+            }
+            if p.security_group_ids.len() > 50 {
+                return Err("at most 50 security groups are allowed".into());
+            }
+            Ok(())
+        },
+    },
+    Key {
+        name: "deploymentType",
+        values: "`SCRATCH_1`, `SCRATCH_2`, `PERSISTENT_1`, `PERSISTENT_2`",
+        default: "`SCRATCH_1`",
+        notes: "",
+        takes: Takes::All,
+        mutable: false,
+        compare: Some(|p, fs| {
+            Some((p.deployment_type.to_string(), fs.deployment_type.map(|d| d.to_string()).unwrap_or_default()))
+        }),
+        set: |p, v| {
+            p.deployment_type = parse_enum(v, DeploymentType::ALL)?;
+            Ok(())
+        },
+    },
+    Key {
+        name: "storageType",
+        values: "`SSD`, `HDD`",
+        default: "`SSD`",
+        notes: "HDD only with `PERSISTENT_1`",
+        takes: Takes::All,
+        mutable: false,
+        compare: Some(|p, fs| both(Some(p.storage_type), fs.storage_type)),
+        set: |p, v| {
+            p.storage_type = parse_enum::<StorageType>(v, StorageType::ALL)?;
+            Ok(())
+        },
+    },
+    Key {
+        name: "perUnitStorageThroughput",
+        values: "PERSISTENT_1 SSD: 50, 100, 200; PERSISTENT_1 HDD: 12, 40; PERSISTENT_2: 125, 250, 500, 1000",
+        default: "",
+        notes: "required for PERSISTENT types, refused for SCRATCH",
+        takes: Takes::All,
+        mutable: true,
+        compare: Some(|p, fs| {
+            Some((
+                format!("{:?}", p.lustre.per_unit_storage_throughput),
+                format!("{:?}", fs.per_unit_storage_throughput),
+            ))
+        }),
+        set: |p, v| {
+            p.lustre.per_unit_storage_throughput = Some(parse_int(v, 12, 1000)?);
+            Ok(())
+        },
+    },
+    Key {
+        name: "driveCacheType",
+        values: "`NONE`, `READ`",
+        default: "",
+        notes: "required with HDD, refused with SSD",
+        takes: Takes::All,
+        mutable: false,
+        compare: Some(|p, fs| both(p.lustre.drive_cache_type, fs.drive_cache_type)),
+        set: |p, v| {
+            p.lustre.drive_cache_type = Some(parse_enum::<DriveCacheType>(v, DriveCacheType::ALL)?);
+            Ok(())
+        },
+    },
+    Key {
+        name: "kmsKeyId",
+        values: "key id, alias or ARN",
+        default: "AWS-managed key",
+        notes: "",
+        takes: Takes::Persistent,
+        mutable: false,
+        compare: Some(|p, fs| {
+            // FSx reports the key's ARN; a key given by ARN or bare id can be compared, an alias
+            // cannot.
+            let (want, have) = (p.kms_key_id.as_ref()?, fs.kms_key_id.as_ref()?);
+            let same = have == want || have.ends_with(&format!("key/{want}"));
+            let alias = want.starts_with("alias/") || want.contains(":alias/");
+            (!same && !alias).then(|| (want.clone(), have.clone()))
+        }),
+        set: |p, v| {
+            if v.len() > 2048 || v.chars().any(char::is_control) {
+                return Err("must be a KMS key id, alias or ARN of at most 2048 characters".into());
+            }
+            p.kms_key_id = Some(v.to_string());
+            Ok(())
+        },
+    },
+    Key {
+        name: "s3ImportPath",
+        values: "`s3://bucket[/prefix]`",
+        default: "",
+        notes: "the S3 link; on PERSISTENT_2 through a data repository association",
+        takes: Takes::All,
+        mutable: false,
+        compare: Some(|p, fs| {
+            p.legacy_s3().and(Some((p.s3_import_path.clone()?, fs.import_path.clone().unwrap_or_default())))
+        }),
+        set: |p, v| {
+            s3_bucket("s3ImportPath", v).map_err(|e| e.message)?;
+            p.s3_import_path = Some(v.to_string());
+            Ok(())
+        },
+    },
+    Key {
+        name: "s3ExportPath",
+        values: "`s3://bucket[/prefix]`",
+        default: "",
+        notes: "needs `s3ImportPath`; same bucket, and on PERSISTENT_2 the same path",
+        takes: Takes::All,
+        mutable: false,
+        compare: Some(|p, fs| {
+            p.legacy_s3().and(Some((p.s3_export_path.clone()?, fs.export_path.clone().unwrap_or_default())))
+        }),
+        set: |p, v| {
+            s3_bucket("s3ExportPath", v).map_err(|e| e.message)?;
+            p.s3_export_path = Some(v.to_string());
+            Ok(())
+        },
+    },
+    Key {
+        name: "autoImportPolicy",
+        values: "`NONE`, `NEW`, `NEW_CHANGED`, `NEW_CHANGED_DELETED`",
+        default: "",
+        notes: "needs `s3ImportPath`; on PERSISTENT_2 becomes the association's import events",
+        takes: Takes::All,
+        mutable: true,
+        compare: None,
+        set: |p, v| {
+            p.auto_import_policy = Some(parse_enum::<AutoImportPolicy>(v, AutoImportPolicy::ALL)?);
+            Ok(())
+        },
+    },
+    Key {
+        name: "autoExportPolicy",
+        values: "`NONE`, `NEW`, `NEW_CHANGED`, `NEW_CHANGED_DELETED`",
+        default: "",
+        notes: "the association's export events",
+        takes: Takes::Persistent2,
+        mutable: false,
+        compare: None,
+        set: |p, v| {
+            p.auto_export_policy = Some(parse_enum::<AutoImportPolicy>(v, AutoImportPolicy::ALL)?);
+            Ok(())
+        },
+    },
+    Key {
+        name: "importedFileChunkSize",
+        values: "1-512000 (MiB)",
+        default: "1024",
+        notes: "needs `s3ImportPath`",
+        takes: Takes::All,
+        mutable: false,
+        compare: None,
+        set: |p, v| {
+            p.imported_file_chunk_size = Some(parse_int(v, 1, 512_000)?);
+            Ok(())
+        },
+    },
+    Key {
+        name: "fileSystemPath",
+        values: "`/` or `/path`",
+        default: "`/`",
+        notes: "where the S3 data appears",
+        takes: Takes::Persistent2,
+        mutable: false,
+        compare: None,
+        set: |p, v| {
+            let clean = v.starts_with('/')
+                && v.len() <= 4096
+                && !v.contains("//")
+                && (v == "/" || !v.ends_with('/'))
+                && !v.split('/').any(|c| c == "." || c == "..")
+                && !v.chars().any(char::is_control);
+            if !clean {
+                return Err(format!("{} is not a clean absolute path such as / or /data", Shown(v)));
+            }
+            p.file_system_path = Some(v.to_string());
+            Ok(())
+        },
+    },
+    Key {
+        name: "batchImportMetaDataOnCreate",
+        values: "`true`, `false`",
+        default: "`false`",
+        notes: "import the bucket's metadata at creation",
+        takes: Takes::Persistent2,
+        mutable: false,
+        compare: None,
+        set: |p, v| {
+            p.batch_import_metadata_on_create = Some(parse_bool(v)?);
+            Ok(())
+        },
+    },
+    Key {
+        name: "dataCompressionType",
+        values: "`NONE`, `LZ4`",
+        default: "`NONE`",
+        notes: "",
+        takes: Takes::All,
+        mutable: true,
+        compare: Some(|p, fs| {
+            let none = DataCompressionType::None;
+            both(Some(p.lustre.data_compression_type.unwrap_or(none)), Some(fs.data_compression_type.unwrap_or(none)))
+        }),
+        set: |p, v| {
+            p.lustre.data_compression_type = Some(parse_enum::<DataCompressionType>(v, DataCompressionType::ALL)?);
+            Ok(())
+        },
+    },
+    Key {
+        name: "weeklyMaintenanceStartTime",
+        values: "`d:HH:MM` (1 = Monday, UTC)",
+        default: "FSx chooses",
+        notes: "",
+        takes: Takes::All,
+        mutable: true,
+        compare: None,
+        set: |p, v| {
+            if !is_weekly_time(v) {
+                return Err(format!("{} is not d:HH:MM (d = 1 for Monday to 7 for Sunday, UTC)", Shown(v)));
+            }
+            p.lustre.weekly_maintenance_start_time = Some(v.to_string());
+            Ok(())
+        },
+    },
+    Key {
+        name: "dailyAutomaticBackupStartTime",
+        values: "`HH:MM` (UTC)",
+        default: "",
+        notes: "",
+        takes: Takes::Persistent,
+        mutable: true,
+        compare: None,
+        set: |p, v| {
+            if !is_daily_time(v) {
+                return Err(format!("{} is not HH:MM (UTC)", Shown(v)));
+            }
+            p.lustre.daily_automatic_backup_start_time = Some(v.to_string());
+            Ok(())
+        },
+    },
+    Key {
+        name: "automaticBackupRetentionDays",
+        values: "0-90",
+        default: "",
+        notes: "above 0 only on PERSISTENT types",
+        takes: Takes::All,
+        mutable: true,
+        compare: None,
+        set: |p, v| {
+            p.lustre.automatic_backup_retention_days = Some(parse_int(v, 0, 90)?);
+            Ok(())
+        },
+    },
+    Key {
+        name: "copyTagsToBackups",
+        values: "`true`, `false`",
+        default: "",
+        notes: "",
+        takes: Takes::Persistent,
+        mutable: false,
+        compare: None,
+        set: |p, v| {
+            p.lustre.copy_tags_to_backups = Some(parse_bool(v)?);
+            Ok(())
+        },
+    },
+    Key {
+        name: "fileSystemTypeVersion",
+        values: "`2.10`, `2.12`, `2.15`, ...",
+        default: "FSx default",
+        notes: "PERSISTENT_2 needs 2.12 or later",
+        takes: Takes::All,
+        mutable: false,
+        compare: Some(|p, fs| both(p.file_system_type_version.as_ref(), fs.file_system_type_version.as_ref())),
+        set: |p, v| {
+            // FSx's versions are 2.10, 2.12, 2.15: one digit, a dot, one or two digits.
+            let ok = matches!(v.split_once('.'), Some((major, minor))
+                if major.len() == 1 && (1..=2).contains(&minor.len())
+                    && major.bytes().chain(minor.bytes()).all(|b| b.is_ascii_digit()));
+            if !ok {
+                return Err(format!("{} is not a Lustre version such as 2.12 or 2.15", Shown(v)));
+            }
+            p.file_system_type_version = Some(v.to_string());
+            Ok(())
+        },
+    },
+    Key {
+        name: "extraTags",
+        values: "`k=v,k=v`",
+        default: "",
+        notes: "added to the file system; cannot set `CSIVolumeName` or `aws:` keys",
+        takes: Takes::All,
+        mutable: false,
+        compare: None,
+        set: |p, v| {
+            p.extra_tags = parse_tags("extraTags", v).map_err(|e| e.message)?;
+            Ok(())
+        },
+    },
+    Key {
+        name: "efaEnabled",
+        values: "`true`, `false`",
+        default: "",
+        notes: "",
+        takes: Takes::Persistent2,
+        mutable: false,
+        compare: Some(|p, fs| Some((p.lustre.efa_enabled?.to_string(), fs.efa_enabled.unwrap_or(false).to_string()))),
+        set: |p, v| {
+            p.lustre.efa_enabled = Some(parse_bool(v)?);
+            Ok(())
+        },
+    },
+    Key {
+        name: "metadataConfigurationMode",
+        values: "`AUTOMATIC`, `USER_PROVISIONED`",
+        default: "",
+        notes: "",
+        takes: Takes::Persistent2,
+        mutable: true,
+        compare: None,
+        set: |p, v| {
+            p.lustre.metadata_mode = Some(parse_enum::<MetadataMode>(v, MetadataMode::ALL)?);
+            Ok(())
+        },
+    },
+    Key {
+        name: "metadataIops",
+        values: "1500, 3000, 6000, or multiples of 12000 up to 192000",
+        default: "",
+        notes: "needs `USER_PROVISIONED`",
+        takes: Takes::Persistent2,
+        mutable: true,
+        compare: None,
+        set: |p, v| {
+            let n = parse_int(v, 1500, 192_000)?;
+            if !valid_metadata_iops(n) {
+                return Err(format!("{n} is not 1500, 3000, 6000 or a multiple of 12000 up to 192000"));
+            }
+            p.lustre.metadata_iops = Some(n);
+            Ok(())
+        },
+    },
+    Key {
+        name: "rootSquash",
+        values: "`UID:GID`, such as `65534:65534`",
+        default: "none",
+        notes: "root on clients acts as this user and group on the file system",
+        takes: Takes::All,
+        mutable: true,
+        compare: Some(|p, fs| Some((p.lustre.root_squash.clone()?, fs.root_squash.clone().unwrap_or_default()))),
+        set: |p, v| {
+            let id = |s: &str| {
+                (1..=10).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()) && s.parse::<u32>().is_ok()
+            };
+            if !matches!(v.split_once(':'), Some((uid, gid)) if id(uid) && id(gid)) {
+                return Err(format!("{} is not UID:GID, such as 65534:65534", Shown(v)));
+            }
+            p.lustre.root_squash = Some(v.to_string());
+            Ok(())
+        },
+    },
+];
+
+/// The key named `name`, if there is one.
+pub fn find(name: &str) -> Option<&'static Key> {
+    KEYS.iter().find(|k| k.name == name)
+}
+
+/// The README's reference table, from [`KEYS`].
+pub fn reference_table() -> String {
+    let mut out = String::from("| key | values | default | notes |\n|---|---|---|---|\n");
+    for key in KEYS {
+        out.push_str(&key.reference_row());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique() {
+        let mut names: Vec<&str> = KEYS.iter().map(|k| k.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), KEYS.len());
+    }
+
+    /// The README's StorageClass reference is this table; regenerate it from here.
+    #[test]
+    fn the_readme_reference_table_is_the_key_table() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        let table = reference_table();
+        assert!(
+            readme.contains(&table),
+            "README.md's StorageClass table differs from provision/params/keys.rs; replace it with:\n\n{table}"
+        );
+    }
+}
