@@ -23,6 +23,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use fsx_csi_driver::csi::controller::{failure, Family};
 use fsx_csi_driver::csi::node::{NodeOptions, NodeService};
 use fsx_csi_driver::fsx::{is_file_system_id, CreateSpec, GIB};
 use fsx_csi_driver::metadata::Unavailable;
@@ -170,7 +171,7 @@ fn check_create_volume(name: &str, required_gib: i64, raw: &HashMap<String, Stri
     });
     match planned {
         Err(e) => {
-            let status = Status::from(e);
+            let status = failure(e.into(), Family::Create).into_status();
             check_refusal(&status, &[Code::InvalidArgument, Code::OutOfRange], &(name, required_gib, raw));
         }
         Ok((p, gib, tags)) => {

@@ -1,15 +1,20 @@
 //! The CSI Controller service: CreateVolume, DeleteVolume, ControllerGetVolume, ListVolumes
 //! and ValidateVolumeCapabilities, on top of [`Provisioner`].
 //!
-//! Every error's gRPC code is chosen in `impl From<ProvisionError> for Status` below, and
-//! nowhere else. Retryable outcomes (in progress, throttled) get codes the external-provisioner
-//! retries without giving up (`Aborted`, `DeadlineExceeded`, `Unavailable`,
-//! `ResourceExhausted`); a creation that FAILED and was cleaned up is final (`Internal`), so a
-//! deleted PVC is not provisioned again in the background.
+//! Every error's gRPC code is chosen in [`failure`] below, per RPC family, and nowhere else:
+//! handlers return a [`ControllerError`]. The same error can mean different things to
+//! different RPCs: FSx's `IncompatibleParameterError` is `AlreadyExists` for CreateVolume (the
+//! name exists with other parameters) but `FailedPrecondition` for DeleteVolume and
+//! ControllerExpandVolume (the file system's state refuses the change), where the CSI spec
+//! does not list `AlreadyExists`. Retryable outcomes (in progress, throttled) get codes the
+//! external-provisioner retries without giving up (`Aborted`, `DeadlineExceeded`,
+//! `Unavailable`, `ResourceExhausted`); a creation that FAILED and was cleaned up is final
+//! (`Internal`), so a deleted PVC is not provisioned again in the background.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 use tracing::info_span;
 
@@ -39,59 +44,86 @@ impl ControllerService {
     }
 }
 
-impl From<FsxError> for Status {
+/// Why a controller call did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    /// A request field is missing or malformed.
+    #[error("{0}")]
+    Invalid(String),
+    /// A ListVolumes token this driver did not hand out.
+    #[error("starting_token {} was not returned by ListVolumes", Shown(.0))]
+    UnknownToken(String),
+    #[error(transparent)]
+    Provision(#[from] ProvisionError),
+}
+
+impl From<FsxError> for ControllerError {
     fn from(e: FsxError) -> Self {
-        let message = e.to_string();
-        match e {
-            FsxError::NotFound(_) => Status::not_found(message),
-            FsxError::Invalid { .. } => Status::invalid_argument(message),
-            FsxError::Incompatible(_) => Status::already_exists(message),
-            FsxError::LimitExceeded(_) => Status::resource_exhausted(message),
-            FsxError::Unavailable(_) => Status::unavailable(message),
-            FsxError::Other { .. } => Status::internal(message),
-        }
+        ControllerError::Provision(e.into())
     }
 }
 
-impl From<ProvisionError> for Failure {
-    fn from(e: ProvisionError) -> Self {
-        // The index loads at start-up: the external-provisioner's first calls meet it, and
-        // retry. That is not an error anyone should be paged for.
-        let level = match &e {
-            ProvisionError::NotReady => Some(tracing::Level::INFO),
-            _ => None,
-        };
-        let status = Status::from(e);
-        match level {
-            Some(level) => Failure::at(status, level),
-            None => status.into(),
-        }
-    }
+/// The RPC families whose codes differ for the same error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// CreateVolume.
+    Create,
+    /// DeleteVolume.
+    Delete,
+    /// ControllerExpandVolume.
+    Expand,
+    /// ControllerGetVolume, ValidateVolumeCapabilities, ListVolumes.
+    Read,
 }
 
-impl From<ProvisionError> for Status {
-    fn from(e: ProvisionError) -> Self {
-        let message = e.to_string();
-        match e {
-            ProvisionError::Parameter(_) | ProvisionError::InvalidName(_) => Status::invalid_argument(message),
-            ProvisionError::Capacity(CapacityError::Invalid(_)) => Status::invalid_argument(message),
-            ProvisionError::Capacity(CapacityError::OutOfRange { .. }) => Status::out_of_range(message),
-            ProvisionError::AlreadyExists { .. } => Status::already_exists(message),
-            ProvisionError::Busy(_) => Status::aborted(message),
-            ProvisionError::StillPending { .. } => Status::deadline_exceeded(message),
-            ProvisionError::CreationFailed { .. } => Status::internal(message),
-            ProvisionError::NotUsable { .. } => Status::unavailable(message),
-            ProvisionError::Vanished(_) => Status::aborted(message),
-            ProvisionError::NotFound(_) => Status::not_found(message),
-            ProvisionError::NotReady => Status::unavailable(message),
-            ProvisionError::FsxSlow(_) => Status::deadline_exceeded(message),
-            ProvisionError::CannotExpand(_) => Status::invalid_argument(message),
-            ProvisionError::UpdateInProgress { .. } => Status::aborted(message),
-            ProvisionError::UpdateFailed { .. } => Status::internal(message),
-            ProvisionError::AssociationPending { .. } => Status::deadline_exceeded(message),
-            ProvisionError::AssociationFailed { .. } => Status::internal(message),
-            ProvisionError::Fsx(fsx) => fsx.into(),
-        }
+fn invalid(message: impl Into<String>) -> ControllerError {
+    ControllerError::Invalid(message.into())
+}
+
+/// The status (and log level) of a failed call of `family`: the one place codes are chosen.
+pub fn failure(e: ControllerError, family: Family) -> Failure {
+    use tonic::Code;
+    let message = e.to_string();
+    let code = match &e {
+        ControllerError::Invalid(_) => Code::InvalidArgument,
+        ControllerError::UnknownToken(_) => Code::Aborted,
+        ControllerError::Provision(p) => match p {
+            ProvisionError::Parameter(_) | ProvisionError::InvalidName(_) => Code::InvalidArgument,
+            ProvisionError::Capacity(CapacityError::Invalid(_)) => Code::InvalidArgument,
+            ProvisionError::Capacity(CapacityError::OutOfRange { .. }) => Code::OutOfRange,
+            ProvisionError::AlreadyExists { .. } => Code::AlreadyExists,
+            ProvisionError::Busy(_) => Code::Aborted,
+            ProvisionError::StillPending { .. } => Code::DeadlineExceeded,
+            ProvisionError::CreationFailed { .. } => Code::Internal,
+            ProvisionError::NotUsable { .. } => Code::Unavailable,
+            ProvisionError::Vanished(_) => Code::Aborted,
+            ProvisionError::NotFound(_) => Code::NotFound,
+            ProvisionError::NotReady => Code::Unavailable,
+            ProvisionError::FsxSlow(_) => Code::DeadlineExceeded,
+            ProvisionError::CannotExpand(_) => Code::InvalidArgument,
+            ProvisionError::UpdateInProgress { .. } => Code::Aborted,
+            ProvisionError::UpdateFailed { .. } => Code::Internal,
+            ProvisionError::AssociationPending { .. } => Code::DeadlineExceeded,
+            ProvisionError::AssociationFailed { .. } => Code::Internal,
+            ProvisionError::Fsx(fsx) => match (fsx, family) {
+                (FsxError::NotFound(_), _) => Code::NotFound,
+                (FsxError::Invalid { .. }, Family::Create | Family::Expand) => Code::InvalidArgument,
+                (FsxError::Invalid { .. }, Family::Delete | Family::Read) => Code::FailedPrecondition,
+                (FsxError::Incompatible(_), Family::Create) => Code::AlreadyExists,
+                (FsxError::Incompatible(_), Family::Delete | Family::Expand) => Code::FailedPrecondition,
+                (FsxError::Incompatible(_), Family::Read) => Code::Internal,
+                (FsxError::LimitExceeded(_), _) => Code::ResourceExhausted,
+                (FsxError::Unavailable(_), _) => Code::Unavailable,
+                (FsxError::Other { .. }, _) => Code::Internal,
+            },
+        },
+    };
+    let status = Status::new(code, message);
+    // The index loads at start-up: the external-provisioner's first calls meet it, and retry.
+    // That is not an error anyone should be paged for.
+    match e {
+        ControllerError::Provision(ProvisionError::NotReady) => Failure::at(status, tracing::Level::INFO),
+        _ => status.into(),
     }
 }
 
@@ -128,6 +160,143 @@ fn caps(types: &[rpc::Type]) -> Vec<ControllerServiceCapability> {
         .collect()
 }
 
+impl ControllerService {
+    async fn create(
+        &self,
+        req: CreateVolumeRequest,
+        deadline: Instant,
+    ) -> Result<CreateVolumeResponse, ControllerError> {
+        check_capabilities(&req.volume_capabilities).map_err(invalid)?;
+        if req.volume_content_source.is_some() {
+            return Err(invalid(
+                "volume_content_source is not supported: FSx volumes cannot be created from snapshots or clones",
+            ));
+        }
+        if !req.mutable_parameters.is_empty() {
+            return Err(invalid("mutable_parameters are not supported by this driver"));
+        }
+        let range = req.capacity_range.unwrap_or_default();
+        let request = CreateRequest {
+            name: &req.name,
+            required_bytes: range.required_bytes,
+            limit_bytes: range.limit_bytes,
+            parameters: &req.parameters,
+        };
+        let fs = self.provisioner.create(request, deadline).await?;
+        tracing::info!(volume.id = %fs.id, capacity_gib = fs.capacity_gib, "volume ready");
+        Ok(CreateVolumeResponse { volume: Some(volume(&fs)) })
+    }
+
+    async fn delete(
+        &self,
+        req: DeleteVolumeRequest,
+        deadline: Instant,
+    ) -> Result<DeleteVolumeResponse, ControllerError> {
+        if req.volume_id.is_empty() {
+            return Err(invalid("volume_id is required"));
+        }
+        self.provisioner.delete(&req.volume_id, deadline).await?;
+        Ok(DeleteVolumeResponse {})
+    }
+
+    async fn validate(
+        &self,
+        req: ValidateVolumeCapabilitiesRequest,
+    ) -> Result<ValidateVolumeCapabilitiesResponse, ControllerError> {
+        if req.volume_id.is_empty() {
+            return Err(invalid("volume_id is required"));
+        }
+        if req.volume_capabilities.is_empty() {
+            return Err(invalid("volume_capabilities must not be empty"));
+        }
+        self.provisioner.get(&req.volume_id).await?;
+        Ok(match check_capabilities(&req.volume_capabilities) {
+            Ok(()) => ValidateVolumeCapabilitiesResponse {
+                confirmed: Some(validate_volume_capabilities_response::Confirmed {
+                    volume_context: req.volume_context,
+                    volume_capabilities: req.volume_capabilities,
+                    parameters: req.parameters,
+                    mutable_parameters: req.mutable_parameters,
+                }),
+                message: String::new(),
+            },
+            Err(why) => ValidateVolumeCapabilitiesResponse { confirmed: None, message: why },
+        })
+    }
+
+    fn list(&self, req: ListVolumesRequest) -> Result<ListVolumesResponse, ControllerError> {
+        if req.max_entries < 0 {
+            return Err(invalid("max_entries must not be negative"));
+        }
+        let after = match req.starting_token.as_str() {
+            "" => None,
+            t if is_file_system_id(t) => Some(t),
+            t => return Err(ControllerError::UnknownToken(t.to_string())),
+        };
+        let max = if req.max_entries == 0 { usize::MAX } else { req.max_entries as usize };
+        let (page, more) = self.provisioner.index().page(after, max);
+        let next_token = if more { page.last().map(|fs| fs.id.clone()).unwrap_or_default() } else { String::new() };
+        let entries = page
+            .iter()
+            .map(|fs| list_volumes_response::Entry {
+                volume: Some(volume(fs)),
+                status: Some(list_volumes_response::VolumeStatus {
+                    published_node_ids: Vec::new(),
+                    volume_condition: Some(condition(fs)),
+                }),
+            })
+            .collect();
+        Ok(ListVolumesResponse { entries, next_token })
+    }
+
+    async fn expand(
+        &self,
+        req: ControllerExpandVolumeRequest,
+        deadline: Instant,
+    ) -> Result<ControllerExpandVolumeResponse, ControllerError> {
+        if req.volume_id.is_empty() {
+            return Err(invalid("volume_id is required"));
+        }
+        let range = req.capacity_range.ok_or_else(|| invalid("capacity_range is required"))?;
+        if let Some(cap) = &req.volume_capability {
+            check_capabilities(std::slice::from_ref(cap)).map_err(invalid)?;
+        }
+        let gib = self.provisioner.expand(&req.volume_id, range.required_bytes, range.limit_bytes, deadline).await?;
+        tracing::info!(capacity_gib = gib, "volume expanded");
+        Ok(ControllerExpandVolumeResponse {
+            capacity_bytes: gib.saturating_mul(crate::fsx::GIB),
+            // Lustre clients see the new size at once: nothing to do on the nodes.
+            node_expansion_required: false,
+        })
+    }
+
+    async fn get_volume(
+        &self,
+        req: ControllerGetVolumeRequest,
+    ) -> Result<ControllerGetVolumeResponse, ControllerError> {
+        if req.volume_id.is_empty() {
+            return Err(invalid("volume_id is required"));
+        }
+        let fs = self.provisioner.get(&req.volume_id).await?;
+        Ok(ControllerGetVolumeResponse {
+            volume: Some(volume(&fs)),
+            status: Some(controller_get_volume_response::VolumeStatus {
+                published_node_ids: Vec::new(),
+                volume_condition: Some(condition(&fs)),
+            }),
+        })
+    }
+}
+
+/// Runs a handler body in its span and turns its error into the family's status.
+async fn answer<T>(
+    span: tracing::Span,
+    family: Family,
+    body: impl std::future::Future<Output = Result<T, ControllerError>>,
+) -> Result<Response<T>, Status> {
+    observe(span, async { body.await.map(Response::new).map_err(|e| failure(e, family)) }).await
+}
+
 #[tonic::async_trait]
 impl Controller for ControllerService {
     async fn create_volume(
@@ -137,34 +306,7 @@ impl Controller for ControllerService {
         let deadline = deadline(request.metadata());
         let req = request.into_inner();
         let span = info_span!("CreateVolume", volume.name = %Field(&req.name));
-        observe(span, async {
-            check_capabilities(&req.volume_capabilities).map_err(|e| Failure::from(Status::invalid_argument(e)))?;
-            if req.volume_content_source.is_some() {
-                return Err(Status::invalid_argument(
-                    "volume_content_source is not supported: FSx volumes cannot be created from snapshots or clones",
-                )
-                .into());
-            }
-            if !req.mutable_parameters.is_empty() {
-                return Err(Status::invalid_argument("mutable_parameters are not supported by this driver").into());
-            }
-            let range = req.capacity_range.unwrap_or_default();
-            let fs = self
-                .provisioner
-                .create(
-                    CreateRequest {
-                        name: &req.name,
-                        required_bytes: range.required_bytes,
-                        limit_bytes: range.limit_bytes,
-                        parameters: &req.parameters,
-                    },
-                    deadline,
-                )
-                .await?;
-            tracing::info!(volume.id = %fs.id, capacity_gib = fs.capacity_gib, "volume ready");
-            Ok(Response::new(CreateVolumeResponse { volume: Some(volume(&fs)) }))
-        })
-        .await
+        answer(span, Family::Create, self.create(req, deadline)).await
     }
 
     async fn delete_volume(
@@ -174,14 +316,7 @@ impl Controller for ControllerService {
         let deadline = deadline(request.metadata());
         let req = request.into_inner();
         let span = info_span!("DeleteVolume", volume.id = %Field(&req.volume_id));
-        observe(span, async {
-            if req.volume_id.is_empty() {
-                return Err(Status::invalid_argument("volume_id is required").into());
-            }
-            self.provisioner.delete(&req.volume_id, deadline).await?;
-            Ok(Response::new(DeleteVolumeResponse {}))
-        })
-        .await
+        answer(span, Family::Delete, self.delete(req, deadline)).await
     }
 
     async fn controller_publish_volume(
@@ -204,65 +339,15 @@ impl Controller for ControllerService {
     ) -> Result<Response<ValidateVolumeCapabilitiesResponse>, Status> {
         let req = request.into_inner();
         let span = info_span!("ValidateVolumeCapabilities", volume.id = %Field(&req.volume_id));
-        observe(span, async {
-            if req.volume_id.is_empty() {
-                return Err(Status::invalid_argument("volume_id is required").into());
-            }
-            if req.volume_capabilities.is_empty() {
-                return Err(Status::invalid_argument("volume_capabilities must not be empty").into());
-            }
-            self.provisioner.get(&req.volume_id).await?;
-            let response = match check_capabilities(&req.volume_capabilities) {
-                Ok(()) => ValidateVolumeCapabilitiesResponse {
-                    confirmed: Some(validate_volume_capabilities_response::Confirmed {
-                        volume_context: req.volume_context,
-                        volume_capabilities: req.volume_capabilities,
-                        parameters: req.parameters,
-                        mutable_parameters: req.mutable_parameters,
-                    }),
-                    message: String::new(),
-                },
-                Err(why) => ValidateVolumeCapabilitiesResponse { confirmed: None, message: why },
-            };
-            Ok(Response::new(response))
-        })
-        .await
+        answer(span, Family::Read, self.validate(req)).await
     }
 
     async fn list_volumes(
         &self,
         request: Request<ListVolumesRequest>,
     ) -> Result<Response<ListVolumesResponse>, Status> {
-        let req = request.into_inner();
         let span = info_span!("ListVolumes");
-        observe(span, async {
-            if req.max_entries < 0 {
-                return Err(Status::invalid_argument("max_entries must not be negative").into());
-            }
-            let after = match req.starting_token.as_str() {
-                "" => None,
-                t if is_file_system_id(t) => Some(t),
-                t => {
-                    let message = format!("starting_token {} was not returned by ListVolumes", Shown(t));
-                    return Err(Status::aborted(message).into());
-                }
-            };
-            let max = if req.max_entries == 0 { usize::MAX } else { req.max_entries as usize };
-            let (page, more) = self.provisioner.index().page(after, max);
-            let next_token = if more { page.last().map(|fs| fs.id.clone()).unwrap_or_default() } else { String::new() };
-            let entries = page
-                .iter()
-                .map(|fs| list_volumes_response::Entry {
-                    volume: Some(volume(fs)),
-                    status: Some(list_volumes_response::VolumeStatus {
-                        published_node_ids: Vec::new(),
-                        volume_condition: Some(condition(fs)),
-                    }),
-                })
-                .collect();
-            Ok(Response::new(ListVolumesResponse { entries, next_token }))
-        })
-        .await
+        answer(span, Family::Read, async { self.list(request.into_inner()) }).await
     }
 
     async fn get_capacity(&self, _: Request<GetCapacityRequest>) -> Result<Response<GetCapacityResponse>, Status> {
@@ -316,27 +401,7 @@ impl Controller for ControllerService {
         let deadline = deadline(request.metadata());
         let req = request.into_inner();
         let span = info_span!("ControllerExpandVolume", volume.id = %Field(&req.volume_id));
-        observe(span, async {
-            if req.volume_id.is_empty() {
-                return Err(Status::invalid_argument("volume_id is required").into());
-            }
-            let range = req
-                .capacity_range
-                .ok_or_else(|| Failure::from(Status::invalid_argument("capacity_range is required")))?;
-            if let Some(cap) = &req.volume_capability {
-                check_capabilities(std::slice::from_ref(cap))
-                    .map_err(|e| Failure::from(Status::invalid_argument(e)))?;
-            }
-            let gib =
-                self.provisioner.expand(&req.volume_id, range.required_bytes, range.limit_bytes, deadline).await?;
-            tracing::info!(capacity_gib = gib, "volume expanded");
-            Ok(Response::new(ControllerExpandVolumeResponse {
-                capacity_bytes: gib.saturating_mul(crate::fsx::GIB),
-                // Lustre clients see the new size at once: nothing to do on the nodes.
-                node_expansion_required: false,
-            }))
-        })
-        .await
+        answer(span, Family::Expand, self.expand(req, deadline)).await
     }
 
     async fn controller_get_volume(
@@ -345,20 +410,7 @@ impl Controller for ControllerService {
     ) -> Result<Response<ControllerGetVolumeResponse>, Status> {
         let req = request.into_inner();
         let span = info_span!("ControllerGetVolume", volume.id = %Field(&req.volume_id));
-        observe(span, async {
-            if req.volume_id.is_empty() {
-                return Err(Status::invalid_argument("volume_id is required").into());
-            }
-            let fs = self.provisioner.get(&req.volume_id).await?;
-            Ok(Response::new(ControllerGetVolumeResponse {
-                volume: Some(volume(&fs)),
-                status: Some(controller_get_volume_response::VolumeStatus {
-                    published_node_ids: Vec::new(),
-                    volume_condition: Some(condition(&fs)),
-                }),
-            }))
-        })
-        .await
+        answer(span, Family::Read, self.get_volume(req)).await
     }
 
     async fn controller_modify_volume(
@@ -366,5 +418,47 @@ impl Controller for ControllerService {
         _: Request<ControllerModifyVolumeRequest>,
     ) -> Result<Response<ControllerModifyVolumeResponse>, Status> {
         Err(Status::unimplemented("ControllerModifyVolume is not supported"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Code;
+
+    fn code(e: impl Into<ControllerError>, family: Family) -> Code {
+        let Failure { status, .. } = failure(e.into(), family);
+        status.code()
+    }
+
+    #[test]
+    fn an_incompatible_parameter_is_already_exists_only_for_create_volume() {
+        let incompatible = || FsxError::Incompatible("the token was used with other parameters".into());
+        assert_eq!(code(incompatible(), Family::Create), Code::AlreadyExists);
+        assert_eq!(code(incompatible(), Family::Delete), Code::FailedPrecondition);
+        assert_eq!(code(incompatible(), Family::Expand), Code::FailedPrecondition);
+        let invalid = || FsxError::Invalid { code: "BadRequest".into(), message: "file system is CREATING".into() };
+        assert_eq!(code(invalid(), Family::Create), Code::InvalidArgument);
+        assert_eq!(code(invalid(), Family::Delete), Code::FailedPrecondition);
+    }
+
+    #[test]
+    fn retryable_outcomes_get_codes_the_sidecars_retry() {
+        for e in [
+            ProvisionError::StillPending { id: "fs-1".into(), lifecycle: "CREATING".into() },
+            ProvisionError::FsxSlow("CreateFileSystem"),
+            ProvisionError::Busy("pvc-1".into()),
+            ProvisionError::NotReady,
+            ProvisionError::Fsx(FsxError::Unavailable("ThrottlingException".into())),
+        ] {
+            let c = code(e, Family::Create);
+            assert!(matches!(c, Code::DeadlineExceeded | Code::Aborted | Code::Unavailable), "{c:?}");
+        }
+        assert_eq!(
+            code(ProvisionError::CreationFailed { id: "fs-1".into(), message: "m".into() }, Family::Create),
+            Code::Internal
+        );
+        let Failure { level, .. } = failure(ProvisionError::NotReady.into(), Family::Create);
+        assert_eq!(level, tracing::Level::INFO, "the loading index is not paged for");
     }
 }

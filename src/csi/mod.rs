@@ -65,6 +65,11 @@ impl Failure {
     pub fn at(status: Status, level: tracing::Level) -> Self {
         Self { status, level }
     }
+
+    /// The status the client gets.
+    pub fn into_status(self) -> Status {
+        self.status
+    }
 }
 
 /// How loudly a status is logged by default: expected, retryable outcomes (an operation in
