@@ -40,31 +40,20 @@ fn parse_tag_list(s: &str) -> Result<Tags, String> {
     parse_tags("--extra-tags", s).map(Tags).map_err(|e| e.message)
 }
 
-/// Parses `500ms`, `15s`, `2m`, `1h` (a bare number is seconds).
+/// Parses a duration as `humantime` does (`500ms`, `15s`, `2m`, `1h 30m`); a bare number is
+/// seconds. Above zero and under a day.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let n: f64 = number
-        .parse()
-        .map_err(|_| format!("{s_shown} is not a duration such as 500ms, 15s or 2m", s_shown = Shown(s)))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => {
-            return Err(format!(
-                "{s_shown} has an unknown unit {unit_shown}: use ms, s, m or h",
-                s_shown = Shown(s),
-                unit_shown = Shown(unit)
-            ))
-        }
+    let d = match s.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs > 0.0 && secs < 86_400.0 => Duration::from_secs_f64(secs),
+        Ok(_) => Duration::ZERO,
+        Err(_) => humantime::parse_duration(s)
+            .map_err(|e| format!("{} is not a duration such as 500ms, 15s or 2m ({e})", Shown(s)))?,
     };
-    if !(secs > 0.0 && secs < 86_400.0) {
-        return Err(format!("{s_shown} must be above zero and under a day", s_shown = Shown(s)));
+    if d.is_zero() || d >= Duration::from_secs(86_400) {
+        return Err(format!("{} must be above zero and under a day", Shown(s)));
     }
-    Ok(Duration::from_secs_f64(secs))
+    Ok(d)
 }
 
 /// CSI driver for Amazon FSx for Lustre (fsx.csi.aws.com).

@@ -1,5 +1,7 @@
 //! Tests of the shipped binary itself: flags, socket, shutdown, and what it logs.
 
+#![allow(clippy::unwrap_used, reason = "tests: a panic is the test failing")]
+
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
@@ -72,7 +74,7 @@ async fn secrets_never_reach_the_logs_even_at_trace() {
     wait_for_socket(&socket).await;
     assert_eq!(std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777, 0o600);
 
-    let channel = fsx_csi_driver::server::connect(&socket).await.unwrap();
+    let channel = connect(&socket).await.unwrap();
     let mut c = ControllerClient::new(channel.clone());
     let secrets: std::collections::HashMap<String, String> = [("password".to_string(), SECRET.to_string())].into();
     // A good call, a refused one and a failing one all carry the secret.
@@ -125,7 +127,7 @@ async fn probe_is_ready_once_the_client_and_index_are_up() {
     let socket = dir.path().join("csi.sock");
     let mut child = spawn_driver(&emulator, &socket, &dir.path().join("log"), &[]);
     wait_for_socket(&socket).await;
-    let mut i = IdentityClient::new(fsx_csi_driver::server::connect(&socket).await.unwrap());
+    let mut i = IdentityClient::new(connect(&socket).await.unwrap());
     let start = Instant::now();
     loop {
         if i.probe(ProbeRequest {}).await.unwrap().into_inner().ready == Some(true) {
@@ -189,7 +191,7 @@ fn spawn_node(socket: &Path, kubelet: &Path, log: &Path) -> Child {
 }
 
 async fn plugin_name(socket: &Path) -> String {
-    let mut i = IdentityClient::new(fsx_csi_driver::server::connect(socket).await.unwrap());
+    let mut i = IdentityClient::new(connect(socket).await.unwrap());
     i.get_plugin_info(GetPluginInfoRequest {}).await.unwrap().into_inner().name
 }
 
@@ -242,7 +244,7 @@ async fn hostile_text_never_forges_a_log_line_and_startup_unavailable_is_not_an_
     let log = dir.path().join("driver.log");
     let mut child = spawn_driver(&emulator, &socket, &log, &["--log-format", "text"]);
     wait_for_socket(&socket).await;
-    let mut c = ControllerClient::new(fsx_csi_driver::server::connect(&socket).await.unwrap());
+    let mut c = ControllerClient::new(connect(&socket).await.unwrap());
     let forged = "pvc-1\nFORGED ERROR line written by the caller";
     let err = c
         .create_volume(create_request(forged, 1200, params(&[("subnetId", SUBNET)]), Duration::from_secs(5)))

@@ -1,6 +1,8 @@
 //! Controller integration tests: the real server on a temp socket, a tonic client, and the
 //! FSx emulator driven through the real aws-sdk-fsx client.
 
+#![allow(clippy::unwrap_used, reason = "tests: a panic is the test failing")]
+
 mod common;
 
 use std::time::{Duration, Instant};

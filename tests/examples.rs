@@ -2,6 +2,8 @@
 //! parameters and mount options as CreateVolume and NodeStageVolume would check them, and
 //! static PVs' volume attributes. Examples that the driver would refuse cannot land.
 
+#![allow(clippy::unwrap_used, reason = "tests: a panic is the test failing")]
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 

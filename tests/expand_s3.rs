@@ -1,5 +1,7 @@
 //! Volume expansion and S3 data repositories, through the real server and the emulator.
 
+#![allow(clippy::unwrap_used, reason = "tests: a panic is the test failing")]
+
 mod common;
 
 use std::time::{Duration, Instant};

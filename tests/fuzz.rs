@@ -13,6 +13,8 @@
 //!   `mount.lustre` would pass, and every path the node plugin acts on lies inside the kubelet
 //!   directory.
 
+#![allow(clippy::unwrap_used, reason = "tests: a panic is the test failing")]
+
 mod common;
 #[path = "common/tmpfs_mounter.rs"]
 #[allow(dead_code)]

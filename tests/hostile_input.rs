@@ -2,6 +2,8 @@
 //! the field, is made before any FSx call, and echoes at most a bounded, escaped prefix of the
 //! value. Each case is a finding of the adversarial review (issue 9).
 
+#![allow(clippy::unwrap_used, reason = "tests: a panic is the test failing")]
+
 mod common;
 
 use std::time::{Duration, Instant};

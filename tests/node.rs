@@ -5,6 +5,8 @@
 //! while the process is single-threaded, so `main` unshares first, then runs the cases on a
 //! runtime. It needs root; without it, it says so and runs nothing.
 
+#![allow(clippy::unwrap_used, reason = "tests: a panic is the test failing")]
+
 mod common;
 #[path = "common/tmpfs_mounter.rs"]
 mod tmpfs_mounter;

@@ -8,12 +8,12 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_fsx::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_fsx::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_fsx::types as t;
 
 use super::{
     Association, AssociationLifecycle, AssociationSpec, AutoImportPolicy, CreateSpec, DataCompressionType,
-    DeploymentType, DriveCacheType, FileSystem, Fsx, FsxError, Lifecycle, MetadataMode, Page, StorageType, Update,
+    DeploymentType, DriveCacheType, FileSystem, Fsx, FsxError, Lifecycle, MetadataMode, StorageType, Update,
     UpdateStatus,
 };
 
@@ -81,14 +81,16 @@ where
             classify_code(code, message)
         }
         SdkError::TimeoutError(_) => FsxError::Unavailable("request timed out".into()),
-        SdkError::DispatchFailure(_) => FsxError::Unavailable(format!("could not reach FSx: {}", error_chain(&err))),
+        SdkError::DispatchFailure(_) => {
+            FsxError::Unavailable(format!("could not reach FSx: {}", DisplayErrorContext(&err)))
+        }
         SdkError::ResponseError(_) => {
-            FsxError::Unavailable(format!("unreadable response from FSx: {}", error_chain(&err)))
+            FsxError::Unavailable(format!("unreadable response from FSx: {}", DisplayErrorContext(&err)))
         }
         SdkError::ConstructionFailure(_) => {
-            FsxError::Other { code: "ConstructionFailure".into(), message: error_chain(&err) }
+            FsxError::Other { code: "ConstructionFailure".into(), message: DisplayErrorContext(&err).to_string() }
         }
-        _ => FsxError::Other { code: "Unknown".into(), message: error_chain(&err) },
+        _ => FsxError::Other { code: "Unknown".into(), message: DisplayErrorContext(&err).to_string() },
     }
 }
 
@@ -116,17 +118,6 @@ pub fn classify_code(code: String, message: String) -> FsxError {
         | "RequestTimeout" => FsxError::Unavailable(format!("{code}: {message}")),
         _ => FsxError::Other { code, message },
     }
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 fn parse<T: std::str::FromStr>(s: Option<&str>) -> Option<T> {
@@ -276,17 +267,21 @@ impl Fsx for AwsFsx {
         Ok(out.file_systems().iter().map(from_sdk).collect())
     }
 
-    async fn list_file_systems(&self, next_token: Option<String>) -> Result<Page, FsxError> {
-        let out = self.client.describe_file_systems().set_next_token(next_token).send().await.map_err(classify)?;
-        Ok(Page {
-            file_systems: out
-                .file_systems()
-                .iter()
-                .filter(|fs| fs.file_system_type() == Some(&t::FileSystemType::Lustre))
-                .map(from_sdk)
-                .collect(),
-            next_token: out.next_token().map(str::to_string),
-        })
+    async fn list_file_systems(&self) -> Result<Vec<FileSystem>, FsxError> {
+        let pages: Vec<_> = self
+            .client
+            .describe_file_systems()
+            .into_paginator()
+            .send()
+            .collect::<Result<_, _>>()
+            .await
+            .map_err(classify)?;
+        Ok(pages
+            .iter()
+            .flat_map(|page| page.file_systems())
+            .filter(|fs| fs.file_system_type() == Some(&t::FileSystemType::Lustre))
+            .map(from_sdk)
+            .collect())
     }
 
     async fn delete_file_system(&self, id: &str) -> Result<Lifecycle, FsxError> {
@@ -361,23 +356,17 @@ impl Fsx for AwsFsx {
     }
 
     async fn associations_of(&self, file_system_id: &str) -> Result<Vec<Association>, FsxError> {
-        let mut all = Vec::new();
-        let mut next: Option<String> = None;
-        loop {
-            let out = self
-                .client
-                .describe_data_repository_associations()
-                .filters(t::Filter::builder().name(t::FilterName::FileSystemId).values(file_system_id).build())
-                .set_next_token(next)
-                .send()
-                .await
-                .map_err(classify)?;
-            all.extend(out.associations().iter().map(association_from_sdk));
-            match out.next_token() {
-                Some(t) => next = Some(t.to_string()),
-                None => return Ok(all),
-            }
-        }
+        let filter = t::Filter::builder().name(t::FilterName::FileSystemId).values(file_system_id).build();
+        let pages: Vec<_> = self
+            .client
+            .describe_data_repository_associations()
+            .filters(filter)
+            .into_paginator()
+            .send()
+            .collect::<Result<_, _>>()
+            .await
+            .map_err(classify)?;
+        Ok(pages.iter().flat_map(|page| page.associations()).map(association_from_sdk).collect())
     }
 }
 

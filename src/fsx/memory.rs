@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 
 use super::{
-    Association, AssociationLifecycle, AssociationSpec, CreateSpec, FileSystem, Fsx, FsxError, Lifecycle, Page, Update,
+    Association, AssociationLifecycle, AssociationSpec, CreateSpec, FileSystem, Fsx, FsxError, Lifecycle, Update,
     UpdateStatus,
 };
 
@@ -263,17 +263,15 @@ impl Fsx for MemoryFsx {
             .collect()
     }
 
-    async fn list_file_systems(&self, next_token: Option<String>) -> Result<Page, FsxError> {
+    async fn list_file_systems(&self) -> Result<Vec<FileSystem>, FsxError> {
         let now = Instant::now();
         let mut s = self.state();
-        self.call(&mut s, "DescribeFileSystems")?;
         let all: Vec<FileSystem> = s.file_systems.values().filter_map(|fs| describe(fs, &self.timing, now)).collect();
-        let start: usize = next_token.and_then(|t| t.parse().ok()).unwrap_or(0);
-        let end = (start + self.page_size).min(all.len());
-        Ok(Page {
-            file_systems: all[start.min(end)..end].to_vec(),
-            next_token: (end < all.len()).then(|| end.to_string()),
-        })
+        // One call per page, as the SDK's paginator makes them.
+        for _ in 0..all.len().div_ceil(self.page_size).max(1) {
+            self.call(&mut s, "DescribeFileSystems")?;
+        }
+        Ok(all)
     }
 
     async fn delete_file_system(&self, id: &str) -> Result<Lifecycle, FsxError> {

@@ -320,13 +320,6 @@ pub struct LustreSpec {
     pub root_squash: Option<String>,
 }
 
-/// One page of a listing.
-#[derive(Debug, Clone, Default)]
-pub struct Page {
-    pub file_systems: Vec<FileSystem>,
-    pub next_token: Option<String>,
-}
-
 /// What can go wrong at the FSx boundary, in the few kinds the driver acts on.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum FsxError {
@@ -365,9 +358,9 @@ pub trait Fsx: Send + Sync + 'static {
     /// [`FsxError::NotFound`] if any id does not exist. Read-only.
     async fn describe_file_systems(&self, ids: &[String]) -> Result<Vec<FileSystem>, FsxError>;
 
-    /// One page of the account's file systems (`DescribeFileSystems` without ids). Only
-    /// Lustre file systems are returned. Read-only.
-    async fn list_file_systems(&self, next_token: Option<String>) -> Result<Page, FsxError>;
+    /// Every Lustre file system of the account: `DescribeFileSystems` without ids, one call
+    /// per page. Read-only.
+    async fn list_file_systems(&self) -> Result<Vec<FileSystem>, FsxError>;
 
     /// `DeleteFileSystem` with no final backup. Returns the lifecycle FSx reports (normally
     /// DELETING). Deleting a file system that is already DELETING succeeds; one that is gone

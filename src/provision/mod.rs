@@ -184,18 +184,10 @@ impl Provisioner {
         });
     }
 
-    /// One paged listing of the account: every file system tagged with a volume name, by id.
+    /// One listing of the account (every page): every file system tagged with a volume name.
     async fn list_tagged(&self) -> Result<Vec<FileSystem>, FsxError> {
-        let mut next = None;
-        let mut out = Vec::new();
-        loop {
-            let page = self.fsx.list_file_systems(next).await?;
-            out.extend(page.file_systems.into_iter().filter(|fs| fs.volume_name().is_some()));
-            match page.next_token {
-                Some(t) => next = Some(t),
-                None => return Ok(out),
-            }
-        }
+        let all = self.fsx.list_file_systems().await?;
+        Ok(all.into_iter().filter(|fs| fs.volume_name().is_some()).collect())
     }
 
     /// The start-up listing: indexes every file system tagged with a volume name.

@@ -135,18 +135,6 @@ pub async fn serve(
         .await
 }
 
-/// A gRPC channel to a CSI socket (for the demo client and tests).
-pub async fn connect(path: &Path) -> Result<tonic::transport::Channel, tonic::transport::Error> {
-    let path = path.to_path_buf();
-    // The URI is required by the API but unused: the connector dials the socket.
-    tonic::transport::Endpoint::from_static("http://localhost")
-        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
-            let path = path.clone();
-            async move { tokio::net::UnixStream::connect(path).await.map(hyper_util::rt::TokioIo::new) }
-        }))
-        .await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

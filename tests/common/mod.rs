@@ -98,7 +98,7 @@ impl Driver {
     }
 
     pub async fn channel(&self) -> Channel {
-        server::connect(&self.socket).await.unwrap()
+        connect(&self.socket).await.unwrap()
     }
 
     pub async fn controller_client(&self) -> ControllerClient<Channel> {
@@ -194,4 +194,16 @@ pub async fn create_until_done(
         }
     }
     Err(last.unwrap())
+}
+
+/// A gRPC channel to a CSI socket, as the sidecars dial it (authority `localhost`).
+pub async fn connect(path: &std::path::Path) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    let path = path.to_path_buf();
+    // The URI is required by the API but unused: the connector dials the socket.
+    tonic::transport::Endpoint::from_static("http://localhost")
+        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+            let path = path.clone();
+            async move { tokio::net::UnixStream::connect(path).await.map(hyper_util::rt::TokioIo::new) }
+        }))
+        .await
 }

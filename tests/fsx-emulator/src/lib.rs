@@ -679,7 +679,7 @@ fn fingerprint(req: &Value) -> Value {
 
 fn random_hex(n: usize) -> String {
     let mut rng = rand::rng();
-    (0..n).map(|_| char::from_digit(rng.random_range(0..16), 16).unwrap()).collect()
+    (0..n).map(|_| char::from(b"0123456789abcdef"[rng.random_range(0..16)])).collect()
 }
 
 fn random_mount_name() -> String {

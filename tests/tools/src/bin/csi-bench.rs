@@ -8,6 +8,8 @@
 //!   node mode; then, through the test harness (real node service, tmpfs for lustre, needs
 //!   root), NodePublish latency p50/p99 for an already-staged volume and RSS with 200 targets.
 
+#![allow(clippy::unwrap_used, reason = "a test program: a panic is the test failing")]
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -132,7 +134,7 @@ async fn controller(bin: &Path, volumes: usize, delay: u64, jitter: u64, poll_s:
     let child = Killed(child);
     let pid = child.0.id();
     wait_socket(&socket, Instant::now()).await;
-    let channel = fsx_csi_driver::server::connect(&socket).await.unwrap();
+    let channel = fsx_csi_tools::connect(&socket).await.unwrap();
 
     println!("controller: {volumes} volumes, creation {:.0}-{:.0} s, --poll-interval {poll_s}s, provisioner --timeout {call_timeout_s}s", delay as f64 / 1000.0, (delay + jitter) as f64 / 1000.0);
     let started = Instant::now();
@@ -241,7 +243,7 @@ async fn node(bin: &Path, targets: usize) {
             .unwrap();
         let child = Killed(child);
         ready.push(wait_socket(&socket, start).await);
-        let mut n = NodeClient::new(fsx_csi_driver::server::connect(&socket).await.unwrap());
+        let mut n = NodeClient::new(fsx_csi_tools::connect(&socket).await.unwrap());
         n.node_get_info(NodeGetInfoRequest {}).await.unwrap();
         tokio::time::sleep(Duration::from_millis(500)).await;
         idle = idle.max(rss_kib(child.0.id()).0);
@@ -276,7 +278,7 @@ async fn node(bin: &Path, targets: usize) {
         .unwrap();
     let child = Killed(child);
     wait_socket(&socket, Instant::now()).await;
-    let mut n = NodeClient::new(fsx_csi_driver::server::connect(&socket).await.unwrap());
+    let mut n = NodeClient::new(fsx_csi_tools::connect(&socket).await.unwrap());
     let vol = "fs-0123456789abcdef0";
     let staging = kubelet.join("plugins/kubernetes.io/csi/fsx.csi.aws.com/bench/globalmount");
     let context: std::collections::HashMap<String, String> = [

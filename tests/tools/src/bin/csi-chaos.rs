@@ -7,6 +7,8 @@
 //! volume owns, and none is left after the deletions. It prints the figures (kills, FSx calls
 //! per volume, time) and ends with "chaos: N passed, M failed".
 
+#![allow(clippy::unwrap_used, reason = "a test program: a panic is the test failing")]
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -118,7 +120,7 @@ fn retryable(s: &tonic::Status) -> bool {
 
 async fn channel(socket: &Path) -> Channel {
     loop {
-        if let Ok(c) = fsx_csi_driver::server::connect(socket).await {
+        if let Ok(c) = fsx_csi_tools::connect(socket).await {
             return c;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -3,6 +3,8 @@
 //!
 //! Exits non-zero on any unexpected result.
 
+#![allow(clippy::unwrap_used, reason = "a test program: a panic is the test failing")]
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -65,7 +67,7 @@ fn with_timeout<T>(msg: T, timeout: Duration) -> tonic::Request<T> {
 
 async fn run(a: Args) -> Result<(), String> {
     let channel =
-        fsx_csi_driver::server::connect(&a.socket).await.map_err(|e| format!("connect {}: {e}", a.socket.display()))?;
+        fsx_csi_tools::connect(&a.socket).await.map_err(|e| format!("connect {}: {e}", a.socket.display()))?;
     let mut identity = IdentityClient::new(channel.clone());
     let mut controller = ControllerClient::new(channel.clone());
     let mut node = NodeClient::new(channel);

@@ -8,6 +8,8 @@
 //!
 //! Prints `ready` on stdout once the socket is listening.
 
+#![allow(clippy::unwrap_used, reason = "a test program: a panic is the test failing")]
+
 #[allow(dead_code)]
 #[path = "../../../common/tmpfs_mounter.rs"]
 mod tmpfs_mounter;
