@@ -14,7 +14,7 @@ use fsx_csi_driver::metadata::Imds;
 use fsx_csi_driver::mount::SyscallMounter;
 use fsx_csi_driver::provision::{Options, Provisioner};
 use fsx_csi_driver::server::{self, Services};
-use fsx_csi_driver::{logging, DRIVER_NAME, VERSION};
+use fsx_csi_driver::{DRIVER_NAME, VERSION, logging};
 
 /// How long running calls may take to finish after SIGTERM.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
@@ -125,7 +125,7 @@ struct Signals {
 
 impl Signals {
     fn install() -> std::io::Result<Self> {
-        use tokio::signal::unix::{signal, SignalKind};
+        use tokio::signal::unix::{SignalKind, signal};
         Ok(Self { term: signal(SignalKind::terminate())?, int: signal(SignalKind::interrupt())? })
     }
 

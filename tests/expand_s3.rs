@@ -10,8 +10,8 @@ use common::*;
 use fsx_csi_driver::proto::controller_client::ControllerClient;
 use fsx_csi_driver::proto::*;
 use fsx_emulator::{Config, Emulator};
-use tonic::transport::Channel;
 use tonic::Code;
+use tonic::transport::Channel;
 
 const POLL: Duration = Duration::from_millis(100);
 

@@ -19,18 +19,18 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{mount_cap, Driver};
+use common::{Driver, mount_cap};
 use fsx_csi_driver::csi::node::{NodeOptions, NodeService};
 use fsx_csi_driver::metadata::Unavailable;
 use fsx_csi_driver::mount::mountinfo;
 use fsx_csi_driver::mount::{Mounter, SyscallMounter};
 use fsx_csi_driver::proto::node_client::NodeClient;
-use fsx_csi_driver::proto::volume_capability::access_mode::Mode;
 use fsx_csi_driver::proto::volume_capability::AccessType;
+use fsx_csi_driver::proto::volume_capability::access_mode::Mode;
 use fsx_csi_driver::proto::*;
 use tmpfs_mounter::TmpfsLustre;
-use tonic::transport::Channel;
 use tonic::Code;
+use tonic::transport::Channel;
 
 const VOLUME: &str = "fs-0123456789abcdef0";
 const DNS: &str = "fs-0123456789abcdef0.fsx.us-east-1.amazonaws.com";
@@ -602,9 +602,5 @@ fn main() -> ExitCode {
         start.elapsed().as_secs_f64()
     );
     runtime.shutdown_timeout(Duration::from_secs(1));
-    if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }

@@ -18,10 +18,10 @@ use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 use tracing::info_span;
 
-use super::{check_capabilities, deadline, observe, Failure};
-use crate::fsx::{is_file_system_id, FileSystem, FsxError, Lifecycle};
+use super::{Failure, check_capabilities, deadline, observe};
+use crate::fsx::{FileSystem, FsxError, Lifecycle, is_file_system_id};
 use crate::proto::controller_server::Controller;
-use crate::proto::controller_service_capability::{rpc, Rpc, Type as CapType};
+use crate::proto::controller_service_capability::{Rpc, Type as CapType, rpc};
 use crate::proto::*;
 use crate::provision::capacity::CapacityError;
 use crate::provision::{CreateRequest, ProvisionError, Provisioner};

@@ -16,9 +16,9 @@ use tokio::time::Instant;
 use tonic::{Code, Status};
 use tracing::Instrument;
 
-use crate::proto::volume_capability::access_mode::Mode;
-use crate::proto::volume_capability::AccessType;
 use crate::proto::VolumeCapability;
+use crate::proto::volume_capability::AccessType;
+use crate::proto::volume_capability::access_mode::Mode;
 
 /// How long a call may take when its client sent no `grpc-timeout`.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -138,7 +138,7 @@ pub fn check_capabilities(caps: &[VolumeCapability]) -> Result<(), String> {
                 }
             }
             Some(AccessType::Block(_)) => {
-                return Err("block access is not supported: FSx for Lustre volumes are file systems".into())
+                return Err("block access is not supported: FSx for Lustre volumes are file systems".into());
             }
             None => return Err("access_type (mount) is required".into()),
         }

@@ -24,7 +24,7 @@ use crate::mount::paths::{KubeletPath, PathError};
 use crate::mount::worker::Limits;
 use crate::mount::{Mounter, Usage};
 use crate::proto::node_server::Node;
-use crate::proto::node_service_capability::{rpc, Rpc, Type as CapType};
+use crate::proto::node_service_capability::{Rpc, Type as CapType, rpc};
 use crate::proto::*;
 use crate::provision::inflight::{Guard, InFlight};
 use crate::text::{Field, Shown};
@@ -276,7 +276,7 @@ impl NodeService {
             .map_err(|e| NodeError::NotFound(format!("no volume there: {e}")))?;
         let health = match self.mounts.health(&path, deadline.min(Instant::now() + STATS_TIME)).await {
             Err(MountError::Path(e)) if e.is_not_found() => {
-                return Err(NodeError::NotFound(format!("volume_path {} does not exist", path.real().display())))
+                return Err(NodeError::NotFound(format!("volume_path {} does not exist", path.real().display())));
             }
             other => other?,
         };

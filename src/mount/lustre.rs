@@ -134,11 +134,7 @@ pub fn flags_and_data(options: &[String], source: &str) -> Result<(MsFlags, Stri
 /// Flag names as in the man page: `MS_RDONLY|MS_RELATIME` (or `0`).
 pub fn flag_names(flags: MsFlags) -> String {
     let names: Vec<&str> = flags.iter_names().map(|(name, _)| name).collect();
-    if names.is_empty() {
-        "0".to_string()
-    } else {
-        names.join("|")
-    }
+    if names.is_empty() { "0".to_string() } else { names.join("|") }
 }
 
 /// The call as C would write it, for logs and error messages.

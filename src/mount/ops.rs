@@ -18,9 +18,9 @@ use tokio::time::Instant;
 
 use super::lustre::{self, LustreError};
 use super::mountinfo::{self, MountEntry};
-use super::paths::{self, fd_path, KubeletDir, KubeletPath, PathError};
+use super::paths::{self, KubeletDir, KubeletPath, PathError, fd_path};
 use super::worker::{self, Lane, Limits, WorkerError, Workers};
-use super::{explain_mount_errno, Mounter, Usage};
+use super::{Mounter, Usage, explain_mount_errno};
 use crate::text::Shown;
 
 /// The unmount escalation: plain, then `MNT_FORCE` (on EBUSY or a time-out), then a lazy
@@ -47,7 +47,9 @@ pub enum MountError {
     #[error(transparent)]
     Saturated(WorkerError),
     /// The deadline passed; the call may still be running.
-    #[error("{what} on {path} did not finish in time; the file system may be unresponsive, and a retry will find the real state")]
+    #[error(
+        "{what} on {path} did not finish in time; the file system may be unresponsive, and a retry will find the real state"
+    )]
     TimedOut { what: &'static str, path: String },
     /// The staging path holds another mount.
     #[error("staging path {path} is already mounted with {fstype} {}, not this volume", Shown(.source_text))]

@@ -25,9 +25,9 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{openat, OFlag};
-use nix::sys::stat::{fstatat, mkdirat, Mode, SFlag};
-use nix::unistd::{unlinkat, UnlinkatFlags};
+use nix::fcntl::{OFlag, openat};
+use nix::sys::stat::{Mode, SFlag, fstatat, mkdirat};
+use nix::unistd::{UnlinkatFlags, unlinkat};
 
 use crate::text::Shown;
 
@@ -48,7 +48,9 @@ pub enum PathError {
     #[error("{field} {path} {why}")]
     Invalid { field: &'static str, path: String, why: String },
     /// A symlink below the kubelet directory.
-    #[error("{field} {path} is refused: {link} is a symbolic link, and the driver never follows symbolic links below the kubelet directory")]
+    #[error(
+        "{field} {path} is refused: {link} is a symbolic link, and the driver never follows symbolic links below the kubelet directory"
+    )]
     Symlink { field: &'static str, path: String, link: String },
     /// Something on the way is not a directory.
     #[error("{field} {path} is refused: {at} is not a directory")]

@@ -4,7 +4,7 @@
 //! - SCRATCH_2, PERSISTENT_1 SSD, PERSISTENT_2: 1200, 2400, then multiples of 2400 GiB.
 //! - PERSISTENT_1 HDD: multiples of 6000 GiB at 12 MB/s/TiB, of 1800 GiB at 40 MB/s/TiB.
 
-use crate::fsx::{DeploymentType, StorageType, GIB};
+use crate::fsx::{DeploymentType, GIB, StorageType};
 
 /// The largest capacity FSx's `StorageCapacity` field can carry, in GiB.
 const MAX_GIB: i64 = i32::MAX as i64;
@@ -16,7 +16,9 @@ pub enum CapacityError {
     #[error("invalid capacity range: {0}")]
     Invalid(String),
     /// The smallest valid size at or above `required_bytes` exceeds `limit_bytes`.
-    #[error("the smallest valid {what} size at or above the requested {required_gib} GiB is {rounded_gib} GiB, above the limit of {limit_gib} GiB; valid sizes are {rule}")]
+    #[error(
+        "the smallest valid {what} size at or above the requested {required_gib} GiB is {rounded_gib} GiB, above the limit of {limit_gib} GiB; valid sizes are {rule}"
+    )]
     OutOfRange { what: String, required_gib: i64, rounded_gib: i64, limit_gib: i64, rule: &'static str },
 }
 

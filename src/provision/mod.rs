@@ -20,16 +20,16 @@ pub mod poller;
 pub mod token;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::fsx::{
-    is_file_system_id, AssociationLifecycle, DeploymentType, FileSystem, Fsx, FsxError, Lifecycle, StorageType,
-    UpdateStatus,
+    AssociationLifecycle, DeploymentType, FileSystem, Fsx, FsxError, Lifecycle, StorageType, UpdateStatus,
+    is_file_system_id,
 };
 use capacity::CapacityError;
 use index::Index;
@@ -344,7 +344,7 @@ impl Provisioner {
                         id: fs.id.clone(),
                         association: association.id,
                         lifecycle: association.lifecycle.to_string(),
-                    })
+                    });
                 }
             }
         } else {
@@ -408,7 +408,7 @@ impl Provisioner {
                     return Err(ProvisionError::UpdateInProgress {
                         id: id.to_string(),
                         target_gib: other.unwrap_or(fs.capacity_gib),
-                    })
+                    });
                 }
             },
             None => {
@@ -441,7 +441,7 @@ impl Provisioner {
                 Some(Seen::Found(seen)) => seen,
                 Some(Seen::Gone) => return Err(ProvisionError::Vanished(fs.id)),
                 Some(Seen::Pending) | None => {
-                    return Err(ProvisionError::StillPending { id: fs.id, lifecycle: "CREATING".into() })
+                    return Err(ProvisionError::StillPending { id: fs.id, lifecycle: "CREATING".into() });
                 }
             }
         } else {

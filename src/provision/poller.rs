@@ -11,10 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{Notify, watch};
 
 use super::index::Index;
-use crate::fsx::{Association, FileSystem, Fsx, FsxError, Lifecycle, DESCRIBE_BATCH};
+use crate::fsx::{Association, DESCRIBE_BATCH, FileSystem, Fsx, FsxError, Lifecycle};
 
 /// What the poller last learned of a watched resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -259,14 +259,16 @@ mod tests {
         let mut rxs: Vec<_> = ids.iter().map(|id| poller.watch(id)).collect();
         poller.tick().await;
         assert_eq!(fsx.calls("DescribeFileSystems"), 3, "120 ids in 3 calls of at most 50");
-        assert!(rxs
-            .iter_mut()
-            .all(|rx| matches!(&*rx.borrow_and_update(), Seen::Found(fs) if fs.lifecycle == Lifecycle::Creating)));
+        assert!(
+            rxs.iter_mut()
+                .all(|rx| matches!(&*rx.borrow_and_update(), Seen::Found(fs) if fs.lifecycle == Lifecycle::Creating))
+        );
         tokio::time::advance(Duration::from_secs(61)).await;
         poller.tick().await;
-        assert!(rxs
-            .iter_mut()
-            .all(|rx| matches!(&*rx.borrow_and_update(), Seen::Found(fs) if fs.lifecycle == Lifecycle::Available)));
+        assert!(
+            rxs.iter_mut()
+                .all(|rx| matches!(&*rx.borrow_and_update(), Seen::Found(fs) if fs.lifecycle == Lifecycle::Available))
+        );
         // Settled: nothing is watched, and an idle poller makes no calls.
         assert_eq!(poller.in_flight(), 0);
         let calls = fsx.calls("DescribeFileSystems");

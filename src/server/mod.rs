@@ -21,8 +21,8 @@ use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt}
 use std::path::{Path, PathBuf};
 
 use tokio::net::UnixListener;
-use tokio_stream::wrappers::UnixListenerStream;
 use tokio_stream::StreamExt;
+use tokio_stream::wrappers::UnixListenerStream;
 
 use crate::csi::controller::ControllerService;
 use crate::csi::identity::IdentityService;
@@ -74,7 +74,7 @@ impl SocketFile {
 /// Whether a process accepts connections on the socket at `path`. A full backlog counts as
 /// alive; a refused connection or a vanished file as not.
 fn is_live(path: &Path) -> io::Result<bool> {
-    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect, socket};
     let fd = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK, None)?;
     let addr = UnixAddr::new(path)?;
     match connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr) {
@@ -104,7 +104,7 @@ pub fn bind(path: &Path) -> io::Result<(UnixListener, SocketFile)> {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
                 format!("{} exists and is not a socket; refusing to replace it", path.display()),
-            ))
+            ));
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
@@ -192,7 +192,7 @@ mod tests {
         let sock = dir.path().join("csi.sock");
         let _live = bind(&sock).unwrap();
         // Fill the backlog without accepting, until a connection would block.
-        use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+        use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect, socket};
         let addr = UnixAddr::new(&sock).unwrap();
         let mut held = Vec::new();
         for _ in 0..5000 {

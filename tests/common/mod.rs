@@ -13,7 +13,7 @@ use fsx_csi_driver::fsx::aws::AwsFsx;
 use fsx_csi_driver::proto::controller_client::ControllerClient;
 use fsx_csi_driver::proto::identity_client::IdentityClient;
 use fsx_csi_driver::proto::node_client::NodeClient;
-use fsx_csi_driver::proto::volume_capability::{access_mode::Mode, AccessMode, AccessType, MountVolume};
+use fsx_csi_driver::proto::volume_capability::{AccessMode, AccessType, MountVolume, access_mode::Mode};
 use fsx_csi_driver::proto::*;
 use fsx_csi_driver::provision::{Options, Provisioner};
 use fsx_csi_driver::server::{self, Services};

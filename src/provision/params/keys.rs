@@ -7,8 +7,8 @@
 //! (checked by a test) all come from this table.
 
 use super::{
-    is_daily_time, is_hex_id, is_weekly_time, parse_bool, parse_enum, parse_int, parse_tags, s3_bucket,
-    valid_metadata_iops, StorageClassParams,
+    StorageClassParams, is_daily_time, is_hex_id, is_weekly_time, parse_bool, parse_enum, parse_int, parse_tags,
+    s3_bucket, valid_metadata_iops,
 };
 use crate::fsx::{
     AutoImportPolicy, DataCompressionType, DeploymentType, DriveCacheType, FileSystem, MetadataMode, StorageType,

@@ -16,7 +16,7 @@ pub mod keys;
 mod request;
 mod rules;
 
-pub use keys::{Key, Takes, KEYS};
+pub use keys::{KEYS, Key, Takes};
 
 use std::collections::HashMap;
 use std::fmt;

@@ -2,7 +2,7 @@
 //! `CreateDataRepositoryAssociation` requests, the file system's tags, and the comparison with
 //! a file system that already exists for the name.
 
-use super::{err, ParamError, StorageClassParams, KEYS, MAX_TAGS};
+use super::{KEYS, MAX_TAGS, ParamError, StorageClassParams, err};
 use crate::fsx::{
     AssociationSpec, AutoImportPolicy, CreateSpec, DeploymentType, FileSystem, LustreSpec, VOLUME_NAME_TAG,
 };

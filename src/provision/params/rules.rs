@@ -2,7 +2,7 @@
 //! key and the deployment types that take it are not here: they come from each key's
 //! description ([`super::keys`]).
 
-use super::{allowed_throughputs, err, s3_bucket, same_s3_path, OneOf, ParamError, StorageClassParams};
+use super::{OneOf, ParamError, StorageClassParams, allowed_throughputs, err, s3_bucket, same_s3_path};
 use crate::fsx::{DeploymentType, MetadataMode, StorageType};
 use crate::text::Shown;
 
@@ -39,10 +39,10 @@ impl StorageClassParams {
         }
         match (self.storage_type, self.lustre.drive_cache_type) {
             (StorageType::Hdd, None) => {
-                return Err(err("driveCacheType", "is required with storageType HDD: use NONE or READ"))
+                return Err(err("driveCacheType", "is required with storageType HDD: use NONE or READ"));
             }
             (StorageType::Ssd, Some(_)) => {
-                return Err(err("driveCacheType", "applies only to storageType HDD; remove it"))
+                return Err(err("driveCacheType", "applies only to storageType HDD; remove it"));
             }
             _ => {}
         }
@@ -93,7 +93,11 @@ impl StorageClassParams {
                     if !same_s3_path(export, import) {
                         return Err(err(
                             "s3ExportPath",
-                            format!("on PERSISTENT_2 the S3 link is one data repository association, so the export path must be the import path {import_shown}, not {export_shown}", import_shown = Shown(import), export_shown = Shown(export)),
+                            format!(
+                                "on PERSISTENT_2 the S3 link is one data repository association, so the export path must be the import path {import_shown}, not {export_shown}",
+                                import_shown = Shown(import),
+                                export_shown = Shown(export)
+                            ),
                         ));
                     }
                 }

@@ -29,15 +29,15 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 const TARGET_PREFIX: &str = "AWSSimbaAPIService_v20180301.";
 const JSON_CONTENT_TYPE: &str = "application/x-amz-json-1.1";
@@ -509,24 +509,25 @@ fn describe(fs: &Fs, lifecycle: &str, config: &Config, now: Instant) -> Value {
         out["FailureDetails"] = json!({"Message": fs.clock.fail.clone().unwrap_or_default()});
     }
     if !fs.updates.is_empty() {
-        out["AdministrativeActions"] = json!(fs
-            .updates
-            .iter()
-            .map(|u| {
-                let status = update_status(u, config, now);
-                let mut a = json!({
-                    "AdministrativeActionType": "FILE_SYSTEM_UPDATE",
-                    "RequestTime": u.request_time,
-                    "Status": status,
-                    "ProgressPercent": match status { "PENDING" => 0, "IN_PROGRESS" => 50, _ => 100 },
-                    "TargetFileSystemValues": {"StorageCapacity": u.target},
-                });
-                if status == "FAILED" {
-                    a["FailureDetails"] = json!({"Message": u.fail.clone().unwrap_or_default()});
-                }
-                a
-            })
-            .collect::<Vec<_>>());
+        out["AdministrativeActions"] = json!(
+            fs.updates
+                .iter()
+                .map(|u| {
+                    let status = update_status(u, config, now);
+                    let mut a = json!({
+                        "AdministrativeActionType": "FILE_SYSTEM_UPDATE",
+                        "RequestTime": u.request_time,
+                        "Status": status,
+                        "ProgressPercent": match status { "PENDING" => 0, "IN_PROGRESS" => 50, _ => 100 },
+                        "TargetFileSystemValues": {"StorageCapacity": u.target},
+                    });
+                    if status == "FAILED" {
+                        a["FailureDetails"] = json!({"Message": u.fail.clone().unwrap_or_default()});
+                    }
+                    a
+                })
+                .collect::<Vec<_>>()
+        );
     }
     out
 }
@@ -597,16 +598,16 @@ fn validate_create(req: &Value) -> Result<(), ApiError> {
             return Err(ApiError::code(
                 "InvalidPerUnitStorageThroughput",
                 format!("PerUnitStorageThroughput {t} is not supported for {deployment}."),
-            ))
+            ));
         }
         Some(t) if !allowed.contains(&t) => {
             return Err(ApiError::code(
                 "InvalidPerUnitStorageThroughput",
                 format!("PerUnitStorageThroughput must be one of {allowed:?} for {deployment} {storage}."),
-            ))
+            ));
         }
         None if !allowed.is_empty() => {
-            return Err(ApiError::bad_request(format!("PerUnitStorageThroughput is required for {deployment}.")))
+            return Err(ApiError::bad_request(format!("PerUnitStorageThroughput is required for {deployment}.")));
         }
         _ => {}
     }
@@ -627,11 +628,11 @@ fn validate_create(req: &Value) -> Result<(), ApiError> {
         return Err(ApiError::code("InvalidExportPath", "ExportPath requires ImportPath."));
     }
     for key in ["ImportPath", "ExportPath"] {
-        if let Some(p) = lustre.get(key).and_then(Value::as_str) {
-            if !p.starts_with("s3://") || p.len() <= 5 {
-                let code = if key == "ImportPath" { "InvalidImportPath" } else { "InvalidExportPath" };
-                return Err(ApiError::code(code, format!("{key} must be an S3 URL, got '{p}'.")));
-            }
+        if let Some(p) = lustre.get(key).and_then(Value::as_str)
+            && (!p.starts_with("s3://") || p.len() <= 5)
+        {
+            let code = if key == "ImportPath" { "InvalidImportPath" } else { "InvalidExportPath" };
+            return Err(ApiError::code(code, format!("{key} must be an S3 URL, got '{p}'.")));
         }
     }
     if deployment.starts_with("SCRATCH")
@@ -699,20 +700,20 @@ impl Inner {
             {
                 return Err(ApiError::bad_request("ClientRequestToken must be 1-63 characters of [A-Za-z0-9_.-]."));
             }
-            if let Some(t) = self.tokens.get(token) {
-                if now.duration_since(t.at) < Duration::from_millis(self.config.token_window_ms) {
-                    if t.fingerprint != fingerprint(&req) {
-                        return Err(ApiError::code(
-                            "IncompatibleParameterError",
-                            "The ClientRequestToken was already used with different parameters.",
-                        ));
-                    }
-                    let fs = self.file_systems.get(&t.fs_id).expect("token refers to a recorded file system");
-                    // Within the window the token answers with its file system as it is now,
-                    // even if it has failed or been deleted.
-                    let lc = lifecycle(fs, &self.config, now).unwrap_or("DELETING");
-                    return Ok(json!({"FileSystem": describe(fs, lc, &self.config, now)}));
+            if let Some(t) = self.tokens.get(token)
+                && now.duration_since(t.at) < Duration::from_millis(self.config.token_window_ms)
+            {
+                if t.fingerprint != fingerprint(&req) {
+                    return Err(ApiError::code(
+                        "IncompatibleParameterError",
+                        "The ClientRequestToken was already used with different parameters.",
+                    ));
                 }
+                let fs = self.file_systems.get(&t.fs_id).expect("token refers to a recorded file system");
+                // Within the window the token answers with its file system as it is now,
+                // even if it has failed or been deleted.
+                let lc = lifecycle(fs, &self.config, now).unwrap_or("DELETING");
+                return Ok(json!({"FileSystem": describe(fs, lc, &self.config, now)}));
             }
         }
         let id = format!("fs-{:08x}{}", self.next_id, random_hex(9));
@@ -843,11 +844,11 @@ impl Inner {
     fn create_association(&mut self, req: Value) -> Result<Value, ApiError> {
         let now = Instant::now();
         let config = self.config.clone();
-        if let Some(token) = req.get("ClientRequestToken").and_then(Value::as_str) {
-            if let Some(a) = self.association_tokens.get(token).and_then(|id| self.associations.get(id)) {
-                let lc = dra_lifecycle(a, &config, now).unwrap_or("DELETING");
-                return Ok(json!({"Association": describe_association(a, lc)}));
-            }
+        if let Some(token) = req.get("ClientRequestToken").and_then(Value::as_str)
+            && let Some(a) = self.association_tokens.get(token).and_then(|id| self.associations.get(id))
+        {
+            let lc = dra_lifecycle(a, &config, now).unwrap_or("DELETING");
+            return Ok(json!({"Association": describe_association(a, lc)}));
         }
         let fs_id = req.get("FileSystemId").and_then(Value::as_str).unwrap_or("").to_string();
         let fs = self.file_systems.get(&fs_id).ok_or_else(|| ApiError::not_found(&fs_id))?;

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use fsx_csi_driver::proto::controller_client::ControllerClient;
 use fsx_csi_driver::proto::node_client::NodeClient;
-use fsx_csi_driver::proto::volume_capability::{access_mode::Mode, AccessMode, AccessType, MountVolume};
+use fsx_csi_driver::proto::volume_capability::{AccessMode, AccessType, MountVolume, access_mode::Mode};
 use fsx_csi_driver::proto::*;
 use fsx_emulator::{Config, Emulator};
 use tonic::Code;
@@ -136,7 +136,11 @@ async fn controller(bin: &Path, volumes: usize, delay: u64, jitter: u64, poll_s:
     wait_socket(&socket, Instant::now()).await;
     let channel = fsx_csi_tools::connect(&socket).await.unwrap();
 
-    println!("controller: {volumes} volumes, creation {:.0}-{:.0} s, --poll-interval {poll_s}s, provisioner --timeout {call_timeout_s}s", delay as f64 / 1000.0, (delay + jitter) as f64 / 1000.0);
+    println!(
+        "controller: {volumes} volumes, creation {:.0}-{:.0} s, --poll-interval {poll_s}s, provisioner --timeout {call_timeout_s}s",
+        delay as f64 / 1000.0,
+        (delay + jitter) as f64 / 1000.0
+    );
     let started = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..volumes {

@@ -18,11 +18,11 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use fsx_csi_driver::proto::controller_client::ControllerClient;
-use fsx_csi_driver::proto::volume_capability::{access_mode::Mode, AccessMode, AccessType, MountVolume};
+use fsx_csi_driver::proto::volume_capability::{AccessMode, AccessType, MountVolume, access_mode::Mode};
 use fsx_csi_driver::proto::*;
 use fsx_emulator::{Config, Emulator};
-use tonic::transport::Channel;
 use tonic::Code;
+use tonic::transport::Channel;
 
 #[derive(Parser)]
 struct Args {
@@ -353,9 +353,5 @@ async fn main() -> std::process::ExitCode {
     drop(controller);
     let _ = std::fs::remove_dir_all(&dir);
     println!("chaos: {passed} passed, {failed} failed");
-    if failed == 0 {
-        std::process::ExitCode::SUCCESS
-    } else {
-        std::process::ExitCode::FAILURE
-    }
+    if failed == 0 { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE }
 }
