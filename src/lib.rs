@@ -20,9 +20,13 @@
 //!   every non-OK status once, at a level chosen with the code.
 //!   - [`csi::identity`]: plugin name, capabilities and readiness.
 //!   - [`csi::controller`]: CreateVolume, DeleteVolume, ControllerGetVolume, ListVolumes, ...
-//!   - [`csi::node`]: NodeStage/Publish/Unpublish/Unstage, stats and node info.
+//!   - [`csi::node`]: NodeStage/Publish/Unpublish/Unstage, stats and node info (request
+//!     checks and per-volume guards; the mount work is [`mount::ops`]).
 //! - [`provision`]: the controller's logic, independent of gRPC.
-//!   - [`provision::params`]: StorageClass parameters parsed once into one typed struct.
+//!   - [`provision::params`]: StorageClass parameters parsed once into one typed struct;
+//!     every key is described once in [`provision::params::keys`] (values, default, which
+//!     deployment types take it, mutability, how it is read and compared), and parsing, the
+//!     comparison with an existing file system and the README's table derive from it.
 //!   - [`provision::capacity`]: valid FSx for Lustre sizes per deployment and storage type.
 //!   - [`provision::token`]: deterministic `ClientRequestToken`s.
 //!   - [`provision::index`]: the in-memory name → file system index (one listing at start,
@@ -34,12 +38,14 @@
 //!   - [`provision::Provisioner`]: create (with the PERSISTENT_2 S3 association), expand,
 //!     delete and get; exactly one file system per name.
 //! - [`fsx`]: the FSx boundary: a domain trait ([`fsx::Fsx`]), domain types and errors, and
-//!   [`fsx::aws::AwsFsx`], its implementation on `aws-sdk-fsx`.
+//!   [`fsx::aws::AwsFsx`], its implementation on `aws-sdk-fsx`; unit tests use an in-memory
+//!   implementation on tokio's clock (`fsx::memory`), so the core is tested in paused time.
 //! - [`mount`]: the mount boundary: Lustre source / flag / data building as pure functions,
 //!   `/proc/self/mountinfo` parsing, [`mount::paths`] (request paths resolved below the
 //!   kubelet directory without following symlinks), the [`mount::Mounter`] trait with the
-//!   syscall mounter, and the bounded worker that keeps a hung Lustre server from freezing the
-//!   plugin (one call per path, a cap on blocked threads).
+//!   syscall mounter, the bounded worker that keeps a hung Lustre server from freezing the
+//!   plugin (one call per path and lane, a cap on blocked threads), and [`mount::ops`], the
+//!   operations built on them (stage, bind, unmount with escalation, health).
 //! - [`text`]: outside text shown in messages and logs: escaped and cut.
 //! - [`metadata`]: the EC2 instance metadata service (the node id when none is given).
 //! - [`logging`]: `--log-format text|json` tracing setup; every line is scrubbed of

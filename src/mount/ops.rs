@@ -255,7 +255,7 @@ impl Mounts {
         Ok(true)
     }
 
-    /// Unmounts everything stacked at `path`, escalating through [`UNMOUNT_STEPS`] on EBUSY
+    /// Unmounts everything stacked at `path`, escalating (plain, `MNT_FORCE`, `MNT_DETACH`) on EBUSY
     /// or a time-out, then removes the directory (or a file the kubelet left). Not mounted and
     /// absent count as done.
     pub async fn unmount_and_remove(&self, path: &KubeletPath, deadline: Instant) -> Result<(), MountError> {

@@ -69,7 +69,7 @@ pub struct Key {
     pub(super) compare: Option<Compare>,
 }
 
-/// See [`Key::compare`].
+/// How a key compares a request with an existing file system.
 pub type Compare = fn(&StorageClassParams, &FileSystem) -> Option<(String, String)>;
 
 /// Compares an optional setting only when both sides have it.

@@ -8,8 +8,8 @@
 //! - [`keys`]: every key described once (values, default, which deployment types take it,
 //!   whether FSx can change it later, how it is read); parsing and the README's table come
 //!   from it;
-//! - [`rules`]: the rules between keys;
-//! - [`request`]: the FSx requests a StorageClass makes, its tags, and the comparison with an
+//! - `rules`: the rules between keys;
+//! - `request`: the FSx requests a StorageClass makes, its tags, and the comparison with an
 //!   existing file system.
 
 pub mod keys;

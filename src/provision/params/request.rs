@@ -99,7 +99,7 @@ impl StorageClassParams {
     }
 
     /// Why an existing file system does not match these parameters, if it does not: every
-    /// key's comparison ([`super::Key::compare`]). Only what `DescribeFileSystems` shows is
+    /// key's comparison (in [`super::KEYS`]). Only what `DescribeFileSystems` shows is
     /// compared; what it does not show (security groups, maintenance windows, tags) cannot
     /// differ within FSx's token window, where FSx itself answers `IncompatibleParameterError`.
     pub fn mismatch(&self, fs: &FileSystem) -> Option<String> {
