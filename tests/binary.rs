@@ -44,9 +44,11 @@ fn spawn_driver(emulator: &Emulator, socket: &Path, log: &Path, extra: &[&str]) 
         .unwrap()
 }
 
+/// Waits until the socket accepts connections (the file appears at bind(2), a moment before
+/// listen(2)).
 async fn wait_for_socket(socket: &Path) {
     let start = Instant::now();
-    while !socket.exists() {
+    while std::os::unix::net::UnixStream::connect(socket).is_err() {
         assert!(start.elapsed() < Duration::from_secs(20), "socket never appeared");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -120,25 +122,62 @@ async fn secrets_never_reach_the_logs_even_at_trace() {
     }
 }
 
+/// Ready means "the process serves": the livenessprobe sidecar must not restart the
+/// controller while FSx is slow to answer its first listing.
 #[tokio::test]
-async fn probe_is_ready_once_the_client_and_index_are_up() {
+async fn probe_is_ready_as_soon_as_the_process_serves() {
     let emulator = Emulator::start(config(100), 0).await.unwrap();
+    emulator.update_config(|c| c.latency_ms = 3_000);
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("csi.sock");
     let mut child = spawn_driver(&emulator, &socket, &dir.path().join("log"), &[]);
     wait_for_socket(&socket).await;
     let mut i = IdentityClient::new(connect(&socket).await.unwrap());
-    let start = Instant::now();
-    loop {
-        if i.probe(ProbeRequest {}).await.unwrap().into_inner().ready == Some(true) {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(10));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(emulator.calls("DescribeFileSystems"), 1, "one start-up listing");
+    assert_eq!(i.probe(ProbeRequest {}).await.unwrap().into_inner().ready, Some(true));
     drop(i);
     assert!(terminate(&mut child).await.success());
+}
+
+/// A role without a permission is one steady, clear error on every call that needs it (and
+/// once in the log), not restarts: the process stays ready.
+#[tokio::test]
+async fn a_missing_permission_is_reported_on_every_call_and_logged_once() {
+    let emulator = Emulator::start(config(100), 0).await.unwrap();
+    emulator.update_config(|c| c.deny_operations = vec!["DescribeFileSystems".into()]);
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("csi.sock");
+    let log = dir.path().join("log");
+    let mut child = spawn_driver(&emulator, &socket, &log, &["--log-format", "text"]);
+    wait_for_socket(&socket).await;
+    let channel = connect(&socket).await.unwrap();
+    let mut i = IdentityClient::new(channel.clone());
+    assert_eq!(i.probe(ProbeRequest {}).await.unwrap().into_inner().ready, Some(true));
+    let mut c = ControllerClient::new(channel);
+    // Wait for the start-up listing to have been refused a few times.
+    let start = Instant::now();
+    while emulator.calls("DescribeFileSystems") < 3 {
+        assert!(start.elapsed() < Duration::from_secs(20), "the listing was not retried");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for _ in 0..2 {
+        let start = Instant::now();
+        let err = c
+            .create_volume(create_request("pvc-denied", 1200, params(&[("subnetId", SUBNET)]), Duration::from_secs(10)))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+        assert!(err.message().contains("fsx:DescribeFileSystems"), "{}", err.message());
+        assert!(err.message().contains("static credentials"), "the identity in use is not named: {}", err.message());
+        assert!(start.elapsed() < Duration::from_secs(2), "the call waited for its deadline");
+    }
+    assert_eq!(emulator.calls("CreateFileSystem"), 0);
+    drop(c);
+    drop(i);
+    assert!(terminate(&mut child).await.success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    let listed = text.lines().filter(|l| l.contains("listing FSx file systems failed")).count();
+    assert_eq!(listed, 1, "logged once per change, not per retry:\n{text}");
+    assert!(!text.contains(SECRET_KEY) && !text.contains(ACCESS_KEY_ID));
 }
 
 #[test]

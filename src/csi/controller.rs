@@ -112,6 +112,7 @@ pub fn failure(e: ControllerError, family: Family) -> Failure {
                 (FsxError::Incompatible(_), Family::Create) => Code::AlreadyExists,
                 (FsxError::Incompatible(_), Family::Delete | Family::Expand) => Code::FailedPrecondition,
                 (FsxError::Incompatible(_), Family::Read) => Code::Internal,
+                (FsxError::AccessDenied { .. }, _) => Code::PermissionDenied,
                 (FsxError::LimitExceeded(_), _) => Code::ResourceExhausted,
                 (FsxError::Unavailable(_), _) => Code::Unavailable,
                 (FsxError::Other { .. }, _) => Code::Internal,

@@ -18,7 +18,7 @@ pub struct IdentityService {
 }
 
 impl IdentityService {
-    /// An identity service; readiness follows `provisioner`'s index load when it is given.
+    /// An identity service; `provisioner` is given when this process serves the controller.
     pub fn new(provisioner: Option<Arc<Provisioner>>) -> Self {
         Self { provisioner }
     }
@@ -57,8 +57,12 @@ impl Identity for IdentityService {
         Ok(Response::new(GetPluginCapabilitiesResponse { capabilities }))
     }
 
+    /// Ready means "this process serves": the livenessprobe sidecar restarts the container
+    /// while it is not, and restarting never fixes FSx being unreachable or a missing IAM
+    /// permission. Those are answered on every call that needs FSx (`Unavailable` while the
+    /// index loads, `PermissionDenied` naming the IAM action and the identity in use) and
+    /// logged once per change.
     async fn probe(&self, _: Request<ProbeRequest>) -> Result<Response<ProbeResponse>, Status> {
-        let ready = self.provisioner.as_ref().is_none_or(|p| p.is_ready());
-        Ok(Response::new(ProbeResponse { ready: Some(ready) }))
+        Ok(Response::new(ProbeResponse { ready: Some(true) }))
     }
 }

@@ -24,6 +24,8 @@ const MAX_ATTEMPTS: u32 = 10;
 #[derive(Clone, Debug)]
 pub struct AwsFsx {
     client: aws_sdk_fsx::Client,
+    /// The credentials in use, described for permission errors.
+    identity: String,
 }
 
 impl AwsFsx {
@@ -57,7 +59,7 @@ impl AwsFsx {
                     .build(),
             )
             .build();
-        Self { client: aws_sdk_fsx::Client::from_conf(conf) }
+        Self { client: aws_sdk_fsx::Client::from_conf(conf), identity: identity_in_use() }
     }
 
     /// The region the client was configured with, if any.
@@ -66,9 +68,36 @@ impl AwsFsx {
     }
 }
 
-/// Turns any SDK error into the driver's few kinds. This is the only place AWS error codes
-/// are matched.
-fn classify<E, R>(err: SdkError<E, R>) -> FsxError
+/// Which credentials the client uses, in words an operator can act on, read from the
+/// environment the default credential chain reads (never the secret itself).
+fn identity_in_use() -> String {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    if let Some(role) = var("AWS_ROLE_ARN") {
+        format!("role {role} (IRSA)")
+    } else if var("AWS_CONTAINER_CREDENTIALS_FULL_URI").is_some() {
+        "the EKS Pod Identity role of the controller's service account".into()
+    } else if var("AWS_ACCESS_KEY_ID").is_some() {
+        "the static credentials in AWS_ACCESS_KEY_ID".into()
+    } else if let Some(profile) = var("AWS_PROFILE") {
+        format!("profile {profile}")
+    } else {
+        "the node's instance profile".into()
+    }
+}
+
+impl AwsFsx {
+    /// Turns any SDK error of `operation` into the driver's few kinds. This is the only place
+    /// AWS error codes are matched.
+    fn classify<E, R>(&self, operation: &'static str) -> impl Fn(SdkError<E, R>) -> FsxError + '_
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        move |err| classify(&self.identity, operation, err)
+    }
+}
+
+fn classify<E, R>(identity: &str, operation: &'static str, err: SdkError<E, R>) -> FsxError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
@@ -78,7 +107,12 @@ where
             let e = service.err();
             let code = e.code().unwrap_or("Unknown").to_string();
             let message = e.message().unwrap_or("").to_string();
-            classify_code(code, message)
+            match classify_code(code, message) {
+                FsxError::AccessDenied { message, .. } => {
+                    FsxError::AccessDenied { operation: operation.to_string(), identity: identity.to_string(), message }
+                }
+                other => other,
+            }
         }
         SdkError::TimeoutError(_) => FsxError::Unavailable("request timed out".into()),
         SdkError::DispatchFailure(_) => {
@@ -108,6 +142,17 @@ pub fn classify_code(code: String, message: String) -> FsxError {
         | "MissingFileSystemConfiguration"
         | "ValidationException" => FsxError::Invalid { code, message },
         "IncompatibleParameterError" => FsxError::Incompatible(message),
+        "AccessDeniedException"
+        | "AccessDenied"
+        | "UnauthorizedOperation"
+        | "UnrecognizedClientException"
+        | "InvalidClientTokenId"
+        | "ExpiredTokenException"
+        | "InvalidSignatureException" => FsxError::AccessDenied {
+            operation: String::new(),
+            identity: String::new(),
+            message: format!("{code}: {message}"),
+        },
         "ServiceLimitExceeded" => FsxError::LimitExceeded(message),
         "InternalServerError"
         | "ThrottlingException"
@@ -249,7 +294,7 @@ impl Fsx for AwsFsx {
             .lustre_configuration(lustre_configuration(spec))
             .send()
             .await
-            .map_err(classify)?;
+            .map_err(self.classify("CreateFileSystem"))?;
         out.file_system().map(from_sdk).ok_or_else(|| FsxError::Other {
             code: "EmptyResponse".into(),
             message: "CreateFileSystem returned no file system".into(),
@@ -263,7 +308,7 @@ impl Fsx for AwsFsx {
             .set_file_system_ids(Some(ids.to_vec()))
             .send()
             .await
-            .map_err(classify)?;
+            .map_err(self.classify("DescribeFileSystems"))?;
         Ok(out.file_systems().iter().map(from_sdk).collect())
     }
 
@@ -275,7 +320,7 @@ impl Fsx for AwsFsx {
             .send()
             .collect::<Result<_, _>>()
             .await
-            .map_err(classify)?;
+            .map_err(self.classify("DescribeFileSystems"))?;
         Ok(pages
             .iter()
             .flat_map(|page| page.file_systems())
@@ -292,7 +337,7 @@ impl Fsx for AwsFsx {
             .lustre_configuration(t::DeleteFileSystemLustreConfiguration::builder().skip_final_backup(true).build())
             .send()
             .await
-            .map_err(classify)?;
+            .map_err(self.classify("DeleteFileSystem"))?;
         Ok(out.lifecycle().map(|l| Lifecycle::from_wire(l.as_str())).unwrap_or(Lifecycle::Deleting))
     }
 
@@ -304,7 +349,7 @@ impl Fsx for AwsFsx {
             .storage_capacity(capacity_gib)
             .send()
             .await
-            .map_err(classify)?;
+            .map_err(self.classify("UpdateFileSystem"))?;
         out.file_system().map(from_sdk).ok_or_else(|| FsxError::Other {
             code: "EmptyResponse".into(),
             message: "UpdateFileSystem returned no file system".into(),
@@ -337,7 +382,7 @@ impl Fsx for AwsFsx {
             .set_tags(Some(tags))
             .send()
             .await
-            .map_err(classify)?;
+            .map_err(self.classify("CreateDataRepositoryAssociation"))?;
         out.association().map(association_from_sdk).ok_or_else(|| FsxError::Other {
             code: "EmptyResponse".into(),
             message: "CreateDataRepositoryAssociation returned no association".into(),
@@ -351,7 +396,7 @@ impl Fsx for AwsFsx {
             .set_association_ids(Some(ids.to_vec()))
             .send()
             .await
-            .map_err(classify)?;
+            .map_err(self.classify("DescribeDataRepositoryAssociations"))?;
         Ok(out.associations().iter().map(association_from_sdk).collect())
     }
 
@@ -365,7 +410,7 @@ impl Fsx for AwsFsx {
             .send()
             .collect::<Result<_, _>>()
             .await
-            .map_err(classify)?;
+            .map_err(self.classify("DescribeDataRepositoryAssociations"))?;
         Ok(pages.iter().flat_map(|page| page.associations()).map(association_from_sdk).collect())
     }
 }

@@ -334,6 +334,12 @@ pub enum FsxError {
     /// with the file system's state (`IncompatibleParameterError`).
     #[error("FSx reports incompatible parameters: {0}")]
     Incompatible(String),
+    /// The credentials in use may not call `operation` (`AccessDeniedException`, or refused
+    /// credentials). Retrying will not help until the IAM policy changes.
+    #[error(
+        "the IAM identity in use ({identity}) may not call fsx:{operation} ({message}); allow fsx:{operation} in its policy (deploy/iam-policy.json lists what the driver needs)"
+    )]
+    AccessDenied { operation: String, identity: String, message: String },
     /// An account quota is exhausted (`ServiceLimitExceeded`).
     #[error("FSx service limit exceeded: {0}")]
     LimitExceeded(String),

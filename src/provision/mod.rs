@@ -127,6 +127,8 @@ pub struct Provisioner {
     options: Options,
     ready: AtomicBool,
     ready_notify: Notify,
+    /// Why the start-up listing failed last, while it has not succeeded.
+    load_error: std::sync::Mutex<Option<FsxError>>,
 }
 
 impl Provisioner {
@@ -143,6 +145,7 @@ impl Provisioner {
             options,
             ready: AtomicBool::new(false),
             ready_notify: Notify::new(),
+            load_error: std::sync::Mutex::new(None),
         })
     }
 
@@ -157,12 +160,22 @@ impl Provisioner {
                 match this.load_index().await {
                     Ok(n) => {
                         tracing::info!(file_systems = n, "index of CSI file systems loaded");
+                        *this.load_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
                         this.ready.store(true, Ordering::SeqCst);
                         this.ready_notify.notify_waiters();
                         break;
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, retry_in = ?backoff, "listing FSx file systems failed");
+                        // Logged once per change, not once per retry: a missing permission is
+                        // one steady, clear error, and every call that needs FSx reports it.
+                        {
+                            let mut last = this.load_error.lock().unwrap_or_else(|p| p.into_inner());
+                            if last.as_ref() != Some(&e) {
+                                tracing::error!(error = %e, "listing FSx file systems failed; retrying until it succeeds");
+                            }
+                            *last = Some(e);
+                        }
+                        this.ready_notify.notify_waiters();
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(30));
                     }
@@ -216,11 +229,17 @@ impl Provisioner {
         self.ready.load(Ordering::SeqCst)
     }
 
+    /// Waits until the index is loaded, or `deadline`. A permission error from the start-up
+    /// listing is answered at once: waiting will not fix it.
     async fn wait_ready(&self, deadline: Instant) -> Result<(), ProvisionError> {
         loop {
             let notified = self.ready_notify.notified();
             if self.is_ready() {
                 return Ok(());
+            }
+            if let Some(e @ FsxError::AccessDenied { .. }) = &*self.load_error.lock().unwrap_or_else(|p| p.into_inner())
+            {
+                return Err(ProvisionError::Fsx(e.clone()));
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 return Err(ProvisionError::NotReady);

@@ -70,6 +70,8 @@ pub struct Config {
     pub optimize_delay_ms: u64,
     /// Time from CreateDataRepositoryAssociation to AVAILABLE (or FAILED).
     pub association_delay_ms: u64,
+    /// Operations answered with `AccessDeniedException`, as a role without them would be.
+    pub deny_operations: Vec<String>,
 }
 
 impl Default for Config {
@@ -86,6 +88,7 @@ impl Default for Config {
             update_delay_ms: 2_000,
             optimize_delay_ms: 2_000,
             association_delay_ms: 1_000,
+            deny_operations: Vec::new(),
         }
     }
 }
@@ -1007,11 +1010,18 @@ async fn api(State(emu): State<Emulator>, headers: HeaderMap, body: Bytes) -> Re
     let Some(operation) = target.strip_prefix(TARGET_PREFIX).map(str::to_string) else {
         return ApiError::code("UnknownOperationException", format!("Unknown target '{target}'.")).into_response();
     };
-    let (latency, throttle, error) = {
+    let (latency, throttle, error, denied) = {
         let mut inner = emu.lock();
         *inner.calls.entry(operation.clone()).or_default() += 1;
-        (inner.config.latency_ms, inner.config.throttle_rate, inner.config.error_rate)
+        let denied = inner.config.deny_operations.contains(&operation);
+        (inner.config.latency_ms, inner.config.throttle_rate, inner.config.error_rate, denied)
     };
+    if denied {
+        let message = format!(
+            "User: arn:aws:sts::{ACCOUNT}:assumed-role/fsx-csi-driver/i-0123 is not authorized to perform: fsx:{operation}"
+        );
+        return ApiError { status: StatusCode::BAD_REQUEST, code: "AccessDeniedException", message }.into_response();
+    }
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
