@@ -53,10 +53,17 @@ for f in $(find deploy/examples -name '*.yaml' | sort); do
   check "example $f validates" validate "$f"
 done
 check "every chart value is used by a template" python3 hack/check_chart_values.py deploy/helm/aws-fsx-csi-driver
+fixtures=tests/cluster/fixtures
+check "helm lint with a values file written for the Go driver's chart" helm lint --strict -f $fixtures/go-chart-values.yaml deploy/helm/aws-fsx-csi-driver
+check "the Go chart's values render valid objects" bash -c "helm template fsx deploy/helm/aws-fsx-csi-driver --namespace kube-system --kube-version $K8S_OLDEST -f $fixtures/go-chart-values.yaml >'$tmp/go.yaml' && kubernetes-validate --strict --quiet -k $K8S_OLDEST '$tmp/go.yaml'"
+check "the Go chart's map extraTags and image maps become the driver's and the sidecars' forms" bash -c "grep -q 'value: \"env=prod,team=ml\"' '$tmp/go.yaml' && grep -q 'image: public.ecr.aws/csi-components/csi-provisioner:v5.3.0-eksbuild.1' '$tmp/go.yaml'"
+check "this chart's earlier values (string images, replicas, string extraTags) render valid objects" bash -c "helm template fsx deploy/helm/aws-fsx-csi-driver --namespace kube-system --kube-version $K8S_OLDEST -f $fixtures/previous-values.yaml >'$tmp/prev.yaml' && kubernetes-validate --strict --quiet -k $K8S_OLDEST '$tmp/prev.yaml' && grep -q 'replicas: 3' '$tmp/prev.yaml'"
+toggles() { python3 hack/check_chart_toggles.py "$root/bin/helm" deploy/helm/aws-fsx-csi-driver "$K8S_OLDEST"; }
+check "every chart toggle renders both ways, and the schema refuses mistyped values" toggles
 check "chart and kustomize base agree" python3 hack/compare_manifests.py "$tmp/kustomize.yaml" "$tmp/helm.yaml"
 check "yamllint deploy/" yamllint -s deploy/
 check "IAM policy is valid JSON" python3 -m json.tool deploy/iam-policy.json
-check "the binary starts with the manifests' args" python3 hack/run_manifest_args.py target/debug/fsx-csi-driver target/debug/fsx-emulator "$tmp/kustomize.yaml" "$tmp/helm.yaml"
+check "the binary starts with the manifests' args" python3 hack/run_manifest_args.py target/debug/fsx-csi-driver target/debug/fsx-emulator "$tmp/kustomize.yaml" "$tmp/helm.yaml" "$tmp/go.yaml" "$tmp/prev.yaml"
 
 echo "deploy checks: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]

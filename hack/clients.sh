@@ -21,7 +21,8 @@ mkdir -p "$work/kubelet"
 target/debug/fsx-csi-driver --mode node --node-id clients-node --kubelet-dir "$work/kubelet" \
   --endpoint "unix://$work/csi.sock" 2>"$work/driver.log" &
 pid=$!
-for _ in $(seq 1 200); do [[ -S $work/csi.sock ]] && break; sleep 0.05; done
+connectable() { python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])' "$1" 2>/dev/null; }
+for _ in $(seq 1 200); do connectable "$work/csi.sock" && break; sleep 0.05; done
 if [[ ! -S $work/csi.sock ]]; then
   cat "$work/driver.log"
   echo "python grpcio: 0 passed, 1 failed"

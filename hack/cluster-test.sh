@@ -2,7 +2,8 @@
 # The control-plane tier: builds (cached) and starts a real Kubernetes control plane on
 # 127.0.0.1 with the driver, the FSx emulator and the real CSI sidecars (hack/cluster.sh), then
 # runs the users' scenarios through them (tests/cluster/scenarios.py): first with the
-# kustomize install, then with the rendered Helm chart. Ends with "cluster: N passed, M failed".
+# kustomize install, then with the rendered Helm chart; then chart upgrades with helm itself
+# (hack/cluster/chart-tests.sh). Ends with "cluster: N passed, M failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -41,6 +42,16 @@ if bash hack/cluster.sh reinstall helm; then
   count
 else
   failed=$((failed + 1)); echo "FAIL installing the Helm chart"
+fi
+echo "==> chart upgrades on the real apiserver"
+bash hack/cluster.sh uninstall
+bash hack/cluster/chart-tests.sh 2>&1 | tee "$log" || true
+line=$(grep -E '^chart upgrades: [0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
+if [[ -z $line ]]; then
+  failed=$((failed + 1)); echo "FAIL the chart upgrade tests did not finish"
+else
+  passed=$((passed + $(sed 's/^chart upgrades: \([0-9]*\) passed.*/\1/' <<<"$line")))
+  failed=$((failed + $(sed 's/.* \([0-9]*\) failed.*/\1/' <<<"$line")))
 fi
 echo "cluster tier: $((SECONDS - started))s"
 echo "cluster: $passed passed, $failed failed"

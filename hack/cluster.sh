@@ -14,7 +14,7 @@
 # No kubelet runs here, so pods stay Pending; claims bind, grow and are deleted for real
 # through the driver. State lives in $CLUSTER_DIR (default /tmp/fsx-csi-cluster). Root lets
 # the two controller replicas have their own hostnames (leader election); without root only
-# one runs. Internal: `replica N start|kill` (used by tests).
+# one runs. Internal (used by tests): `replica N start|kill|stop`, `reinstall PATH`, `uninstall`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=cluster/lib.sh
@@ -69,6 +69,11 @@ case ${1:-} in
       stop) cluster_stop_replica "$2" ;;
       *) echo "usage: hack/cluster.sh replica N start|kill|stop" >&2; exit 2 ;;
     esac
+    ;;
+  uninstall)
+    CLUSTER_BIN=$(cat "$CLUSTER_DIR/bin-dir")
+    for i in $(replicas); do cluster_stop_replica "$i"; done
+    cluster_uninstall
     ;;
   reinstall)
     CLUSTER_BIN=$(cat "$CLUSTER_DIR/bin-dir")

@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""Renders the chart with each toggle both ways and checks what each way must contain, and that
+the schema refuses mistyped values. Every rendering is validated strictly.
+
+usage: check_chart_toggles.py HELM CHART KUBE_VERSION
+Prints one line per check and "toggles: N passed, M failed".
+"""
+import subprocess
+import sys
+
+import yaml
+
+
+def render(helm, chart, kube, *sets):
+    args = [helm, "template", "fsx", chart, "--namespace", "kube-system", "--kube-version", kube]
+    for s in sets:
+        args += ["--set", s]
+    p = subprocess.run(args, capture_output=True, text=True)
+    return p.returncode, p.stdout, p.stderr
+
+
+def objects(text):
+    return {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(text) if d}
+
+
+def validate(text):
+    p = subprocess.run(["kubernetes-validate", "--strict", "--quiet", "-"], input=text, capture_output=True, text=True)
+    return p.returncode == 0, p.stdout + p.stderr
+
+
+def pod(objs, kind, name):
+    return objs[(kind, name)]["spec"]["template"]["spec"]
+
+
+def main(helm, chart, kube):
+    results = []
+
+    def check(name, ok, detail=""):
+        results.append(ok)
+        print(("ok   " if ok else "FAIL ") + name + ("" if ok else f": {detail}"))
+
+    cases = [
+        ("nodeComponentOnly", lambda o: ("StatefulSet", "fsx-csi-controller") not in o
+         and ("ClusterRole", "fsx-csi-external-provisioner-role") not in o and ("DaemonSet", "fsx-csi-node") in o,
+         lambda o: ("StatefulSet", "fsx-csi-controller") in o),
+        ("controller.podDisruptionBudget.enabled", lambda o: ("PodDisruptionBudget", "fsx-csi-controller") in o,
+         lambda o: ("PodDisruptionBudget", "fsx-csi-controller") not in o),
+        ("controller.serviceAccount.create", lambda o: ("ServiceAccount", "fsx-csi-controller-sa") in o,
+         lambda o: ("ServiceAccount", "fsx-csi-controller-sa") not in o
+         and pod(o, "StatefulSet", "fsx-csi-controller")["serviceAccountName"] == "fsx-csi-controller-sa"),
+        ("node.serviceAccount.create", lambda o: ("ServiceAccount", "fsx-csi-node-sa") in o,
+         lambda o: ("ServiceAccount", "fsx-csi-node-sa") not in o),
+        ("node.tolerateAllTaints", lambda o: pod(o, "DaemonSet", "fsx-csi-node")["tolerations"] == [{"operator": "Exists"}],
+         lambda o: {"key": "fsx.csi.aws.com/agent-not-ready", "operator": "Exists"} in pod(o, "DaemonSet", "fsx-csi-node")["tolerations"]
+         and {"operator": "Exists"} not in pod(o, "DaemonSet", "fsx-csi-node")["tolerations"]),
+    ]
+    for key, when_true, when_false in cases:
+        for value, expect in (("true", when_true), ("false", when_false)):
+            rc, out, err = render(helm, chart, kube, f"{key}={value}")
+            if rc != 0:
+                check(f"{key}={value} renders", False, err.strip())
+                continue
+            valid, why = validate(out)
+            check(f"{key}={value} renders valid objects with what it promises", valid and expect(objects(out)), why)
+    rc, out, err = render(helm, chart, kube, "proxy.httpsProxy=http://proxy:3128", "proxy.noProxy=.internal",
+                          "controller.awsAccessSecret.name=aws-secret", "controller.logLevel=5",
+                          "imagePullSecrets[0]=regcred", "node.dnsPolicy=None", "node.dnsConfig.nameservers[0]=169.254.169.253")
+    env = {e["name"]: e for e in pod(objects(out), "StatefulSet", "fsx-csi-controller")["containers"][0]["env"]} if rc == 0 else {}
+    check("proxy, static credentials from a secret and log level reach the controller",
+          env.get("HTTPS_PROXY", {}).get("value") == "http://proxy:3128" and env.get("NO_PROXY", {}).get("value") == ".internal"
+          and env.get("AWS_ACCESS_KEY_ID", {}).get("valueFrom", {}).get("secretKeyRef", {}).get("name") == "aws-secret"
+          and env.get("RUST_LOG", {}).get("value") == "trace", err or env)
+    for bad in ["controller.replicaCont=3", "controller.logFormat=xml", "node.kubeletPath=relative",
+                "csidriver.fsGroupPolicy=Always", "sidecars.provisioner.timeout=soon", "image.pullPolicy=Sometimes"]:
+        rc, _, err = render(helm, chart, kube, bad)
+        check(f"the schema refuses {bad}", rc != 0 and "schema" in err, err.strip()[:200])
+    passed = sum(results)
+    print(f"toggles: {passed} passed, {len(results) - passed} failed")
+    return 0 if passed == len(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:4]))
