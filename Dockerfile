@@ -8,13 +8,15 @@
 # The build stage runs on the build machine's platform and cross-compiles a static musl
 # binary for each TARGETARCH with cargo-zigbuild (zig as the C cross compiler for aws-lc).
 
-FROM --platform=$BUILDPLATFORM rust:1-bookworm AS build
+# The toolchain is pinned (Rust, zig, cargo-zigbuild), so a release rebuilds the same way.
+FROM --platform=$BUILDPLATFORM rust:1.95.0-bookworm AS build
 ARG TARGETARCH
+ARG CARGO_ZIGBUILD_VERSION=0.21.8
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3-pip cmake \
     && rm -rf /var/lib/apt/lists/* \
     && pip3 install --no-cache-dir --break-system-packages ziglang==0.13.0 \
-    && cargo install --locked cargo-zigbuild
+    && cargo install --locked cargo-zigbuild --version "$CARGO_ZIGBUILD_VERSION"
 RUN case "$TARGETARCH" in \
       amd64) echo x86_64-unknown-linux-musl ;; \
       arm64) echo aarch64-unknown-linux-musl ;; \

@@ -63,6 +63,9 @@ check "every chart toggle renders both ways, and the schema refuses mistyped val
 check "chart and kustomize base agree" python3 hack/compare_manifests.py "$tmp/kustomize.yaml" "$tmp/helm.yaml"
 check "yamllint deploy/" yamllint -s deploy/
 check "IAM policy is valid JSON" python3 -m json.tool deploy/iam-policy.json
+check "IAM policy works in every partition (aws, aws-us-gov, aws-cn): no arn:aws: literal" bash -c "! grep -q 'arn:aws:' deploy/iam-policy.json"
+install_go_tool actionlint "$ACTIONLINT_VERSION" github.com/rhysd/actionlint/cmd/actionlint
+check "the GitHub workflows pass actionlint" actionlint -shellcheck= .github/workflows/*.yaml
 check "the binary starts with the manifests' args" python3 hack/run_manifest_args.py target/debug/fsx-csi-driver target/debug/fsx-emulator "$tmp/kustomize.yaml" "$tmp/helm.yaml" "$tmp/go.yaml" "$tmp/prev.yaml"
 
 echo "deploy checks: $passed passed, $failed failed"

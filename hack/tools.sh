@@ -12,3 +12,4 @@ install_go_tool() { # name version package
 }
 HELM_VERSION=v3.22.0
 KUSTOMIZE_VERSION=v5.8.1
+ACTIONLINT_VERSION=v1.7.12
