@@ -4,10 +4,10 @@
 # csi-resizer. The binaries are kept under ~/.cache with a version stamp, so a second run costs
 # nothing. Prints the bin directory on its last line.
 #
-#   K8S_VERSION          Kubernetes version of the control plane and kubectl (default 1.33.13)
+#   K8S_VERSION          Kubernetes version of the control plane and kubectl (default 1.37.2)
 #   PROVISIONER_VERSION  external-provisioner (default: the tag the manifests pin)
 #   RESIZER_VERSION      external-resizer (default: the tag the manifests pin)
-#   ETCD_VERSION         etcd server (default 3.5.21, what Kubernetes 1.33 requires)
+#   ETCD_VERSION         etcd server (default: the one that Kubernetes version requires)
 #
 # Facts this rests on (measured): `go install` refuses k8s.io/kubernetes (its go.mod replaces
 # every k8s.io staging repository), so a wrapper module requires it and replaces each staging
@@ -21,17 +21,21 @@ cd "$(dirname "$0")/../.."
 root=$PWD
 manifest=deploy/kubernetes/base/controller.yaml
 pinned() { sed -n "s|.*image: registry.k8s.io/sig-storage/$1:\(v[0-9.]*\).*|\1|p" "$manifest" | head -n 1; }
-K8S_VERSION=${K8S_VERSION:-1.33.13}
+K8S_VERSION=${K8S_VERSION:-1.37.2}
 PROVISIONER_VERSION=${PROVISIONER_VERSION:-$(pinned csi-provisioner)}
 RESIZER_VERSION=${RESIZER_VERSION:-$(pinned csi-resizer)}
-ETCD_VERSION=${ETCD_VERSION:-3.5.21}
-BUILD_SCRIPT_VERSION=1
+BUILD_SCRIPT_VERSION=2
 minor=${K8S_VERSION#*.}; minor=${minor%%.*}
 major=${K8S_VERSION%%.*}
 staging_version="v0.${K8S_VERSION#*.}"
 provisioner_major=${PROVISIONER_VERSION%%.*}
+resizer_major=${RESIZER_VERSION%%.*}
+# Module paths carry the major version from v2 on.
+module_of() { if [[ $2 == v0 || $2 == v1 ]]; then echo "$1"; else echo "$1/$2"; fi; }
+provisioner_module=$(module_of github.com/kubernetes-csi/external-provisioner "$provisioner_major")
+resizer_module=$(module_of github.com/kubernetes-csi/external-resizer "$resizer_major")
 
-stamp="k8s-$K8S_VERSION-etcd-$ETCD_VERSION-provisioner-$PROVISIONER_VERSION-resizer-$RESIZER_VERSION-b$BUILD_SCRIPT_VERSION"
+stamp="k8s-$K8S_VERSION-etcd-${ETCD_VERSION:-default}-provisioner-$PROVISIONER_VERSION-resizer-$RESIZER_VERSION-b$BUILD_SCRIPT_VERSION"
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/fsx-csi-driver/cluster/$stamp"
 bin="$cache/bin"
 tools=(etcd kube-apiserver kube-controller-manager kubectl csi-provisioner csi-resizer)
@@ -55,9 +59,8 @@ export GOFLAGS=-mod=mod GOTOOLCHAIN=local
 gomod=$(go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p')
 mapfile -t staging < <(sed -n 's|^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/src/.*|\1|p' "$gomod" | sort -u)
 [[ ${#staging[@]} -gt 10 ]] || { echo "could not read the staging repositories from $gomod" >&2; exit 1; }
-
-provisioner_module="github.com/kubernetes-csi/external-provisioner/$provisioner_major"
-[[ $provisioner_major == v[01] ]] && provisioner_module="github.com/kubernetes-csi/external-provisioner"
+ETCD_VERSION=${ETCD_VERSION:-$(sed -n 's|^\s*go.etcd.io/etcd/server/v3 v\([0-9.]*\).*|\1|p' "$gomod" | head -n 1)}
+[[ -n $ETCD_VERSION ]] || { echo "could not read the etcd version from $gomod" >&2; exit 1; }
 {
   echo "module fsx-csi-driver.local/cluster"
   echo
@@ -67,7 +70,7 @@ provisioner_module="github.com/kubernetes-csi/external-provisioner/$provisioner_
   echo "  k8s.io/kubernetes v$K8S_VERSION"
   echo "  go.etcd.io/etcd/server/v3 v$ETCD_VERSION"
   echo "  $provisioner_module $PROVISIONER_VERSION"
-  echo "  github.com/kubernetes-csi/external-resizer $RESIZER_VERSION"
+  echo "  $resizer_module $RESIZER_VERSION"
   echo ")"
   echo
   echo "replace ("
@@ -94,13 +97,13 @@ package tools
 
 import (
 	_ "$provisioner_module/cmd/csi-provisioner"
-	_ "github.com/kubernetes-csi/external-resizer/cmd/csi-resizer"
+	_ "$resizer_module/cmd/csi-resizer"
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kubectl"
 )
 GO
-# Seed go.sum with the provisioner's own lines for the module the checksum database lacks.
+# Seed go.sum with the provisioner's own lines for the modules the checksum database may lack.
 prov_sum=$(go mod download -json "$provisioner_module@$PROVISIONER_VERSION" | sed -n 's/.*"Dir": "\(.*\)",*/\1/p')/go.sum
 grep '^sigs.k8s.io/sig-storage-lib-external-provisioner' "$prov_sum" >go.sum || true
 echo "==> resolving modules (Kubernetes $K8S_VERSION, etcd $ETCD_VERSION, provisioner $PROVISIONER_VERSION, resizer $RESIZER_VERSION)" >&2
@@ -120,7 +123,7 @@ build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
 build kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager
 build kubectl k8s.io/kubernetes/cmd/kubectl
 build csi-provisioner "$provisioner_module/cmd/csi-provisioner" "-s -w -X main.version=$PROVISIONER_VERSION"
-build csi-resizer github.com/kubernetes-csi/external-resizer/cmd/csi-resizer "-s -w -X main.version=$RESIZER_VERSION"
+build csi-resizer "$resizer_module/cmd/csi-resizer" "-s -w -X main.version=$RESIZER_VERSION"
 cd "$root"
 rm -rf "$src"
 echo "$bin"

@@ -7,8 +7,9 @@
 #
 # The sidecars run as the controller's service account (a token from the TokenRequest API)
 # with their arguments read from the applied StatefulSet, so a missing RBAC verb or a flag a
-# sidecar no longer takes fails for real. Only three things are added: --kubeconfig, the
-# socket path, and shorter leader-election timings (so a leader change takes seconds). Each
+# sidecar no longer takes fails for real. Only four things are added: --kubeconfig, the
+# socket path, free ports for the metrics endpoints (two replicas share the host), and
+# shorter leader-election timings (so a leader change takes seconds). Each
 # controller replica (driver, provisioner, resizer) runs in its own UTS namespace with the
 # hostname of its pod, since the sidecars take their leader-election identity from it; that
 # needs root, as CI has.
@@ -201,7 +202,9 @@ cluster_replica() { # index
   local lease=(--leader-election-lease-duration=6s --leader-election-renew-deadline=4s --leader-election-retry-period=1s)
   local sidecar args
   for sidecar in csi-provisioner csi-resizer; do
-    mapfile -t args < <(python3 "$cluster_root/hack/cluster/manifest.py" args "$CLUSTER_DIR/rendered.yaml" "$sidecar" "$sock")
+    # Two replicas share this host's network: their metrics endpoints take free ports.
+    mapfile -t args < <(python3 "$cluster_root/hack/cluster/manifest.py" args "$CLUSTER_DIR/rendered.yaml" \
+      "$sidecar" "$sock" --override http-endpoint=127.0.0.1:0)
     cluster_spawn "$sidecar-$i" "${uts[@]}" "$CLUSTER_BIN/$sidecar" \
       "${args[@]}" --kubeconfig "$CLUSTER_DIR/controller.kubeconfig" "${lease[@]}"
   done

@@ -412,7 +412,7 @@ def acquired(sidecar, replica):
     """True once the sidecar of a replica logged that it acquired its leader lease."""
     try:
         with open(os.path.join(CLUSTER_DIR, "logs", f"{sidecar}-{replica}.log")) as f:
-            return any("successfully acquired lease" in line for line in f)
+            return any("successfully acquired lease" in line.lower() for line in f)
     except OSError:
         return False
 
