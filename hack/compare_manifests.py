@@ -2,7 +2,7 @@
 """Asserts that the kustomize base and the Helm chart render the same deployment in the ways
 that matter: the same objects, the driver name and CSIDriver spec, the same containers per
 workload with the same args, env, ports, socket and kubelet paths, sidecar images, RBAC rules,
-security contexts and resources. Labels and the image name may differ.
+security contexts, resources and the preStop hook. Labels and the image name may differ.
 
 usage: compare_manifests.py KUSTOMIZE.yaml HELM.yaml
 """
@@ -33,6 +33,7 @@ def containers(obj):
             "securityContext": c.get("securityContext", {}),
             "resources": c.get("resources", {}),
             "livenessProbe": c.get("livenessProbe", {}),
+            "lifecycle": c.get("lifecycle", {}),
         }
     return out
 
@@ -40,7 +41,7 @@ def containers(obj):
 def pod_shape(obj):
     spec = obj["spec"]["template"]["spec"]
     keys = ["serviceAccountName", "priorityClassName", "securityContext", "volumes", "tolerations", "nodeSelector",
-            "automountServiceAccountToken"]
+            "automountServiceAccountToken", "terminationGracePeriodSeconds"]
     return {k: spec.get(k) for k in keys}
 
 

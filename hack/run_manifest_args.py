@@ -3,7 +3,9 @@
 manifests (controller and node), proving the binary's own CLI parser accepts them and the
 driver comes up: socket created, then a clean exit on SIGTERM. Paths the manifests point at
 host locations (the socket, the kubelet dir) are moved into a temp dir; the controller talks
-to the FSx emulator.
+to the FSx emulator. The node plugin's preStop command is run too: it must name the image's
+binary, parse, and fail only for want of a Kubernetes API (outside a pod), with a --timeout
+below the pod's terminationGracePeriodSeconds.
 
 usage: run_manifest_args.py DRIVER_BIN EMULATOR_BIN MANIFEST.yaml...
 """
@@ -25,7 +27,7 @@ def plugin_containers(path):
             if doc and doc["kind"] in ("StatefulSet", "DaemonSet"):
                 for c in doc["spec"]["template"]["spec"]["containers"]:
                     if c["name"] == "fsx-plugin":
-                        yield doc["metadata"]["name"], c
+                        yield doc["metadata"]["name"], c, doc["spec"]["template"]["spec"]
 
 
 def wait_socket(path, proc, timeout=20):
@@ -43,6 +45,27 @@ def wait_socket(path, proc, timeout=20):
     return False
 
 
+def pre_stop(driver, hook, env, kubelet, pod, manifest, workload):
+    name = f"{os.path.basename(manifest)} {workload} preStop"
+    if not hook or hook[0] != "/fsx-csi-driver":
+        print(f"FAIL {name}: the command {hook} does not run the image's /fsx-csi-driver")
+        return False
+    args = [f"--kubelet-dir={kubelet}" if a.startswith("--kubelet-dir=") else a for a in hook[1:]]
+    timeout = next((a.split("=", 1)[1] for a in args if a.startswith("--timeout=")), "50s")
+    grace = pod.get("terminationGracePeriodSeconds", 30)
+    if not timeout.endswith("s") or int(timeout[:-1]) + 5 > grace:
+        print(f"FAIL {name}: --timeout={timeout} leaves under 5s of terminationGracePeriodSeconds={grace}")
+        return False
+    env = {k: v for k, v in env.items() if not k.startswith("KUBERNETES_")}
+    r = subprocess.run([driver] + args, env=env, capture_output=True, text=True, timeout=30)
+    ok = r.returncode == 1 and "KUBERNETES_SERVICE_HOST" in r.stderr
+    print(f"{'ok  ' if ok else 'FAIL'} {name}: fsx-csi-driver {' '.join(args)} (exit {r.returncode}; "
+          f"outside a pod it must ask for the API, grace {grace}s)")
+    if not ok:
+        print(r.stderr[-2000:])
+    return ok
+
+
 def main(driver, emulator, manifests):
     tmp = tempfile.mkdtemp(prefix="fsx-args.")
     emu = subprocess.Popen([emulator, "--create-delay-ms", "100"], stdout=subprocess.PIPE, text=True)
@@ -50,7 +73,7 @@ def main(driver, emulator, manifests):
     failures, runs = 0, 0
     try:
         for manifest in manifests:
-            for workload, c in plugin_containers(manifest):
+            for workload, c, pod in plugin_containers(manifest):
                 runs += 1
                 env = {"PATH": os.environ.get("PATH", ""), "AWS_ENDPOINT_URL_FSX": endpoint, "AWS_REGION": "us-east-1",
                        "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_EC2_METADATA_DISABLED": "true"}
@@ -85,6 +108,10 @@ def main(driver, emulator, manifests):
                 if not ok:
                     failures += 1
                     print(err[-2000:])
+                hook = c.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command")
+                if workload == "fsx-csi-node" or hook:
+                    runs += 1
+                    failures += 0 if pre_stop(driver, hook, env, kubelet, pod, manifest, workload) else 1
     finally:
         emu.terminate()
         emu.wait()

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::logging::LogFormat;
 use crate::provision::params::parse_tags;
@@ -73,7 +73,7 @@ pub struct Cli {
     pub region: Option<String>,
 
     /// Log output format.
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text", global = true)]
     pub log_format: LogFormat,
 
     /// Tags added to every file system the controller creates: key=value,key=value.
@@ -91,12 +91,47 @@ pub struct Cli {
     pub resync_interval: Duration,
 
     /// Node id reported to Kubernetes; else CSI_NODE_NAME, else the EC2 instance id (IMDSv2).
-    #[arg(long, env = "CSI_NODE_NAME")]
+    #[arg(long, env = "CSI_NODE_NAME", global = true)]
     pub node_id: Option<String>,
 
     /// The kubelet's root directory; every staging and target path must lie under it.
-    #[arg(long, env = "KUBELET_DIR", default_value = "/var/lib/kubelet")]
+    #[arg(long, env = "KUBELET_DIR", default_value = "/var/lib/kubelet", global = true)]
     pub kubelet_dir: PathBuf,
+
+    /// Without a command, serve the CSI services of --mode.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Commands other than serving.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The node plugin's preStop hook: on a node being drained (cordoned, or tainted by a
+    /// drain or an autoscaler), wait until the kubelet has unmounted every FSx volume, so the
+    /// plugin outlives the unmount calls. Returns at once on a node that is not being drained.
+    /// Exits 1 if the node cannot be read or volumes are still mounted at --timeout.
+    PreStop(PreStopArgs),
+}
+
+/// `pre-stop` flags.
+#[derive(Debug, Args)]
+pub struct PreStopArgs {
+    /// The longest wait for unmounts: keep it below the pod's terminationGracePeriodSeconds,
+    /// so the plugin still has time to stop after the hook.
+    #[arg(long, env = "PRE_STOP_TIMEOUT", value_parser = parse_duration, default_value = "50s")]
+    pub timeout: Duration,
+
+    /// How often the node is read again while waiting; an uncordoned node ends the wait.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub recheck_interval: Duration,
+
+    /// The service account token for the Kubernetes API (default: the pod's).
+    #[arg(long, env = "KUBE_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// The cluster CA for the Kubernetes API (default: the pod's).
+    #[arg(long, env = "KUBE_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
 }
 
 #[cfg(test)]
@@ -131,5 +166,18 @@ mod tests {
         let err = Cli::try_parse_from(["fsx-csi-driver", "--mode", "sideways"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(Cli::try_parse_from(["fsx-csi-driver", "--extra-tags", "aws:x=1"]).is_err());
+    }
+
+    #[test]
+    fn pre_stop_takes_the_node_flags_on_either_side() {
+        let cli = Cli::try_parse_from(["fsx-csi-driver", "--kubelet-dir=/k", "pre-stop", "--timeout=20s"]).unwrap();
+        let Some(Command::PreStop(args)) = cli.command else { panic!("no pre-stop") };
+        assert_eq!(args.timeout, Duration::from_secs(20));
+        assert_eq!(cli.kubelet_dir, PathBuf::from("/k"));
+        let cli = Cli::try_parse_from(["fsx-csi-driver", "pre-stop", "--kubelet-dir=/k2", "--node-id=n"]).unwrap();
+        assert_eq!(cli.kubelet_dir, PathBuf::from("/k2"));
+        assert_eq!(cli.node_id.as_deref(), Some("n"));
+        assert!(Cli::try_parse_from(["fsx-csi-driver", "pre-stop", "--timeout=0s"]).is_err());
+        assert!(Cli::try_parse_from(["fsx-csi-driver"]).unwrap().command.is_none());
     }
 }

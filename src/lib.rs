@@ -46,6 +46,9 @@
 //!   syscall mounter, the bounded worker that keeps a hung Lustre server from freezing the
 //!   plugin (one call per path and lane, a cap on blocked threads), and [`mount::ops`], the
 //!   operations built on them (stage, bind, unmount with escalation, health).
+//! - [`drain`]: the node plugin's preStop hook (`fsx-csi-driver pre-stop`): on a node being
+//!   drained, wait (bounded) until the kubelet has unmounted every volume of this driver, woken
+//!   by the mount table's change notifications; [`kube`] is its minimal in-cluster API client.
 //! - [`text`]: outside text shown in messages and logs: escaped and cut.
 //! - [`metadata`]: the EC2 instance metadata service (the node id when none is given).
 //! - [`logging`]: `--log-format text|json` tracing setup; every line is scrubbed of
@@ -58,7 +61,9 @@
 
 pub mod cli;
 pub mod csi;
+pub mod drain;
 pub mod fsx;
+pub mod kube;
 pub mod logging;
 pub mod metadata;
 pub mod mount;

@@ -5,13 +5,16 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use fsx_csi_driver::cli::{Cli, Mode};
+use fsx_csi_driver::cli::{Cli, Command, Mode, PreStopArgs};
 use fsx_csi_driver::csi::controller::ControllerService;
 use fsx_csi_driver::csi::identity::IdentityService;
 use fsx_csi_driver::csi::node::{NodeOptions, NodeService};
+use fsx_csi_driver::drain::{self, ApiNode, Outcome, Progress, Settings};
 use fsx_csi_driver::fsx::aws::AwsFsx;
+use fsx_csi_driver::kube::{KubeClient, KubeConfig};
 use fsx_csi_driver::metadata::Imds;
 use fsx_csi_driver::mount::SyscallMounter;
+use fsx_csi_driver::mount::paths::KubeletDir;
 use fsx_csi_driver::provision::{Options, Provisioner};
 use fsx_csi_driver::server::{self, Services};
 use fsx_csi_driver::{DRIVER_NAME, VERSION, logging};
@@ -25,7 +28,7 @@ fn main() -> ExitCode {
     // Every call waits on FSx or on a mount worker thread, so few runtime threads are needed:
     // two for the controller; one for the node plugin, which keeps its footprint and its
     // wake-up latency low (mounts run on their own worker threads).
-    let runtime = if cli.mode == Mode::Node {
+    let runtime = if cli.mode == Mode::Node || cli.command.is_some() {
         tokio::runtime::Builder::new_current_thread().enable_all().build()
     } else {
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()
@@ -37,7 +40,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = match cli.command {
+        Some(Command::PreStop(ref args)) => runtime.block_on(pre_stop(&cli, args)),
+        None => runtime.block_on(run(cli)),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "exiting");
@@ -115,6 +122,59 @@ async fn run(cli: Cli) -> Result<(), String> {
     result.map_err(|e| format!("server error: {e}"))?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The node plugin's preStop hook ([`drain`]). Fails (exit 1, which the kubelet reports as a
+/// FailedPreStopHook event with this output) if the node cannot be read or volumes are still
+/// mounted when the time runs out; the pod stops either way.
+async fn pre_stop(cli: &Cli, args: &PreStopArgs) -> Result<(), String> {
+    let name = cli.node_id.clone().ok_or("pre-stop: no node name: set CSI_NODE_NAME (the pod's spec.nodeName)")?;
+    let kubelet = KubeletDir::new(&cli.kubelet_dir).map_err(|e| format!("pre-stop: {e}"))?;
+    let config = KubeConfig::in_cluster(args.token_file.clone(), args.ca_file.clone())
+        .map_err(|e| format!("pre-stop: cannot tell whether node {name} is being drained: {e}"))?;
+    let client = KubeClient::new(config)
+        .map_err(|e| format!("pre-stop: cannot tell whether node {name} is being drained: {e}"))?;
+    let node = ApiNode { client, name: name.clone() };
+    let settings = Settings { timeout: args.timeout, recheck: args.recheck_interval };
+    let mut report = |p: Progress<'_>| match p {
+        Progress::Draining(reason) => {
+            tracing::info!(node = %name, reason, "pre-stop: the node is being drained; waiting for the kubelet to unmount FSx volumes")
+        }
+        Progress::Waiting(held) => {
+            let volumes: Vec<&str> = held.iter().map(|h| h.volume.as_str()).collect();
+            tracing::info!(count = held.len(), volumes = %volumes.join(", "), "pre-stop: waiting for unmounts")
+        }
+        Progress::RecheckFailed(e) => tracing::warn!(error = %e, "pre-stop: cannot read the node again; still waiting"),
+    };
+    match drain::pre_stop(&kubelet, &node, settings, &mut report).await.map_err(|e| format!("pre-stop: {e}"))? {
+        Outcome::NotDraining => {
+            tracing::info!(node = %name, "pre-stop: the node is not being drained; its pods keep their mounts")
+        }
+        Outcome::Released { waited } => tracing::info!(
+            node = %name, waited = %humantime::format_duration(round(waited)),
+            "pre-stop: no FSx volume is mounted on this node"
+        ),
+        Outcome::Cancelled { waited } => tracing::info!(
+            node = %name, waited = %humantime::format_duration(round(waited)),
+            "pre-stop: the node is no longer being drained; stopping without waiting further"
+        ),
+        Outcome::TimedOut { held } => {
+            let volumes: Vec<String> =
+                held.iter().map(|h| format!("{} at {}", h.volume, h.mount_point.display())).collect();
+            return Err(format!(
+                "pre-stop: {} FSx volume(s) still mounted after {}: {}; the kubelet unmounts them once the \
+                 plugin is back (raise node.terminationGracePeriodSeconds to wait longer)",
+                held.len(),
+                humantime::format_duration(args.timeout),
+                volumes.join("; ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn round(d: std::time::Duration) -> std::time::Duration {
+    std::time::Duration::from_millis(d.as_millis().try_into().unwrap_or(u64::MAX))
 }
 
 /// SIGTERM and SIGINT handlers.

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use common::{Driver, mount_cap};
 use fsx_csi_driver::csi::node::{NodeOptions, NodeService};
+use fsx_csi_driver::drain;
 use fsx_csi_driver::metadata::Unavailable;
 use fsx_csi_driver::mount::mountinfo;
 use fsx_csi_driver::mount::{Mounter, SyscallMounter};
@@ -476,6 +477,112 @@ async fn symlinks_never_lead_outside_the_kubelet_dir() {
     env.unstage(VOLUME).await.unwrap();
 }
 
+/// A node whose drain state the test scripts: each read takes the next answer, the last one
+/// repeats.
+struct ScriptedNode(std::sync::Mutex<Vec<Option<&'static str>>>);
+
+#[async_trait::async_trait]
+impl drain::NodeState for ScriptedNode {
+    async fn drain_reason(&self) -> Result<Option<String>, fsx_csi_driver::kube::KubeError> {
+        let mut v = self.0.lock().unwrap();
+        let next = if v.len() > 1 { v.remove(0) } else { v[0] };
+        Ok(next.map(str::to_string))
+    }
+}
+
+fn vol_data(dir: &Path, driver: &str, pv: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    let json = format!(r#"{{"driverName":"{driver}","specVolID":"{pv}","volumeHandle":"{VOLUME}"}}"#);
+    std::fs::write(dir.join("vol_data.json"), json).unwrap();
+}
+
+/// Issue 12: on a drained node the preStop hook keeps the plugin up until the kubelet has
+/// unpublished and unstaged every volume through it, and wakes on the unmounts themselves.
+async fn pre_stop_on_a_drained_node_waits_for_the_kubelet_to_unmount() {
+    let mut env = Env::new().await;
+    // The kubelet writes vol_data.json beside each CSI target.
+    let pod_dir = env.kubelet.join("pods/p1/volumes/kubernetes.io~csi/pv");
+    vol_data(&pod_dir, "fsx.csi.aws.com", "pv-shared");
+    env.stage(VOLUME, "abcdefgh", Duration::from_secs(10)).await.unwrap();
+    env.publish(VOLUME, "p1", false, context("abcdefgh")).await.unwrap();
+    assert_eq!(env.mounts().len(), 2);
+
+    let kubelet = fsx_csi_driver::mount::paths::KubeletDir::new(&env.kubelet).unwrap();
+    // A rolling update: not drained, so it returns at once and the mounts stay.
+    let settings = drain::Settings { timeout: Duration::from_secs(50), recheck: Duration::from_secs(10) };
+    let idle = ScriptedNode(vec![None].into());
+    let out = drain::pre_stop(&kubelet, &idle, settings, &mut |_| {}).await.unwrap();
+    assert_eq!(out, drain::Outcome::NotDraining);
+
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<String>>();
+    let hook = tokio::spawn(async move {
+        let draining = ScriptedNode(vec![Some("the node is cordoned")].into());
+        let mut report = move |p: drain::Progress<'_>| {
+            if let drain::Progress::Waiting(held) = p {
+                let _ = tx.send(held.iter().map(|h| h.volume.clone()).collect());
+            }
+        };
+        drain::pre_stop(&kubelet, &draining, settings, &mut report).await
+    });
+    // It reports both mounts of the volume, then the staging mount alone.
+    let first = rx.recv().await.unwrap();
+    assert_eq!(first, vec![VOLUME.to_string(), "pv-shared".to_string()], "{first:?}");
+    env.unpublish(VOLUME, "p1").await.unwrap();
+    let second = rx.recv().await.unwrap();
+    assert_eq!(second, vec![VOLUME.to_string()], "{second:?}");
+    let unstaged = Instant::now();
+    env.unstage(VOLUME).await.unwrap();
+    let out = hook.await.unwrap().unwrap();
+    assert!(matches!(out, drain::Outcome::Released { .. }), "{out:?}");
+    println!("  pre-stop: returned {:?} after the last unmount", unstaged.elapsed());
+    assert!(env.mounts().is_empty());
+}
+
+/// Issue 12: the wait ends when the drain is cancelled or the time runs out, counts a target
+/// the Go driver mounted (no staging), and ignores other drivers' mounts.
+async fn pre_stop_is_bounded_and_ignores_other_drivers() {
+    let env = Env::new().await;
+    let go_target = env.kubelet.join("pods/p1/volumes/kubernetes.io~csi/pv-go");
+    let ebs_target = env.kubelet.join("pods/p2/volumes/kubernetes.io~csi/pv-ebs");
+    vol_data(&go_target, "fsx.csi.aws.com", "pv-go");
+    vol_data(&ebs_target, "ebs.csi.aws.com", "pv-ebs");
+    for t in [&go_target, &ebs_target] {
+        std::fs::create_dir_all(t.join("mount")).unwrap();
+        SyscallMounter
+            .mount(Some("tmpfs"), &t.join("mount"), Some("tmpfs"), nix::mount::MsFlags::empty(), None)
+            .unwrap();
+    }
+    let kubelet = fsx_csi_driver::mount::paths::KubeletDir::new(&env.kubelet).unwrap();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = held.clone();
+    let mut report = move |p: drain::Progress<'_>| {
+        if let drain::Progress::Waiting(h) = p {
+            *seen.lock().unwrap() = h.iter().map(|h| h.volume.clone()).collect::<Vec<_>>();
+        }
+    };
+
+    // Uncordoned on the first re-read: the wait ends without waiting for the timeout.
+    let settings = drain::Settings { timeout: Duration::from_secs(50), recheck: Duration::from_millis(50) };
+    let node = ScriptedNode(vec![Some("cordoned"), None].into());
+    let out = drain::pre_stop(&kubelet, &node, settings, &mut report).await.unwrap();
+    assert!(matches!(out, drain::Outcome::Cancelled { .. }), "{out:?}");
+    assert_eq!(*held.lock().unwrap(), vec!["pv-go".to_string()]);
+
+    // Still drained and still mounted: it gives up at the timeout, naming what is left.
+    let settings = drain::Settings { timeout: Duration::from_millis(300), recheck: Duration::from_secs(10) };
+    let node = ScriptedNode(vec![Some("cordoned")].into());
+    let out = drain::pre_stop(&kubelet, &node, settings, &mut report).await.unwrap();
+    let drain::Outcome::TimedOut { held } = out else { panic!("{out:?}") };
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].mount_point, kubelet.real().join("pods/p1/volumes/kubernetes.io~csi/pv-go/mount"));
+
+    // Once the Go driver's target is unmounted, the other driver's mount holds nothing up.
+    SyscallMounter.unmount(&go_target.join("mount"), nix::mount::MntFlags::empty()).unwrap();
+    let out = drain::pre_stop(&kubelet, &node, settings, &mut |_| {}).await.unwrap();
+    assert!(matches!(out, drain::Outcome::Released { .. }), "{out:?}");
+    SyscallMounter.unmount(&ebs_target.join("mount"), nix::mount::MntFlags::empty()).unwrap();
+}
+
 fn threads() -> usize {
     std::fs::read_dir("/proc/self/task").unwrap().count()
 }
@@ -548,6 +655,8 @@ fn main() -> ExitCode {
         stats_condition_and_info,
         symlinks_never_lead_outside_the_kubelet_dir,
         a_hung_file_system_costs_one_thread_not_one_per_call,
+        pre_stop_on_a_drained_node_waits_for_the_kubelet_to_unmount,
+        pre_stop_is_bounded_and_ignores_other_drivers,
     ];
     // libtest's arguments: name filters, and `--skip PATTERN`; other flags are ignored.
     let (mut filter, mut skip) = (Vec::<String>::new(), Vec::<String>::new());

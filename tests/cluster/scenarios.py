@@ -457,6 +457,139 @@ def leader_change():
     subprocess.run(["bash", os.path.join(ROOT, "hack", "cluster.sh"), "replica", leader, "start"], check=True)
 
 
+DRAIN_NODE = "fsx-drain-node"
+
+# Runs the hook in a private mount namespace with two tmpfs mounts standing in for Lustre
+# targets (one of this driver, one of another driver); prints "waiting-seen" once the hook logs
+# that it waits (or "exited" if it ended first), then reads an action from stdin ("umount" or
+# "keep"), and prints the hook's exit code.
+HOOK_SCRIPT = r"""
+set -eu
+K=$1; LOG=$2; shift 2
+mount -t tmpfs fsx "$K/pods/uid-1/volumes/kubernetes.io~csi/pv-drain/mount"
+mount -t tmpfs ebs "$K/pods/uid-2/volumes/kubernetes.io~csi/pv-other/mount"
+"$@" >"$LOG" 2>&1 &
+pid=$!
+i=0
+while ! grep -q "waiting for unmounts" "$LOG"; do
+  if ! kill -0 "$pid" 2>/dev/null; then break; fi
+  i=$((i + 1)); [ "$i" -lt 1200 ] || { echo "never-waited"; exit 3; }
+  sleep 0.05
+done
+if kill -0 "$pid" 2>/dev/null; then echo waiting-seen; else echo exited; fi
+read -r action
+[ "$action" = umount ] && umount "$K/pods/uid-1/volumes/kubernetes.io~csi/pv-drain/mount"
+rc=0; wait "$pid" || rc=$?
+echo "hook-rc=$rc"
+"""
+
+
+def node_drain(path):
+    """10. The node plugin's preStop hook, run as the rendered DaemonSet runs it (its command,
+    env, service account and RBAC) against the real apiserver: it returns at once on a node
+    that is not drained, waits on a cordoned node until this driver's volume is unmounted
+    (not another driver's), stops waiting when the node is uncordoned, gives up at its
+    timeout naming the volume, and says which permission is missing when RBAC refuses it."""
+    import yaml
+    if not IS_ROOT:
+        print("skip node drain: the hook's mounts need a private mount namespace, which needs root; CI runs as root")
+        return
+    with open(os.path.join(CLUSTER_DIR, "rendered.yaml")) as f:
+        ds = next(d for d in yaml.safe_load_all(f) if d and d["kind"] == "DaemonSet")
+    pod = ds["spec"]["template"]["spec"]
+    plugin = next(c for c in pod["containers"] if c["name"] == "fsx-plugin")
+    hook = plugin.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
+    token_dir = "/var/run/secrets/kubernetes.io/serviceaccount"
+    mounts = [m["name"] for m in plugin.get("volumeMounts", []) if m["mountPath"] == token_dir]
+    sources = [v for v in pod.get("volumes", []) if mounts and v["name"] == mounts[0]]
+    projected = json.dumps(sources)
+    check(f"{path}: node drain: fsx-plugin alone has the API token and the cluster CA, for its preStop hook",
+          hook[:1] == ["/fsx-csi-driver"] and "pre-stop" in hook and "serviceAccountToken" in projected
+          and "ca.crt" in projected and pod.get("automountServiceAccountToken") is False
+          and all(token_dir not in json.dumps(c.get("volumeMounts", [])) for c in pod["containers"] if c is not plugin),
+          hook)
+    namespace_ = ds["metadata"].get("namespace", "kube-system")
+    apply(json.dumps({"apiVersion": "v1", "kind": "Node", "metadata": {"name": DRAIN_NODE}}))
+    kubectl("uncordon", DRAIN_NODE)
+    work = os.path.join(CLUSTER_DIR, f"drain-{path}")
+    kubelet = os.path.join(work, "kubelet")
+    for pv, driver in (("pv-drain", "fsx.csi.aws.com"), ("pv-other", "ebs.csi.aws.com")):
+        d = os.path.join(kubelet, "pods", "uid-1" if pv == "pv-drain" else "uid-2", "volumes", "kubernetes.io~csi", pv)
+        os.makedirs(os.path.join(d, "mount"), exist_ok=True)
+        with open(os.path.join(d, "vol_data.json"), "w") as f:
+            json.dump({"driverName": driver, "specVolID": pv, "volumeHandle": "fs-0123456789abcdef0"}, f)
+
+    def token_for(sa, ns):
+        token = kubectl("-n", ns, "create", "token", sa, "--duration", "1h").strip()
+        file = os.path.join(work, f"token-{sa}")
+        with open(file, "w") as f:
+            f.write(token)
+        return file
+
+    own_token = token_for(pod["serviceAccountName"], namespace_)
+    env = dict(os.environ)
+    for e in plugin.get("env", []):
+        if "value" in e:
+            env[e["name"]] = e["value"]
+        elif e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "spec.nodeName":
+            env[e["name"]] = DRAIN_NODE
+    env.update(KUBERNETES_SERVICE_HOST="127.0.0.1",
+               KUBERNETES_SERVICE_PORT=open(os.path.join(CLUSTER_DIR, "ports", "apiserver")).read().strip(),
+               KUBE_CA_FILE=os.path.join(CLUSTER_DIR, "pki", "ca.crt"))
+
+    def run(action, extra=(), token=own_token, between=None):
+        """Runs the hook; returns (seen, rc, log)."""
+        args = [os.path.join(ROOT, "target", "debug", "fsx-csi-driver")]
+        for a in hook[1:]:
+            args.append(f"--kubelet-dir={kubelet}" if a.startswith("--kubelet-dir=") else a)
+        for a in extra:
+            args = [x for x in args if x.split("=", 1)[0] != a.split("=", 1)[0]] + [a]
+        log = os.path.join(work, "hook.log")
+        p = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", HOOK_SCRIPT, "sh", kubelet, log,
+                              *args], env=dict(env, KUBE_TOKEN_FILE=token), stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+        seen = p.stdout.readline().strip()
+        if between and seen == "waiting-seen":
+            between()
+        try:
+            out, _ = p.communicate(action + "\n", timeout=120)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out = "hook-rc=hung"
+        rc = out.strip().rsplit("hook-rc=", 1)[-1]
+        return seen, rc, open(log).read() if os.path.exists(log) else ""
+
+    seen, rc, log = run("umount")
+    check(f"{path}: node drain: on a node that is not drained the hook returns at once, leaving the mounts",
+          seen == "exited" and rc == "0" and "not being drained" in log, (seen, rc, log[-500:]))
+
+    kubectl("cordon", DRAIN_NODE)
+    started = time.time()
+    seen, rc, log = run("umount")
+    took = time.time() - started
+    check(f"{path}: node drain: on a cordoned node the hook waits for this driver's volume (not another driver's) "
+          "and returns once it is unmounted", seen == "waiting-seen" and rc == "0" and "pv-drain" in log
+          and "pv-other" not in log and "no FSx volume is mounted" in log, (seen, rc, log[-800:]))
+    figures.append(f"{path}: preStop on a cordoned node: waited for pv-drain, returned after its unmount; "
+                   f"{took:.1f}s for the whole run (namespace, mounts, two API reads)")
+
+    seen, rc, log = run("keep", ["--recheck-interval=500ms"], between=lambda: kubectl("uncordon", DRAIN_NODE))
+    check(f"{path}: node drain: uncordoning the node ends the wait", seen == "waiting-seen" and rc == "0"
+          and "no longer being drained" in log, (seen, rc, log[-800:]))
+
+    kubectl("taint", "node", DRAIN_NODE, "karpenter.sh/disrupted:NoSchedule", "--overwrite")
+    seen, rc, log = run("keep", ["--timeout=2s"])
+    check(f"{path}: node drain: Karpenter's taint counts as a drain, and at --timeout the hook fails naming the "
+          "volume still mounted", seen == "waiting-seen" and rc == "1" and "karpenter.sh/disrupted" in log
+          and "still mounted" in log and "pv-drain" in log, (seen, rc, log[-800:]))
+    kubectl("taint", "node", DRAIN_NODE, "karpenter.sh/disrupted:NoSchedule-")
+
+    kubectl("-n", "default", "create", "serviceaccount", "fsx-drain-nobody", check_rc=False)
+    seen, rc, log = run("umount", token=token_for("fsx-drain-nobody", "default"))
+    check(f"{path}: node drain: without the node role the hook fails at once, naming get nodes and the ClusterRole",
+          seen == "exited" and rc == "1" and "403" in log and "get on nodes" in log, (seen, rc, log[-800:]))
+
+
 def sidecar_problems():
     """Lines of the sidecars' logs that show a refused API call or a flag they do not take."""
     problems = []
@@ -505,6 +638,7 @@ def main(argv):
         reclaim_policies()
         static_provisioning()
         bad_input()
+        node_drain(path)
         leader_change()
     else:
         pv = seed_walkthrough(path)
@@ -516,6 +650,7 @@ def main(argv):
             kubectl("-n", ns, "patch", "pvc", "data", "--type", "merge", "-p", '{"spec":{"resources":{"requests":{"storage":"2400Gi"}}}}')
             check(f"{path}: a claim grows through the resizer with the chart's RBAC", wait_for("growth", lambda: get(
                 "pvc", "-n", ns, "data")["status"].get("capacity", {}).get("storage") == "2400Gi", 120))
+        node_drain(path)
     sidecar_logs_clean(path)
     volumes = len(file_systems())
     figures.append(f"{path}: {calls('CreateFileSystem') - calls_before} CreateFileSystem calls, "
