@@ -56,6 +56,13 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// Parses a listen address: `host:port`, `[v6]:port`, or `:port` for every interface.
+pub fn parse_listen_address(s: &str) -> Result<std::net::SocketAddr, String> {
+    let s = s.trim();
+    let full = if s.starts_with(':') { format!("0.0.0.0{s}") } else { s.to_string() };
+    full.parse().map_err(|_| format!("{} is not an address such as :3301 or 127.0.0.1:3301", Shown(s)))
+}
+
 /// CSI driver for Amazon FSx for Lustre (fsx.csi.aws.com).
 #[derive(Debug, Parser)]
 #[command(name = "fsx-csi-driver", version, about, long_about = None)]
@@ -97,6 +104,10 @@ pub struct Cli {
     /// The kubelet's root directory; every staging and target path must lie under it.
     #[arg(long, env = "KUBELET_DIR", default_value = "/var/lib/kubelet", global = true)]
     pub kubelet_dir: PathBuf,
+
+    /// Serve Prometheus metrics at http://ADDRESS/metrics (for example :3301); off when unset.
+    #[arg(long, env = "METRICS_ADDRESS", value_parser = parse_listen_address)]
+    pub metrics_address: Option<std::net::SocketAddr>,
 
     /// Without a command, serve the CSI services of --mode.
     #[command(subcommand)]
@@ -166,6 +177,15 @@ mod tests {
         let err = Cli::try_parse_from(["fsx-csi-driver", "--mode", "sideways"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(Cli::try_parse_from(["fsx-csi-driver", "--extra-tags", "aws:x=1"]).is_err());
+    }
+
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(parse_listen_address(":3301").unwrap().to_string(), "0.0.0.0:3301");
+        assert_eq!(parse_listen_address("127.0.0.1:0").unwrap().port(), 0);
+        assert_eq!(parse_listen_address("[::1]:3301").unwrap().port(), 3301);
+        assert!(parse_listen_address("3301").is_err());
+        assert!(parse_listen_address("localhost:3301").is_err());
     }
 
     #[test]

@@ -66,6 +66,7 @@ pub mod fsx;
 pub mod kube;
 pub mod logging;
 pub mod metadata;
+pub mod metrics;
 pub mod mount;
 pub mod provision;
 pub mod server;

@@ -88,6 +88,13 @@ async fn run(cli: Cli) -> Result<(), String> {
         node,
     };
 
+    if let Some(addr) = cli.metrics_address {
+        let bound = fsx_csi_driver::metrics::serve(addr)
+            .await
+            .map_err(|e| format!("cannot serve metrics on {addr} (--metrics-address): {e}"))?;
+        tracing::info!(address = %bound, "serving metrics at /metrics");
+    }
+
     // Signal handlers go in before the socket exists, so a SIGTERM right after start still
     // shuts down cleanly.
     let signals = Signals::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;

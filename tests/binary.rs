@@ -312,3 +312,145 @@ async fn hostile_text_never_forges_a_log_line_and_startup_unavailable_is_not_an_
         assert!(line.contains(" INFO ") && !line.contains("ERROR"), "logged above info: {line}");
     }
 }
+
+/// Reads `/metrics` over plain HTTP/1.1.
+async fn scrape(port: u16) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.contains("application/openmetrics-text"), "{out}");
+    out
+}
+
+/// `name{labels} value` lines of one metric, as a map from the label text to the value.
+fn samples(text: &str, name: &str) -> std::collections::BTreeMap<String, f64> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(name))
+        .filter_map(|rest| {
+            let (labels, value) = rest.rsplit_once(' ')?;
+            Some((labels.trim_start_matches('{').trim_end_matches('}').to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Issue 13: the FSx request counters match, per operation and outcome, exactly what the
+/// emulator answered (under throttling and server errors); CSI calls are counted by method and
+/// code as the client saw them; duplicates avoided, FAILED clean-ups and creation times are
+/// recorded.
+#[tokio::test]
+async fn metrics_count_exactly_what_fsx_answered_and_what_clients_saw() {
+    let emulator = Emulator::start(config(300), 0).await.unwrap();
+    emulator.update_config(|c| {
+        c.throttle_rate = 0.2;
+        c.error_rate = 0.05;
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("csi.sock");
+    let log = dir.path().join("log");
+    let port = free_port();
+    let mut child = spawn_driver(
+        &emulator,
+        &socket,
+        &log,
+        &["--metrics-address", &format!("127.0.0.1:{port}"), "--log-format", "text"],
+    );
+    wait_for_socket(&socket).await;
+    let mut c = ControllerClient::new(connect(&socket).await.unwrap());
+    let mut seen: std::collections::BTreeMap<String, f64> = Default::default();
+    let mut count = |method: &str, code: tonic::Code| {
+        let code = match code {
+            tonic::Code::Ok => "OK".to_string(),
+            tonic::Code::Cancelled => "Canceled".to_string(),
+            other => format!("{other:?}"),
+        };
+        *seen.entry(format!(r#"method="{method}",code="{code}""#)).or_default() += 1.0;
+    };
+    let names: Vec<String> = (0..3).map(|i| format!("pvc-metrics-{i}")).collect();
+    emulator.fail_next_creates(1, "subnet out of addresses");
+    for name in &names {
+        let t0 = Instant::now();
+        loop {
+            let r = c
+                .create_volume(create_request(name, 1200, params(&[("subnetId", SUBNET)]), Duration::from_secs(30)))
+                .await;
+            match r {
+                Ok(_) => {
+                    count("CreateVolume", tonic::Code::Ok);
+                    println!("{name}: created in {:?}", t0.elapsed());
+                    break;
+                }
+                Err(s) => {
+                    count("CreateVolume", s.code());
+                    println!("{name}: {:?} after {:?}", s.code(), t0.elapsed());
+                    assert!(retryable(&s) || s.code() == tonic::Code::Internal, "{s:?}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+    }
+    // A bad request: refused, no FSx call.
+    let bad = c
+        .create_volume(create_request("pvc-bad", 1200, params(&[("subnetId", "nope")]), Duration::from_secs(30)))
+        .await;
+    count("CreateVolume", bad.unwrap_err().code());
+    let before = scrape(port).await;
+    let dup_before = samples(&before, "fsx_csi_duplicate_creations_avoided_total").values().sum::<f64>();
+    let creates_before = emulator.calls("CreateFileSystem");
+    // Each name again: answered from the index, no CreateFileSystem.
+    for name in &names {
+        c.create_volume(create_request(name, 1200, params(&[("subnetId", SUBNET)]), Duration::from_secs(30)))
+            .await
+            .unwrap();
+        count("CreateVolume", tonic::Code::Ok);
+    }
+    assert_eq!(emulator.calls("CreateFileSystem"), creates_before);
+
+    let text = scrape(port).await;
+    // FSx requests: exactly the emulator's answers, per operation and outcome.
+    let got = samples(&text, "fsx_csi_api_requests_total");
+    let mut want: std::collections::BTreeMap<String, f64> = Default::default();
+    for (op, outcomes) in emulator.outcomes() {
+        for (outcome, n) in outcomes {
+            want.insert(format!(r#"operation="{op}",outcome="{outcome}""#), n as f64);
+        }
+    }
+    assert_eq!(got, want, "\n{text}");
+    assert!(want.keys().any(|k| k.contains("throttled")), "the emulator throttled nothing: {want:?}");
+    // Every retry follows a throttle or a server error of the same operation.
+    for (labels, retries) in samples(&text, "fsx_csi_api_retries_total") {
+        let op = labels.trim_start_matches("operation=").trim_matches('"').to_string();
+        let failures: f64 = ["throttled", "server_error"]
+            .iter()
+            .filter_map(|o| want.get(&format!(r#"operation="{op}",outcome="{o}""#)))
+            .sum();
+        assert!(retries <= failures, "{op}: {retries} retries after {failures} retryable failures");
+    }
+    let attempts = samples(&text, "fsx_csi_api_request_duration_seconds_count").values().sum::<f64>();
+    assert_eq!(attempts, want.values().sum::<f64>());
+    // CSI calls: as the client saw them.
+    let grpc: std::collections::BTreeMap<String, f64> = samples(&text, "fsx_csi_grpc_requests_total")
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(r#"method="CreateVolume""#))
+        .collect();
+    assert_eq!(grpc, seen, "\n{text}");
+    // Provisioning.
+    let dup = samples(&text, "fsx_csi_duplicate_creations_avoided_total").values().sum::<f64>();
+    assert_eq!(dup - dup_before, names.len() as f64);
+    assert_eq!(samples(&text, "fsx_csi_failed_file_systems_cleaned_up_total").values().sum::<f64>(), 1.0);
+    let created = samples(&text, "fsx_csi_file_system_creation_seconds_count").values().sum::<f64>();
+    assert!((1.0..=names.len() as f64).contains(&created), "{created} creations timed\n{text}");
+    for (kind, n) in samples(&text, "fsx_csi_file_systems_in_flight") {
+        assert_eq!(n, 0.0, "{kind} still in flight");
+    }
+    // No label carries a volume name or id.
+    assert!(!text.contains("pvc-metrics") && !text.contains("fs-0"), "{text}");
+    drop(c);
+    assert!(terminate(&mut child).await.success());
+}

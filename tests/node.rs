@@ -477,6 +477,65 @@ async fn symlinks_never_lead_outside_the_kubelet_dir() {
     env.unstage(VOLUME).await.unwrap();
 }
 
+/// The count of one node operation's duration histogram.
+fn node_count(operation: &str, result: &str) -> u64 {
+    let text = fsx_csi_driver::metrics::get().encode();
+    let prefix =
+        format!(r#"fsx_csi_node_operation_duration_seconds_count{{operation="{operation}",result="{result}"}} "#);
+    text.lines().find_map(|l| l.strip_prefix(&prefix)).map(|v| v.trim().parse().unwrap()).unwrap_or(0)
+}
+
+fn blocked_workers() -> i64 {
+    let text = fsx_csi_driver::metrics::get().encode();
+    text.lines().find_map(|l| l.strip_prefix("fsx_csi_node_blocked_workers ")).unwrap().trim().parse().unwrap()
+}
+
+/// Issue 13: every node operation is timed by operation and result, a hung one counts as a
+/// timeout and a blocked worker until it returns. (Cases run one at a time in this process.)
+async fn node_operations_are_timed_by_operation_and_result() {
+    let mut env = Env::new().await;
+    let ops = [("mount", "success"), ("bind_mount", "success"), ("unmount", "success"), ("stats", "success")];
+    let before: Vec<u64> = ops.iter().map(|(o, r)| node_count(o, r)).collect();
+    env.stage(VOLUME, "abcdefgh", Duration::from_secs(10)).await.unwrap();
+    env.publish(VOLUME, "p1", false, context("abcdefgh")).await.unwrap();
+    let stats = NodeGetVolumeStatsRequest {
+        volume_id: VOLUME.into(),
+        volume_path: env.target("p1"),
+        staging_target_path: String::new(),
+    };
+    env.client.node_get_volume_stats(stats).await.unwrap();
+    env.unpublish(VOLUME, "p1").await.unwrap();
+    env.unstage(VOLUME).await.unwrap();
+    let after: Vec<u64> = ops.iter().map(|(o, r)| node_count(o, r)).collect();
+    let delta: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+    // One mount, one bind, two unmounts (target and staging), one stats.
+    assert_eq!(delta, vec![1, 1, 2, 1], "{ops:?}");
+
+    // A hung mount: a timeout, and one blocked worker until the server answers.
+    let (timeouts, refused, blocked) =
+        (node_count("mount", "timeout"), node_count("mount", "refused"), blocked_workers());
+    let stuck = "fs-00000000000000001";
+    env.mounter.blocker.block(Path::new(&env.staging(stuck)));
+    env.stage(stuck, "stuckfs", Duration::from_secs(2)).await.unwrap_err();
+    assert_eq!(node_count("mount", "timeout"), timeouts + 1);
+    assert_eq!(blocked_workers(), blocked + 1);
+    env.stage(stuck, "stuckfs", Duration::from_secs(2)).await.unwrap_err();
+    assert_eq!(node_count("mount", "refused"), refused + 1);
+    env.mounter.blocker.release();
+    let start = Instant::now();
+    while blocked_workers() != blocked {
+        assert!(start.elapsed() < Duration::from_secs(20), "the worker never returned");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut result = env.unstage(stuck).await;
+    while matches!(&result, Err(s) if s.code() == Code::Aborted) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        result = env.unstage(stuck).await;
+    }
+    result.unwrap();
+    assert!(env.mounts().is_empty(), "{:?}", env.mounts());
+}
+
 /// A node whose drain state the test scripts: each read takes the next answer, the last one
 /// repeats.
 struct ScriptedNode(std::sync::Mutex<Vec<Option<&'static str>>>);
@@ -657,6 +716,7 @@ fn main() -> ExitCode {
         a_hung_file_system_costs_one_thread_not_one_per_call,
         pre_stop_on_a_drained_node_waits_for_the_kubelet_to_unmount,
         pre_stop_is_bounded_and_ignores_other_drivers,
+        node_operations_are_timed_by_operation_and_result,
     ];
     // libtest's arguments: name filters, and `--skip PATTERN`; other flags are ignored.
     let (mut filter, mut skip) = (Vec::<String>::new(), Vec::<String>::new());

@@ -17,6 +17,78 @@ use super::{
     UpdateStatus,
 };
 
+/// Counts every HTTP attempt to FSx by operation and outcome, with its duration, and the
+/// retries ([`crate::metrics`]). The operation comes from the request's `X-Amz-Target`; an
+/// attempt that never reached the wire (credentials could not load) is not counted.
+#[derive(Debug, Clone, Copy)]
+struct ApiMetrics;
+
+/// Per SDK call: how many attempts were sent, and when the current one was.
+#[derive(Debug, Clone)]
+struct AttemptState {
+    sent: u32,
+    /// The operation (read before transmit: the request is gone after it).
+    operation: String,
+    started: Option<tokio::time::Instant>,
+}
+
+impl aws_smithy_types::config_bag::Storable for AttemptState {
+    type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl aws_sdk_fsx::config::Intercept for ApiMetrics {
+    fn name(&self) -> &'static str {
+        "FsxCsiApiMetrics"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_fsx::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &aws_sdk_fsx::config::RuntimeComponents,
+        cfg: &mut aws_sdk_fsx::config::ConfigBag,
+    ) -> Result<(), BoxError> {
+        let sent = cfg.load::<AttemptState>().map(|s| s.sent).unwrap_or(0);
+        let operation = context
+            .request()
+            .headers()
+            .get("x-amz-target")
+            .and_then(|t| t.rsplit('.').next())
+            .unwrap_or("")
+            .to_string();
+        cfg.interceptor_state().store_put(AttemptState {
+            sent: sent + 1,
+            operation,
+            started: Some(tokio::time::Instant::now()),
+        });
+        Ok(())
+    }
+
+    fn read_after_attempt(
+        &self,
+        context: &aws_sdk_fsx::config::interceptors::FinalizerInterceptorContextRef<'_>,
+        _rc: &aws_sdk_fsx::config::RuntimeComponents,
+        cfg: &mut aws_sdk_fsx::config::ConfigBag,
+    ) -> Result<(), BoxError> {
+        let Some(state) = cfg.load::<AttemptState>().cloned() else { return Ok(()) };
+        let Some(started) = state.started else { return Ok(()) };
+        let (operation, sent) = (state.operation.clone(), state.sent);
+        cfg.interceptor_state().store_put(AttemptState { started: None, ..state });
+        let status = context.response().map(|r| r.status().as_u16());
+        let code = context.response().and_then(|r| {
+            r.headers().get("x-amzn-errortype").map(str::to_string).or_else(|| {
+                let body = r.body().bytes()?;
+                let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+                v.get("__type").and_then(|t| t.as_str()).map(str::to_string)
+            })
+        });
+        let outcome = crate::metrics::Outcome::classify(status, code.as_deref());
+        crate::metrics::get().api_attempt(&operation, outcome, started.elapsed(), sent > 1);
+        Ok(())
+    }
+}
+
 /// How many attempts the SDK makes per call before an error reaches the driver.
 const MAX_ATTEMPTS: u32 = 10;
 
@@ -58,6 +130,7 @@ impl AwsFsx {
                     .operation_timeout(Duration::from_secs(90))
                     .build(),
             )
+            .interceptor(ApiMetrics)
             .build();
         Self { client: aws_sdk_fsx::Client::from_conf(conf), identity: identity_in_use() }
     }
@@ -196,6 +269,7 @@ fn from_sdk(fs: &t::FileSystem) -> FileSystem {
             .and_then(|r| r.root_squash())
             .map(str::to_string),
         tags: fs.tags().iter().filter_map(|tag| Some((tag.key()?.to_string(), tag.value()?.to_string()))).collect(),
+        created_at: fs.creation_time().and_then(|t| std::time::SystemTime::try_from(*t).ok()),
         updates: fs
             .administrative_actions()
             .iter()

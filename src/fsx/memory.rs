@@ -240,6 +240,7 @@ impl Fsx for MemoryFsx {
             root_squash: spec.lustre.root_squash.clone(),
             tags: spec.tags.clone(),
             updates: Vec::new(),
+            created_at: Some(std::time::SystemTime::now()),
         };
         s.tokens.insert(spec.client_request_token.clone(), id.clone());
         let fs = Fs { base, spec: spec.clone(), created: now, fail, deleted: None, updates: Vec::new() };

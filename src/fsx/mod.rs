@@ -212,6 +212,8 @@ pub struct FileSystem {
     pub tags: Vec<(String, String)>,
     /// `AdministrativeActions` of type FILE_SYSTEM_UPDATE (storage capacity changes).
     pub updates: Vec<Update>,
+    /// `CreationTime`: when FSx accepted the CreateFileSystem call.
+    pub created_at: Option<std::time::SystemTime>,
 }
 
 /// A FILE_SYSTEM_UPDATE administrative action.

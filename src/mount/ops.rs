@@ -178,6 +178,17 @@ impl Mounts {
         options: &[String],
         deadline: Instant,
     ) -> Result<Staged, MountError> {
+        timed("mount", self.stage_inner(staging, host, fsname, options, deadline)).await
+    }
+
+    async fn stage_inner(
+        &self,
+        staging: &KubeletPath,
+        host: &str,
+        fsname: &str,
+        options: &[String],
+        deadline: Instant,
+    ) -> Result<Staged, MountError> {
         if let Some(e) = mountinfo::at(&self.table()?, staging.real()) {
             if e.fstype == self.fstype && lustre::fsname_of(&e.source) == Some(fsname) {
                 return Ok(Staged::Already);
@@ -224,6 +235,17 @@ impl Mounts {
         read_only: bool,
         deadline: Instant,
     ) -> Result<bool, MountError> {
+        timed("bind_mount", self.publish_inner(staging, sub, target, read_only, deadline)).await
+    }
+
+    async fn publish_inner(
+        &self,
+        staging: &KubeletPath,
+        sub: &str,
+        target: &KubeletPath,
+        read_only: bool,
+        deadline: Instant,
+    ) -> Result<bool, MountError> {
         paths::check_subdirectory(sub).map_err(|why| PathError::Invalid {
             field: "subdirectory",
             path: Shown(sub).to_string(),
@@ -259,6 +281,10 @@ impl Mounts {
     /// or a time-out, then removes the directory (or a file the kubelet left). Not mounted and
     /// absent count as done.
     pub async fn unmount_and_remove(&self, path: &KubeletPath, deadline: Instant) -> Result<(), MountError> {
+        timed("unmount", self.unmount_and_remove_inner(path, deadline)).await
+    }
+
+    async fn unmount_and_remove_inner(&self, path: &KubeletPath, deadline: Instant) -> Result<(), MountError> {
         self.unmount(path, deadline).await?;
         let (dir, p) = (Arc::clone(&self.dir), path.clone());
         Ok(self.bounded(path.real(), "rmdir", Lane::Change, 1, deadline, move || dir.remove(&p)).await??)
@@ -314,6 +340,10 @@ impl Mounts {
     /// file system that stopped answering costs one blocked thread, and later probes answer at
     /// once from what is known. Errors: the path does not exist, or is refused.
     pub async fn health(&self, path: &KubeletPath, deadline: Instant) -> Result<Health, MountError> {
+        timed("stats", self.health_inner(path, deadline)).await
+    }
+
+    async fn health_inner(&self, path: &KubeletPath, deadline: Instant) -> Result<Health, MountError> {
         let real: PathBuf = path.real().to_path_buf();
         let entry = mountinfo::at(&self.table()?, &real).cloned();
         let unresponsive = |e: MountError| match e {
@@ -406,4 +436,39 @@ fn bind(
         }
     }
     Ok(())
+}
+
+/// Runs a node operation and records its duration and result ([`crate::metrics`]).
+async fn timed<T: Outcome>(
+    operation: &'static str,
+    f: impl Future<Output = Result<T, MountError>>,
+) -> Result<T, MountError> {
+    use crate::metrics::NodeResult;
+    let start = Instant::now();
+    let result = f.await;
+    let outcome = match &result {
+        Ok(v) if v.unresponsive() => NodeResult::Timeout,
+        Ok(_) => NodeResult::Success,
+        Err(MountError::TimedOut { .. }) => NodeResult::Timeout,
+        Err(MountError::StillRunning { .. } | MountError::Saturated(_)) => NodeResult::Refused,
+        Err(_) => NodeResult::Error,
+    };
+    crate::metrics::get().node_operation(operation, outcome, start.elapsed());
+    result
+}
+
+/// What a successful node operation says about the file system's health.
+trait Outcome {
+    fn unresponsive(&self) -> bool {
+        false
+    }
+}
+
+impl Outcome for () {}
+impl Outcome for bool {}
+impl Outcome for Staged {}
+impl Outcome for Health {
+    fn unresponsive(&self) -> bool {
+        matches!(self, Health::Unresponsive(_))
+    }
 }

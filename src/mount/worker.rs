@@ -183,6 +183,7 @@ impl Workers {
         t.in_flight -= 1;
         if r.abandoned {
             t.blocked -= 1;
+            crate::metrics::get().blocked_workers(-1);
         }
     }
 
@@ -192,6 +193,7 @@ impl Workers {
         if !r.abandoned {
             r.abandoned = true;
             t.blocked += 1;
+            crate::metrics::get().blocked_workers(1);
         }
     }
 

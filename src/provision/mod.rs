@@ -281,6 +281,9 @@ impl Provisioner {
         let mut steps = 0;
         let fs = loop {
             if let Some(fs) = self.index.by_name(name).filter(|fs| fs.lifecycle != Lifecycle::Deleting) {
+                if steps == 0 {
+                    crate::metrics::get().duplicate_avoided();
+                }
                 break fs;
             }
             let generation = self.index.generation(name);
@@ -437,7 +440,7 @@ impl Provisioner {
                 target
             }
         };
-        let mut rx = self.poller.watch(id);
+        let mut rx = self.poller.watch_growth(id);
         let outcome = |o: &Seen<FileSystem>| match o {
             Seen::Pending => None,
             Seen::Gone => Some(Err(ProvisionError::NotFound(id.to_string()))),
@@ -498,6 +501,7 @@ impl Provisioner {
         tracing::warn!(volume.id = %fs.id, reason = %message, "file system cannot be used; deleting it");
         match self.fsx.delete_file_system(&fs.id).await {
             Ok(_) | Err(FsxError::NotFound(_)) => {
+                crate::metrics::get().failed_cleaned_up();
                 self.index.mark_deleting(&fs.id);
                 if let Some(name) = fs.volume_name() {
                     let generation = self.index.generation(name);

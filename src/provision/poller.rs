@@ -15,6 +15,7 @@ use tokio::sync::{Notify, watch};
 
 use super::index::Index;
 use crate::fsx::{Association, DESCRIBE_BATCH, FileSystem, Fsx, FsxError, Lifecycle};
+use crate::metrics::InFlight;
 
 /// What the poller last learned of a watched resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +42,10 @@ pub trait Tracked: Clone + Send + Sync + 'static {
     fn in_flight(&self) -> bool;
     /// Records what was seen of `id` beyond the waiters (file systems go into the index).
     fn record(_index: &Index, _id: &str, _seen: &Seen<Self>) {}
+    /// When FSx accepted its creation, if this is a file system that has become usable.
+    fn created_and_usable(&self) -> Option<std::time::SystemTime> {
+        None
+    }
 }
 
 #[async_trait]
@@ -61,6 +66,9 @@ impl Tracked for FileSystem {
             Seen::Gone => index.remove(id),
             Seen::Pending => {}
         }
+    }
+    fn created_and_usable(&self) -> Option<std::time::SystemTime> {
+        matches!(self.lifecycle, Lifecycle::Available | Lifecycle::Updating).then_some(self.created_at).flatten()
     }
 }
 
@@ -110,6 +118,8 @@ pub struct Poller {
     interval: Duration,
     file_systems: Watches<FileSystem>,
     associations: Watches<Association>,
+    /// Why each watched file system is watched (for the metrics).
+    kinds: Mutex<HashMap<String, InFlight>>,
     wake: Notify,
 }
 
@@ -138,14 +148,26 @@ impl Poller {
             interval,
             file_systems: Mutex::default(),
             associations: Mutex::default(),
+            kinds: Mutex::default(),
             wake: Notify::new(),
         })
     }
 
-    /// Starts (or joins) watching file system `id`. The receiver sees every new observation
-    /// until the file system is no longer being created or updated.
+    /// Starts (or joins) watching file system `id`, being created. The receiver sees every
+    /// new observation until the file system is no longer being created or updated.
     pub fn watch(&self, id: &str) -> watch::Receiver<Observation> {
+        self.set_kind(id, InFlight::Creating);
         let rx = subscribe(&self.file_systems, id);
+        self.report_in_flight();
+        self.wake.notify_one();
+        rx
+    }
+
+    /// Starts (or joins) watching file system `id`, being grown (see [`Poller::watch`]).
+    pub fn watch_growth(&self, id: &str) -> watch::Receiver<Observation> {
+        self.set_kind(id, InFlight::Growing);
+        let rx = subscribe(&self.file_systems, id);
+        self.report_in_flight();
         self.wake.notify_one();
         rx
     }
@@ -153,6 +175,7 @@ impl Poller {
     /// Starts (or joins) watching data repository association `id`.
     pub fn watch_association(&self, id: &str) -> watch::Receiver<Seen<Association>> {
         let rx = subscribe(&self.associations, id);
+        self.report_in_flight();
         self.wake.notify_one();
         rx
     }
@@ -160,6 +183,31 @@ impl Poller {
     /// Number of resources being watched.
     pub fn in_flight(&self) -> usize {
         lock(&self.file_systems).len() + lock(&self.associations).len()
+    }
+
+    /// Sets the in-flight gauges: file systems by why they are watched, and associations.
+    fn report_in_flight(&self) {
+        let (mut creating, mut growing) = (0, 0);
+        {
+            let watched = lock(&self.file_systems);
+            let kinds = self.kinds.lock().unwrap_or_else(|p| p.into_inner());
+            for id in watched.keys() {
+                match kinds.get(id) {
+                    Some(InFlight::Growing) => growing += 1,
+                    _ => creating += 1,
+                }
+            }
+        }
+        let m = crate::metrics::get();
+        m.set_in_flight(InFlight::Creating, creating);
+        m.set_in_flight(InFlight::Growing, growing);
+        m.set_in_flight(InFlight::Associating, lock(&self.associations).len());
+    }
+
+    fn set_kind(&self, id: &str, kind: InFlight) {
+        let mut kinds = self.kinds.lock().unwrap_or_else(|p| p.into_inner());
+        // A file system being created stays "creating" if a growth is asked meanwhile.
+        kinds.entry(id.to_string()).or_insert(kind);
     }
 
     /// Runs the poll loop forever (until the runtime stops).
@@ -178,6 +226,7 @@ impl Poller {
     pub async fn tick(&self) {
         self.poll(&self.file_systems).await;
         self.poll(&self.associations).await;
+        self.report_in_flight();
     }
 
     async fn poll<T: Tracked>(&self, watches: &Watches<T>) {
@@ -220,11 +269,18 @@ impl Poller {
         let settled = seen.is_settled();
         let mut map = lock(watches);
         if let Some(tx) = map.get(id) {
-            tx.send_replace(seen);
+            tx.send_replace(seen.clone());
         }
         if settled {
             // Waiters keep the last value; the channel closes once they have read it.
             map.remove(id);
+            drop(map);
+            let kind = self.kinds.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+            if let (Some(InFlight::Creating), Seen::Found(x)) = (kind, &seen)
+                && let Some(took) = x.created_and_usable().and_then(|t| t.elapsed().ok())
+            {
+                crate::metrics::get().file_system_created(took);
+            }
         }
     }
 }

@@ -128,6 +128,7 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     let incoming = UnixListenerStream::new(listener).map(|conn| conn.map(authority::AnyAuthority::new));
     tonic::transport::Server::builder()
+        .layer(crate::metrics::GrpcMetricsLayer)
         .add_service(IdentityServer::new(services.identity))
         .add_optional_service(services.controller.map(ControllerServer::new))
         .add_optional_service(services.node.map(NodeServer::new))

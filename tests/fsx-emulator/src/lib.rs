@@ -168,6 +168,8 @@ struct Inner {
     file_systems: BTreeMap<String, Fs>,
     tokens: HashMap<String, Token>,
     calls: BTreeMap<String, u64>,
+    /// Per operation, answers by outcome (`success`, `throttled`, `client_error`, `server_error`).
+    outcomes: BTreeMap<String, BTreeMap<String, u64>>,
     fail_next_creates: Vec<String>,
     fail_next_updates: Vec<String>,
     fail_next_associations: Vec<String>,
@@ -256,10 +258,17 @@ impl Emulator {
         self.lock().calls.clone()
     }
 
+    /// Per operation, how many answers had each outcome (`success`, `throttled`,
+    /// `client_error`, `server_error`).
+    pub fn outcomes(&self) -> BTreeMap<String, BTreeMap<String, u64>> {
+        self.lock().outcomes.clone()
+    }
+
     /// Resets the call counters.
     pub fn reset_calls(&self) {
         let mut inner = self.lock();
         inner.calls.clear();
+        inner.outcomes.clear();
         inner.max_describe_ids = 0;
     }
 
@@ -1005,7 +1014,28 @@ impl Inner {
     }
 }
 
+/// Answers one API call and counts its outcome as the driver's metrics name them
+/// (`success`, `throttled`, `client_error`, `server_error`), per operation.
 async fn api(State(emu): State<Emulator>, headers: HeaderMap, body: Bytes) -> Response {
+    let operation = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.strip_prefix(TARGET_PREFIX))
+        .unwrap_or("")
+        .to_string();
+    let response = answer(State(emu.clone()), headers, body).await;
+    let code = response.headers().get("x-amzn-errortype").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let outcome = match response.status().as_u16() {
+        200..=299 => "success",
+        _ if code == "ThrottlingException" => "throttled",
+        500.. => "server_error",
+        _ => "client_error",
+    };
+    *emu.lock().outcomes.entry(operation).or_default().entry(outcome.to_string()).or_default() += 1;
+    response
+}
+
+async fn answer(State(emu): State<Emulator>, headers: HeaderMap, body: Bytes) -> Response {
     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
     let Some(operation) = target.strip_prefix(TARGET_PREFIX).map(str::to_string) else {
         return ApiError::code("UnknownOperationException", format!("Unknown target '{target}'.")).into_response();
@@ -1073,6 +1103,7 @@ async fn stats(State(emu): State<Emulator>) -> Response {
     }
     let body = json!({
         "calls": inner.calls,
+        "outcomes": inner.outcomes,
         "file_systems": lifecycles,
         "max_describe_ids": inner.max_describe_ids,
         "config": inner.config,
