@@ -11,7 +11,7 @@ root=$PWD
 export PATH="$root/bin:$PATH"
 # shellcheck source=tools.sh
 source hack/tools.sh
-K8S_OLDEST=1.30.0
+export K8S_OLDEST=1.30.0
 
 mkdir -p bin
 python3 -c 'import yaml' 2>/dev/null || pip install -q pyyaml
@@ -61,6 +61,15 @@ check "this chart's earlier values (string images, replicas, string extraTags) r
 toggles() { python3 hack/check_chart_toggles.py "$root/bin/helm" deploy/helm/aws-fsx-csi-driver "$K8S_OLDEST"; }
 check "every chart toggle renders both ways, and the schema refuses mistyped values" toggles
 check "chart and kustomize base agree" python3 hack/compare_manifests.py "$tmp/kustomize.yaml" "$tmp/helm.yaml"
+# Metrics on: the kustomize component and the chart's values render the same thing.
+mkdir -p "$tmp/metrics-overlay"
+rel() { python3 -c 'import os,sys; print(os.path.relpath(sys.argv[1], sys.argv[2]))' "$1" "$tmp/metrics-overlay"; }
+printf 'resources:\n  - %s\ncomponents:\n  - %s\n' "$(rel deploy/kubernetes/overlays/stable)" "$(rel deploy/kubernetes/components/metrics)" >"$tmp/metrics-overlay/kustomization.yaml"
+check "with metrics on, the kustomize component and the chart agree, and both validate" bash -c "$(declare -f kustomize validate); set -e
+  kustomize '$tmp/metrics-overlay' >'$tmp/k-metrics.yaml'
+  helm template fsx deploy/helm/aws-fsx-csi-driver --namespace kube-system --kube-version $K8S_OLDEST --set controller.metrics.enabled=true --set node.metrics.enabled=true >'$tmp/h-metrics.yaml'
+  validate '$tmp/k-metrics.yaml'; validate '$tmp/h-metrics.yaml'
+  python3 hack/compare_manifests.py '$tmp/k-metrics.yaml' '$tmp/h-metrics.yaml'"
 check "yamllint deploy/" yamllint -s deploy/
 check "IAM policy is valid JSON" python3 -m json.tool deploy/iam-policy.json
 check "IAM policy works in every partition (aws, aws-us-gov, aws-cn): no arn:aws: literal" bash -c "! grep -q 'arn:aws:' deploy/iam-policy.json"

@@ -53,6 +53,15 @@ def main(helm, chart, kube):
         ("node.tolerateAllTaints", lambda o: pod(o, "DaemonSet", "fsx-csi-node")["tolerations"] == [{"operator": "Exists"}],
          lambda o: {"key": "fsx.csi.aws.com/agent-not-ready", "operator": "Exists"} in pod(o, "DaemonSet", "fsx-csi-node")["tolerations"]
          and {"operator": "Exists"} not in pod(o, "DaemonSet", "fsx-csi-node")["tolerations"]),
+        ("controller.metrics.enabled",
+         lambda o: "--metrics-address=:3301" in pod(o, "StatefulSet", "fsx-csi-controller")["containers"][0]["args"]
+         and ("Service", "fsx-csi-controller-metrics") in o,
+         lambda o: not any("--metrics-address" in a for a in pod(o, "StatefulSet", "fsx-csi-controller")["containers"][0]["args"])
+         and ("Service", "fsx-csi-controller-metrics") not in o),
+        ("node.metrics.enabled",
+         lambda o: "--metrics-address=:3302" in pod(o, "DaemonSet", "fsx-csi-node")["containers"][0]["args"]
+         and ("Service", "fsx-csi-node-metrics") in o,
+         lambda o: ("Service", "fsx-csi-node-metrics") not in o),
     ]
     for key, when_true, when_false in cases:
         for value, expect in (("true", when_true), ("false", when_false)):
@@ -70,7 +79,22 @@ def main(helm, chart, kube):
           env.get("HTTPS_PROXY", {}).get("value") == "http://proxy:3128" and env.get("NO_PROXY", {}).get("value") == ".internal"
           and env.get("AWS_ACCESS_KEY_ID", {}).get("valueFrom", {}).get("secretKeyRef", {}).get("name") == "aws-secret"
           and env.get("RUST_LOG", {}).get("value") == "trace", err or env)
-    for bad in ["controller.replicaCont=3", "controller.logFormat=xml", "node.kubeletPath=relative",
+    # ServiceMonitors (a CRD, so not validated against the core schemas), with both endpoints on.
+    both = ("controller.metrics.enabled=true", "node.metrics.enabled=true")
+    for value in ("true", "false"):
+        rc, out, err = render(helm, chart, kube, *both, f"serviceMonitor.enabled={value}", "serviceMonitor.labels.release=prom")
+        docs = objects(out) if rc == 0 else {}
+        monitors = {n for (k, n) in docs if k == "ServiceMonitor"}
+        ok = monitors == ({"fsx-csi-controller", "fsx-csi-node"} if value == "true" else set())
+        if value == "true" and ok:
+            m = docs[("ServiceMonitor", "fsx-csi-node")]
+            svc = docs[("Service", "fsx-csi-node-metrics")]
+            ok = (m["metadata"]["labels"].get("release") == "prom"
+                  and all(svc["metadata"]["labels"].get(k) == v for k, v in m["spec"]["selector"]["matchLabels"].items())
+                  and m["spec"]["endpoints"][0]["port"] == svc["spec"]["ports"][0]["name"])
+        check(f"serviceMonitor.enabled={value} renders {'a ServiceMonitor per endpoint, selecting its Service' if value == 'true' else 'none'}",
+              ok, err or monitors)
+    for bad in ["controller.metrics.port=http", "serviceMonitor.interval=often", "controller.replicaCont=3", "controller.logFormat=xml", "node.kubeletPath=relative",
                 "csidriver.fsGroupPolicy=Always", "sidecars.provisioner.timeout=soon", "image.pullPolicy=Sometimes"]:
         rc, _, err = render(helm, chart, kube, bad)
         check(f"the schema refuses {bad}", rc != 0 and "schema" in err, err.strip()[:200])

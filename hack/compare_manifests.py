@@ -74,7 +74,7 @@ def main(kustomize_path, helm_path):
             check(f"{key} binding", (k[key]["roleRef"], k[key]["subjects"]), (h.get(key, {}).get("roleRef"), h.get(key, {}).get("subjects")))
         if key[0] == "ServiceAccount":
             check(f"{key} annotations", k[key]["metadata"].get("annotations"), h.get(key, {}).get("metadata", {}).get("annotations"))
-        if key[0] == "PodDisruptionBudget":
+        if key[0] in ("PodDisruptionBudget", "Service"):
             check(f"{key} spec", k[key]["spec"], h.get(key, {}).get("spec"))
 
     # The driver name and socket paths the kubelet and sidecars rely on.

@@ -152,8 +152,10 @@ cluster_render() { # kustomize|helm output
       # Rendered for the server's version (helm built from source would assume 1.20).
       local server
       server=$(kctl version -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])')
+      # With the metrics endpoints on, as an operator who scrapes them runs it.
       "$cluster_root/hack/cluster/helm.sh" template fsx "$cluster_root/deploy/helm/aws-fsx-csi-driver" \
-        --namespace "$CLUSTER_NAMESPACE" --kube-version "$server" >"$2"
+        --namespace "$CLUSTER_NAMESPACE" --kube-version "$server" \
+        --set controller.metrics.enabled=true --set node.metrics.enabled=true >"$2"
       ;;
     *) echo "unknown install path $1" >&2; return 1 ;;
   esac
@@ -194,7 +196,7 @@ cluster_replica() { # index
   if [[ $(id -u) -eq 0 ]]; then uts=(unshare --uts --fork sh -c "hostname $host && exec \"\$@\"" sh); fi
   local driver_args
   mapfile -t driver_args < <(python3 "$cluster_root/hack/cluster/manifest.py" args "$CLUSTER_DIR/rendered.yaml" \
-    fsx-plugin "$sock" --override poll-interval=500ms)
+    fsx-plugin "$sock" --override poll-interval=500ms --override metrics-address=127.0.0.1:0)
   cluster_spawn "driver-$i" env AWS_ENDPOINT_URL_FSX="http://127.0.0.1:$(cat "$CLUSTER_DIR/ports/emulator")" \
     AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=cluster AWS_SECRET_ACCESS_KEY=cluster AWS_EC2_METADATA_DISABLED=true \
     "${uts[@]}" "$cluster_root/target/debug/fsx-csi-driver" "${driver_args[@]}"

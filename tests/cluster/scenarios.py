@@ -590,6 +590,75 @@ def node_drain(path):
           seen == "exited" and rc == "1" and "403" in log and "get on nodes" in log, (seen, rc, log[-800:]))
 
 
+def replica_metrics():
+    """Each running replica's /metrics text, found from the address its driver logged (the
+    replicas serve on free ports: two share this host)."""
+    import re
+    texts = []
+    for name in sorted(os.listdir(os.path.join(CLUSTER_DIR, "logs"))):
+        if not name.startswith("driver-"):
+            continue
+        with open(os.path.join(CLUSTER_DIR, "logs", name)) as f:
+            ports = re.findall(r"serving metrics at /metrics.*?127\.0\.0\.1:(\d+)", f.read())
+        if not ports:
+            continue
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{ports[-1]}/metrics", timeout=5) as r:
+                texts.append(r.read().decode())
+        except OSError:
+            pass  # a replica that was stopped
+    return texts
+
+
+def metric_sums(texts, name):
+    """name{labels} value lines summed over the replicas, by label text."""
+    out = {}
+    for text in texts:
+        for line in text.splitlines():
+            if line.startswith(name + "{"):
+                labels, value = line[len(name):].rsplit(" ", 1)
+                out[labels.strip("{}")] = out.get(labels.strip("{}"), 0) + float(value)
+    return out
+
+
+def api_counts():
+    """(the replicas' fsx_csi_api_requests_total, the emulator's answers), both by
+    'operation="X",outcome="Y"', read while nothing is in flight."""
+    for _ in range(20):
+        a = metric_sums(replica_metrics(), "fsx_csi_api_requests_total")
+        emu = {f'operation="{op}",outcome="{o}"': float(n)
+               for op, outcomes in emulator("/_emulator/stats")["outcomes"].items() for o, n in outcomes.items()}
+        b = metric_sums(replica_metrics(), "fsx_csi_api_requests_total")
+        if a == b:
+            return a, emu
+        time.sleep(0.5)
+    return a, emu
+
+
+def metrics_agree(path, start):
+    """11. The replicas' metrics (the chart's --metrics-address, on a free port here) count
+    every FSx request of this run exactly as the emulator answered it, and the CSI calls the
+    real sidecars made."""
+    ours, emu = api_counts()
+    d_ours = {k: v - start[0].get(k, 0) for k, v in ours.items() if v - start[0].get(k, 0)}
+    d_emu = {k: v - start[1].get(k, 0) for k, v in emu.items() if v - start[1].get(k, 0)}
+    check(f"{path}: metrics: FSx requests by operation and outcome match the emulator's answers exactly",
+          d_ours == d_emu and d_ours, (d_ours, d_emu))
+    texts = replica_metrics()
+    grpc = metric_sums(texts, "fsx_csi_grpc_requests_total")
+    created = sum(v for k, v in grpc.items() if k == 'method="CreateVolume",code="OK"')
+    check(f"{path}: metrics: the sidecars' CreateVolume calls are counted by method and code",
+          created >= 1 and all("code=" in k for k in grpc), grpc)
+    check(f"{path}: metrics: creation times and in-flight gauges are served",
+          metric_sums(texts, "fsx_csi_file_system_creation_seconds_count") is not None
+          and any("fsx_csi_file_system_creation_seconds_count" in t for t in texts)
+          and all(v == 0 for v in metric_sums(texts, "fsx_csi_file_systems_in_flight").values()),
+          [l for t in texts for l in t.splitlines() if "in_flight{" in l])
+    figures.append(f"{path}: metrics: {int(sum(d_ours.values()))} FSx requests counted "
+                   f"({int(sum(v for k, v in d_ours.items() if 'throttled' in k))} throttled), "
+                   f"{int(sum(grpc.values()))} CSI calls")
+
+
 def sidecar_problems():
     """Lines of the sidecars' logs that show a refused API call or a flag they do not take."""
     problems = []
@@ -629,6 +698,7 @@ def main(argv):
     path = open(os.path.join(CLUSTER_DIR, "install-path")).read().strip()
     start = time.time()
     calls_before = calls("CreateFileSystem")
+    api_start = api_counts()
     install_path_checks(path)
     if only == "kustomize":
         pv = seed_walkthrough("seed")
@@ -651,6 +721,7 @@ def main(argv):
             check(f"{path}: a claim grows through the resizer with the chart's RBAC", wait_for("growth", lambda: get(
                 "pvc", "-n", ns, "data")["status"].get("capacity", {}).get("storage") == "2400Gi", 120))
         node_drain(path)
+        metrics_agree(path, api_start)
     sidecar_logs_clean(path)
     volumes = len(file_systems())
     figures.append(f"{path}: {calls('CreateFileSystem') - calls_before} CreateFileSystem calls, "
