@@ -109,6 +109,12 @@ pub struct Cli {
     #[arg(long, env = "METRICS_ADDRESS", value_parser = parse_listen_address)]
     pub metrics_address: Option<std::net::SocketAddr>,
 
+    /// Node plugin: remove the fsx.csi.aws.com/agent-not-ready taint from this node once the
+    /// kubelet has registered the plugin (in a pod only; needs get/patch on nodes and get/watch
+    /// on csinodes).
+    #[arg(long, env = "REMOVE_NOT_READY_TAINT")]
+    pub remove_not_ready_taint: bool,
+
     /// Without a command, serve the CSI services of --mode.
     #[command(subcommand)]
     pub command: Option<Command>,

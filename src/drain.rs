@@ -35,10 +35,11 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use crate::DRIVER_NAME;
-use crate::kube::{KubeClient, KubeError, Node};
+use crate::kube::{KubeClient, KubeError};
 use crate::mount::mountinfo::{self, MountEntry};
 use crate::mount::paths::KubeletDir;
 use crate::text::{Field, Shown};
+use k8s_openapi::api::core::v1::Node;
 
 /// Taints that mean the node is being emptied: `kubectl drain` (with the node lifecycle
 /// controller), the cluster autoscaler's scale-in, and Karpenter's disruption (v1 and
@@ -55,12 +56,13 @@ const MAX_VOL_DATA: u64 = 64 << 10;
 
 /// Why the node is being drained, if it is.
 pub fn drain_reason(node: &Node) -> Option<String> {
-    if node.spec.unschedulable {
+    let spec = node.spec.as_ref()?;
+    if spec.unschedulable == Some(true) {
         return Some("the node is cordoned (spec.unschedulable)".into());
     }
-    node.spec
-        .taints
+    spec.taints
         .iter()
+        .flatten()
         .find(|t| DRAIN_TAINTS.contains(&t.key.as_str()))
         .map(|t| format!("the node has the taint {}", Shown(&t.key)))
 }
@@ -306,19 +308,27 @@ pub async fn pre_stop(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kube::{NodeSpec, Taint};
+    use k8s_openapi::api::core::v1::{NodeSpec, Taint};
 
     fn node(unschedulable: bool, taints: &[&str]) -> Node {
         Node {
-            spec: NodeSpec {
-                unschedulable,
-                taints: taints.iter().map(|k| Taint { key: k.to_string(), effect: "NoSchedule".into() }).collect(),
-            },
+            spec: Some(NodeSpec {
+                unschedulable: Some(unschedulable),
+                taints: Some(
+                    taints
+                        .iter()
+                        .map(|k| Taint { key: k.to_string(), effect: "NoSchedule".into(), ..Taint::default() })
+                        .collect(),
+                ),
+                ..NodeSpec::default()
+            }),
+            ..Node::default()
         }
     }
 
     #[test]
     fn drains_are_told_from_cordons_and_autoscaler_taints() {
+        assert_eq!(drain_reason(&Node::default()), None);
         assert_eq!(drain_reason(&node(false, &[])), None);
         assert_eq!(drain_reason(&node(false, &["dedicated", "nvidia.com/gpu"])), None);
         assert!(drain_reason(&node(true, &[])).unwrap().contains("cordoned"));
@@ -427,7 +437,7 @@ mod tests {
                 what: "get nodes/n".into(),
                 status,
                 message: "no".into(),
-                hint: "",
+                hint: String::new(),
             })
         }
     }

@@ -1,38 +1,33 @@
-//! A minimal in-cluster Kubernetes API client: what the node plugin's pre-stop hook needs
-//! (read its Node object), on the pod's service account token and the cluster CA, over
-//! HTTPS with rustls. One connection per request: the hook asks a few times a minute at most.
+//! The Kubernetes API, for the node plugin: its preStop hook reads its Node
+//! ([`crate::drain`]), and at start it removes the `agent-not-ready` taint once the kubelet has
+//! registered it ([`crate::taint`]). kube-rs on rustls (aws-lc-rs, the provider the AWS SDK
+//! already builds), with the pod's service account.
 //!
-//! Everything comes from where Kubernetes puts it in a pod (`KUBERNETES_SERVICE_HOST` /
-//! `_PORT`, the projected token and `ca.crt`); the token file is read for every request,
-//! because projected tokens are rotated while the pod runs.
+//! The configuration is the in-cluster one (`KUBERNETES_SERVICE_HOST` / `_PORT`, the projected
+//! token and `ca.crt`), with the token and CA files replaceable for tests; kube-rs re-reads both
+//! while the process runs, since projected tokens rotate.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
-use serde::Deserialize;
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
-use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+use k8s_openapi::api::core::v1::{Node, Taint};
+use k8s_openapi::api::storage::v1::CSINode;
+use kube::api::{Api, Patch, PatchParams, WatchEvent, WatchParams};
+use tokio_stream::StreamExt;
 
 use crate::text::Shown;
 
 /// Where a pod's service account token and the cluster CA are mounted.
 pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
-/// The longest one request may take, connection included.
+/// The longest one request may take.
 const REQUEST_TIME: Duration = Duration::from_secs(10);
 
-/// The largest response read (a Node with its image list is tens of kilobytes).
-const MAX_BODY: usize = 4 << 20;
-
-/// The largest token or CA file read.
+/// The largest CA file read.
 const MAX_FILE: u64 = 1 << 20;
+
+/// How long the API server keeps one watch open before the client opens the next.
+const WATCH_SECONDS: u32 = 290;
 
 /// Why a request to the Kubernetes API failed.
 #[derive(Debug, thiserror::Error)]
@@ -41,14 +36,11 @@ pub enum KubeError {
     #[error("{0}")]
     Config(String),
     /// No answer: connection, TLS or time-out.
-    #[error("the Kubernetes API at {endpoint} did not answer {what}: {reason}")]
-    Unreachable { endpoint: String, what: String, reason: String },
+    #[error("the Kubernetes API did not answer {what}: {reason}")]
+    Unreachable { what: String, reason: String },
     /// The API answered with an error status.
     #[error("the Kubernetes API refused {what} ({status}): {message}{hint}")]
-    Refused { what: String, status: u16, message: String, hint: &'static str },
-    /// The answer was not the expected object.
-    #[error("the Kubernetes API's answer to {what} could not be read: {reason}")]
-    Decode { what: String, reason: String },
+    Refused { what: String, status: u16, message: String, hint: String },
 }
 
 impl KubeError {
@@ -56,22 +48,54 @@ impl KubeError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, KubeError::Refused { status: 404, .. })
     }
+
+    /// True for 409: someone else changed the object first.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, KubeError::Refused { status: 409, .. })
+    }
+
+    fn from_kube(what: &str, e: kube::Error) -> Self {
+        match e {
+            kube::Error::Api(s) => {
+                // `what` is "<verb> <resource>/<name>".
+                let (verb, rest) = what.split_once(' ').unwrap_or((what, ""));
+                let resource = rest.split('/').next().unwrap_or(rest);
+                let hint = match s.code {
+                    401 => " (the service account token was not accepted)".to_string(),
+                    403 => {
+                        format!(" (the node plugin's ClusterRole fsx-csi-node-role must allow {verb} on {resource})")
+                    }
+                    _ => String::new(),
+                };
+                KubeError::Refused {
+                    what: what.to_string(),
+                    status: s.code,
+                    message: Shown(&s.message).to_string(),
+                    hint,
+                }
+            }
+            other => KubeError::Unreachable { what: what.to_string(), reason: other.to_string() },
+        }
+    }
 }
 
 /// Where the API is and how to authenticate.
 #[derive(Debug, Clone)]
 pub struct KubeConfig {
-    /// `host:port` (an IPv6 address in brackets).
-    pub authority: String,
-    /// The name the server certificate must carry.
-    pub server_name: String,
-    /// The bearer token's file, read for every request.
+    /// `https://host:port`.
+    pub url: String,
+    /// The bearer token's file, read again as it rotates.
     pub token_file: PathBuf,
     /// PEM certificates trusted for the API server.
     pub ca_file: PathBuf,
 }
 
 impl KubeConfig {
+    /// True if the process runs in a pod (the API's address is in the environment).
+    pub fn in_a_pod() -> bool {
+        std::env::var_os("KUBERNETES_SERVICE_HOST").is_some_and(|v| !v.is_empty())
+    }
+
     /// The in-cluster configuration: `KUBERNETES_SERVICE_HOST` and `KUBERNETES_SERVICE_PORT`,
     /// and the token and CA files (by default in [`SERVICE_ACCOUNT_DIR`]).
     pub fn in_cluster(token_file: Option<PathBuf>, ca_file: Option<PathBuf>) -> Result<Self, KubeError> {
@@ -86,60 +110,17 @@ impl KubeConfig {
             .parse()
             .map_err(|_| KubeError::Config(format!("KUBERNETES_SERVICE_PORT {} is not a port number", Shown(&port))))?;
         let host = host.trim().trim_start_matches('[').trim_end_matches(']').to_string();
-        if host.is_empty() || host.chars().any(|c| c.is_control() || c.is_whitespace() || c == '/' || c == '@') {
+        if host.is_empty() || host.chars().any(|c| c.is_control() || c.is_whitespace() || "/@?#".contains(c)) {
             return Err(KubeError::Config(format!("KUBERNETES_SERVICE_HOST {} is not a host", Shown(&host))));
         }
-        let authority = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+        let url =
+            if host.contains(':') { format!("https://[{host}]:{port}") } else { format!("https://{host}:{port}") };
         let dir = Path::new(SERVICE_ACCOUNT_DIR);
         Ok(Self {
-            authority,
-            server_name: host,
+            url,
             token_file: token_file.unwrap_or_else(|| dir.join("token")),
             ca_file: ca_file.unwrap_or_else(|| dir.join("ca.crt")),
         })
-    }
-}
-
-/// The parts of a Node the pre-stop hook reads.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct Node {
-    #[serde(default)]
-    pub spec: NodeSpec,
-}
-
-/// `Node.spec`: whether the node is cordoned, and its taints.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct NodeSpec {
-    pub unschedulable: bool,
-    pub taints: Vec<Taint>,
-}
-
-/// One taint of a Node.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct Taint {
-    pub key: String,
-    pub effect: String,
-}
-
-/// The `Status` object the API answers errors with.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct ApiStatus {
-    message: String,
-}
-
-/// A client for the API server of the cluster this pod runs in.
-#[derive(Clone)]
-pub struct KubeClient {
-    config: KubeConfig,
-    tls: TlsConnector,
-}
-
-impl std::fmt::Debug for KubeClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KubeClient").field("authority", &self.config.authority).finish_non_exhaustive()
     }
 }
 
@@ -157,125 +138,143 @@ fn read_small(path: &Path, what: &str) -> Result<Vec<u8>, KubeError> {
     Ok(buf)
 }
 
+/// The certificates of a PEM file, as DER.
+fn pem_certificates(pem: &[u8], path: &Path) -> Result<Vec<Vec<u8>>, KubeError> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut out = Vec::new();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert =
+            cert.map_err(|e| KubeError::Config(format!("the cluster CA file {} is not PEM: {e}", path.display())))?;
+        out.push(cert.to_vec());
+    }
+    if out.is_empty() {
+        return Err(KubeError::Config(format!("the cluster CA file {} holds no certificate", path.display())));
+    }
+    Ok(out)
+}
+
+/// A client for the API server of the cluster this pod runs in.
+#[derive(Clone)]
+pub struct KubeClient {
+    client: kube::Client,
+}
+
+impl std::fmt::Debug for KubeClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeClient").finish_non_exhaustive()
+    }
+}
+
+/// Runs one request, bounded by [`REQUEST_TIME`].
+async fn bounded<T>(what: &str, f: impl Future<Output = Result<T, kube::Error>>) -> Result<T, KubeError> {
+    match tokio::time::timeout(REQUEST_TIME, f).await {
+        Ok(r) => r.map_err(|e| KubeError::from_kube(what, e)),
+        Err(_) => Err(KubeError::Unreachable {
+            what: what.to_string(),
+            reason: format!("no answer within {}", humantime::format_duration(REQUEST_TIME)),
+        }),
+    }
+}
+
+/// Checks a node name before it goes into a path or a field selector.
+fn check_node_name(name: &str) -> Result<(), KubeError> {
+    if name.is_empty()
+        || name.len() > 253
+        || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+    {
+        return Err(KubeError::Config(format!(
+            "node name {} is not a Kubernetes object name (lowercase letters, digits, '-' and '.')",
+            Shown(name)
+        )));
+    }
+    Ok(())
+}
+
 impl KubeClient {
-    /// Reads the CA file and sets up TLS with it as the only trust anchor.
+    /// Reads the CA file and builds the client (TLS with the cluster CA as the only trust
+    /// anchor, the bearer token from its file). Needs a tokio runtime.
     pub fn new(config: KubeConfig) -> Result<Self, KubeError> {
         let pem = read_small(&config.ca_file, "cluster CA file")?;
-        let mut roots = RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(&pem) {
-            let cert = cert.map_err(|e| {
-                KubeError::Config(format!("the cluster CA file {} is not PEM: {e}", config.ca_file.display()))
-            })?;
-            roots.add(cert).map_err(|e| {
-                KubeError::Config(format!(
-                    "the cluster CA file {} holds a bad certificate: {e}",
-                    config.ca_file.display()
-                ))
-            })?;
-        }
-        if roots.is_empty() {
-            return Err(KubeError::Config(format!(
-                "the cluster CA file {} holds no certificate",
-                config.ca_file.display()
-            )));
-        }
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let tls = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| KubeError::Config(format!("TLS setup: {e}")))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Ok(Self { config, tls: TlsConnector::from(Arc::new(tls)) })
+        let roots = pem_certificates(&pem, &config.ca_file)?;
+        let url: http::Uri = config
+            .url
+            .parse()
+            .map_err(|e| KubeError::Config(format!("the API address {}: {e}", Shown(&config.url))))?;
+        let mut c = kube::Config::new(url);
+        c.root_cert = Some(roots);
+        c.root_cert_file = Some(config.ca_file.clone());
+        c.auth_info.token_file = Some(config.token_file.display().to_string());
+        c.connect_timeout = Some(Duration::from_secs(5));
+        // The bounded() wrapper limits each request; watches stay open for WATCH_SECONDS.
+        c.read_timeout = None;
+        let client = kube::Client::try_from(c).map_err(|e| KubeError::Config(format!("Kubernetes client: {e}")))?;
+        Ok(Self { client })
     }
 
     /// `GET /api/v1/nodes/{name}`.
     pub async fn node(&self, name: &str) -> Result<Node, KubeError> {
-        let what = format!("get nodes/{}", Shown(name));
-        if name.is_empty()
-            || name.len() > 253
-            || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-        {
-            return Err(KubeError::Config(format!(
-                "node name {} is not a Kubernetes object name (lowercase letters, digits, '-' and '.')",
-                Shown(name)
-            )));
-        }
-        let body = self.get(&format!("/api/v1/nodes/{name}"), &what).await?;
-        serde_json::from_slice(&body).map_err(|e| KubeError::Decode { what, reason: e.to_string() })
+        check_node_name(name)?;
+        let api: Api<Node> = Api::all(self.client.clone());
+        bounded(&format!("get nodes/{name}"), api.get(name)).await
     }
 
-    /// One GET, bounded by [`REQUEST_TIME`], answering the body of a 200.
-    async fn get(&self, path: &str, what: &str) -> Result<Bytes, KubeError> {
-        let token = read_small(&self.config.token_file, "service account token")?;
-        let token = String::from_utf8(token)
-            .ok()
-            .map(|t| t.trim().to_string())
-            .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()))
-            .ok_or_else(|| {
-                KubeError::Config(format!(
-                    "the service account token {} is empty or not a token",
-                    self.config.token_file.display()
-                ))
-            })?;
-        let unreachable = |reason: String| KubeError::Unreachable {
-            endpoint: self.config.authority.clone(),
-            what: what.to_string(),
-            reason,
-        };
-        let exchange = async {
-            let tcp = TcpStream::connect(&self.config.authority).await.map_err(|e| unreachable(e.to_string()))?;
-            let name = ServerName::try_from(self.config.server_name.clone())
-                .map_err(|e| KubeError::Config(format!("API server name {}: {e}", Shown(&self.config.server_name))))?;
-            let tls = self.tls.connect(name, tcp).await.map_err(|e| unreachable(format!("TLS: {e}")))?;
-            let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-                .await
-                .map_err(|e| unreachable(e.to_string()))?;
-            let driver = tokio::spawn(connection);
-            let request = http::Request::get(path)
-                .header(http::header::HOST, &self.config.authority)
-                .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
-                .header(http::header::ACCEPT, "application/json")
-                .header(http::header::USER_AGENT, concat!("fsx-csi-driver/", env!("CARGO_PKG_VERSION")))
-                .body(Empty::<Bytes>::new())
-                .map_err(|e| KubeError::Config(format!("request {path}: {e}")))?;
-            let response = sender.send_request(request).await.map_err(|e| unreachable(e.to_string()));
-            let result = match response {
-                Ok(response) => {
-                    let status = response.status();
-                    let body = Limited::new(response.into_body(), MAX_BODY)
-                        .collect()
-                        .await
-                        .map(|b| b.to_bytes())
-                        .map_err(|e| KubeError::Decode { what: what.to_string(), reason: e.to_string() });
-                    body.map(|b| (status, b))
-                }
-                Err(e) => Err(e),
-            };
-            driver.abort();
-            result
-        };
-        let (status, body) = tokio::time::timeout(REQUEST_TIME, exchange)
-            .await
-            .map_err(|_| unreachable(format!("no answer within {}", humantime::format_duration(REQUEST_TIME))))??;
-        if status.is_success() {
-            return Ok(body);
+    /// Removes every taint with `key` from node `name`, keeping the others as they are. The
+    /// patch carries the node's resourceVersion, so a concurrent change answers 409 (retry)
+    /// instead of being overwritten. Returns how many taints were removed.
+    pub async fn remove_taint(&self, name: &str, key: &str) -> Result<usize, KubeError> {
+        let node = self.node(name).await?;
+        let taints: Vec<Taint> = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
+        let kept: Vec<&Taint> = taints.iter().filter(|t| t.key != key).collect();
+        let removed = taints.len() - kept.len();
+        if removed == 0 {
+            return Ok(0);
         }
-        let message = serde_json::from_slice::<ApiStatus>(&body)
-            .ok()
-            .map(|s| s.message)
-            .filter(|m| !m.is_empty())
-            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-        let hint = match status.as_u16() {
-            401 => " (the service account token was not accepted)",
-            403 => " (the node plugin's ClusterRole must allow get on nodes)",
-            _ => "",
-        };
-        Err(KubeError::Refused {
-            what: what.to_string(),
-            status: status.as_u16(),
-            message: Shown(&message).to_string(),
-            hint,
-        })
+        let patch = serde_json::json!({
+            "metadata": {"resourceVersion": node.metadata.resource_version},
+            "spec": {"taints": kept},
+        });
+        let api: Api<Node> = Api::all(self.client.clone());
+        let params = PatchParams { field_manager: Some("fsx-csi-driver".into()), ..PatchParams::default() };
+        bounded(&format!("patch nodes/{name}"), api.patch(name, &params, &Patch::Merge(&patch))).await?;
+        Ok(removed)
+    }
+
+    /// True if the CSINode of node `name` lists `driver` now (absent: false).
+    pub async fn csi_node_registered(&self, name: &str, driver: &str) -> Result<bool, KubeError> {
+        check_node_name(name)?;
+        let api: Api<CSINode> = Api::all(self.client.clone());
+        let found = bounded(&format!("get csinodes/{name}"), api.get_opt(name)).await?;
+        Ok(found.is_some_and(|n| n.spec.drivers.iter().any(|d| d.name == driver)))
+    }
+
+    /// Waits until the CSINode of node `name` lists `driver` (the kubelet registered the
+    /// plugin), watching it: one watch stays open until the API server closes it, and the
+    /// next one starts again (errors return, for the caller to back off). Returns `Ok(true)`
+    /// once listed, `Ok(false)` when the watch ended without it.
+    pub async fn csi_node_lists(&self, name: &str, driver: &str) -> Result<bool, KubeError> {
+        check_node_name(name)?;
+        let what = format!("watch csinodes/{name}");
+        let api: Api<CSINode> = Api::all(self.client.clone());
+        let params = WatchParams::default().fields(&format!("metadata.name={name}")).timeout(WATCH_SECONDS);
+        // "0": the current object first (a synthetic ADDED), then its changes.
+        let stream = bounded(&what, api.watch(&params, "0")).await?;
+        let mut stream = std::pin::pin!(stream);
+        let lists = |n: &CSINode| n.spec.drivers.iter().any(|d| d.name == driver);
+        let limit = Duration::from_secs(u64::from(WATCH_SECONDS) + 30);
+        loop {
+            let next = match tokio::time::timeout(limit, stream.next()).await {
+                Ok(next) => next,
+                Err(_) => return Ok(false),
+            };
+            match next {
+                None => return Ok(false),
+                Some(Ok(WatchEvent::Added(n) | WatchEvent::Modified(n))) if lists(&n) => return Ok(true),
+                Some(Ok(WatchEvent::Error(s))) => return Err(KubeError::from_kube(&what, kube::Error::Api(s))),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(KubeError::from_kube(&what, e)),
+            }
+        }
     }
 }
 
@@ -284,25 +283,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn node_parses_with_only_what_is_read() {
-        let node: Node = serde_json::from_str(
-            r#"{"kind":"Node","metadata":{"name":"n"},"spec":{"unschedulable":true,
-                "taints":[{"key":"node.kubernetes.io/unschedulable","effect":"NoSchedule","timeAdded":"x"}]},
-                "status":{"images":[]}}"#,
-        )
-        .unwrap();
-        assert!(node.spec.unschedulable);
-        assert_eq!(node.spec.taints[0].key, "node.kubernetes.io/unschedulable");
-        let bare: Node = serde_json::from_str(r#"{"kind":"Node","spec":{}}"#).unwrap();
-        assert!(!bare.spec.unschedulable && bare.spec.taints.is_empty());
-    }
-
-    #[test]
     fn a_missing_or_bad_ca_file_is_named() {
         let dir = tempfile::tempdir().unwrap();
         let config = |ca: &str| KubeConfig {
-            authority: "127.0.0.1:1".into(),
-            server_name: "127.0.0.1".into(),
+            url: "https://127.0.0.1:1".into(),
             token_file: dir.path().join("token"),
             ca_file: dir.path().join(ca),
         };
@@ -313,35 +297,23 @@ mod tests {
         assert!(e.contains("holds no certificate"), "{e}");
     }
 
-    #[tokio::test]
-    async fn a_bad_node_name_or_token_is_refused_before_any_request() {
-        let dir = tempfile::tempdir().unwrap();
-        // A self-signed certificate generated for this test would need a dependency; the
-        // refusals below happen before TLS is set up, so any parsable CA will do.
-        let client = KubeClient {
-            config: KubeConfig {
-                authority: "127.0.0.1:1".into(),
-                server_name: "127.0.0.1".into(),
-                token_file: dir.path().join("token"),
-                ca_file: dir.path().join("ca.crt"),
-            },
-            tls: TlsConnector::from(Arc::new(
-                ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-                    .with_safe_default_protocol_versions()
-                    .unwrap()
-                    .with_root_certificates(RootCertStore::empty())
-                    .with_no_client_auth(),
-            )),
-        };
-        let e = client.node("Node_1/../x").await.unwrap_err().to_string();
-        assert!(e.contains("not a Kubernetes object name"), "{e}");
-        let e = client.node("node-1").await.unwrap_err().to_string();
-        assert!(e.contains("service account token") && e.contains("token"), "{e}");
-        std::fs::write(dir.path().join("token"), "\n").unwrap();
-        let e = client.node("node-1").await.unwrap_err().to_string();
-        assert!(e.contains("empty or not a token"), "{e}");
-        std::fs::write(dir.path().join("token"), "abc").unwrap();
-        let e = client.node("node-1").await.unwrap_err();
-        assert!(matches!(e, KubeError::Unreachable { .. }), "{e}");
+    #[test]
+    fn node_names_are_checked_before_any_request() {
+        assert!(check_node_name("ip-10-0-1-2.ec2.internal").is_ok());
+        for bad in ["", "Node_1", "a/../b", "a,metadata.name=b", &"a".repeat(254)] {
+            let e = check_node_name(bad).unwrap_err().to_string();
+            assert!(e.contains("not a Kubernetes object name"), "{e}");
+        }
+    }
+
+    #[test]
+    fn api_errors_name_the_request_and_what_to_fix() {
+        let status = kube::core::Status::failure("nodes \"n\" is forbidden", "Forbidden").with_code(403);
+        let e = KubeError::from_kube("patch nodes/n", kube::Error::Api(Box::new(status)));
+        let text = e.to_string();
+        assert!(text.contains("patch nodes/n") && text.contains("403"), "{text}");
+        assert!(text.contains("fsx-csi-node-role must allow patch on nodes"), "{text}");
+        let status = kube::core::Status::failure("conflict", "Conflict").with_code(409);
+        assert!(KubeError::from_kube("x", kube::Error::Api(Box::new(status))).is_conflict());
     }
 }

@@ -48,7 +48,12 @@
 //!   operations built on them (stage, bind, unmount with escalation, health).
 //! - [`drain`]: the node plugin's preStop hook (`fsx-csi-driver pre-stop`): on a node being
 //!   drained, wait (bounded) until the kubelet has unmounted every volume of this driver, woken
-//!   by the mount table's change notifications; [`kube`] is its minimal in-cluster API client.
+//!   by the mount table's change notifications.
+//! - [`taint`]: `--remove-not-ready-taint`: the node's `fsx.csi.aws.com/agent-not-ready`
+//!   taint comes off once the kubelet has registered the plugin (its CSINode lists the driver).
+//! - [`kube`]: the Kubernetes API for both (kube-rs, the pod's service account).
+//! - [`metrics`]: Prometheus metrics behind `--metrics-address`, recorded at the FSx SDK
+//!   (every HTTP attempt), the gRPC server (every CSI call), the provisioner and the mounts.
 //! - [`text`]: outside text shown in messages and logs: escaped and cut.
 //! - [`metadata`]: the EC2 instance metadata service (the node id when none is given).
 //! - [`logging`]: `--log-format text|json` tracing setup; every line is scrubbed of
@@ -70,6 +75,7 @@ pub mod metrics;
 pub mod mount;
 pub mod provision;
 pub mod server;
+pub mod taint;
 pub mod text;
 
 /// Generated CSI v1.12.0 types and service stubs (`proto/csi.proto`).

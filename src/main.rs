@@ -112,6 +112,9 @@ async fn run(cli: Cli) -> Result<(), String> {
     let graceful = server::serve(listener, services, async move {
         let _ = graceful_rx.wait_for(|stop| *stop).await;
     });
+    if cli.remove_not_ready_taint && cli.mode.node() {
+        remove_not_ready_taint(&cli);
+    }
     let result = tokio::select! {
         r = graceful => r,
         _ = async {
@@ -129,6 +132,31 @@ async fn run(cli: Cli) -> Result<(), String> {
     result.map_err(|e| format!("server error: {e}"))?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts removing the agent-not-ready taint in the background ([`fsx_csi_driver::taint`]),
+/// once the socket serves: it never delays the plugin. Outside a pod, says so once.
+fn remove_not_ready_taint(cli: &Cli) {
+    let Some(node) = cli.node_id.clone() else {
+        tracing::warn!("--remove-not-ready-taint needs the node name (CSI_NODE_NAME); the taint is left alone");
+        return;
+    };
+    if !KubeConfig::in_a_pod() {
+        tracing::info!("not running in a pod (no KUBERNETES_SERVICE_HOST): the agent-not-ready taint is left alone");
+        return;
+    }
+    let file = |var: &str| std::env::var_os(var).filter(|v| !v.is_empty()).map(std::path::PathBuf::from);
+    let config = KubeConfig::in_cluster(file("KUBE_TOKEN_FILE"), file("KUBE_CA_FILE"));
+    let client = match config.and_then(KubeClient::new) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot reach the Kubernetes API; the agent-not-ready taint is left alone");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        fsx_csi_driver::taint::remove_when_registered(&client, &node).await;
+    });
 }
 
 /// The node plugin's preStop hook ([`drain`]). Fails (exit 1, which the kubelet reports as a

@@ -590,6 +590,92 @@ def node_drain(path):
           seen == "exited" and rc == "1" and "403" in log and "get on nodes" in log, (seen, rc, log[-800:]))
 
 
+TAINT_NODE = "fsx-taint-node"
+
+
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        kib = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    return kib / 1024
+NOT_READY = "fsx.csi.aws.com/agent-not-ready"
+
+
+def not_ready_taint(path):
+    """12. The node plugin, started with the rendered DaemonSet's args, env and service
+    account, leaves the agent-not-ready taint while its CSINode does not list the driver, and
+    removes it (only it) within seconds once it does."""
+    import signal
+    import yaml
+    with open(os.path.join(CLUSTER_DIR, "rendered.yaml")) as f:
+        ds = next(d for d in yaml.safe_load_all(f) if d and d["kind"] == "DaemonSet")
+    pod = ds["spec"]["template"]["spec"]
+    plugin = next(c for c in pod["containers"] if c["name"] == "fsx-plugin")
+    work = os.path.join(CLUSTER_DIR, f"taint-{path}")
+    os.makedirs(os.path.join(work, "kubelet"), exist_ok=True)
+    kubectl("delete", "node", TAINT_NODE, "--ignore-not-found")
+    kubectl("delete", "csinode", TAINT_NODE, "--ignore-not-found")
+    apply(json.dumps({"apiVersion": "v1", "kind": "Node", "metadata": {"name": TAINT_NODE},
+                      "spec": {"taints": [{"key": NOT_READY, "effect": "NoExecute"},
+                                          {"key": "dedicated", "value": "ml", "effect": "NoSchedule"}]}}))
+    apply(json.dumps({"apiVersion": "storage.k8s.io/v1", "kind": "CSINode", "metadata": {"name": TAINT_NODE},
+                      "spec": {"drivers": [{"name": "other.csi.example.com", "nodeID": TAINT_NODE}]}}))
+    token = kubectl("-n", ds["metadata"].get("namespace", "kube-system"), "create", "token", pod["serviceAccountName"],
+                    "--duration", "1h").strip()
+    with open(os.path.join(work, "token"), "w") as f:
+        f.write(token)
+    env = dict(os.environ, CSI_NODE_NAME=TAINT_NODE, KUBERNETES_SERVICE_HOST="127.0.0.1",
+               KUBERNETES_SERVICE_PORT=open(os.path.join(CLUSTER_DIR, "ports", "apiserver")).read().strip(),
+               KUBE_TOKEN_FILE=os.path.join(work, "token"), KUBE_CA_FILE=os.path.join(CLUSTER_DIR, "pki", "ca.crt"))
+    socket = os.path.join(work, "csi.sock")
+    args = []
+    for a in plugin["args"]:
+        flag = a.split("=", 1)[0]
+        if flag == "--endpoint":
+            a = f"--endpoint=unix://{socket}"
+        elif flag == "--kubelet-dir":
+            a = f"--kubelet-dir={os.path.join(work, 'kubelet')}"
+        elif flag == "--metrics-address":
+            a = "--metrics-address=127.0.0.1:0"
+        args.append(a)
+    log_path = os.path.join(work, "node.log")
+    log = open(log_path, "w")
+    proc = subprocess.Popen([os.path.join(ROOT, "target", "debug", "fsx-csi-driver"), *args], env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+
+    def taints():
+        return {t["key"]: t for t in (get("node", TAINT_NODE) or {}).get("spec", {}).get("taints", [])}
+
+    def logged(text):
+        return text in open(log_path).read()
+    try:
+        waiting = wait_for("the plugin to wait for its registration",
+                           lambda: logged("waiting for the kubelet to register the plugin"), 30)
+        check(f"{path}: not-ready taint: the rendered node args ask for it, and the socket serves at once",
+              "--remove-not-ready-taint" in plugin["args"] and os.path.exists(socket) and waiting,
+              open(log_path).read()[-800:])
+        check(f"{path}: not-ready taint: kept while the CSINode does not list the driver",
+              NOT_READY in taints() and "dedicated" in taints(), taints())
+        rss_watching = rss_mib(proc.pid)
+        registered = time.time()
+        kubectl("patch", "csinode", TAINT_NODE, "--type", "json", "-p", json.dumps([
+            {"op": "add", "path": "/spec/drivers/-", "value": {"name": "fsx.csi.aws.com", "nodeID": TAINT_NODE}}]))
+        gone = wait_for("the taint to be removed", lambda: NOT_READY not in taints(), 30)
+        took = time.time() - registered
+        left = taints()
+        check(f"{path}: not-ready taint: removed within seconds of the registration, the other taint untouched",
+              gone and left.get("dedicated", {}).get("value") == "ml" and left["dedicated"].get("effect") == "NoSchedule"
+              and logged("taint removed"), (left, open(log_path).read()[-800:]))
+        figures.append(f"{path}: not-ready taint removed {took:.1f}s after the CSINode listed the driver; node plugin "
+                       f"RSS {rss_watching:.1f} MiB while watching its CSINode, {rss_mib(proc.pid):.1f} MiB after")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
 def replica_metrics():
     """Each running replica's /metrics text, found from the address its driver logged (the
     replicas serve on free ports: two share this host)."""
@@ -709,6 +795,7 @@ def main(argv):
         static_provisioning()
         bad_input()
         node_drain(path)
+        not_ready_taint(path)
         leader_change()
     else:
         pv = seed_walkthrough(path)
@@ -721,6 +808,7 @@ def main(argv):
             check(f"{path}: a claim grows through the resizer with the chart's RBAC", wait_for("growth", lambda: get(
                 "pvc", "-n", ns, "data")["status"].get("capacity", {}).get("storage") == "2400Gi", 120))
         node_drain(path)
+        not_ready_taint(path)
         metrics_agree(path, api_start)
     sidecar_logs_clean(path)
     volumes = len(file_systems())

@@ -119,9 +119,11 @@ async fn controller(bin: &Path, volumes: usize, delay: u64, jitter: u64, poll_s:
     .unwrap();
     let dir = tempfile_dir();
     let socket = dir.join("csi.sock");
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = Command::new(bin.join("fsx-csi-driver"))
         .args(["--mode", "controller", "--endpoint", &format!("unix://{}", socket.display())])
         .args(["--poll-interval", &format!("{poll_s}s")])
+        .args(["--metrics-address", &format!("127.0.0.1:{metrics_port}")])
         .env("AWS_ENDPOINT_URL_FSX", emulator.endpoint())
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "bench")
@@ -185,6 +187,17 @@ async fn controller(bin: &Path, volumes: usize, delay: u64, jitter: u64, poll_s:
     }
     let (_, hwm) = rss_kib(pid);
     let calls_all = emulator.all_calls();
+    let counted: f64 = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", metrics_port)).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        body.lines()
+            .filter(|l| l.starts_with("fsx_csi_api_requests_total{"))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
+    };
 
     let per = |op: &str| calls.get(op).copied().unwrap_or(0);
     let ticks = (elapsed.as_secs_f64() / poll_s as f64).ceil() as u64 + 1;
@@ -210,7 +223,8 @@ async fn controller(bin: &Path, volumes: usize, delay: u64, jitter: u64, poll_s:
         percentile(&lags, 0.99).as_secs_f64(),
         lags.last().unwrap().as_secs_f64()
     );
-    println!("  controller peak RSS: {} (after creations {})", mib(hwm), mib(hwm_after_create));
+    println!("  controller peak RSS with metrics served: {} (after creations {})", mib(hwm), mib(hwm_after_create));
+    println!("  metrics: {} FSx requests counted, the emulator answered {}", counted, calls_all.values().sum::<u64>());
     let ok = per("CreateFileSystem") as usize <= volumes
         && per("DescribeFileSystems") <= 1 + batches * ticks
         && hwm < 30 * 1024;
@@ -260,6 +274,39 @@ async fn node(bin: &Path, targets: usize) {
         ready.last().unwrap().as_secs_f64() * 1e3
     );
     println!("  idle RSS: {}", mib(idle));
+
+    // 1b. As the DaemonSet runs it: metrics served (and scraped once), the taint flag on
+    // (outside a pod it only says so; the control-plane tier measures it with a live watch).
+    let mut idle_deployed = 0;
+    for _ in 0..3 {
+        let _ = std::fs::remove_file(&socket);
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let start = Instant::now();
+        let child = Command::new(bin.join("fsx-csi-driver"))
+            .args(["--mode", "node", "--node-id", "bench", "--endpoint", &format!("unix://{}", socket.display())])
+            .args(["--kubelet-dir", &kubelet.display().to_string(), "--remove-not-ready-taint"])
+            .args(["--metrics-address", &format!("127.0.0.1:{port}")])
+            .env("RUST_LOG", "warn")
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let child = Killed(child);
+        wait_socket(&socket, start).await;
+        let mut n = NodeClient::new(fsx_csi_tools::connect(&socket).await.unwrap());
+        n.node_get_info(NodeGetInfoRequest {}).await.unwrap();
+        {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+            let mut body = String::new();
+            s.read_to_string(&mut body).unwrap();
+            assert!(body.contains("fsx_csi_grpc_requests_total"), "metrics not served");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        idle_deployed = idle_deployed.max(rss_kib(child.0.id()).0);
+    }
+    println!("  idle RSS as deployed (metrics served and scraped, --remove-not-ready-taint): {}", mib(idle_deployed));
 
     // 2. Publish latency through the harness (the same node service, tmpfs for lustre).
     if !nix::unistd::geteuid().is_root() {
