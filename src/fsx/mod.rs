@@ -209,11 +209,25 @@ pub struct FileSystem {
     pub export_path: Option<String>,
     /// `RootSquashConfiguration.RootSquash`.
     pub root_squash: Option<String>,
+    /// The settings `UpdateFileSystem` can change in place (see [`LustreUpdate`]).
+    pub settings: LustreSettings,
     pub tags: Vec<(String, String)>,
     /// `AdministrativeActions` of type FILE_SYSTEM_UPDATE (storage capacity changes).
     pub updates: Vec<Update>,
     /// `CreationTime`: when FSx accepted the CreateFileSystem call.
     pub created_at: Option<std::time::SystemTime>,
+}
+
+/// The Lustre settings of a file system that `UpdateFileSystem` can change in place, as FSx
+/// describes them (`None`: not reported).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LustreSettings {
+    pub weekly_maintenance_start_time: Option<String>,
+    pub daily_automatic_backup_start_time: Option<String>,
+    pub automatic_backup_retention_days: Option<i32>,
+    pub auto_import_policy: Option<AutoImportPolicy>,
+    pub metadata_mode: Option<MetadataMode>,
+    pub metadata_iops: Option<i32>,
 }
 
 /// A FILE_SYSTEM_UPDATE administrative action.
@@ -222,7 +236,61 @@ pub struct Update {
     pub status: UpdateStatus,
     /// `TargetFileSystemValues.StorageCapacity`, when the update changes capacity.
     pub target_capacity_gib: Option<i64>,
+    /// The Lustre settings the update changes, when it changes settings (ModifyVolume).
+    pub target: LustreUpdate,
     pub failure_message: Option<String>,
+}
+
+/// What `UpdateFileSystem` changes of a Lustre file system's settings (ModifyVolume): only
+/// the fields that are `Some`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LustreUpdate {
+    pub per_unit_storage_throughput: Option<i32>,
+    pub metadata_mode: Option<MetadataMode>,
+    pub metadata_iops: Option<i32>,
+    pub data_compression_type: Option<DataCompressionType>,
+    pub weekly_maintenance_start_time: Option<String>,
+    pub daily_automatic_backup_start_time: Option<String>,
+    pub automatic_backup_retention_days: Option<i32>,
+    pub auto_import_policy: Option<AutoImportPolicy>,
+}
+
+impl LustreUpdate {
+    /// True if nothing would change.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// True if `fs` already has every value this update sets.
+    pub fn is_in_effect(&self, fs: &FileSystem) -> bool {
+        let s = &fs.settings;
+        fn same<T: PartialEq>(want: &Option<T>, have: &Option<T>) -> bool {
+            want.is_none() || want == have
+        }
+        same(&self.per_unit_storage_throughput, &fs.per_unit_storage_throughput)
+            && same(&self.metadata_mode, &s.metadata_mode)
+            && same(&self.metadata_iops, &s.metadata_iops)
+            && same(&self.data_compression_type, &fs.data_compression_type)
+            && same(&self.weekly_maintenance_start_time, &s.weekly_maintenance_start_time)
+            && same(&self.daily_automatic_backup_start_time, &s.daily_automatic_backup_start_time)
+            && same(&self.automatic_backup_retention_days, &s.automatic_backup_retention_days)
+            && same(&self.auto_import_policy, &s.auto_import_policy)
+    }
+
+    /// True if a running update with `target` makes at least these changes (a retry joins it).
+    pub fn covered_by(&self, target: &LustreUpdate) -> bool {
+        fn same<T: PartialEq>(want: &Option<T>, have: &Option<T>) -> bool {
+            want.is_none() || want == have
+        }
+        same(&self.per_unit_storage_throughput, &target.per_unit_storage_throughput)
+            && same(&self.metadata_mode, &target.metadata_mode)
+            && same(&self.metadata_iops, &target.metadata_iops)
+            && same(&self.data_compression_type, &target.data_compression_type)
+            && same(&self.weekly_maintenance_start_time, &target.weekly_maintenance_start_time)
+            && same(&self.daily_automatic_backup_start_time, &target.daily_automatic_backup_start_time)
+            && same(&self.automatic_backup_retention_days, &target.automatic_backup_retention_days)
+            && same(&self.auto_import_policy, &target.auto_import_policy)
+    }
 }
 
 impl Update {
@@ -235,6 +303,58 @@ impl Update {
     pub fn is_done(&self) -> bool {
         matches!(self.status, UpdateStatus::UpdatedOptimizing | UpdateStatus::Completed | UpdateStatus::Optimizing)
     }
+}
+
+wire_state!(
+    /// The lifecycle of a backup (`Backup.Lifecycle`).
+    BackupLifecycle {
+        Available => "AVAILABLE",
+        Creating => "CREATING",
+        Transferring => "TRANSFERRING",
+        Deleted => "DELETED",
+        Failed => "FAILED",
+        Pending => "PENDING",
+        Copying => "COPYING",
+    }
+);
+
+impl BackupLifecycle {
+    /// FSx is still taking (or copying) it: the poller keeps describing it.
+    pub fn is_in_flight(&self) -> bool {
+        matches!(self, Self::Creating | Self::Transferring | Self::Pending | Self::Copying)
+    }
+}
+
+/// Tag key that names the CSI snapshot a backup was made for.
+pub const SNAPSHOT_NAME_TAG: &str = "CSISnapshotName";
+
+/// A user-initiated backup of a Lustre file system (a CSI snapshot).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backup {
+    pub id: String,
+    pub lifecycle: BackupLifecycle,
+    pub failure_message: Option<String>,
+    /// The backed-up file system as it was when the backup was taken (FSx keeps this after
+    /// the file system is deleted): its id, deployment type, capacity and settings.
+    pub file_system: FileSystem,
+    pub created_at: Option<std::time::SystemTime>,
+    pub tags: Vec<(String, String)>,
+}
+
+impl Backup {
+    /// The CSI snapshot name this backup was made for, if this driver made it.
+    pub fn snapshot_name(&self) -> Option<&str> {
+        self.tags.iter().find(|(k, _)| k == SNAPSHOT_NAME_TAG).map(|(_, v)| v.as_str())
+    }
+}
+
+/// What `CreateBackup` needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupSpec {
+    /// Idempotency token: the same token for the same file system returns the same backup.
+    pub client_request_token: String,
+    pub file_system_id: String,
+    pub tags: Vec<(String, String)>,
 }
 
 /// A data repository association (S3 link of a PERSISTENT_2 file system).
@@ -388,6 +508,40 @@ pub trait Fsx: Send + Sync + 'static {
 
     /// Every data repository association of one file system (filter `file-system-id`).
     async fn associations_of(&self, file_system_id: &str) -> Result<Vec<Association>, FsxError>;
+
+    /// `CreateBackup` of a Lustre file system. Idempotent through `spec.client_request_token`.
+    /// FSx refuses scratch file systems and file systems linked to S3 the legacy way
+    /// (`Invalid`), and a second backup while one is being taken (`Unavailable`).
+    async fn create_backup(&self, spec: &BackupSpec) -> Result<Backup, FsxError>;
+
+    /// `DescribeBackups` for up to 50 backup ids; [`FsxError::NotFound`] if any is unknown.
+    async fn describe_backups(&self, ids: &[String]) -> Result<Vec<Backup>, FsxError>;
+
+    /// Every user-initiated Lustre backup of the account, one call per page. Read-only.
+    async fn list_backups(&self) -> Result<Vec<Backup>, FsxError>;
+
+    /// `DeleteBackup`. [`FsxError::NotFound`] if the backup is gone.
+    async fn delete_backup(&self, id: &str) -> Result<BackupLifecycle, FsxError>;
+
+    /// `CreateFileSystemFromBackup`: a new file system with the backup's data, deployment
+    /// type and size. Idempotent through `spec.client_request_token` like
+    /// [`Fsx::create_file_system`]; `spec.capacity_gib` is not sent (a restore has the
+    /// backup's size).
+    async fn create_file_system_from_backup(&self, backup_id: &str, spec: &CreateSpec)
+    -> Result<FileSystem, FsxError>;
+
+    /// `UpdateFileSystem` of Lustre settings. Not idempotent by itself (callers check
+    /// `FileSystem::updates` first); FSx refuses it (`Invalid`) while another update runs and
+    /// for settings the deployment type does not have.
+    async fn update_lustre(&self, id: &str, update: &LustreUpdate) -> Result<FileSystem, FsxError>;
+}
+
+/// True if `id` has the shape of a backup id: `backup-` and 8 to 17 lowercase hex digits.
+pub fn is_backup_id(id: &str) -> bool {
+    id.len() <= 24
+        && id
+            .strip_prefix("backup-")
+            .is_some_and(|hex| hex.len() >= 8 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
 }
 
 /// True if `id` has the shape of a file system id: `fs-` and 8 to 18 lowercase hex digits.
