@@ -12,7 +12,7 @@
 //! | `fsx_csi_api_retries_total` | `operation` | attempts after the first of one SDK call |
 //! | `fsx_csi_grpc_requests_total` | `method`, `code` | every CSI call ([`GrpcMetricsLayer`]) |
 //! | `fsx_csi_grpc_request_duration_seconds` | `method` | the same calls |
-//! | `fsx_csi_file_systems_in_flight` | `kind` (`creating`, `growing`, `associating`) | the poller, every tick |
+//! | `fsx_csi_file_systems_in_flight` | `kind` (`creating`, `growing`, `modifying`, `associating`, `backing_up`) | the poller, every tick |
 //! | `fsx_csi_file_system_creation_seconds` | | FSx's CreationTime to the poll that saw AVAILABLE |
 //! | `fsx_csi_failed_file_systems_cleaned_up_total` | | FAILED file systems (or S3 links) deleted |
 //! | `fsx_csi_duplicate_creations_avoided_total` | | CreateVolume retries answered from the index |
@@ -43,6 +43,10 @@ const OPERATIONS: &[&str] = &[
     "CreateDataRepositoryAssociation",
     "DescribeDataRepositoryAssociations",
     "DeleteDataRepositoryAssociation",
+    "CreateBackup",
+    "DescribeBackups",
+    "DeleteBackup",
+    "CreateFileSystemFromBackup",
 ];
 
 /// The CSI methods; anything else is counted as `other`.
@@ -194,7 +198,11 @@ type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 pub enum InFlight {
     Creating,
     Growing,
+    /// Settings being changed (ModifyVolume).
+    Modifying,
     Associating,
+    /// Backups being taken (CreateSnapshot).
+    BackingUp,
 }
 
 /// How a node operation ended.
@@ -335,7 +343,9 @@ impl Metrics {
         let kind = match kind {
             InFlight::Creating => "creating",
             InFlight::Growing => "growing",
+            InFlight::Modifying => "modifying",
             InFlight::Associating => "associating",
+            InFlight::BackingUp => "backing_up",
         };
         self.in_flight.get_or_create(&KindLabel { kind }).set(i64::try_from(n).unwrap_or(i64::MAX));
     }

@@ -166,7 +166,13 @@ fn fsx_accepts(spec: &CreateSpec) -> Result<(), String> {
 /// The property of CreateVolume's input: refused with InvalidArgument/OutOfRange (no panic),
 /// or turned into a request FSx accepts.
 fn check_create_volume(name: &str, required_gib: i64, raw: &HashMap<String, String>) {
-    let req = CreateRequest { name, required_bytes: required_gib.saturating_mul(GIB), limit_bytes: 0, parameters: raw };
+    let req = CreateRequest {
+        name,
+        required_bytes: required_gib.saturating_mul(GIB),
+        limit_bytes: 0,
+        parameters: raw,
+        source_snapshot: None,
+    };
     let planned = Provisioner::plan(&req).and_then(|(p, gib)| {
         let tags = p.tags(name, &[("cluster".into(), "fuzz".into())])?;
         Ok((p, gib, tags))
@@ -282,7 +288,13 @@ fn real_storage_class_seeds_are_accepted() {
         let text = std::fs::read_to_string(dir.join(seed)).unwrap();
         let raw: HashMap<String, String> =
             text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let req = CreateRequest { name: "pvc-1", required_bytes: 1200 * GIB, limit_bytes: 0, parameters: &raw };
+        let req = CreateRequest {
+            name: "pvc-1",
+            required_bytes: 1200 * GIB,
+            limit_bytes: 0,
+            parameters: &raw,
+            source_snapshot: None,
+        };
         let (p, gib) = Provisioner::plan(&req).unwrap_or_else(|e| panic!("{seed}: {e}"));
         let spec = p.create_spec(gib as i32, client_request_token("pvc-1", 0), p.tags("pvc-1", &[]).unwrap());
         fsx_accepts(&spec).unwrap_or_else(|e| panic!("{seed}: {e}"));

@@ -1,5 +1,7 @@
-//! The CSI Controller service: CreateVolume, DeleteVolume, ControllerGetVolume, ListVolumes
-//! and ValidateVolumeCapabilities, on top of [`Provisioner`].
+//! The CSI Controller service: CreateVolume (new, or restored from a snapshot), DeleteVolume,
+//! ControllerExpandVolume, ControllerModifyVolume, ControllerGetVolume, ListVolumes,
+//! ValidateVolumeCapabilities, and snapshots as FSx backups (CreateSnapshot, DeleteSnapshot,
+//! ListSnapshots), on top of [`Provisioner`].
 //!
 //! Every error's gRPC code is chosen in [`failure`] below, per RPC family, and nowhere else:
 //! handlers return a [`ControllerError`]. The same error can mean different things to
@@ -19,12 +21,13 @@ use tonic::{Request, Response, Status};
 use tracing::info_span;
 
 use super::{Failure, check_capabilities, deadline, observe};
-use crate::fsx::{FileSystem, FsxError, Lifecycle, is_file_system_id};
+use crate::fsx::{Backup, BackupLifecycle, FileSystem, FsxError, Lifecycle, is_backup_id, is_file_system_id};
 use crate::proto::controller_server::Controller;
 use crate::proto::controller_service_capability::{Rpc, Type as CapType, rpc};
 use crate::proto::*;
 use crate::provision::capacity::CapacityError;
-use crate::provision::{CreateRequest, ProvisionError, Provisioner};
+use crate::provision::params::MutableParams;
+use crate::provision::{CreateRequest, ProvisionError, Provisioner, SnapshotRequest};
 use crate::text::{Field, Shown};
 
 /// Volume context key for the file system's DNS name (shared with the Go driver).
@@ -72,6 +75,10 @@ pub enum Family {
     Delete,
     /// ControllerExpandVolume.
     Expand,
+    /// ControllerModifyVolume.
+    Modify,
+    /// CreateSnapshot and DeleteSnapshot.
+    Snapshot,
     /// ControllerGetVolume, ValidateVolumeCapabilities, ListVolumes.
     Read,
 }
@@ -105,12 +112,23 @@ pub fn failure(e: ControllerError, family: Family) -> Failure {
             ProvisionError::UpdateFailed { .. } => Code::Internal,
             ProvisionError::AssociationPending { .. } => Code::DeadlineExceeded,
             ProvisionError::AssociationFailed { .. } => Code::Internal,
+            ProvisionError::CannotSnapshot(_) => Code::FailedPrecondition,
+            ProvisionError::SnapshotFailed { .. } => Code::Internal,
+            ProvisionError::SnapshotNotFound(_) => Code::NotFound,
+            ProvisionError::SnapshotNotReady { .. } => Code::Unavailable,
+            ProvisionError::CannotRestore(_) => Code::InvalidArgument,
+            ProvisionError::ModifyInProgress { .. } => Code::Aborted,
+            ProvisionError::ModifyFailed { .. } => Code::Internal,
             ProvisionError::Fsx(fsx) => match (fsx, family) {
                 (FsxError::NotFound(_), _) => Code::NotFound,
-                (FsxError::Invalid { .. }, Family::Create | Family::Expand) => Code::InvalidArgument,
-                (FsxError::Invalid { .. }, Family::Delete | Family::Read) => Code::FailedPrecondition,
-                (FsxError::Incompatible(_), Family::Create) => Code::AlreadyExists,
-                (FsxError::Incompatible(_), Family::Delete | Family::Expand) => Code::FailedPrecondition,
+                (FsxError::Invalid { .. }, Family::Create | Family::Expand | Family::Modify) => Code::InvalidArgument,
+                (FsxError::Invalid { .. }, Family::Delete | Family::Read | Family::Snapshot) => {
+                    Code::FailedPrecondition
+                }
+                (FsxError::Incompatible(_), Family::Create | Family::Snapshot) => Code::AlreadyExists,
+                (FsxError::Incompatible(_), Family::Delete | Family::Expand | Family::Modify) => {
+                    Code::FailedPrecondition
+                }
                 (FsxError::Incompatible(_), Family::Read) => Code::Internal,
                 (FsxError::AccessDenied { .. }, _) => Code::PermissionDenied,
                 (FsxError::LimitExceeded(_), _) => Code::ResourceExhausted,
@@ -142,6 +160,23 @@ pub fn volume(fs: &FileSystem) -> Volume {
     }
 }
 
+/// The CSI snapshot for a backup: ready once AVAILABLE, the size of the backed-up file
+/// system.
+pub fn snapshot(backup: &Backup) -> Snapshot {
+    let creation_time = backup
+        .created_at
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| prost_types::Timestamp { seconds: d.as_secs() as i64, nanos: d.subsec_nanos() as i32 });
+    Snapshot {
+        size_bytes: backup.file_system.capacity_bytes(),
+        snapshot_id: backup.id.clone(),
+        source_volume_id: backup.file_system.id.clone(),
+        creation_time,
+        ready_to_use: backup.lifecycle == BackupLifecycle::Available,
+        group_snapshot_id: String::new(),
+    }
+}
+
 /// The volume condition for a file system: abnormal unless AVAILABLE (or UPDATING, which
 /// stays mountable), with FSx's message.
 pub fn condition(fs: &FileSystem) -> VolumeCondition {
@@ -168,24 +203,39 @@ impl ControllerService {
         deadline: Instant,
     ) -> Result<CreateVolumeResponse, ControllerError> {
         check_capabilities(&req.volume_capabilities).map_err(invalid)?;
-        if req.volume_content_source.is_some() {
-            return Err(invalid(
-                "volume_content_source is not supported: FSx volumes cannot be created from snapshots or clones",
-            ));
-        }
+        use volume_content_source::Type as Source;
+        let source_snapshot = match req.volume_content_source.as_ref().and_then(|s| s.r#type.as_ref()) {
+            None => None,
+            Some(Source::Snapshot(s)) if s.snapshot_id.is_empty() => {
+                return Err(invalid("volume_content_source.snapshot.snapshot_id is required"));
+            }
+            Some(Source::Snapshot(s)) => Some(s.snapshot_id.as_str()),
+            Some(Source::Volume(_)) => {
+                return Err(invalid(
+                    "cloning a volume is not supported: FSx has no clone; take a VolumeSnapshot of it and restore a new claim from that snapshot",
+                ));
+            }
+        };
+        // A VolumeAttributesClass's values override the StorageClass's, and must be keys FSx
+        // can change later.
+        let mut parameters = req.parameters.clone();
         if !req.mutable_parameters.is_empty() {
-            return Err(invalid("mutable_parameters are not supported by this driver"));
+            MutableParams::parse(&req.mutable_parameters).map_err(ProvisionError::Parameter)?;
+            parameters.extend(req.mutable_parameters.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
         let range = req.capacity_range.unwrap_or_default();
         let request = CreateRequest {
             name: &req.name,
             required_bytes: range.required_bytes,
             limit_bytes: range.limit_bytes,
-            parameters: &req.parameters,
+            parameters: &parameters,
+            source_snapshot,
         };
         let fs = self.provisioner.create(request, deadline).await?;
         tracing::info!(volume.id = %fs.id, capacity_gib = fs.capacity_gib, "volume ready");
-        Ok(CreateVolumeResponse { volume: Some(volume(&fs)) })
+        let mut volume = volume(&fs);
+        volume.content_source = req.volume_content_source;
+        Ok(CreateVolumeResponse { volume: Some(volume) })
     }
 
     async fn delete(
@@ -269,6 +319,78 @@ impl ControllerService {
             // Lustre clients see the new size at once: nothing to do on the nodes.
             node_expansion_required: false,
         })
+    }
+
+    async fn modify(
+        &self,
+        req: ControllerModifyVolumeRequest,
+        deadline: Instant,
+    ) -> Result<ControllerModifyVolumeResponse, ControllerError> {
+        if req.volume_id.is_empty() {
+            return Err(invalid("volume_id is required"));
+        }
+        if req.mutable_parameters.is_empty() {
+            return Err(invalid("mutable_parameters must not be empty"));
+        }
+        self.provisioner.modify(&req.volume_id, &req.mutable_parameters, deadline).await?;
+        tracing::info!("volume settings in effect");
+        Ok(ControllerModifyVolumeResponse {})
+    }
+
+    async fn create_snapshot(
+        &self,
+        req: CreateSnapshotRequest,
+        deadline: Instant,
+    ) -> Result<CreateSnapshotResponse, ControllerError> {
+        if req.name.is_empty() {
+            return Err(invalid("name is required"));
+        }
+        if req.source_volume_id.is_empty() {
+            return Err(invalid("source_volume_id is required"));
+        }
+        let request =
+            SnapshotRequest { name: &req.name, source_volume_id: &req.source_volume_id, parameters: &req.parameters };
+        let backup = self.provisioner.snapshot(request, deadline).await?;
+        tracing::info!(snapshot.id = %backup.id, lifecycle = %backup.lifecycle, "snapshot answered");
+        Ok(CreateSnapshotResponse { snapshot: Some(snapshot(&backup)) })
+    }
+
+    async fn delete_snapshot(
+        &self,
+        req: DeleteSnapshotRequest,
+        deadline: Instant,
+    ) -> Result<DeleteSnapshotResponse, ControllerError> {
+        if req.snapshot_id.is_empty() {
+            return Err(invalid("snapshot_id is required"));
+        }
+        self.provisioner.delete_snapshot(&req.snapshot_id, deadline).await?;
+        Ok(DeleteSnapshotResponse {})
+    }
+
+    fn list_snapshots(&self, req: ListSnapshotsRequest) -> Result<ListSnapshotsResponse, ControllerError> {
+        if req.max_entries < 0 {
+            return Err(invalid("max_entries must not be negative"));
+        }
+        let snapshots = self.provisioner.snapshots();
+        let entry = |b: &Backup| list_snapshots_response::Entry { snapshot: Some(snapshot(b)) };
+        // One snapshot by id: it, or nothing (never an error, as the spec asks).
+        if !req.snapshot_id.is_empty() {
+            let found = is_backup_id(&req.snapshot_id)
+                .then(|| snapshots.by_id(&req.snapshot_id))
+                .flatten()
+                .filter(|b| req.source_volume_id.is_empty() || b.file_system.id == req.source_volume_id);
+            return Ok(ListSnapshotsResponse { entries: found.iter().map(entry).collect(), next_token: String::new() });
+        }
+        let after = match req.starting_token.as_str() {
+            "" => None,
+            t if is_backup_id(t) => Some(t),
+            t => return Err(ControllerError::UnknownToken(t.to_string())),
+        };
+        let source = (!req.source_volume_id.is_empty()).then_some(req.source_volume_id.as_str());
+        let max = if req.max_entries == 0 { usize::MAX } else { req.max_entries as usize };
+        let (page, more) = snapshots.page(after, max, source);
+        let next_token = if more { page.last().map(|b| b.id.clone()).unwrap_or_default() } else { String::new() };
+        Ok(ListSnapshotsResponse { entries: page.iter().map(entry).collect(), next_token })
     }
 
     async fn get_volume(
@@ -366,33 +488,44 @@ impl Controller for ControllerService {
                 rpc::Type::VolumeCondition,
                 rpc::Type::ListVolumes,
                 rpc::Type::ExpandVolume,
+                rpc::Type::CreateDeleteSnapshot,
+                rpc::Type::ListSnapshots,
+                rpc::Type::ModifyVolume,
             ]),
         }))
     }
 
     async fn create_snapshot(
         &self,
-        _: Request<CreateSnapshotRequest>,
+        request: Request<CreateSnapshotRequest>,
     ) -> Result<Response<CreateSnapshotResponse>, Status> {
-        Err(Status::unimplemented("snapshots are not supported"))
+        let deadline = deadline(request.metadata());
+        let req = request.into_inner();
+        let span =
+            info_span!("CreateSnapshot", snapshot.name = %Field(&req.name), volume.id = %Field(&req.source_volume_id));
+        answer(span, Family::Snapshot, self.create_snapshot(req, deadline)).await
     }
 
     async fn delete_snapshot(
         &self,
-        _: Request<DeleteSnapshotRequest>,
+        request: Request<DeleteSnapshotRequest>,
     ) -> Result<Response<DeleteSnapshotResponse>, Status> {
-        Err(Status::unimplemented("snapshots are not supported"))
+        let deadline = deadline(request.metadata());
+        let req = request.into_inner();
+        let span = info_span!("DeleteSnapshot", snapshot.id = %Field(&req.snapshot_id));
+        answer(span, Family::Snapshot, self.delete_snapshot(req, deadline)).await
     }
 
     async fn list_snapshots(
         &self,
-        _: Request<ListSnapshotsRequest>,
+        request: Request<ListSnapshotsRequest>,
     ) -> Result<Response<ListSnapshotsResponse>, Status> {
-        Err(Status::unimplemented("snapshots are not supported"))
+        let span = info_span!("ListSnapshots");
+        answer(span, Family::Read, async { self.list_snapshots(request.into_inner()) }).await
     }
 
     async fn get_snapshot(&self, _: Request<GetSnapshotRequest>) -> Result<Response<GetSnapshotResponse>, Status> {
-        Err(Status::unimplemented("snapshots are not supported"))
+        Err(Status::unimplemented("GetSnapshot is not supported: use ListSnapshots with snapshot_id"))
     }
 
     async fn controller_expand_volume(
@@ -416,9 +549,12 @@ impl Controller for ControllerService {
 
     async fn controller_modify_volume(
         &self,
-        _: Request<ControllerModifyVolumeRequest>,
+        request: Request<ControllerModifyVolumeRequest>,
     ) -> Result<Response<ControllerModifyVolumeResponse>, Status> {
-        Err(Status::unimplemented("ControllerModifyVolume is not supported"))
+        let deadline = deadline(request.metadata());
+        let req = request.into_inner();
+        let span = info_span!("ControllerModifyVolume", volume.id = %Field(&req.volume_id));
+        answer(span, Family::Modify, self.modify(req, deadline)).await
     }
 }
 

@@ -12,9 +12,9 @@ use aws_sdk_fsx::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_fsx::types as t;
 
 use super::{
-    Association, AssociationLifecycle, AssociationSpec, AutoImportPolicy, CreateSpec, DataCompressionType,
-    DeploymentType, DriveCacheType, FileSystem, Fsx, FsxError, Lifecycle, MetadataMode, StorageType, Update,
-    UpdateStatus,
+    Association, AssociationLifecycle, AssociationSpec, AutoImportPolicy, Backup, BackupLifecycle, BackupSpec,
+    CreateSpec, DataCompressionType, DeploymentType, DriveCacheType, FileSystem, Fsx, FsxError, Lifecycle,
+    LustreSettings, LustreUpdate, MetadataMode, StorageType, Update, UpdateStatus,
 };
 
 /// Counts every HTTP attempt to FSx by operation and outcome, with its duration, and the
@@ -204,7 +204,9 @@ where
 /// Maps an FSx error code and message to a [`FsxError`].
 pub fn classify_code(code: String, message: String) -> FsxError {
     match code.as_str() {
-        "FileSystemNotFound" | "ResourceNotFound" | "DataRepositoryAssociationNotFound" => FsxError::NotFound(message),
+        "FileSystemNotFound" | "ResourceNotFound" | "DataRepositoryAssociationNotFound" | "BackupNotFound" => {
+            FsxError::NotFound(message)
+        }
         "BadRequest"
         | "InvalidNetworkSettings"
         | "InvalidImportPath"
@@ -233,7 +235,11 @@ pub fn classify_code(code: String, message: String) -> FsxError {
         | "TooManyRequestsException"
         | "RequestLimitExceeded"
         | "ServiceUnavailable"
-        | "RequestTimeout" => FsxError::Unavailable(format!("{code}: {message}")),
+        | "RequestTimeout"
+        // A backup is being taken or restored: the same call succeeds later.
+        | "BackupInProgress"
+        | "BackupRestoring"
+        | "BackupBeingCopied" => FsxError::Unavailable(format!("{code}: {message}")),
         _ => FsxError::Other { code, message },
     }
 }
@@ -268,7 +274,8 @@ fn from_sdk(fs: &t::FileSystem) -> FileSystem {
             .and_then(|l| l.root_squash_configuration())
             .and_then(|r| r.root_squash())
             .map(str::to_string),
-        tags: fs.tags().iter().filter_map(|tag| Some((tag.key()?.to_string(), tag.value()?.to_string()))).collect(),
+        settings: lustre.map(settings_from_sdk).unwrap_or_default(),
+        tags: tags_from_sdk(fs.tags()),
         created_at: fs.creation_time().and_then(|t| std::time::SystemTime::try_from(*t).ok()),
         updates: fs
             .administrative_actions()
@@ -277,9 +284,86 @@ fn from_sdk(fs: &t::FileSystem) -> FileSystem {
             .map(|a| Update {
                 status: UpdateStatus::from_wire(a.status().map(|s| s.as_str()).unwrap_or_default()),
                 target_capacity_gib: a.target_file_system_values().and_then(|v| v.storage_capacity()).map(i64::from),
+                target: a
+                    .target_file_system_values()
+                    .and_then(|v| v.lustre_configuration())
+                    .map(|l| {
+                        let s = settings_from_sdk(l);
+                        LustreUpdate {
+                            per_unit_storage_throughput: l.per_unit_storage_throughput(),
+                            data_compression_type: parse(l.data_compression_type().map(|d| d.as_str())),
+                            metadata_mode: s.metadata_mode,
+                            metadata_iops: s.metadata_iops,
+                            weekly_maintenance_start_time: s.weekly_maintenance_start_time,
+                            daily_automatic_backup_start_time: s.daily_automatic_backup_start_time,
+                            automatic_backup_retention_days: s.automatic_backup_retention_days,
+                            auto_import_policy: s.auto_import_policy,
+                            root_squash: l
+                                .root_squash_configuration()
+                                .and_then(|r| r.root_squash())
+                                .map(str::to_string),
+                        }
+                    })
+                    .unwrap_or_default(),
                 failure_message: a.failure_details().and_then(|d| d.message()).map(str::to_string),
             })
             .collect(),
+    }
+}
+
+fn tags_from_sdk(tags: &[t::Tag]) -> Vec<(String, String)> {
+    tags.iter().filter_map(|tag| Some((tag.key()?.to_string(), tag.value()?.to_string()))).collect()
+}
+
+fn settings_from_sdk(l: &t::LustreFileSystemConfiguration) -> LustreSettings {
+    let metadata = l.metadata_configuration();
+    LustreSettings {
+        weekly_maintenance_start_time: l.weekly_maintenance_start_time().map(str::to_string),
+        daily_automatic_backup_start_time: l.daily_automatic_backup_start_time().map(str::to_string),
+        automatic_backup_retention_days: l.automatic_backup_retention_days(),
+        auto_import_policy: parse(
+            l.data_repository_configuration().and_then(|r| r.auto_import_policy()).map(|p| p.as_str()),
+        ),
+        metadata_mode: parse(metadata.and_then(|m| m.mode()).map(|m| m.as_str())),
+        metadata_iops: metadata.and_then(|m| m.iops()),
+    }
+}
+
+fn backup_from_sdk(b: &t::Backup) -> Backup {
+    Backup {
+        id: b.backup_id().unwrap_or_default().to_string(),
+        lifecycle: BackupLifecycle::from_wire(b.lifecycle().map(|l| l.as_str()).unwrap_or_default()),
+        failure_message: b.failure_details().and_then(|d| d.message()).map(str::to_string),
+        file_system: b.file_system().map(from_sdk).unwrap_or_default(),
+        created_at: b.creation_time().and_then(|t| std::time::SystemTime::try_from(*t).ok()),
+        tags: tags_from_sdk(b.tags()),
+    }
+}
+
+fn sdk_tags(tags: &[(String, String)]) -> Vec<t::Tag> {
+    tags.iter().map(|(k, v)| t::Tag::builder().key(k).value(v).build()).collect()
+}
+
+fn metadata_mode(mode: MetadataMode) -> t::MetadataConfigurationMode {
+    match mode {
+        MetadataMode::Automatic => t::MetadataConfigurationMode::Automatic,
+        MetadataMode::UserProvisioned => t::MetadataConfigurationMode::UserProvisioned,
+    }
+}
+
+fn auto_import(p: AutoImportPolicy) -> t::AutoImportPolicyType {
+    match p {
+        AutoImportPolicy::None => t::AutoImportPolicyType::None,
+        AutoImportPolicy::New => t::AutoImportPolicyType::New,
+        AutoImportPolicy::NewChanged => t::AutoImportPolicyType::NewChanged,
+        AutoImportPolicy::NewChangedDeleted => t::AutoImportPolicyType::NewChangedDeleted,
+    }
+}
+
+fn compression(d: DataCompressionType) -> t::DataCompressionType {
+    match d {
+        DataCompressionType::None => t::DataCompressionType::None,
+        DataCompressionType::Lz4 => t::DataCompressionType::Lz4,
     }
 }
 
@@ -302,10 +386,7 @@ fn lustre_configuration(spec: &CreateSpec) -> t::CreateFileSystemLustreConfigura
     let l = &spec.lustre;
     let metadata = l.metadata_mode.map(|mode| {
         t::CreateFileSystemLustreMetadataConfiguration::builder()
-            .mode(match mode {
-                MetadataMode::Automatic => t::MetadataConfigurationMode::Automatic,
-                MetadataMode::UserProvisioned => t::MetadataConfigurationMode::UserProvisioned,
-            })
+            .mode(metadata_mode(mode))
             .set_iops(l.metadata_iops)
             .build()
     });
@@ -324,16 +405,8 @@ fn lustre_configuration(spec: &CreateSpec) -> t::CreateFileSystemLustreConfigura
         .set_import_path(l.import_path.clone())
         .set_imported_file_chunk_size(l.imported_file_chunk_size)
         .set_export_path(l.export_path.clone())
-        .set_auto_import_policy(l.auto_import_policy.map(|p| match p {
-            AutoImportPolicy::None => t::AutoImportPolicyType::None,
-            AutoImportPolicy::New => t::AutoImportPolicyType::New,
-            AutoImportPolicy::NewChanged => t::AutoImportPolicyType::NewChanged,
-            AutoImportPolicy::NewChangedDeleted => t::AutoImportPolicyType::NewChangedDeleted,
-        }))
-        .set_data_compression_type(l.data_compression_type.map(|d| match d {
-            DataCompressionType::None => t::DataCompressionType::None,
-            DataCompressionType::Lz4 => t::DataCompressionType::Lz4,
-        }))
+        .set_auto_import_policy(l.auto_import_policy.map(auto_import))
+        .set_data_compression_type(l.data_compression_type.map(compression))
         .set_weekly_maintenance_start_time(l.weekly_maintenance_start_time.clone())
         .set_daily_automatic_backup_start_time(l.daily_automatic_backup_start_time.clone())
         .set_automatic_backup_retention_days(l.automatic_backup_retention_days)
@@ -486,6 +559,107 @@ impl Fsx for AwsFsx {
             .await
             .map_err(self.classify("DescribeDataRepositoryAssociations"))?;
         Ok(pages.iter().flat_map(|page| page.associations()).map(association_from_sdk).collect())
+    }
+
+    async fn create_backup(&self, spec: &BackupSpec) -> Result<Backup, FsxError> {
+        let out = self
+            .client
+            .create_backup()
+            .client_request_token(&spec.client_request_token)
+            .file_system_id(&spec.file_system_id)
+            .set_tags(Some(sdk_tags(&spec.tags)))
+            .send()
+            .await
+            .map_err(self.classify("CreateBackup"))?;
+        out.backup().map(backup_from_sdk).ok_or_else(|| FsxError::Other {
+            code: "EmptyResponse".into(),
+            message: "CreateBackup returned no backup".into(),
+        })
+    }
+
+    async fn describe_backups(&self, ids: &[String]) -> Result<Vec<Backup>, FsxError> {
+        self.backups_page(Some(ids.to_vec())).await
+    }
+
+    async fn list_backups(&self) -> Result<Vec<Backup>, FsxError> {
+        self.backups_page(None).await
+    }
+
+    async fn delete_backup(&self, id: &str) -> Result<BackupLifecycle, FsxError> {
+        let out = self.client.delete_backup().backup_id(id).send().await.map_err(self.classify("DeleteBackup"))?;
+        Ok(out.lifecycle().map(|l| BackupLifecycle::from_wire(l.as_str())).unwrap_or(BackupLifecycle::Deleted))
+    }
+
+    async fn create_file_system_from_backup(&self, backup_id: &str, spec: &CreateSpec) -> Result<FileSystem, FsxError> {
+        let out = self
+            .client
+            .create_file_system_from_backup()
+            .backup_id(backup_id)
+            .client_request_token(&spec.client_request_token)
+            .subnet_ids(&spec.subnet_id)
+            .set_security_group_ids(Some(spec.security_group_ids.clone()))
+            .set_tags(Some(sdk_tags(&spec.tags)))
+            .set_kms_key_id(spec.kms_key_id.clone())
+            .set_file_system_type_version(spec.file_system_type_version.clone())
+            .lustre_configuration(lustre_configuration(spec))
+            .send()
+            .await
+            .map_err(self.classify("CreateFileSystemFromBackup"))?;
+        out.file_system().map(from_sdk).ok_or_else(|| FsxError::Other {
+            code: "EmptyResponse".into(),
+            message: "CreateFileSystemFromBackup returned no file system".into(),
+        })
+    }
+
+    async fn update_lustre(&self, id: &str, u: &LustreUpdate) -> Result<FileSystem, FsxError> {
+        let metadata = (u.metadata_mode.is_some() || u.metadata_iops.is_some()).then(|| {
+            t::UpdateFileSystemLustreMetadataConfiguration::builder()
+                .set_mode(u.metadata_mode.map(metadata_mode))
+                .set_iops(u.metadata_iops)
+                .build()
+        });
+        let lustre = t::UpdateFileSystemLustreConfiguration::builder()
+            .set_per_unit_storage_throughput(u.per_unit_storage_throughput)
+            .set_metadata_configuration(metadata)
+            .set_data_compression_type(u.data_compression_type.map(compression))
+            .set_weekly_maintenance_start_time(u.weekly_maintenance_start_time.clone())
+            .set_daily_automatic_backup_start_time(u.daily_automatic_backup_start_time.clone())
+            .set_automatic_backup_retention_days(u.automatic_backup_retention_days)
+            .set_auto_import_policy(u.auto_import_policy.map(auto_import))
+            .set_root_squash_configuration(
+                u.root_squash.as_ref().map(|r| t::LustreRootSquashConfiguration::builder().root_squash(r).build()),
+            )
+            .build();
+        let out = self
+            .client
+            .update_file_system()
+            .file_system_id(id)
+            .lustre_configuration(lustre)
+            .send()
+            .await
+            .map_err(self.classify("UpdateFileSystem"))?;
+        out.file_system().map(from_sdk).ok_or_else(|| FsxError::Other {
+            code: "EmptyResponse".into(),
+            message: "UpdateFileSystem returned no file system".into(),
+        })
+    }
+}
+
+impl AwsFsx {
+    async fn backups_page(&self, ids: Option<Vec<String>>) -> Result<Vec<Backup>, FsxError> {
+        let mut request = self.client.describe_backups().set_backup_ids(ids.clone());
+        if ids.is_none() {
+            request = request
+                .filters(t::Filter::builder().name(t::FilterName::FileSystemType).values("LUSTRE").build())
+                .filters(t::Filter::builder().name(t::FilterName::BackupType).values("USER_INITIATED").build());
+        }
+        let pages: Vec<_> = request
+            .into_paginator()
+            .send()
+            .collect::<Result<_, _>>()
+            .await
+            .map_err(self.classify("DescribeBackups"))?;
+        Ok(pages.iter().flat_map(|page| page.backups()).map(backup_from_sdk).collect())
     }
 }
 

@@ -16,8 +16,8 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 
 use super::{
-    Association, AssociationLifecycle, AssociationSpec, CreateSpec, FileSystem, Fsx, FsxError, Lifecycle, Update,
-    UpdateStatus,
+    Association, AssociationLifecycle, AssociationSpec, Backup, BackupLifecycle, BackupSpec, CreateSpec,
+    DeploymentType, FileSystem, Fsx, FsxError, Lifecycle, LustreSettings, LustreUpdate, Update, UpdateStatus,
 };
 
 /// Delays of the simulated lifecycles.
@@ -28,6 +28,8 @@ pub struct Timing {
     /// Until the new capacity is in effect (UPDATED_OPTIMIZING).
     pub update: Duration,
     pub association: Duration,
+    /// Until a backup is AVAILABLE.
+    pub backup: Duration,
 }
 
 impl Default for Timing {
@@ -37,6 +39,7 @@ impl Default for Timing {
             delete: Duration::from_secs(60),
             update: Duration::from_secs(300),
             association: Duration::from_secs(120),
+            backup: Duration::from_secs(300),
         }
     }
 }
@@ -47,8 +50,21 @@ struct Fs {
     created: Instant,
     fail: Option<String>,
     deleted: Option<Instant>,
-    /// (target GiB, started, fails with)
-    updates: Vec<(i64, Instant, Option<String>)>,
+    updates: Vec<MemUpdate>,
+}
+
+struct MemUpdate {
+    capacity: Option<i64>,
+    lustre: LustreUpdate,
+    started: Instant,
+    fail: Option<String>,
+}
+
+struct Bk {
+    base: Backup,
+    created: Instant,
+    fail: Option<String>,
+    deleted: bool,
 }
 
 struct Dra {
@@ -63,6 +79,9 @@ struct State {
     tokens: HashMap<String, String>,
     associations: BTreeMap<String, Dra>,
     association_tokens: HashMap<String, String>,
+    backups: BTreeMap<String, Bk>,
+    backup_tokens: HashMap<String, (String, String)>,
+    fail_next_backups: VecDeque<String>,
     calls: BTreeMap<&'static str, u64>,
     fail_next_creates: VecDeque<String>,
     fail_next_associations: VecDeque<String>,
@@ -100,6 +119,22 @@ impl MemoryFsx {
     /// The next `n` associations end FAILED with `message`.
     pub fn fail_next_associations(&self, n: usize, message: &str) {
         self.state().fail_next_associations.extend(std::iter::repeat_n(message.to_string(), n));
+    }
+
+    /// The next `n` backups end FAILED with `message`.
+    pub fn fail_next_backups(&self, n: usize, message: &str) {
+        self.state().fail_next_backups.extend(std::iter::repeat_n(message.to_string(), n));
+    }
+
+    /// (id, lifecycle) of every backup that still exists.
+    pub fn backups(&self) -> Vec<(String, BackupLifecycle)> {
+        let now = Instant::now();
+        self.state()
+            .backups
+            .values()
+            .filter(|b| !b.deleted)
+            .map(|b| (b.base.id.clone(), describe_backup(b, &self.timing, now).lifecycle))
+            .collect()
     }
 
     /// The next `n` calls, of any operation, are throttled (what outlives the SDK's retries).
@@ -165,19 +200,23 @@ fn describe(fs: &Fs, timing: &Timing, now: Instant) -> Option<FileSystem> {
     out.updates = fs
         .updates
         .iter()
-        .map(|(target, started, fail)| {
-            let status = match (now >= *started + timing.update, fail) {
+        .map(|u| {
+            let status = match (now >= u.started + timing.update, &u.fail) {
                 (false, _) => UpdateStatus::InProgress,
                 (true, Some(_)) => UpdateStatus::Failed,
-                (true, None) => UpdateStatus::UpdatedOptimizing,
+                (true, None) => UpdateStatus::Completed,
             };
-            if status == UpdateStatus::UpdatedOptimizing {
-                out.capacity_gib = out.capacity_gib.max(*target);
+            if status == UpdateStatus::Completed {
+                if let Some(target) = u.capacity {
+                    out.capacity_gib = out.capacity_gib.max(target);
+                }
+                apply(&mut out, &u.lustre);
             }
             Update {
-                failure_message: (status == UpdateStatus::Failed).then(|| fail.clone()).flatten(),
+                failure_message: (status == UpdateStatus::Failed).then(|| u.fail.clone()).flatten(),
                 status,
-                target_capacity_gib: Some(*target),
+                target_capacity_gib: u.capacity,
+                target: u.lustre.clone(),
             }
         })
         .collect();
@@ -187,6 +226,38 @@ fn describe(fs: &Fs, timing: &Timing, now: Instant) -> Option<FileSystem> {
         lifecycle
     };
     Some(out)
+}
+
+/// Applies the settings of a completed update.
+fn apply(fs: &mut FileSystem, u: &LustreUpdate) {
+    fn set<T: Clone>(to: &mut Option<T>, from: &Option<T>) {
+        if from.is_some() {
+            to.clone_from(from);
+        }
+    }
+    set(&mut fs.per_unit_storage_throughput, &u.per_unit_storage_throughput);
+    set(&mut fs.data_compression_type, &u.data_compression_type);
+    set(&mut fs.root_squash, &u.root_squash);
+    let s = &mut fs.settings;
+    set(&mut s.metadata_mode, &u.metadata_mode);
+    set(&mut s.metadata_iops, &u.metadata_iops);
+    set(&mut s.weekly_maintenance_start_time, &u.weekly_maintenance_start_time);
+    set(&mut s.daily_automatic_backup_start_time, &u.daily_automatic_backup_start_time);
+    set(&mut s.automatic_backup_retention_days, &u.automatic_backup_retention_days);
+    set(&mut s.auto_import_policy, &u.auto_import_policy);
+}
+
+fn describe_backup(b: &Bk, timing: &Timing, now: Instant) -> Backup {
+    let mut out = b.base.clone();
+    out.lifecycle = match (now >= b.created + timing.backup, &b.fail) {
+        (false, _) => BackupLifecycle::Creating,
+        (true, Some(m)) => {
+            out.failure_message = Some(m.clone());
+            BackupLifecycle::Failed
+        }
+        (true, None) => BackupLifecycle::Available,
+    };
+    out
 }
 
 fn describe_association(a: &Dra, timing: &Timing, now: Instant) -> Association {
@@ -202,12 +273,10 @@ fn describe_association(a: &Dra, timing: &Timing, now: Instant) -> Association {
     out
 }
 
-#[async_trait]
-impl Fsx for MemoryFsx {
-    async fn create_file_system(&self, spec: &CreateSpec) -> Result<FileSystem, FsxError> {
+impl MemoryFsx {
+    /// Creates (or, by token, finds) a file system; the call is already counted.
+    fn insert_file_system(&self, s: &mut State, spec: &CreateSpec) -> Result<FileSystem, FsxError> {
         let now = Instant::now();
-        let mut s = self.state();
-        self.call(&mut s, "CreateFileSystem")?;
         if let Some(id) = s.tokens.get(&spec.client_request_token).cloned() {
             let fs = &s.file_systems[&id];
             if fs.spec != *spec {
@@ -238,6 +307,14 @@ impl Fsx for MemoryFsx {
             import_path: spec.lustre.import_path.clone(),
             export_path: spec.lustre.export_path.clone(),
             root_squash: spec.lustre.root_squash.clone(),
+            settings: LustreSettings {
+                weekly_maintenance_start_time: spec.lustre.weekly_maintenance_start_time.clone(),
+                daily_automatic_backup_start_time: spec.lustre.daily_automatic_backup_start_time.clone(),
+                automatic_backup_retention_days: spec.lustre.automatic_backup_retention_days,
+                auto_import_policy: spec.lustre.auto_import_policy,
+                metadata_mode: spec.lustre.metadata_mode,
+                metadata_iops: spec.lustre.metadata_iops,
+            },
             tags: spec.tags.clone(),
             updates: Vec::new(),
             created_at: Some(std::time::SystemTime::now()),
@@ -247,6 +324,155 @@ impl Fsx for MemoryFsx {
         let out = describe(&fs, &self.timing, now);
         s.file_systems.insert(id, fs);
         out.ok_or_else(|| FsxError::Other { code: "Internal".into(), message: "created and gone".into() })
+    }
+}
+
+#[async_trait]
+impl Fsx for MemoryFsx {
+    async fn create_file_system(&self, spec: &CreateSpec) -> Result<FileSystem, FsxError> {
+        let mut s = self.state();
+        self.call(&mut s, "CreateFileSystem")?;
+        self.insert_file_system(&mut s, spec)
+    }
+
+    async fn create_backup(&self, spec: &BackupSpec) -> Result<Backup, FsxError> {
+        let now = Instant::now();
+        let mut s = self.state();
+        self.call(&mut s, "CreateBackup")?;
+        if let Some((fs_id, id)) = s.backup_tokens.get(&spec.client_request_token).cloned() {
+            if fs_id != spec.file_system_id {
+                return Err(FsxError::Incompatible("the token was used for another file system".into()));
+            }
+            return Ok(describe_backup(&s.backups[&id], &self.timing, now));
+        }
+        let timing = self.timing;
+        let fs = s
+            .file_systems
+            .get(&spec.file_system_id)
+            .and_then(|fs| describe(fs, &timing, now))
+            .ok_or_else(|| FsxError::NotFound(format!("file system {} does not exist", spec.file_system_id)))?;
+        if fs.deployment_type.is_none_or(DeploymentType::is_scratch) || fs.import_path.is_some() {
+            return Err(FsxError::Invalid {
+                code: "BadRequest".into(),
+                message: "backups need a persistent file system not linked to S3".into(),
+            });
+        }
+        if s.backups.values().any(|b| {
+            !b.deleted && b.base.file_system.id == fs.id && describe_backup(b, &timing, now).lifecycle.is_in_flight()
+        }) {
+            return Err(FsxError::Unavailable("BackupInProgress: a backup of this file system is running".into()));
+        }
+        s.next_id += 1;
+        let id = format!("backup-{:017x}", s.next_id);
+        let fail = s.fail_next_backups.pop_front();
+        let base = Backup {
+            id: id.clone(),
+            lifecycle: BackupLifecycle::Creating,
+            failure_message: None,
+            file_system: fs,
+            created_at: Some(std::time::SystemTime::now()),
+            tags: spec.tags.clone(),
+        };
+        s.backup_tokens.insert(spec.client_request_token.clone(), (spec.file_system_id.clone(), id.clone()));
+        let b = Bk { base, created: now, fail, deleted: false };
+        let out = describe_backup(&b, &timing, now);
+        s.backups.insert(id, b);
+        Ok(out)
+    }
+
+    async fn describe_backups(&self, ids: &[String]) -> Result<Vec<Backup>, FsxError> {
+        let now = Instant::now();
+        let mut s = self.state();
+        self.call(&mut s, "DescribeBackups")?;
+        ids.iter()
+            .map(|id| {
+                s.backups
+                    .get(id)
+                    .filter(|b| !b.deleted)
+                    .map(|b| describe_backup(b, &self.timing, now))
+                    .ok_or_else(|| FsxError::NotFound(format!("backup {id} does not exist")))
+            })
+            .collect()
+    }
+
+    async fn list_backups(&self) -> Result<Vec<Backup>, FsxError> {
+        let now = Instant::now();
+        let mut s = self.state();
+        let all: Vec<Backup> =
+            s.backups.values().filter(|b| !b.deleted).map(|b| describe_backup(b, &self.timing, now)).collect();
+        for _ in 0..all.len().div_ceil(self.page_size).max(1) {
+            self.call(&mut s, "DescribeBackups")?;
+        }
+        Ok(all)
+    }
+
+    async fn delete_backup(&self, id: &str) -> Result<BackupLifecycle, FsxError> {
+        let mut s = self.state();
+        self.call(&mut s, "DeleteBackup")?;
+        let b = s
+            .backups
+            .get_mut(id)
+            .filter(|b| !b.deleted)
+            .ok_or_else(|| FsxError::NotFound(format!("backup {id} does not exist")))?;
+        b.deleted = true;
+        Ok(BackupLifecycle::Deleted)
+    }
+
+    async fn create_file_system_from_backup(&self, backup_id: &str, spec: &CreateSpec) -> Result<FileSystem, FsxError> {
+        let now = Instant::now();
+        let mut s = self.state();
+        self.call(&mut s, "CreateFileSystemFromBackup")?;
+        let backup = s
+            .backups
+            .get(backup_id)
+            .filter(|b| !b.deleted)
+            .map(|b| describe_backup(b, &self.timing, now))
+            .ok_or_else(|| FsxError::NotFound(format!("backup {backup_id} does not exist")))?;
+        if backup.lifecycle != BackupLifecycle::Available {
+            return Err(FsxError::Invalid {
+                code: "BadRequest".into(),
+                message: format!("backup {backup_id} is {}", backup.lifecycle),
+            });
+        }
+        let source = &backup.file_system;
+        if spec.lustre.deployment_type.is_some_and(|d| Some(d) != source.deployment_type) {
+            return Err(FsxError::Invalid {
+                code: "BadRequest".into(),
+                message: "the deployment type must be the backup's".into(),
+            });
+        }
+        let mut spec = spec.clone();
+        spec.capacity_gib = i32::try_from(source.capacity_gib).unwrap_or(i32::MAX);
+        spec.lustre.deployment_type = source.deployment_type;
+        spec.lustre.storage_type = source.storage_type;
+        spec.lustre.per_unit_storage_throughput = source.per_unit_storage_throughput;
+        self.insert_file_system(&mut s, &spec)
+    }
+
+    async fn update_lustre(&self, id: &str, update: &LustreUpdate) -> Result<FileSystem, FsxError> {
+        let now = Instant::now();
+        let mut s = self.state();
+        self.call(&mut s, "UpdateFileSystem")?;
+        let timing = self.timing;
+        let fs = s
+            .file_systems
+            .get_mut(id)
+            .filter(|fs| lifecycle(fs, &timing, now).is_some())
+            .ok_or_else(|| FsxError::NotFound(format!("file system {id} does not exist")))?;
+        let described = describe(fs, &timing, now).ok_or_else(|| FsxError::NotFound(id.to_string()))?;
+        if described.updates.iter().any(Update::is_running) {
+            return Err(FsxError::Invalid { code: "BadRequest".into(), message: "an update is in progress".into() });
+        }
+        if update.per_unit_storage_throughput.is_some()
+            && described.deployment_type.is_none_or(DeploymentType::is_scratch)
+        {
+            return Err(FsxError::Invalid {
+                code: "BadRequest".into(),
+                message: "scratch file systems have no throughput tiers".into(),
+            });
+        }
+        fs.updates.push(MemUpdate { capacity: None, lustre: update.clone(), started: now, fail: None });
+        describe(fs, &timing, now).ok_or_else(|| FsxError::NotFound(id.to_string()))
     }
 
     async fn describe_file_systems(&self, ids: &[String]) -> Result<Vec<FileSystem>, FsxError> {
@@ -306,7 +532,12 @@ impl Fsx for MemoryFsx {
         if described.updates.iter().any(Update::is_running) {
             return Err(FsxError::Invalid { code: "BadRequest".into(), message: "an update is in progress".into() });
         }
-        fs.updates.push((i64::from(capacity_gib), now, None));
+        fs.updates.push(MemUpdate {
+            capacity: Some(i64::from(capacity_gib)),
+            lustre: LustreUpdate::default(),
+            started: now,
+            fail: None,
+        });
         describe(fs, &timing, now).ok_or_else(|| FsxError::NotFound(id.to_string()))
     }
 

@@ -253,6 +253,8 @@ pub struct LustreUpdate {
     pub daily_automatic_backup_start_time: Option<String>,
     pub automatic_backup_retention_days: Option<i32>,
     pub auto_import_policy: Option<AutoImportPolicy>,
+    /// `RootSquashConfiguration.RootSquash`: `UID:GID` (`0:0` turns it off).
+    pub root_squash: Option<String>,
 }
 
 impl LustreUpdate {
@@ -275,6 +277,7 @@ impl LustreUpdate {
             && same(&self.daily_automatic_backup_start_time, &s.daily_automatic_backup_start_time)
             && same(&self.automatic_backup_retention_days, &s.automatic_backup_retention_days)
             && same(&self.auto_import_policy, &s.auto_import_policy)
+            && same(&self.root_squash, &fs.root_squash)
     }
 
     /// True if a running update with `target` makes at least these changes (a retry joins it).
@@ -290,6 +293,7 @@ impl LustreUpdate {
             && same(&self.daily_automatic_backup_start_time, &target.daily_automatic_backup_start_time)
             && same(&self.automatic_backup_retention_days, &target.automatic_backup_retention_days)
             && same(&self.auto_import_policy, &target.auto_import_policy)
+            && same(&self.root_squash, &target.root_squash)
     }
 }
 
@@ -527,8 +531,7 @@ pub trait Fsx: Send + Sync + 'static {
     /// type and size. Idempotent through `spec.client_request_token` like
     /// [`Fsx::create_file_system`]; `spec.capacity_gib` is not sent (a restore has the
     /// backup's size).
-    async fn create_file_system_from_backup(&self, backup_id: &str, spec: &CreateSpec)
-    -> Result<FileSystem, FsxError>;
+    async fn create_file_system_from_backup(&self, backup_id: &str, spec: &CreateSpec) -> Result<FileSystem, FsxError>;
 
     /// `UpdateFileSystem` of Lustre settings. Not idempotent by itself (callers check
     /// `FileSystem::updates` first); FSx refuses it (`Invalid`) while another update runs and

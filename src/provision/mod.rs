@@ -15,9 +15,14 @@
 pub mod capacity;
 pub mod index;
 pub mod inflight;
+mod modify;
 pub mod params;
 pub mod poller;
+mod snapshot;
+pub mod snapshots;
 pub mod token;
+
+pub use snapshot::SnapshotRequest;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,6 +41,7 @@ use index::Index;
 use inflight::InFlight;
 use params::{ParamError, StorageClassParams};
 use poller::{Poller, Seen};
+use snapshots::Snapshots;
 
 /// How many token generations one call may step through when FSx keeps answering with
 /// deleted file systems (each step is one CreateFileSystem call).
@@ -83,6 +89,22 @@ pub enum ProvisionError {
         "FSx did not answer {0} before the caller's deadline (throttled or slow); the call will complete on a retry"
     )]
     FsxSlow(&'static str),
+    /// The source volume cannot be backed up (scratch, or linked to S3 the legacy way).
+    #[error("{0}")]
+    CannotSnapshot(String),
+    #[error("backup {id} failed ({message}) and was deleted; a retry takes a new one")]
+    SnapshotFailed { id: String, message: String },
+    #[error("snapshot {0} not found")]
+    SnapshotNotFound(String),
+    #[error("snapshot {id} is {lifecycle}, not yet AVAILABLE to restore from; retry when it is ready")]
+    SnapshotNotReady { id: String, lifecycle: String },
+    /// A restore that cannot be made as asked (a key that must be the backup's, the size).
+    #[error("{0}")]
+    CannotRestore(String),
+    #[error("another update of {id} is in progress ({running}); retry when it completes")]
+    ModifyInProgress { id: String, running: String },
+    #[error("changing the settings of {id} failed: {message}")]
+    ModifyFailed { id: String, message: String },
     #[error(transparent)]
     Fsx(#[from] FsxError),
 }
@@ -116,12 +138,15 @@ pub struct CreateRequest<'a> {
     pub required_bytes: i64,
     pub limit_bytes: i64,
     pub parameters: &'a HashMap<String, String>,
+    /// `volume_content_source.snapshot`: the backup to restore from.
+    pub source_snapshot: Option<&'a str>,
 }
 
 /// Creates, finds, waits for and deletes file systems. See the module docs.
 pub struct Provisioner {
     fsx: Arc<dyn Fsx>,
     index: Arc<Index>,
+    snapshots: Arc<Snapshots>,
     poller: Arc<Poller>,
     busy: Arc<InFlight>,
     options: Options,
@@ -136,10 +161,12 @@ impl Provisioner {
     /// poller.
     pub fn new(fsx: Arc<dyn Fsx>, options: Options) -> Arc<Self> {
         let index = Arc::new(Index::default());
-        let poller = Poller::new(Arc::clone(&fsx), Arc::clone(&index), options.poll_interval);
+        let snapshots = Arc::new(Snapshots::default());
+        let poller = Poller::new(Arc::clone(&fsx), Arc::clone(&index), Arc::clone(&snapshots), options.poll_interval);
         Arc::new(Self {
             fsx,
             index,
+            snapshots,
             poller,
             busy: InFlight::new(),
             options,
@@ -203,11 +230,16 @@ impl Provisioner {
         Ok(all.into_iter().filter(|fs| fs.volume_name().is_some()).collect())
     }
 
-    /// The start-up listing: indexes every file system tagged with a volume name.
+    /// The start-up listings: indexes every file system tagged with a volume name, and every
+    /// backup tagged with a snapshot name.
     async fn load_index(&self) -> Result<usize, FsxError> {
         let listed = self.list_tagged().await?;
+        let backups = self.fsx.list_backups().await?;
         for fs in &listed {
             self.index.upsert(fs);
+        }
+        for b in &backups {
+            self.snapshots.upsert(b);
         }
         Ok(listed.len())
     }
@@ -221,6 +253,9 @@ impl Provisioner {
         let snapshot = self.index.snapshot();
         let listed = self.list_tagged().await?;
         let dropped = self.index.apply_listing(&snapshot, &listed);
+        let mark = self.snapshots.mark();
+        let backups = self.fsx.list_backups().await?;
+        self.snapshots.apply_listing(&mark, &backups);
         Ok((listed.len(), dropped))
     }
 
@@ -252,6 +287,11 @@ impl Provisioner {
         &self.index
     }
 
+    /// The index of snapshots (for ListSnapshots and tests).
+    pub fn snapshots(&self) -> &Snapshots {
+        &self.snapshots
+    }
+
     /// The poller (for tests and metrics).
     pub fn poller(&self) -> &Poller {
         &self.poller
@@ -274,9 +314,22 @@ impl Provisioner {
     pub async fn create(&self, req: CreateRequest<'_>, deadline: Instant) -> Result<FileSystem, ProvisionError> {
         let (params, capacity_gib) = Self::plan(&req)?;
         let tags = params.tags(req.name, &self.options.extra_tags)?;
+        if let Some(id) = req.source_snapshot
+            && !crate::fsx::is_backup_id(id)
+        {
+            return Err(ProvisionError::SnapshotNotFound(id.to_string()));
+        }
         self.wait_ready(deadline).await?;
         let name = req.name;
         let _guard = self.busy.try_lock(name).ok_or_else(|| ProvisionError::Busy(name.to_string()))?;
+        // A restore has the backup's size, and the keys a backup fixes must be the backup's.
+        let (restore, capacity_gib) = match req.source_snapshot {
+            Some(id) => {
+                let backup = self.restore_source(id, &params, &req, deadline).await?;
+                (Some(backup.id), backup.file_system.capacity_gib)
+            }
+            None => (None, capacity_gib),
+        };
 
         let mut steps = 0;
         let fs = loop {
@@ -290,7 +343,13 @@ impl Provisioner {
             let token = token::client_request_token(name, generation);
             // capacity_gib fits: capacity::for_range caps it at i32::MAX.
             let spec = params.create_spec(capacity_gib as i32, token, tags.clone());
-            let fs = by(deadline, "CreateFileSystem", self.fsx.create_file_system(&spec)).await?;
+            let fs = match &restore {
+                Some(backup) => {
+                    by(deadline, "CreateFileSystemFromBackup", self.fsx.create_file_system_from_backup(backup, &spec))
+                        .await?
+                }
+                None => by(deadline, "CreateFileSystem", self.fsx.create_file_system(&spec)).await?,
+            };
             tracing::info!(volume.id = %fs.id, lifecycle = %fs.lifecycle, capacity_gib, generation, "CreateFileSystem answered");
             if fs.lifecycle == Lifecycle::Deleting {
                 // The token still answers with a file system deleted earlier (after it
@@ -644,8 +703,13 @@ mod tests {
         within: Duration,
     ) -> Result<FileSystem, ProvisionError> {
         let parameters = params(pairs);
-        let req =
-            CreateRequest { name, required_bytes: 1200 * crate::fsx::GIB, limit_bytes: 0, parameters: &parameters };
+        let req = CreateRequest {
+            name,
+            required_bytes: 1200 * crate::fsx::GIB,
+            limit_bytes: 0,
+            parameters: &parameters,
+            source_snapshot: None,
+        };
         p.create(req, Instant::now() + within).await
     }
 
@@ -790,6 +854,142 @@ mod tests {
             "{err}"
         );
         create(&p, "pvc-s3-bad", &s3, 20 * MIN).await.unwrap();
+    }
+
+    const P2: [(&str, &str); 2] = [("deploymentType", "PERSISTENT_2"), ("perUnitStorageThroughput", "125")];
+
+    async fn take_snapshot(p: &Provisioner, name: &str, source: &str) -> Result<crate::fsx::Backup, ProvisionError> {
+        let parameters = HashMap::new();
+        p.snapshot(SnapshotRequest { name, source_volume_id: source, parameters: &parameters }, Instant::now() + MIN)
+            .await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_snapshot_is_one_backup_per_name_ready_once_the_poller_sees_it_available() {
+        use crate::fsx::BackupLifecycle;
+        let fsx = Arc::new(MemoryFsx::new(Timing { create: MIN, ..Timing::default() }));
+        let p = provisioner(&fsx).await;
+        let fs = create(&p, "pvc-src", &P2, 20 * MIN).await.unwrap();
+        // Answers at once, not ready; retries are answered from the index, with no call.
+        let first = take_snapshot(&p, "snap-1", &fs.id).await.unwrap();
+        assert_eq!(first.lifecycle, BackupLifecycle::Creating);
+        let describes = fsx.calls("DescribeBackups");
+        for _ in 0..3 {
+            assert_eq!(take_snapshot(&p, "snap-1", &fs.id).await.unwrap().id, first.id);
+        }
+        assert_eq!((fsx.calls("CreateBackup"), fsx.calls("DescribeBackups")), (1, describes));
+        // The poller (one batched describe per tick) makes it ready.
+        tokio::time::sleep(Timing::default().backup + 2 * POLL).await;
+        let ready = take_snapshot(&p, "snap-1", &fs.id).await.unwrap();
+        assert_eq!(ready.lifecycle, BackupLifecycle::Available);
+        assert_eq!(fsx.calls("CreateBackup"), 1);
+        // The same name for another volume is refused.
+        let other = create(&p, "pvc-other", &P2, 20 * MIN).await.unwrap();
+        assert!(matches!(take_snapshot(&p, "snap-1", &other.id).await, Err(ProvisionError::AlreadyExists { .. })));
+        // A restarted controller finds it by name.
+        let again = provisioner(&fsx).await;
+        assert_eq!(take_snapshot(&again, "snap-1", &fs.id).await.unwrap().id, first.id);
+        assert_eq!(fsx.calls("CreateBackup"), 1);
+        // Deletion is idempotent.
+        for _ in 0..2 {
+            p.delete_snapshot(&first.id, Instant::now() + MIN).await.unwrap();
+        }
+        p.delete_snapshot("not-a-backup", Instant::now() + MIN).await.unwrap();
+        assert!(fsx.backups().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn scratch_volumes_are_refused_before_any_call_and_a_failed_backup_is_deleted() {
+        let fsx = Arc::new(MemoryFsx::new(Timing { create: MIN, ..Timing::default() }));
+        let p = provisioner(&fsx).await;
+        let scratch = create(&p, "pvc-scratch", &[("deploymentType", "SCRATCH_2")], 20 * MIN).await.unwrap();
+        let err = take_snapshot(&p, "snap-s", &scratch.id).await.unwrap_err();
+        assert!(matches!(&err, ProvisionError::CannotSnapshot(m) if m.contains("SCRATCH_2")), "{err}");
+        assert_eq!(fsx.calls("CreateBackup"), 0);
+        let fs = create(&p, "pvc-p2", &P2, 20 * MIN).await.unwrap();
+        fsx.fail_next_backups(1, "the file system is busy");
+        let taken = take_snapshot(&p, "snap-f", &fs.id).await.unwrap();
+        tokio::time::sleep(Timing::default().backup + 2 * POLL).await;
+        let err = take_snapshot(&p, "snap-f", &fs.id).await.unwrap_err();
+        assert!(matches!(&err, ProvisionError::SnapshotFailed { id, .. } if *id == taken.id), "{err}");
+        assert!(fsx.backups().is_empty(), "the FAILED backup is deleted");
+        let retried = take_snapshot(&p, "snap-f", &fs.id).await.unwrap();
+        assert_ne!(retried.id, taken.id, "a new token generation");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_restore_is_one_new_file_system_of_the_backups_size_and_type() {
+        let fsx = Arc::new(MemoryFsx::new(Timing { create: MIN, ..Timing::default() }));
+        let p = provisioner(&fsx).await;
+        let src = create(&p, "pvc-src", &P2, 20 * MIN).await.unwrap();
+        let backup = take_snapshot(&p, "snap-r", &src.id).await.unwrap();
+        let restore = |name: &'static str, pairs: Vec<(&'static str, &'static str)>, gib: i64| {
+            let p = Arc::clone(&p);
+            let id = backup.id.clone();
+            async move {
+                let parameters = params(&pairs);
+                let req = CreateRequest {
+                    name,
+                    required_bytes: gib * crate::fsx::GIB,
+                    limit_bytes: 0,
+                    parameters: &parameters,
+                    source_snapshot: Some(&id),
+                };
+                p.create(req, Instant::now() + 20 * MIN).await
+            }
+        };
+        // Not AVAILABLE yet: retryable.
+        let err = restore("pvc-r", P2.to_vec(), 1200).await.unwrap_err();
+        assert!(matches!(err, ProvisionError::SnapshotNotReady { .. }), "{err}");
+        tokio::time::sleep(Timing::default().backup + 2 * POLL).await;
+        take_snapshot(&p, "snap-r", &src.id).await.unwrap();
+        let restored = restore("pvc-r", P2.to_vec(), 1000).await.unwrap();
+        assert_ne!(restored.id, src.id);
+        assert_eq!(restored.capacity_gib, 1200);
+        assert_eq!(restore("pvc-r", P2.to_vec(), 1000).await.unwrap().id, restored.id, "idempotent by name");
+        assert_eq!(fsx.calls("CreateFileSystemFromBackup"), 1);
+        // Keys a backup fixes, and sizes above it, are refused naming them, with no call.
+        let err = restore("pvc-x", vec![("deploymentType", "SCRATCH_2")], 1200).await.unwrap_err();
+        assert!(matches!(&err, ProvisionError::CannotRestore(m) if m.contains("deploymentType")), "{err}");
+        let err = restore("pvc-y", P2.to_vec(), 2400).await.unwrap_err();
+        assert!(matches!(&err, ProvisionError::CannotRestore(m) if m.contains("1200")), "{err}");
+        let missing = CreateRequest {
+            name: "pvc-z",
+            required_bytes: crate::fsx::GIB,
+            limit_bytes: 0,
+            parameters: &params(&P2),
+            source_snapshot: Some("backup-0123456789abcdef0"),
+        };
+        assert!(matches!(p.create(missing, Instant::now() + MIN).await, Err(ProvisionError::SnapshotNotFound(_))));
+        assert_eq!(fsx.calls("CreateFileSystemFromBackup"), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn modify_changes_only_what_differs_and_joins_a_running_update() {
+        let fsx = Arc::new(MemoryFsx::new(Timing { create: MIN, ..Timing::default() }));
+        let p = provisioner(&fsx).await;
+        let fs = create(&p, "pvc-m", &P2, 20 * MIN).await.unwrap();
+        let m = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        let faster = m(&[("perUnitStorageThroughput", "250"), ("dataCompressionType", "LZ4")]);
+        // The first call runs out of time; the retry joins the same update.
+        let err = p.modify(&fs.id, &faster, Instant::now() + MIN).await.unwrap_err();
+        assert!(matches!(err, ProvisionError::StillPending { .. }), "{err}");
+        p.modify(&fs.id, &faster, Instant::now() + 20 * MIN).await.unwrap();
+        assert_eq!(fsx.calls("UpdateFileSystem"), 1);
+        // Already in effect: no call.
+        p.modify(&fs.id, &faster, Instant::now() + MIN).await.unwrap();
+        assert_eq!(fsx.calls("UpdateFileSystem"), 1);
+        // Bad input names the key and makes no call.
+        let calls = fsx.calls("DescribeFileSystems");
+        let err = p.modify(&fs.id, &m(&[("deploymentType", "SCRATCH_1")]), Instant::now() + MIN).await.unwrap_err();
+        assert!(err.to_string().contains("deploymentType"), "{err}");
+        assert_eq!(fsx.calls("DescribeFileSystems"), calls);
+        let scratch = create(&p, "pvc-sm", &[("deploymentType", "SCRATCH_2")], 20 * MIN).await.unwrap();
+        let err = p.modify(&scratch.id, &faster, Instant::now() + MIN).await.unwrap_err();
+        assert!(err.to_string().contains("perUnitStorageThroughput"), "{err}");
+        assert_eq!(fsx.calls("UpdateFileSystem"), 1);
     }
 
     #[tokio::test(start_paused = true)]

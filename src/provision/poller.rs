@@ -1,9 +1,10 @@
 //! One background poller for everything in flight: file systems being created or updated,
-//! and data repository associations being created.
+//! data repository associations being created, and backups being taken.
 //!
 //! Calls that wait for a lifecycle change do not call FSx themselves: they [`Poller::watch`]
 //! the id and sleep on a channel. Once per tick the poller describes every watched id in
-//! calls of up to 50 ids (`DescribeFileSystems`, `DescribeDataRepositoryAssociations`),
+//! calls of up to 50 ids (`DescribeFileSystems`, `DescribeDataRepositoryAssociations`,
+//! `DescribeBackups`),
 //! records file systems in the [`Index`], and wakes the waiters. An idle poller makes no calls.
 
 use std::collections::HashMap;
@@ -14,7 +15,8 @@ use async_trait::async_trait;
 use tokio::sync::{Notify, watch};
 
 use super::index::Index;
-use crate::fsx::{Association, DESCRIBE_BATCH, FileSystem, Fsx, FsxError, Lifecycle};
+use super::snapshots::Snapshots;
+use crate::fsx::{Association, Backup, DESCRIBE_BATCH, FileSystem, Fsx, FsxError, Lifecycle};
 use crate::metrics::InFlight;
 
 /// What the poller last learned of a watched resource.
@@ -40,8 +42,9 @@ pub trait Tracked: Clone + Send + Sync + 'static {
     fn id(&self) -> &str;
     /// True while FSx is still working on it, so the poller keeps describing it.
     fn in_flight(&self) -> bool;
-    /// Records what was seen of `id` beyond the waiters (file systems go into the index).
-    fn record(_index: &Index, _id: &str, _seen: &Seen<Self>) {}
+    /// Records what was seen of `id` beyond the waiters (file systems and backups go into
+    /// their indexes).
+    fn record(_index: &Index, _snapshots: &Snapshots, _id: &str, _seen: &Seen<Self>) {}
     /// When FSx accepted its creation, if this is a file system that has become usable.
     fn created_and_usable(&self) -> Option<std::time::SystemTime> {
         None
@@ -60,7 +63,7 @@ impl Tracked for FileSystem {
         matches!(self.lifecycle, Lifecycle::Creating | Lifecycle::Updating)
             || self.updates.iter().any(|u| u.is_running())
     }
-    fn record(index: &Index, id: &str, seen: &Seen<Self>) {
+    fn record(index: &Index, _snapshots: &Snapshots, id: &str, seen: &Seen<Self>) {
         match seen {
             Seen::Found(fs) => index.upsert(fs),
             Seen::Gone => index.remove(id),
@@ -82,6 +85,26 @@ impl Tracked for Association {
     }
     fn in_flight(&self) -> bool {
         self.lifecycle.is_in_flight()
+    }
+}
+
+#[async_trait]
+impl Tracked for Backup {
+    async fn fetch(fsx: &dyn Fsx, ids: &[String]) -> Result<Vec<Self>, FsxError> {
+        fsx.describe_backups(ids).await
+    }
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn in_flight(&self) -> bool {
+        self.lifecycle.is_in_flight()
+    }
+    fn record(_index: &Index, snapshots: &Snapshots, id: &str, seen: &Seen<Self>) {
+        match seen {
+            Seen::Found(b) => snapshots.upsert(b),
+            Seen::Gone => snapshots.remove(id),
+            Seen::Pending => {}
+        }
     }
 }
 
@@ -115,9 +138,11 @@ type Watches<T> = Mutex<HashMap<String, watch::Sender<Seen<T>>>>;
 pub struct Poller {
     fsx: Arc<dyn Fsx>,
     index: Arc<Index>,
+    snapshots: Arc<Snapshots>,
     interval: Duration,
     file_systems: Watches<FileSystem>,
     associations: Watches<Association>,
+    backups: Watches<Backup>,
     /// Why each watched file system is watched (for the metrics).
     kinds: Mutex<HashMap<String, InFlight>>,
     wake: Notify,
@@ -141,13 +166,15 @@ fn subscribe<T>(m: &Watches<T>, id: &str) -> watch::Receiver<Seen<T>> {
 
 impl Poller {
     /// A poller that describes watched resources every `interval`.
-    pub fn new(fsx: Arc<dyn Fsx>, index: Arc<Index>, interval: Duration) -> Arc<Self> {
+    pub fn new(fsx: Arc<dyn Fsx>, index: Arc<Index>, snapshots: Arc<Snapshots>, interval: Duration) -> Arc<Self> {
         Arc::new(Self {
             fsx,
             index,
+            snapshots,
             interval,
             file_systems: Mutex::default(),
             associations: Mutex::default(),
+            backups: Mutex::default(),
             kinds: Mutex::default(),
             wake: Notify::new(),
         })
@@ -172,6 +199,26 @@ impl Poller {
         rx
     }
 
+    /// Starts (or joins) watching file system `id`, whose settings are being changed
+    /// (ModifyVolume; see [`Poller::watch`]).
+    pub fn watch_modification(&self, id: &str) -> watch::Receiver<Observation> {
+        self.set_kind(id, InFlight::Modifying);
+        let rx = subscribe(&self.file_systems, id);
+        self.report_in_flight();
+        self.wake.notify_one();
+        rx
+    }
+
+    /// Starts (or joins) watching backup `id`, being taken. It stays watched, with or without
+    /// receivers, until it settles, so a CreateSnapshot that answered "not ready" leaves the
+    /// poller to keep the index current for its retries.
+    pub fn watch_backup(&self, id: &str) -> watch::Receiver<Seen<Backup>> {
+        let rx = subscribe(&self.backups, id);
+        self.report_in_flight();
+        self.wake.notify_one();
+        rx
+    }
+
     /// Starts (or joins) watching data repository association `id`.
     pub fn watch_association(&self, id: &str) -> watch::Receiver<Seen<Association>> {
         let rx = subscribe(&self.associations, id);
@@ -182,18 +229,19 @@ impl Poller {
 
     /// Number of resources being watched.
     pub fn in_flight(&self) -> usize {
-        lock(&self.file_systems).len() + lock(&self.associations).len()
+        lock(&self.file_systems).len() + lock(&self.associations).len() + lock(&self.backups).len()
     }
 
     /// Sets the in-flight gauges: file systems by why they are watched, and associations.
     fn report_in_flight(&self) {
-        let (mut creating, mut growing) = (0, 0);
+        let (mut creating, mut growing, mut modifying) = (0, 0, 0);
         {
             let watched = lock(&self.file_systems);
             let kinds = self.kinds.lock().unwrap_or_else(|p| p.into_inner());
             for id in watched.keys() {
                 match kinds.get(id) {
                     Some(InFlight::Growing) => growing += 1,
+                    Some(InFlight::Modifying) => modifying += 1,
                     _ => creating += 1,
                 }
             }
@@ -201,7 +249,9 @@ impl Poller {
         let m = crate::metrics::get();
         m.set_in_flight(InFlight::Creating, creating);
         m.set_in_flight(InFlight::Growing, growing);
+        m.set_in_flight(InFlight::Modifying, modifying);
         m.set_in_flight(InFlight::Associating, lock(&self.associations).len());
+        m.set_in_flight(InFlight::BackingUp, lock(&self.backups).len());
     }
 
     fn set_kind(&self, id: &str, kind: InFlight) {
@@ -226,6 +276,7 @@ impl Poller {
     pub async fn tick(&self) {
         self.poll(&self.file_systems).await;
         self.poll(&self.associations).await;
+        self.poll(&self.backups).await;
         self.report_in_flight();
     }
 
@@ -265,7 +316,7 @@ impl Poller {
     }
 
     fn publish<T: Tracked>(&self, watches: &Watches<T>, id: &str, seen: Seen<T>) {
-        T::record(&self.index, id, &seen);
+        T::record(&self.index, &self.snapshots, id, &seen);
         let settled = seen.is_settled();
         let mut map = lock(watches);
         if let Some(tx) = map.get(id) {
@@ -311,7 +362,7 @@ mod tests {
         for i in 0..120 {
             ids.push(fsx.create_file_system(&spec(i)).await.unwrap().id);
         }
-        let poller = Poller::new(fsx.clone(), Arc::new(Index::default()), Duration::from_secs(15));
+        let poller = Poller::new(fsx.clone(), Arc::new(Index::default()), Arc::default(), Duration::from_secs(15));
         let mut rxs: Vec<_> = ids.iter().map(|id| poller.watch(id)).collect();
         poller.tick().await;
         assert_eq!(fsx.calls("DescribeFileSystems"), 3, "120 ids in 3 calls of at most 50");
@@ -339,7 +390,7 @@ mod tests {
         let b = fsx.create_file_system(&spec(2)).await.unwrap().id;
         fsx.delete_out_of_band(&b);
         tokio::time::advance(Duration::from_secs(2)).await;
-        let poller = Poller::new(fsx.clone(), Arc::new(Index::default()), Duration::from_secs(15));
+        let poller = Poller::new(fsx.clone(), Arc::new(Index::default()), Arc::default(), Duration::from_secs(15));
         let (mut ra, mut rb) = (poller.watch(&a), poller.watch(&b));
         poller.tick().await;
         assert!(matches!(&*ra.borrow_and_update(), Seen::Found(_)));

@@ -13,10 +13,12 @@
 //!   existing file system.
 
 pub mod keys;
+pub mod mutable;
 mod request;
 mod rules;
 
 pub use keys::{KEYS, Key, Takes};
+pub use mutable::MutableParams;
 
 use std::collections::HashMap;
 use std::fmt;
