@@ -45,11 +45,21 @@ trap 'exit 130' INT TERM
 kubelet="$tmp/kubelet"
 # csi-sanity creates its mount and staging directories with mkdir, not mkdir -p.
 mkdir -p "$kubelet/pods/sanity" "$kubelet/plugins/sanity"
+# PERSISTENT_2, so that the snapshot specs run (FSx backs up persistent file systems only).
 cat >"$tmp/params.yaml" <<YAML
 subnetId: subnet-0123456789abcdef0
 securityGroupIds: sg-0123456789abcdef0
-deploymentType: SCRATCH_2
+deploymentType: PERSISTENT_2
+perUnitStorageThroughput: "125"
 dataCompressionType: LZ4
+YAML
+cat >"$tmp/snapshot-params.yaml" <<YAML
+extraTags: suite=csi-sanity
+YAML
+# A VolumeAttributesClass that raises throughput and moves the maintenance window.
+cat >"$tmp/mutable-params.yaml" <<YAML
+perUnitStorageThroughput: "250"
+weeklyMaintenanceStartTime: "6:02:00"
 YAML
 
 "$harness" --socket "$tmp/csi.sock" --kubelet-dir "$kubelet" >"$tmp/harness.out" 2>"$tmp/harness.log" &
@@ -57,7 +67,7 @@ pid=$!
 for _ in $(seq 200); do grep -q ready "$tmp/harness.out" 2>/dev/null && break; sleep 0.05; done
 grep -q ready "$tmp/harness.out" || { echo "harness did not start"; cat "$tmp/harness.log"; exit 1; }
 
-# Sizes FSx can create: SCRATCH_2 takes 1200, 2400, then multiples of 2400 GiB, so the
+# Sizes FSx can create: PERSISTENT_2 takes 1200, 2400, then multiples of 2400 GiB, so the
 # specs that compare requested and returned sizes use valid ones.
 set +e
 "$root/bin/csi-sanity" \
@@ -65,6 +75,8 @@ set +e
   --csi.mountdir "$kubelet/pods/sanity/mount" \
   --csi.stagingdir "$kubelet/plugins/sanity/staging" \
   --csi.testvolumeparameters "$tmp/params.yaml" \
+  --csi.testsnapshotparameters "$tmp/snapshot-params.yaml" \
+  --csi.testvolumemutableparameters "$tmp/mutable-params.yaml" \
   --csi.testvolumesize $((1200 * GIB)) \
   --csi.testvolumeexpandsize $((2400 * GIB)) \
   --ginkgo.no-color --ginkgo.v 2>&1 | tee "$tmp/sanity.out"

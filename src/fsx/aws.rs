@@ -235,11 +235,10 @@ pub fn classify_code(code: String, message: String) -> FsxError {
         | "TooManyRequestsException"
         | "RequestLimitExceeded"
         | "ServiceUnavailable"
-        | "RequestTimeout"
-        // A backup is being taken or restored: the same call succeeds later.
-        | "BackupInProgress"
-        | "BackupRestoring"
-        | "BackupBeingCopied" => FsxError::Unavailable(format!("{code}: {message}")),
+        | "RequestTimeout" => FsxError::Unavailable(format!("{code}: {message}")),
+        "BackupInProgress" | "BackupRestoring" | "BackupBeingCopied" => {
+            FsxError::BackupBusy(format!("{code}: {message}"))
+        }
         _ => FsxError::Other { code, message },
     }
 }

@@ -360,7 +360,7 @@ impl Fsx for MemoryFsx {
         if s.backups.values().any(|b| {
             !b.deleted && b.base.file_system.id == fs.id && describe_backup(b, &timing, now).lifecycle.is_in_flight()
         }) {
-            return Err(FsxError::Unavailable("BackupInProgress: a backup of this file system is running".into()));
+            return Err(FsxError::BackupBusy("BackupInProgress: a backup of this file system is running".into()));
         }
         s.next_id += 1;
         let id = format!("backup-{:017x}", s.next_id);
@@ -409,11 +409,15 @@ impl Fsx for MemoryFsx {
     async fn delete_backup(&self, id: &str) -> Result<BackupLifecycle, FsxError> {
         let mut s = self.state();
         self.call(&mut s, "DeleteBackup")?;
+        let timing = self.timing;
         let b = s
             .backups
             .get_mut(id)
             .filter(|b| !b.deleted)
             .ok_or_else(|| FsxError::NotFound(format!("backup {id} does not exist")))?;
+        if describe_backup(b, &timing, Instant::now()).lifecycle.is_in_flight() {
+            return Err(FsxError::BackupBusy(format!("BackupInProgress: backup {id} is still being created")));
+        }
         b.deleted = true;
         Ok(BackupLifecycle::Deleted)
     }

@@ -469,6 +469,10 @@ pub enum FsxError {
     /// An account quota is exhausted (`ServiceLimitExceeded`).
     #[error("FSx service limit exceeded: {0}")]
     LimitExceeded(String),
+    /// A backup is still being taken, restored or copied (`BackupInProgress`,
+    /// `BackupRestoring`, `BackupBeingCopied`): the same call succeeds once it is done.
+    #[error("FSx is busy with the backup: {0}")]
+    BackupBusy(String),
     /// Throttling, 5xx, time-outs or network errors that outlived the SDK's retries.
     #[error("FSx is unavailable: {0}")]
     Unavailable(String),

@@ -96,6 +96,10 @@ pub enum ProvisionError {
     SnapshotFailed { id: String, message: String },
     #[error("snapshot {0} not found")]
     SnapshotNotFound(String),
+    #[error(
+        "backup {0} is still being taken, and FSx deletes it only once it is done; the call will complete on a retry"
+    )]
+    BackupPending(String),
     #[error("snapshot {id} is {lifecycle}, not yet AVAILABLE to restore from; retry when it is ready")]
     SnapshotNotReady { id: String, lifecycle: String },
     /// A restore that cannot be made as asked (a key that must be the backup's, the size).
@@ -923,7 +927,7 @@ mod tests {
         let p = provisioner(&fsx).await;
         let src = create(&p, "pvc-src", &P2, 20 * MIN).await.unwrap();
         let backup = take_snapshot(&p, "snap-r", &src.id).await.unwrap();
-        let restore = |name: &'static str, pairs: Vec<(&'static str, &'static str)>, gib: i64| {
+        let restore_within = |name: &'static str, pairs: Vec<(&'static str, &'static str)>, gib: i64, within| {
             let p = Arc::clone(&p);
             let id = backup.id.clone();
             async move {
@@ -935,14 +939,14 @@ mod tests {
                     parameters: &parameters,
                     source_snapshot: Some(&id),
                 };
-                p.create(req, Instant::now() + 20 * MIN).await
+                p.create(req, Instant::now() + within).await
             }
         };
-        // Not AVAILABLE yet: retryable.
-        let err = restore("pvc-r", P2.to_vec(), 1200).await.unwrap_err();
+        let restore = |name, pairs, gib| restore_within(name, pairs, gib, 20 * MIN);
+        // Not AVAILABLE yet: waited for on the poller up to the deadline, then retryable.
+        let err = restore_within("pvc-r", P2.to_vec(), 1200, MIN).await.unwrap_err();
         assert!(matches!(err, ProvisionError::SnapshotNotReady { .. }), "{err}");
-        tokio::time::sleep(Timing::default().backup + 2 * POLL).await;
-        take_snapshot(&p, "snap-r", &src.id).await.unwrap();
+        assert_eq!(fsx.calls("CreateFileSystemFromBackup"), 0);
         let restored = restore("pvc-r", P2.to_vec(), 1000).await.unwrap();
         assert_ne!(restored.id, src.id);
         assert_eq!(restored.capacity_gib, 1200);

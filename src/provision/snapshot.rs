@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use tokio::time::Instant;
 
 use super::params::{self, ParamError, RESERVED_PREFIX, StorageClassParams};
+use super::poller::{self, Seen};
 use super::{CreateRequest, ProvisionError, Provisioner, by, token};
 use crate::fsx::{
     Backup, BackupLifecycle, BackupSpec, DeploymentType, FileSystem, FsxError, GIB, SNAPSHOT_NAME_TAG, StorageType,
@@ -186,20 +187,36 @@ impl Provisioner {
             return Ok(());
         }
         let _guard = self.busy.try_lock(id).ok_or_else(|| ProvisionError::Busy(id.to_string()))?;
-        match tokio::time::timeout_at(deadline, self.fsx.delete_backup(id))
-            .await
-            .map_err(|_| ProvisionError::FsxSlow("DeleteBackup"))?
-        {
+        // FSx refuses to delete a backup it is still taking: wait for it on the poller (no
+        // calls of its own) within the deadline, then delete.
+        if self.snapshots.by_id(id).is_some_and(|b| b.lifecycle.is_in_flight()) {
+            self.backup_settled(id, deadline).await?;
+        }
+        let mut result = by(deadline, "DeleteBackup", self.fsx.delete_backup(id)).await;
+        if let Err(ProvisionError::Fsx(FsxError::BackupBusy(_))) = &result {
+            self.backup_settled(id, deadline).await?;
+            result = by(deadline, "DeleteBackup", self.fsx.delete_backup(id)).await;
+        }
+        match result {
             Ok(lifecycle) => {
                 tracing::info!(snapshot.id = %id, %lifecycle, "DeleteBackup accepted");
                 self.snapshots.remove(id);
                 Ok(())
             }
-            Err(FsxError::NotFound(_)) => {
+            Err(ProvisionError::Fsx(FsxError::NotFound(_))) => {
                 self.snapshots.remove(id);
                 Ok(())
             }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Waits on the poller until backup `id` is no longer being taken, or `deadline`.
+    async fn backup_settled(&self, id: &str, deadline: Instant) -> Result<(), ProvisionError> {
+        let mut rx = self.poller.watch_backup(id);
+        match poller::wait_until(&mut rx, deadline, Seen::is_settled).await {
+            Some(_) => Ok(()),
+            None => Err(ProvisionError::BackupPending(id.to_string())),
         }
     }
 
@@ -224,6 +241,18 @@ impl Provisioner {
                 }
                 Err(e) => return Err(e),
             },
+        };
+        // A backup still being taken is waited for on the poller (no calls of its own), as
+        // far as the caller's deadline allows.
+        let backup = if backup.lifecycle.is_in_flight() {
+            let mut rx = self.poller.watch_backup(&backup.id);
+            match poller::wait_until(&mut rx, deadline, Seen::is_settled).await {
+                Some(Seen::Found(b)) => b,
+                Some(Seen::Gone) => return Err(ProvisionError::SnapshotNotFound(backup.id)),
+                Some(Seen::Pending) | None => backup,
+            }
+        } else {
+            backup
         };
         if backup.lifecycle != BackupLifecycle::Available {
             return Err(ProvisionError::SnapshotNotReady { id: backup.id, lifecycle: backup.lifecycle.to_string() });

@@ -72,6 +72,8 @@ pub struct Config {
     pub association_delay_ms: u64,
     /// Operations answered with `AccessDeniedException`, as a role without them would be.
     pub deny_operations: Vec<String>,
+    /// Time from CreateBackup to AVAILABLE (or FAILED).
+    pub backup_delay_ms: u64,
 }
 
 impl Default for Config {
@@ -89,6 +91,7 @@ impl Default for Config {
             optimize_delay_ms: 2_000,
             association_delay_ms: 1_000,
             deny_operations: Vec::new(),
+            backup_delay_ms: 1_500,
         }
     }
 }
@@ -143,8 +146,24 @@ struct Fs {
 struct UpdateRec {
     requested: Instant,
     request_time: f64,
-    target: i64,
+    /// The new storage capacity, for a capacity update.
+    target: Option<i64>,
+    /// The LustreConfiguration values that take effect when the update is done (throughput,
+    /// metadata), for a settings update.
+    lustre: Value,
     fail: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Bk {
+    id: String,
+    fs_id: String,
+    /// The file system's description when the backup was taken.
+    file_system: Value,
+    /// The file system's creation request, which a restore starts from.
+    source_request: Value,
+    tags: Value,
+    clock: Clock,
 }
 
 #[derive(Debug, Clone)]
@@ -175,6 +194,10 @@ struct Inner {
     fail_next_associations: Vec<String>,
     associations: BTreeMap<String, Dra>,
     association_tokens: HashMap<String, String>,
+    backups: BTreeMap<String, Bk>,
+    /// Token → (file system, backup).
+    backup_tokens: HashMap<String, (String, String)>,
+    fail_next_backups: Vec<String>,
     next_id: u64,
     /// Largest number of ids seen in one DescribeFileSystems call.
     max_describe_ids: usize,
@@ -299,6 +322,26 @@ impl Emulator {
         inner.fail_next_creates.extend(std::iter::repeat_n(message.to_string(), n));
     }
 
+    /// The next `n` backups end FAILED with `message`.
+    pub fn fail_next_backups(&self, n: usize, message: &str) {
+        self.lock().fail_next_backups.extend(std::iter::repeat_n(message.to_string(), n));
+    }
+
+    /// (backup id, source file system id, lifecycle) of every backup not deleted.
+    pub fn backups(&self) -> Vec<(String, String, String)> {
+        let inner = self.lock();
+        let now = Instant::now();
+        inner
+            .backups
+            .values()
+            .filter_map(|b| {
+                let d = inner.describe_backup(b, now)?;
+                let lc = d["Lifecycle"].as_str().unwrap_or("").to_string();
+                (lc != "DELETED").then(|| (b.id.clone(), b.fs_id.clone(), lc))
+            })
+            .collect()
+    }
+
     /// The next `n` capacity updates end FAILED with `message`.
     pub fn fail_next_updates(&self, n: usize, message: &str) {
         self.lock().fail_next_updates.extend(std::iter::repeat_n(message.to_string(), n));
@@ -330,14 +373,36 @@ impl Emulator {
         self.lock().associations.get(id).map(|a| a.clock.available_at())
     }
 
-    /// (status, target GiB) of every FILE_SYSTEM_UPDATE of file system `id`.
+    /// (status, target GiB) of every capacity update of file system `id`.
     pub fn updates(&self, id: &str) -> Vec<(String, i64)> {
         let inner = self.lock();
         let now = Instant::now();
         inner
             .file_systems
             .get(id)
-            .map(|fs| fs.updates.iter().map(|u| (update_status(u, &inner.config, now).to_string(), u.target)).collect())
+            .map(|fs| {
+                fs.updates
+                    .iter()
+                    .filter_map(|u| Some((update_status(u, &inner.config, now).to_string(), u.target?)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// (status, LustreConfiguration changes) of every settings update of file system `id`.
+    pub fn setting_updates(&self, id: &str) -> Vec<(String, Value)> {
+        let inner = self.lock();
+        let now = Instant::now();
+        inner
+            .file_systems
+            .get(id)
+            .map(|fs| {
+                fs.updates
+                    .iter()
+                    .filter(|u| u.target.is_none())
+                    .map(|u| (update_status(u, &inner.config, now).to_string(), u.lustre.clone()))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -420,11 +485,27 @@ fn update_status(u: &UpdateRec, config: &Config, now: Instant) -> &'static str {
 fn capacity(fs: &Fs, config: &Config, now: Instant) -> i64 {
     let mut capacity = fs.request["StorageCapacity"].as_i64().unwrap_or(0);
     for u in &fs.updates {
-        if matches!(update_status(u, config, now), "UPDATED_OPTIMIZING" | "COMPLETED") {
-            capacity = u.target;
+        if let Some(target) = u.target
+            && matches!(update_status(u, config, now), "UPDATED_OPTIMIZING" | "COMPLETED")
+        {
+            capacity = target;
         }
     }
     capacity
+}
+
+/// The LustreConfiguration request values in effect at `now`: the creation request's, with
+/// the settings of finished updates laid over.
+fn lustre_in_effect(fs: &Fs, config: &Config, now: Instant) -> Value {
+    let mut lustre = fs.request.get("LustreConfiguration").cloned().unwrap_or_else(|| json!({}));
+    for u in &fs.updates {
+        if u.target.is_none() && matches!(update_status(u, config, now), "UPDATED_OPTIMIZING" | "COMPLETED") {
+            for (k, v) in u.lustre.as_object().into_iter().flatten() {
+                lustre[k] = v.clone();
+            }
+        }
+    }
+    lustre
 }
 
 /// The lifecycle of an association at `now`, or `None` once it is gone.
@@ -460,7 +541,7 @@ fn now_unix() -> f64 {
 
 fn describe(fs: &Fs, lifecycle: &str, config: &Config, now: Instant) -> Value {
     let req = &fs.request;
-    let lustre_req = req.get("LustreConfiguration").cloned().unwrap_or_else(|| json!({}));
+    let lustre_req = lustre_in_effect(fs, config, now);
     let deployment = lustre_req.get("DeploymentType").and_then(Value::as_str).unwrap_or("SCRATCH_1");
     let mut lustre = json!({
         "DeploymentType": deployment,
@@ -526,12 +607,16 @@ fn describe(fs: &Fs, lifecycle: &str, config: &Config, now: Instant) -> Value {
                 .iter()
                 .map(|u| {
                     let status = update_status(u, config, now);
+                    let target = match u.target {
+                        Some(gib) => json!({"StorageCapacity": gib}),
+                        None => json!({"LustreConfiguration": u.lustre}),
+                    };
                     let mut a = json!({
                         "AdministrativeActionType": "FILE_SYSTEM_UPDATE",
                         "RequestTime": u.request_time,
                         "Status": status,
                         "ProgressPercent": match status { "PENDING" => 0, "IN_PROGRESS" => 50, _ => 100 },
-                        "TargetFileSystemValues": {"StorageCapacity": u.target},
+                        "TargetFileSystemValues": target,
                     });
                     if status == "FAILED" {
                         a["FailureDetails"] = json!({"Message": u.fail.clone().unwrap_or_default()});
@@ -813,8 +898,8 @@ impl Inner {
         let fs = self.file_systems.get_mut(&id).ok_or_else(|| ApiError::not_found(&id))?;
         let lc = lifecycle(fs, &config, now).ok_or_else(|| ApiError::not_found(&id))?;
         let Some(new) = req.get("StorageCapacity").and_then(Value::as_i64) else {
-            // Other updates (maintenance windows, ...) are accepted and change nothing here.
-            return Ok(json!({"FileSystem": describe(fs, lc, &config, now)}));
+            let changes = req.get("LustreConfiguration").cloned().unwrap_or_else(|| json!({}));
+            return self.update_lustre(&id, changes, fail);
         };
         if fs.updates.iter().any(|u| matches!(update_status(u, &config, now), "PENDING" | "IN_PROGRESS")) {
             return Err(ApiError::bad_request(
@@ -848,9 +933,322 @@ impl Inner {
             self.fail_next_updates.remove(0);
         }
         let fs = self.file_systems.get_mut(&id).expect("checked above");
-        fs.updates.push(UpdateRec { requested: now, request_time: now_unix(), target: new, fail });
+        fs.updates.push(UpdateRec {
+            requested: now,
+            request_time: now_unix(),
+            target: Some(new),
+            lustre: json!({}),
+            fail,
+        });
         let lc = lifecycle(fs, &config, now).unwrap_or("AVAILABLE");
         Ok(json!({"FileSystem": describe(fs, lc, &config, now)}))
+    }
+
+    /// UpdateFileSystem of LustreConfiguration settings, with FSx's refusals. Throughput and
+    /// metadata changes run as an administrative action (`update_delay_ms`); the others
+    /// (maintenance and backup windows, compression, auto import, root squash) apply at once.
+    fn update_lustre(&mut self, id: &str, changes: Value, fail: Option<String>) -> Result<Value, ApiError> {
+        let now = Instant::now();
+        let config = self.config.clone();
+        let fs = self.file_systems.get_mut(id).ok_or_else(|| ApiError::not_found(id))?;
+        let lc = lifecycle(fs, &config, now).ok_or_else(|| ApiError::not_found(id))?;
+        let Some(changes) = changes.as_object().filter(|c| !c.is_empty()).cloned() else {
+            return Err(ApiError::bad_request(
+                "The request changes nothing: give StorageCapacity or LustreConfiguration values.",
+            ));
+        };
+        if fs.updates.iter().any(|u| matches!(update_status(u, &config, now), "PENDING" | "IN_PROGRESS")) {
+            return Err(ApiError::bad_request("Unable to perform the update. There is an update already in progress."));
+        }
+        if lc != "AVAILABLE" {
+            return Err(ApiError::bad_request(format!("The file system is {lc}; it must be AVAILABLE to be updated.")));
+        }
+        let lustre = lustre_in_effect(fs, &config, now);
+        let deployment = lustre.get("DeploymentType").and_then(Value::as_str).unwrap_or("SCRATCH_1").to_string();
+        let storage = fs.request.get("StorageType").and_then(Value::as_str).unwrap_or("SSD").to_string();
+        let scratch = deployment.starts_with("SCRATCH");
+        let mut delayed = serde_json::Map::new();
+        let mut immediate = serde_json::Map::new();
+        for (key, value) in changes {
+            match key.as_str() {
+                "PerUnitStorageThroughput" => {
+                    let allowed: &[i64] = match (deployment.as_str(), storage.as_str()) {
+                        ("PERSISTENT_1", "SSD") => &[50, 100, 200],
+                        ("PERSISTENT_2", _) => &[125, 250, 500, 1000],
+                        _ => &[],
+                    };
+                    let t = value.as_i64().unwrap_or(0);
+                    if allowed.is_empty() {
+                        return Err(ApiError::bad_request(format!(
+                            "Throughput changes are not supported for {deployment} {storage} file systems."
+                        )));
+                    }
+                    if !allowed.contains(&t) {
+                        return Err(ApiError::code(
+                            "InvalidPerUnitStorageThroughput",
+                            format!("PerUnitStorageThroughput must be one of {allowed:?} for {deployment}."),
+                        ));
+                    }
+                    delayed.insert(key, value);
+                }
+                "MetadataConfiguration" => {
+                    if deployment != "PERSISTENT_2" {
+                        return Err(ApiError::bad_request("MetadataConfiguration is supported only on PERSISTENT_2."));
+                    }
+                    let have =
+                        lustre.get("MetadataConfiguration").cloned().unwrap_or_else(|| json!({"Mode": "AUTOMATIC"}));
+                    let mode = value.get("Mode").or(have.get("Mode")).and_then(Value::as_str).unwrap_or("AUTOMATIC");
+                    let iops = value.get("Iops").and_then(Value::as_i64);
+                    if mode == "USER_PROVISIONED" && iops.is_none() && have.get("Iops").is_none() {
+                        return Err(ApiError::bad_request("Iops is required with Mode USER_PROVISIONED."));
+                    }
+                    if let (Some(new), Some(old)) = (iops, have.get("Iops").and_then(Value::as_i64))
+                        && new < old
+                    {
+                        return Err(ApiError::bad_request("Metadata IOPS can only be increased."));
+                    }
+                    let mut merged = have.clone();
+                    merged["Mode"] = json!(mode);
+                    if let Some(i) = iops {
+                        merged["Iops"] = json!(i);
+                    }
+                    delayed.insert(key, merged);
+                }
+                "AutomaticBackupRetentionDays" | "DailyAutomaticBackupStartTime" if scratch => {
+                    return Err(ApiError::bad_request("Automatic backups are not supported on scratch file systems."));
+                }
+                "AutoImportPolicy" if lustre.get("ImportPath").is_none() => {
+                    return Err(ApiError::bad_request(
+                        "AutoImportPolicy can be updated only on file systems linked to S3 with ImportPath.",
+                    ));
+                }
+                "WeeklyMaintenanceStartTime"
+                | "DailyAutomaticBackupStartTime"
+                | "AutomaticBackupRetentionDays"
+                | "AutoImportPolicy"
+                | "DataCompressionType"
+                | "RootSquashConfiguration"
+                | "LogConfiguration" => {
+                    immediate.insert(key, value);
+                }
+                other => return Err(ApiError::bad_request(format!("{other} cannot be updated."))),
+            }
+        }
+        let lustre_req = fs.request.as_object_mut().and_then(|r| {
+            r.entry("LustreConfiguration").or_insert_with(|| json!({}));
+            r.get_mut("LustreConfiguration")
+        });
+        if let Some(l) = lustre_req {
+            for (k, v) in immediate {
+                l[k.as_str()] = v;
+            }
+        }
+        if !delayed.is_empty() {
+            if fail.is_some() {
+                self.fail_next_updates.remove(0);
+            }
+            let fs = self.file_systems.get_mut(id).expect("checked above");
+            fs.updates.push(UpdateRec {
+                requested: now,
+                request_time: now_unix(),
+                target: None,
+                lustre: Value::Object(delayed),
+                fail,
+            });
+        }
+        let fs = self.file_systems.get(id).expect("checked above");
+        let lc = lifecycle(fs, &config, now).unwrap_or("AVAILABLE");
+        Ok(json!({"FileSystem": describe(fs, lc, &config, now)}))
+    }
+
+    fn describe_backup(&self, b: &Bk, now: Instant) -> Option<Value> {
+        let lc = b.clock.lifecycle(&self.config, now)?;
+        let lc = if lc == "DELETING" { "DELETED" } else { lc };
+        let mut out = json!({
+            "BackupId": b.id,
+            "Lifecycle": lc,
+            "Type": "USER_INITIATED",
+            "ProgressPercent": if lc == "CREATING" { 50 } else { 100 },
+            "CreationTime": b.clock.creation_time,
+            "ResourceARN": format!("arn:aws:fsx:{REGION}:{ACCOUNT}:backup/{}", b.id),
+            "Tags": b.tags,
+            "FileSystem": b.file_system,
+            "OwnerId": ACCOUNT,
+            "ResourceType": "FILE_SYSTEM",
+        });
+        if lc == "FAILED" {
+            out["FailureDetails"] = json!({"Message": b.clock.fail.clone().unwrap_or_default()});
+        }
+        Some(out)
+    }
+
+    fn create_backup(&mut self, req: Value) -> Result<Value, ApiError> {
+        let now = Instant::now();
+        let config = self.config.clone();
+        let fs_id = req.get("FileSystemId").and_then(Value::as_str).unwrap_or("").to_string();
+        if let Some(token) = req.get("ClientRequestToken").and_then(Value::as_str)
+            && let Some((for_fs, id)) = self.backup_tokens.get(token).cloned()
+        {
+            if for_fs != fs_id {
+                return Err(ApiError::code(
+                    "IncompatibleParameterError",
+                    "The ClientRequestToken was already used with different parameters.",
+                ));
+            }
+            let b = &self.backups[&id];
+            return Ok(
+                json!({"Backup": self.describe_backup(b, now).unwrap_or_else(|| json!({"BackupId": id, "Lifecycle": "DELETED"}))}),
+            );
+        }
+        let fs = self.file_systems.get(&fs_id).ok_or_else(|| ApiError::not_found(&fs_id))?;
+        let lc = lifecycle(fs, &config, now).ok_or_else(|| ApiError::not_found(&fs_id))?;
+        if lc != "AVAILABLE" && lc != "UPDATING" {
+            return Err(ApiError::bad_request(format!(
+                "The file system is {lc}; backups need an AVAILABLE file system."
+            )));
+        }
+        let lustre = lustre_in_effect(fs, &config, now);
+        let deployment = lustre.get("DeploymentType").and_then(Value::as_str).unwrap_or("SCRATCH_1");
+        if deployment.starts_with("SCRATCH") {
+            return Err(ApiError::bad_request(format!("Backups are not supported on {deployment} file systems.")));
+        }
+        if lustre.get("ImportPath").is_some() {
+            return Err(ApiError::bad_request(
+                "Backups are not supported on file systems linked to a data repository.",
+            ));
+        }
+        let busy =
+            self.backups.values().any(|b| b.fs_id == fs_id && b.clock.lifecycle(&config, now) == Some("CREATING"));
+        if busy {
+            return Err(ApiError::code("BackupInProgress", format!("A backup of {fs_id} is already in progress.")));
+        }
+        let id = format!("backup-{:08x}{}", self.next_id, random_hex(9));
+        self.next_id += 1;
+        let fail = if self.fail_next_backups.is_empty() { None } else { Some(self.fail_next_backups.remove(0)) };
+        let mut request = fs.request.clone();
+        request["LustreConfiguration"] = lustre;
+        request["StorageCapacity"] = json!(capacity(fs, &config, now));
+        let b = Bk {
+            id: id.clone(),
+            fs_id,
+            file_system: describe(fs, lc, &config, now),
+            source_request: request,
+            tags: req.get("Tags").cloned().unwrap_or_else(|| json!([])),
+            clock: Clock::start(now, Duration::from_millis(config.backup_delay_ms), fail),
+        };
+        let out = self.describe_backup(&b, now);
+        self.backups.insert(id.clone(), b.clone());
+        if let Some(token) = req.get("ClientRequestToken").and_then(Value::as_str) {
+            self.backup_tokens.insert(token.to_string(), (b.fs_id, id));
+        }
+        Ok(json!({"Backup": out}))
+    }
+
+    fn describe_backups(&mut self, req: Value) -> Result<Value, ApiError> {
+        let now = Instant::now();
+        if let Some(ids) = req.get("BackupIds").and_then(Value::as_array) {
+            if ids.len() > 50 {
+                return Err(ApiError::bad_request("At most 50 BackupIds may be given."));
+            }
+            let mut out = Vec::new();
+            for id in ids {
+                let id = id.as_str().unwrap_or("");
+                let missing = || ApiError::code("BackupNotFound", format!("Backup '{id}' does not exist."));
+                let b = self.backups.get(id).ok_or_else(missing)?;
+                let d = self.describe_backup(b, now).filter(|d| d["Lifecycle"] != "DELETED").ok_or_else(missing)?;
+                out.push(d);
+            }
+            return Ok(json!({"Backups": out}));
+        }
+        let mut fs_filter: Option<Vec<String>> = None;
+        for f in req.get("Filters").and_then(Value::as_array).into_iter().flatten() {
+            let values: Vec<String> = f
+                .get("Values")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect();
+            match f.get("Name").and_then(Value::as_str) {
+                Some("file-system-id") => fs_filter = Some(values),
+                // Every backup here is a user-initiated Lustre one.
+                Some("backup-type") if values.iter().any(|v| v == "USER_INITIATED") => {}
+                Some("file-system-type") if values.iter().any(|v| v == "LUSTRE") => {}
+                Some("backup-type" | "file-system-type") => return Ok(json!({"Backups": []})),
+                other => return Err(ApiError::bad_request(format!("Unsupported filter {other:?}."))),
+            }
+        }
+        let live: Vec<Value> = self
+            .backups
+            .values()
+            .filter(|b| fs_filter.as_ref().is_none_or(|ids| ids.contains(&b.fs_id)))
+            .filter_map(|b| self.describe_backup(b, now))
+            .filter(|d| d["Lifecycle"] != "DELETED")
+            .collect();
+        paged("Backups", live, &req, self.config.page_size)
+    }
+
+    fn delete_backup(&mut self, req: Value) -> Result<Value, ApiError> {
+        let now = Instant::now();
+        let config = self.config.clone();
+        let id = req.get("BackupId").and_then(Value::as_str).unwrap_or("").to_string();
+        let missing = || ApiError::code("BackupNotFound", format!("Backup '{id}' does not exist."));
+        let b = self.backups.get_mut(&id).ok_or_else(missing)?;
+        match b.clock.lifecycle(&config, now) {
+            None | Some("DELETING") => return Err(missing()),
+            Some("CREATING") => {
+                return Err(ApiError::code("BackupInProgress", format!("Backup '{id}' is still being created.")));
+            }
+            Some(_) => b.clock.deleted = Some(now),
+        }
+        Ok(json!({"BackupId": id, "Lifecycle": "DELETED"}))
+    }
+
+    fn create_from_backup(&mut self, req: Value) -> Result<Value, ApiError> {
+        let now = Instant::now();
+        let config = self.config.clone();
+        let id = req.get("BackupId").and_then(Value::as_str).unwrap_or("").to_string();
+        let missing = || ApiError::code("BackupNotFound", format!("Backup '{id}' does not exist."));
+        let b = self.backups.get(&id).ok_or_else(missing)?;
+        match b.clock.lifecycle(&config, now) {
+            Some("AVAILABLE") => {}
+            None | Some("DELETING") => return Err(missing()),
+            Some(other) => return Err(ApiError::bad_request(format!("Backup '{id}' is {other}, not AVAILABLE."))),
+        }
+        if req.get("StorageCapacity").is_some() {
+            return Err(ApiError::bad_request(
+                "StorageCapacity cannot be set when restoring a Lustre backup: the file system has the backup's size.",
+            ));
+        }
+        let mut request = b.source_request.clone();
+        let source_lustre = request["LustreConfiguration"].clone();
+        let given = req.get("LustreConfiguration").cloned().unwrap_or_else(|| json!({}));
+        for key in ["DeploymentType", "PerUnitStorageThroughput", "DriveCacheType"] {
+            if let Some(v) = given.get(key)
+                && source_lustre.get(key) != Some(v)
+            {
+                return Err(ApiError::bad_request(format!(
+                    "{key} {v} differs from the backup's {}; a restore keeps it.",
+                    source_lustre.get(key).cloned().unwrap_or(Value::Null)
+                )));
+            }
+        }
+        for (k, v) in given.as_object().into_iter().flatten() {
+            request["LustreConfiguration"][k.as_str()] = v.clone();
+        }
+        for key in ["SubnetIds", "SecurityGroupIds", "Tags", "KmsKeyId", "FileSystemTypeVersion", "ClientRequestToken"]
+        {
+            match req.get(key) {
+                Some(v) => request[key] = v.clone(),
+                None => {
+                    if let Some(o) = request.as_object_mut() {
+                        o.remove(key);
+                    }
+                }
+            }
+        }
+        request["RestoredFrom"] = json!(id);
+        self.create(request)
     }
 
     fn create_association(&mut self, req: Value) -> Result<Value, ApiError> {
@@ -1083,6 +1481,10 @@ async fn answer(State(emu): State<Emulator>, headers: HeaderMap, body: Bytes) ->
             "CreateDataRepositoryAssociation" => inner.create_association(req),
             "DescribeDataRepositoryAssociations" => inner.describe_associations(req),
             "DeleteDataRepositoryAssociation" => inner.delete_association(req),
+            "CreateBackup" => inner.create_backup(req),
+            "DescribeBackups" => inner.describe_backups(req),
+            "DeleteBackup" => inner.delete_backup(req),
+            "CreateFileSystemFromBackup" => inner.create_from_backup(req),
             other => Err(ApiError::code("UnknownOperationException", format!("Operation '{other}' is not emulated."))),
         }
     };
@@ -1105,6 +1507,7 @@ async fn stats(State(emu): State<Emulator>) -> Response {
         "calls": inner.calls,
         "outcomes": inner.outcomes,
         "file_systems": lifecycles,
+        "backups": inner.backups.values().filter_map(|b| inner.describe_backup(b, now)).filter(|d| d["Lifecycle"] != "DELETED").count(),
         "max_describe_ids": inner.max_describe_ids,
         "config": inner.config,
     });
@@ -1203,6 +1606,70 @@ mod tests {
         assert_eq!(err.code, "BadRequest");
         assert!(err.message.contains("Persistent 2"), "{}", err.message);
         i.create(create_req("SCRATCH_2", json!({"ImportPath": "s3://bucket"}))).unwrap();
+    }
+
+    fn id(v: &Value, key: &str, field: &str) -> String {
+        v[key][field].as_str().unwrap().to_string()
+    }
+
+    #[test]
+    fn backups_and_restores_follow_fsx_rules() {
+        let mut i = inner();
+        i.config.backup_delay_ms = 0;
+        let scratch = id(&i.create(create_req("SCRATCH_2", json!({}))).unwrap(), "FileSystem", "FileSystemId");
+        let err = i.create_backup(json!({"FileSystemId": scratch})).unwrap_err();
+        assert!(err.message.contains("SCRATCH_2"), "{}", err.message);
+        let legacy = id(
+            &i.create(create_req("PERSISTENT_1", json!({"PerUnitStorageThroughput": 50, "ImportPath": "s3://b"})))
+                .unwrap(),
+            "FileSystem",
+            "FileSystemId",
+        );
+        assert!(i.create_backup(json!({"FileSystemId": legacy})).is_err(), "a legacy S3 link was backed up");
+        let p2 = id(&i.create(create_req("PERSISTENT_2", json!({}))).unwrap(), "FileSystem", "FileSystemId");
+        let b = i.create_backup(json!({"FileSystemId": p2, "ClientRequestToken": "t1"})).unwrap();
+        let backup = id(&b, "Backup", "BackupId");
+        let again = i.create_backup(json!({"FileSystemId": p2, "ClientRequestToken": "t1"})).unwrap();
+        assert_eq!(id(&again, "Backup", "BackupId"), backup, "the token answers with the same backup");
+        let err = i.create_backup(json!({"FileSystemId": scratch, "ClientRequestToken": "t1"})).unwrap_err();
+        assert_eq!(err.code, "IncompatibleParameterError");
+        // A restore keeps the backup's type and size, and refuses a size or another type.
+        let bad = json!({"BackupId": backup, "SubnetIds": ["subnet-0123456789abcdef0"], "StorageCapacity": 2400});
+        assert!(i.create_from_backup(bad).is_err());
+        let bad = json!({"BackupId": backup, "SubnetIds": ["subnet-0123456789abcdef0"],
+            "LustreConfiguration": {"DeploymentType": "PERSISTENT_1"}});
+        assert!(i.create_from_backup(bad).is_err());
+        let fs = i.create_from_backup(json!({"BackupId": backup, "SubnetIds": ["subnet-0123456789abcdef0"]})).unwrap();
+        assert_eq!(fs["FileSystem"]["StorageCapacity"], 1200);
+        assert_eq!(fs["FileSystem"]["LustreConfiguration"]["DeploymentType"], "PERSISTENT_2");
+        i.delete_backup(json!({"BackupId": backup})).unwrap();
+        assert_eq!(i.delete_backup(json!({"BackupId": backup})).unwrap_err().code, "BackupNotFound");
+        assert_eq!(i.describe_backups(json!({"BackupIds": [backup]})).unwrap_err().code, "BackupNotFound");
+    }
+
+    #[test]
+    fn setting_updates_follow_fsx_rules() {
+        let mut i = inner();
+        let scratch = id(&i.create(create_req("SCRATCH_2", json!({}))).unwrap(), "FileSystem", "FileSystemId");
+        let err = i
+            .update(json!({"FileSystemId": scratch, "LustreConfiguration": {"PerUnitStorageThroughput": 250}}))
+            .unwrap_err();
+        assert!(err.message.contains("SCRATCH_2"), "{}", err.message);
+        assert!(
+            i.update(json!({"FileSystemId": scratch, "LustreConfiguration": {"AutoImportPolicy": "NEW"}})).is_err(),
+            "auto import without an import path"
+        );
+        let p2 = id(&i.create(create_req("PERSISTENT_2", json!({}))).unwrap(), "FileSystem", "FileSystemId");
+        let err = i
+            .update(json!({"FileSystemId": p2, "LustreConfiguration": {"PerUnitStorageThroughput": 200}}))
+            .unwrap_err();
+        assert_eq!(err.code, "InvalidPerUnitStorageThroughput");
+        let fs = i
+            .update(json!({"FileSystemId": p2, "LustreConfiguration": {"PerUnitStorageThroughput": 250, "DataCompressionType": "LZ4"}}))
+            .unwrap();
+        // update_delay_ms is 0 here: in effect at once.
+        assert_eq!(fs["FileSystem"]["LustreConfiguration"]["PerUnitStorageThroughput"], 250);
+        assert_eq!(fs["FileSystem"]["LustreConfiguration"]["DataCompressionType"], "LZ4");
     }
 
     #[test]

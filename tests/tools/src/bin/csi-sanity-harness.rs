@@ -83,6 +83,7 @@ async fn run(args: Args) {
                 update_delay_ms: 300,
                 optimize_delay_ms: 300,
                 association_delay_ms: 200,
+                backup_delay_ms: 300,
                 ..Config::default()
             },
             0,

@@ -1,0 +1,200 @@
+//! Snapshots (FSx backups), restores and ControllerModifyVolume through the real server, the
+//! real aws-sdk-fsx client and the FSx emulator's wire protocol: the calls a csi-snapshotter,
+//! an external-provisioner restoring a claim and an external-resizer applying a
+//! VolumeAttributesClass make, retried the way they retry.
+
+#![allow(clippy::unwrap_used, reason = "tests: a panic is the test failing")]
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::*;
+use fsx_csi_driver::proto::controller_client::ControllerClient;
+use fsx_csi_driver::proto::*;
+use fsx_emulator::{Config, Emulator};
+use tonic::Code;
+use tonic::transport::Channel;
+
+const POLL: Duration = Duration::from_millis(100);
+
+fn p2() -> HashMap<String, String> {
+    params(&[("subnetId", SUBNET), ("deploymentType", "PERSISTENT_2"), ("perUnitStorageThroughput", "125")])
+}
+
+fn snapshot_request(name: &str, source: &str) -> tonic::Request<CreateSnapshotRequest> {
+    let mut req = tonic::Request::new(CreateSnapshotRequest {
+        source_volume_id: source.into(),
+        name: name.into(),
+        ..Default::default()
+    });
+    req.set_timeout(Duration::from_secs(10));
+    req
+}
+
+/// Calls CreateSnapshot as the csi-snapshotter does, until the snapshot is ready to use.
+/// Returns it and how many calls it took.
+async fn snapshot_until_ready(c: &mut ControllerClient<Channel>, name: &str, source: &str) -> (Snapshot, usize) {
+    for calls in 1..=200 {
+        let s = c.create_snapshot(snapshot_request(name, source)).await.unwrap().into_inner().snapshot.unwrap();
+        if s.ready_to_use {
+            return (s, calls);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("snapshot {name} never became ready");
+}
+
+#[tokio::test]
+async fn a_snapshot_is_one_backup_and_restores_into_a_new_file_system() {
+    let emulator = Emulator::start(config(200), 0).await.unwrap();
+    let driver = Driver::controller(&emulator, POLL).await;
+    let mut c = driver.controller_client().await;
+    let source = create_until_done(&mut c, "pvc-src", 1200, p2(), Duration::from_secs(10), 5).await.unwrap();
+    emulator.reset_calls();
+
+    let (snap, calls) = snapshot_until_ready(&mut c, "snapshot-1", &source.volume_id).await;
+    assert!(calls > 1, "the first answer is not ready: FSx takes the backup in the background");
+    assert!(snap.snapshot_id.starts_with("backup-"));
+    assert_eq!((snap.source_volume_id.as_str(), snap.size_bytes), (source.volume_id.as_str(), 1200 * GIB));
+    assert!(snap.creation_time.is_some());
+    assert_eq!(emulator.calls("CreateBackup"), 1, "retries are answered from the index");
+    // The poller described it in batches, never once per CreateSnapshot call.
+    assert!(emulator.calls("DescribeBackups") < calls as u64, "{} describes", emulator.calls("DescribeBackups"));
+    let backups = emulator.backups();
+    assert_eq!(backups.len(), 1);
+    assert_eq!(backups[0].1, source.volume_id);
+
+    // ListSnapshots: by source volume, by id, paged.
+    let list = |req: ListSnapshotsRequest| {
+        let mut c = c.clone();
+        async move { c.list_snapshots(req).await.unwrap().into_inner() }
+    };
+    let by_source =
+        list(ListSnapshotsRequest { source_volume_id: source.volume_id.clone(), ..Default::default() }).await;
+    assert_eq!(by_source.entries.len(), 1);
+    let by_id = list(ListSnapshotsRequest { snapshot_id: snap.snapshot_id.clone(), ..Default::default() }).await;
+    assert_eq!(by_id.entries[0].snapshot.as_ref().unwrap().snapshot_id, snap.snapshot_id);
+    let none =
+        list(ListSnapshotsRequest { snapshot_id: "backup-0123456789abcdef0".into(), ..Default::default() }).await;
+    assert!(none.entries.is_empty());
+
+    // Restore: a new file system of the backup's size, once per claim name.
+    let mut restore = create_request("pvc-restored", 1000, p2(), Duration::from_secs(10));
+    restore.get_mut().volume_content_source = Some(VolumeContentSource {
+        r#type: Some(volume_content_source::Type::Snapshot(volume_content_source::SnapshotSource {
+            snapshot_id: snap.snapshot_id.clone(),
+        })),
+    });
+    let restored = loop {
+        let mut req = tonic::Request::new(restore.get_ref().clone());
+        req.set_timeout(Duration::from_secs(10));
+        match c.create_volume(req).await {
+            Ok(r) => break r.into_inner().volume.unwrap(),
+            Err(s) if retryable(&s) || s.code() == Code::Unavailable => continue,
+            Err(s) => panic!("{s:?}"),
+        }
+    };
+    assert_ne!(restored.volume_id, source.volume_id);
+    assert_eq!(restored.capacity_bytes, 1200 * GIB);
+    assert!(restored.content_source.is_some(), "the response names its source");
+    assert_eq!(emulator.calls("CreateFileSystemFromBackup"), 1);
+    assert_eq!(emulator.calls("CreateFileSystem"), 0);
+
+    // The same snapshot name for another volume is refused; deletion is idempotent.
+    let other = c.create_snapshot(snapshot_request("snapshot-1", &restored.volume_id)).await.unwrap_err();
+    assert_eq!(other.code(), Code::AlreadyExists, "{other:?}");
+    for _ in 0..2 {
+        c.delete_snapshot(DeleteSnapshotRequest { snapshot_id: snap.snapshot_id.clone(), ..Default::default() })
+            .await
+            .unwrap();
+    }
+    assert!(emulator.backups().is_empty());
+    assert_eq!(emulator.calls("DeleteBackup"), 2, "the second answers BackupNotFound, which is success");
+}
+
+#[tokio::test]
+async fn what_fsx_cannot_back_up_or_restore_is_refused_by_name_before_any_call() {
+    let emulator = Emulator::start(config(100), 0).await.unwrap();
+    let driver = Driver::controller(&emulator, POLL).await;
+    let mut c = driver.controller_client().await;
+    let scratch = create_until_done(
+        &mut c,
+        "pvc-scratch",
+        1200,
+        params(&[("subnetId", SUBNET), ("deploymentType", "SCRATCH_2")]),
+        Duration::from_secs(10),
+        5,
+    )
+    .await
+    .unwrap();
+    emulator.reset_calls();
+    let e = c.create_snapshot(snapshot_request("snap-s", &scratch.volume_id)).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    assert!(e.message().contains("SCRATCH_2") && e.message().contains("PERSISTENT"), "{}", e.message());
+    // A class key that does not exist.
+    let mut req = snapshot_request("snap-k", &scratch.volume_id);
+    req.get_mut().parameters = params(&[("retention", "7d")]);
+    let e = c.create_snapshot(req).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("retention"), "{}", e.message());
+    // A clone, and a snapshot that does not exist.
+    let mut clone = create_request("pvc-clone", 1200, p2(), Duration::from_secs(5));
+    clone.get_mut().volume_content_source = Some(VolumeContentSource {
+        r#type: Some(volume_content_source::Type::Volume(volume_content_source::VolumeSource {
+            volume_id: scratch.volume_id.clone(),
+        })),
+    });
+    let e = c.create_volume(clone).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("VolumeSnapshot"), "{}", e.message());
+    // Immutable and unknown VolumeAttributesClass keys.
+    let e = c
+        .controller_modify_volume(ControllerModifyVolumeRequest {
+            volume_id: scratch.volume_id.clone(),
+            mutable_parameters: params(&[("deploymentType", "PERSISTENT_2")]),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("deploymentType") && e.message().contains("perUnitStorageThroughput"));
+    let total: u64 = emulator.all_calls().values().sum();
+    assert_eq!(total, 0, "{:?}", emulator.all_calls());
+}
+
+#[tokio::test]
+async fn modify_volume_reaches_fsx_once_and_waits_until_the_values_are_in_effect() {
+    let emulator = Emulator::start(Config { update_delay_ms: 600, ..config(100) }, 0).await.unwrap();
+    let driver = Driver::controller(&emulator, POLL).await;
+    let mut c = driver.controller_client().await;
+    let v = create_until_done(&mut c, "pvc-vac", 1200, p2(), Duration::from_secs(10), 5).await.unwrap();
+    let modify = |secs: u64, pairs: &[(&str, &str)]| {
+        let mut req = tonic::Request::new(ControllerModifyVolumeRequest {
+            volume_id: v.volume_id.clone(),
+            mutable_parameters: params(pairs),
+            ..Default::default()
+        });
+        req.set_timeout(Duration::from_secs(secs));
+        req
+    };
+    let faster = [("perUnitStorageThroughput", "500"), ("weeklyMaintenanceStartTime", "7:03:30")];
+    c.controller_modify_volume(modify(10, &faster)).await.unwrap();
+    assert_eq!(emulator.calls("UpdateFileSystem"), 1);
+    let updates = emulator.setting_updates(&v.volume_id);
+    assert_eq!(updates.len(), 1, "{updates:?}");
+    assert_eq!(updates[0].1["PerUnitStorageThroughput"], 500);
+    assert!(
+        matches!(updates[0].0.as_str(), "UPDATED_OPTIMIZING" | "COMPLETED"),
+        "the new values are in effect: {updates:?}"
+    );
+    // In effect: the resizer's retry makes no update.
+    c.controller_modify_volume(modify(10, &faster)).await.unwrap();
+    assert_eq!(emulator.calls("UpdateFileSystem"), 1);
+    // A value FSx refuses for this type is refused by name, without an update.
+    let e = c.controller_modify_volume(modify(10, &[("perUnitStorageThroughput", "200")])).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("125, 250, 500 or 1000"), "{}", e.message());
+    assert_eq!(emulator.calls("UpdateFileSystem"), 1);
+}
