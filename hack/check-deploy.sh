@@ -49,8 +49,22 @@ check "rendered kustomize output validates (strict, $K8S_OLDEST and newest)" val
 check "helm lint" helm lint --strict deploy/helm/aws-fsx-csi-driver
 check "helm template renders" bash -c "helm template fsx deploy/helm/aws-fsx-csi-driver --namespace kube-system --kube-version $K8S_OLDEST >'$tmp/helm.yaml'"
 check "rendered chart validates (strict, $K8S_OLDEST and newest)" validate "$tmp/helm.yaml"
+# VolumeSnapshot objects are CRDs and VolumeAttributesClass is newer than the oldest version
+# checked: those documents are checked by tests/examples.rs (the driver's own parsers) and in
+# the control-plane tier; the rest of each file validates here.
+core_docs() {
+  python3 - "$1" "$2" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+keep = [d for d in docs if not d.get("apiVersion", "").startswith("snapshot.storage.k8s.io/") and d.get("kind") != "VolumeAttributesClass"]
+open(sys.argv[2], "w").write(yaml.safe_dump_all(keep) if keep else "")
+PY
+}
 for f in $(find deploy/examples -name '*.yaml' | sort); do
-  check "example $f validates" validate "$f"
+  core_docs "$f" "$tmp/example.yaml"
+  if [[ -s $tmp/example.yaml ]]; then
+    check "example $f validates" validate "$tmp/example.yaml"
+  fi
 done
 check "every chart value is used by a template" python3 hack/check_chart_values.py deploy/helm/aws-fsx-csi-driver
 fixtures=tests/cluster/fixtures

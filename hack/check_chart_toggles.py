@@ -62,6 +62,11 @@ def main(helm, chart, kube):
          lambda o: "--metrics-address=:3302" in pod(o, "DaemonSet", "fsx-csi-node")["containers"][0]["args"]
          and ("Service", "fsx-csi-node-metrics") in o,
          lambda o: ("Service", "fsx-csi-node-metrics") not in o),
+        ("sidecars.snapshotter.enabled",
+         lambda o: "csi-snapshotter" in [c["name"] for c in pod(o, "StatefulSet", "fsx-csi-controller")["containers"]]
+         and ("ClusterRole", "fsx-csi-external-snapshotter-role") in o,
+         lambda o: "csi-snapshotter" not in [c["name"] for c in pod(o, "StatefulSet", "fsx-csi-controller")["containers"]]
+         and ("ClusterRole", "fsx-csi-external-snapshotter-role") not in o),
     ]
     for key, when_true, when_false in cases:
         for value, expect in (("true", when_true), ("false", when_false)):

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use fsx_csi_driver::mount::lustre;
-use fsx_csi_driver::provision::params::StorageClassParams;
+use fsx_csi_driver::provision::params::{MutableParams, StorageClassParams};
 use yaml_rust2::{Yaml, YamlLoader};
 
 fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -50,7 +50,7 @@ fn examples_are_accepted_by_the_driver() {
     let mut files = Vec::new();
     yaml_files(&root, &mut files);
     assert!(files.len() >= 15, "expected the example scenarios, found {} files", files.len());
-    let (mut classes, mut pvs) = (0, 0);
+    let (mut classes, mut pvs, mut snapshot_classes) = (0, 0, 0);
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
         for doc in YamlLoader::load_from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display())) {
@@ -63,6 +63,19 @@ fn examples_are_accepted_by_the_driver() {
                     }
                     lustre::check_options(&strings(&doc["mountOptions"]))
                         .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+                }
+                Some("VolumeAttributesClass") => {
+                    classes += 1;
+                    assert_eq!(doc["driverName"].as_str(), Some("fsx.csi.aws.com"), "{}", file.display());
+                    if let Err(e) = MutableParams::parse(&map(&doc["parameters"])) {
+                        panic!("{}: {e}", file.display());
+                    }
+                }
+                Some("VolumeSnapshotClass") => {
+                    assert_eq!(doc["driver"].as_str(), Some("fsx.csi.aws.com"), "{}", file.display());
+                    let params = map(&doc["parameters"]);
+                    assert!(params.keys().all(|k| k == "extraTags"), "{}: {params:?}", file.display());
+                    snapshot_classes += 1;
                 }
                 Some("PersistentVolume") if doc["spec"]["csi"]["driver"].as_str() == Some("fsx.csi.aws.com") => {
                     pvs += 1;
@@ -79,6 +92,6 @@ fn examples_are_accepted_by_the_driver() {
             }
         }
     }
-    assert!(classes >= 6, "{classes} StorageClasses");
-    assert_eq!(pvs, 1);
+    assert!(classes >= 8, "{classes} StorageClasses and VolumeAttributesClasses");
+    assert_eq!((pvs, snapshot_classes), (1, 1));
 }

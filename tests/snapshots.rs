@@ -198,3 +198,15 @@ async fn modify_volume_reaches_fsx_once_and_waits_until_the_values_are_in_effect
     assert!(e.message().contains("125, 250, 500 or 1000"), "{}", e.message());
     assert_eq!(emulator.calls("UpdateFileSystem"), 1);
 }
+
+#[tokio::test]
+async fn a_role_without_the_backup_actions_still_serves_volumes_and_names_what_is_missing() {
+    let denied = vec!["DescribeBackups".to_string(), "CreateBackup".to_string()];
+    let emulator = Emulator::start(Config { deny_operations: denied, ..config(100) }, 0).await.unwrap();
+    let driver = Driver::controller(&emulator, POLL).await;
+    let mut c = driver.controller_client().await;
+    let v = create_until_done(&mut c, "pvc-old-role", 1200, p2(), Duration::from_secs(10), 5).await.unwrap();
+    let e = c.create_snapshot(snapshot_request("snap-denied", &v.volume_id)).await.unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    assert!(e.message().contains("fsx:CreateBackup"), "{}", e.message());
+}

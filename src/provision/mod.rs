@@ -155,6 +155,8 @@ pub struct Provisioner {
     busy: Arc<InFlight>,
     options: Options,
     ready: AtomicBool,
+    /// The account's backups could not be listed for lack of permission (logged once).
+    backups_denied: AtomicBool,
     ready_notify: Notify,
     /// Why the start-up listing failed last, while it has not succeeded.
     load_error: std::sync::Mutex<Option<FsxError>>,
@@ -175,6 +177,7 @@ impl Provisioner {
             busy: InFlight::new(),
             options,
             ready: AtomicBool::new(false),
+            backups_denied: AtomicBool::new(false),
             ready_notify: Notify::new(),
             load_error: std::sync::Mutex::new(None),
         })
@@ -234,11 +237,27 @@ impl Provisioner {
         Ok(all.into_iter().filter(|fs| fs.volume_name().is_some()).collect())
     }
 
+    /// Every backup of the account. A role without `fsx:DescribeBackups` (an IAM policy from
+    /// before snapshots) must not stop volumes: it is logged once, and snapshot calls report
+    /// the missing permission themselves.
+    async fn list_backups(&self) -> Result<Vec<crate::fsx::Backup>, FsxError> {
+        match self.fsx.list_backups().await {
+            Ok(b) => Ok(b),
+            Err(e @ FsxError::AccessDenied { .. }) => {
+                if !self.backups_denied.swap(true, Ordering::SeqCst) {
+                    tracing::warn!(error = %e, "cannot list FSx backups: VolumeSnapshots will fail until the IAM policy allows the backup actions in deploy/iam-policy.json; volumes are not affected");
+                }
+                Ok(Vec::new())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// The start-up listings: indexes every file system tagged with a volume name, and every
     /// backup tagged with a snapshot name.
     async fn load_index(&self) -> Result<usize, FsxError> {
         let listed = self.list_tagged().await?;
-        let backups = self.fsx.list_backups().await?;
+        let backups = self.list_backups().await?;
         for fs in &listed {
             self.index.upsert(fs);
         }
@@ -258,7 +277,7 @@ impl Provisioner {
         let listed = self.list_tagged().await?;
         let dropped = self.index.apply_listing(&snapshot, &listed);
         let mark = self.snapshots.mark();
-        let backups = self.fsx.list_backups().await?;
+        let backups = self.list_backups().await?;
         self.snapshots.apply_listing(&mark, &backups);
         Ok((listed.len(), dropped))
     }
