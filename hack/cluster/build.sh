@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Builds a Kubernetes control plane and the CSI sidecars from the Go module proxy, without
-# containers: etcd, kube-apiserver, kube-controller-manager, kubectl, csi-provisioner and
-# csi-resizer. The binaries are kept under ~/.cache with a version stamp, so a second run costs
+# containers: etcd, kube-apiserver, kube-controller-manager, kubectl, csi-provisioner,
+# csi-resizer, csi-snapshotter and snapshot-controller (with the VolumeSnapshot CRDs of the same
+# release). The binaries are kept under ~/.cache with a version stamp, so a second run costs
 # nothing. Prints the bin directory on its last line.
 #
 #   K8S_VERSION          Kubernetes version of the control plane and kubectl (default 1.37.2)
 #   PROVISIONER_VERSION  external-provisioner (default: the tag the manifests pin)
 #   RESIZER_VERSION      external-resizer (default: the tag the manifests pin)
+#   SNAPSHOTTER_VERSION  external-snapshotter: csi-snapshotter, snapshot-controller and the
+#                        CRDs (default: the tag the manifests pin)
 #   ETCD_VERSION         etcd server (default: the one that Kubernetes version requires)
 #
 # Facts this rests on (measured): `go install` refuses k8s.io/kubernetes (its go.mod replaces
@@ -24,7 +27,8 @@ pinned() { sed -n "s|.*image: registry.k8s.io/sig-storage/$1:\(v[0-9.]*\).*|\1|p
 K8S_VERSION=${K8S_VERSION:-1.37.2}
 PROVISIONER_VERSION=${PROVISIONER_VERSION:-$(pinned csi-provisioner)}
 RESIZER_VERSION=${RESIZER_VERSION:-$(pinned csi-resizer)}
-BUILD_SCRIPT_VERSION=2
+SNAPSHOTTER_VERSION=${SNAPSHOTTER_VERSION:-$(pinned csi-snapshotter)}
+BUILD_SCRIPT_VERSION=3
 minor=${K8S_VERSION#*.}; minor=${minor%%.*}
 major=${K8S_VERSION%%.*}
 staging_version="v0.${K8S_VERSION#*.}"
@@ -34,12 +38,14 @@ resizer_major=${RESIZER_VERSION%%.*}
 module_of() { if [[ $2 == v0 || $2 == v1 ]]; then echo "$1"; else echo "$1/$2"; fi; }
 provisioner_module=$(module_of github.com/kubernetes-csi/external-provisioner "$provisioner_major")
 resizer_module=$(module_of github.com/kubernetes-csi/external-resizer "$resizer_major")
+snapshotter_major=${SNAPSHOTTER_VERSION%%.*}
+snapshotter_module=$(module_of github.com/kubernetes-csi/external-snapshotter "$snapshotter_major")
 
-stamp="k8s-$K8S_VERSION-etcd-${ETCD_VERSION:-default}-provisioner-$PROVISIONER_VERSION-resizer-$RESIZER_VERSION-b$BUILD_SCRIPT_VERSION"
+stamp="k8s-$K8S_VERSION-etcd-${ETCD_VERSION:-default}-provisioner-$PROVISIONER_VERSION-resizer-$RESIZER_VERSION-snapshotter-$SNAPSHOTTER_VERSION-b$BUILD_SCRIPT_VERSION"
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/fsx-csi-driver/cluster/$stamp"
 bin="$cache/bin"
-tools=(etcd kube-apiserver kube-controller-manager kubectl csi-provisioner csi-resizer)
-have_all() { for t in "${tools[@]}"; do [[ -x $bin/$t ]] || return 1; done; }
+tools=(etcd kube-apiserver kube-controller-manager kubectl csi-provisioner csi-resizer csi-snapshotter snapshot-controller)
+have_all() { for t in "${tools[@]}"; do [[ -x $bin/$t ]] || return 1; done; [[ -s $cache/crd/snapshot-crds.yaml ]]; }
 if have_all; then
   echo "$bin"
   exit 0
@@ -71,6 +77,7 @@ ETCD_VERSION=${ETCD_VERSION:-$(sed -n 's|^\s*go.etcd.io/etcd/server/v3 v\([0-9.]
   echo "  go.etcd.io/etcd/server/v3 v$ETCD_VERSION"
   echo "  $provisioner_module $PROVISIONER_VERSION"
   echo "  $resizer_module $RESIZER_VERSION"
+  echo "  $snapshotter_module $SNAPSHOTTER_VERSION"
   echo ")"
   echo
   echo "replace ("
@@ -98,6 +105,8 @@ package tools
 import (
 	_ "$provisioner_module/cmd/csi-provisioner"
 	_ "$resizer_module/cmd/csi-resizer"
+	_ "$snapshotter_module/cmd/csi-snapshotter"
+	_ "$snapshotter_module/cmd/snapshot-controller"
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kubectl"
@@ -106,7 +115,7 @@ GO
 # Seed go.sum with the provisioner's own lines for the modules the checksum database may lack.
 prov_sum=$(go mod download -json "$provisioner_module@$PROVISIONER_VERSION" | sed -n 's/.*"Dir": "\(.*\)",*/\1/p')/go.sum
 grep '^sigs.k8s.io/sig-storage-lib-external-provisioner' "$prov_sum" >go.sum || true
-echo "==> resolving modules (Kubernetes $K8S_VERSION, etcd $ETCD_VERSION, provisioner $PROVISIONER_VERSION, resizer $RESIZER_VERSION)" >&2
+echo "==> resolving modules (Kubernetes $K8S_VERSION, etcd $ETCD_VERSION, provisioner $PROVISIONER_VERSION, resizer $RESIZER_VERSION, snapshotter $SNAPSHOTTER_VERSION)" >&2
 go mod tidy >&2
 
 ldflags="-s -w"
@@ -124,6 +133,15 @@ build kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager
 build kubectl k8s.io/kubernetes/cmd/kubectl
 build csi-provisioner "$provisioner_module/cmd/csi-provisioner" "-s -w -X main.version=$PROVISIONER_VERSION"
 build csi-resizer "$resizer_module/cmd/csi-resizer" "-s -w -X main.version=$RESIZER_VERSION"
+build csi-snapshotter "$snapshotter_module/cmd/csi-snapshotter" "-s -w -X main.version=$SNAPSHOTTER_VERSION"
+build snapshot-controller "$snapshotter_module/cmd/snapshot-controller" "-s -w -X main.version=$SNAPSHOTTER_VERSION"
+# The VolumeSnapshot CRDs of the same release, from its client module.
+client_module=github.com/kubernetes-csi/external-snapshotter/client/$snapshotter_major
+client_dir=$(go mod download -json "$client_module@$SNAPSHOTTER_VERSION" 2>/dev/null | sed -n 's/.*"Dir": "\(.*\)",*/\1/p')
+[[ -d $client_dir/config/crd ]] || { echo "no CRDs in $client_module@$SNAPSHOTTER_VERSION" >&2; exit 1; }
+mkdir -p "$cache/crd"
+for f in "$client_dir"/config/crd/snapshot.storage.k8s.io_*.yaml; do cat "$f"; echo "---"; done >"$cache/crd/snapshot-crds.yaml.tmp"
+mv "$cache/crd/snapshot-crds.yaml.tmp" "$cache/crd/snapshot-crds.yaml"
 cd "$root"
 rm -rf "$src"
 echo "$bin"

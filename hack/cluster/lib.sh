@@ -9,10 +9,10 @@
 # with their arguments read from the applied StatefulSet, so a missing RBAC verb or a flag a
 # sidecar no longer takes fails for real. Only four things are added: --kubeconfig, the
 # socket path, free ports for the metrics endpoints (two replicas share the host), and
-# shorter leader-election timings (so a leader change takes seconds). Each
-# controller replica (driver, provisioner, resizer) runs in its own UTS namespace with the
-# hostname of its pod, since the sidecars take their leader-election identity from it; that
-# needs root, as CI has.
+# shorter leader-election timings (so a leader change takes seconds). Each controller replica
+# (driver, provisioner, resizer, snapshotter) runs in its own UTS namespace with the hostname
+# of its pod, since the sidecars take their leader-election identity from it; that needs root,
+# as CI has. The snapshot-controller and the VolumeSnapshot CRDs run as a cluster's add-on.
 
 CLUSTER_DIR=${CLUSTER_DIR:-/tmp/fsx-csi-cluster}
 CLUSTER_NAMESPACE=kube-system
@@ -142,6 +142,14 @@ cluster_control_plane() {
     --leader-elect=false --use-service-account-credentials=true --v=1
   cluster_wait 60 "the default service account" "$CLUSTER_DIR/logs/kube-controller-manager.log" \
     kctl -n default get serviceaccount default
+  # The VolumeSnapshot CRDs and the snapshot-controller of the release the manifests pin: the
+  # cluster's part of snapshots, as the EKS add-on installs it (with the admin's rights).
+  kctl apply -f "$(dirname "$CLUSTER_BIN")/crd/snapshot-crds.yaml" >"$CLUSTER_DIR/logs/crds.log"
+  kctl wait --for condition=established --timeout=60s crd/volumesnapshots.snapshot.storage.k8s.io \
+    crd/volumesnapshotcontents.snapshot.storage.k8s.io crd/volumesnapshotclasses.snapshot.storage.k8s.io \
+    >>"$CLUSTER_DIR/logs/crds.log"
+  cluster_spawn snapshot-controller "$CLUSTER_BIN/snapshot-controller" \
+    --kubeconfig "$CLUSTER_DIR/admin.kubeconfig" --leader-election=false --v=2
 }
 
 # Renders the manifests of an install path: kustomize (the stable overlay) or helm.
@@ -203,7 +211,12 @@ cluster_replica() { # index
   cluster_wait 30 "the driver's socket" "$CLUSTER_DIR/logs/driver-$i.log" test -S "$sock"
   local lease=(--leader-election-lease-duration=6s --leader-election-renew-deadline=4s --leader-election-retry-period=1s)
   local sidecar args
-  for sidecar in csi-provisioner csi-resizer; do
+  local sidecars=(csi-provisioner csi-resizer)
+  # The snapshotter runs when the rendered StatefulSet has it (the chart can leave it out).
+  if python3 "$cluster_root/hack/cluster/manifest.py" args "$CLUSTER_DIR/rendered.yaml" csi-snapshotter "$sock" >/dev/null 2>&1; then
+    sidecars+=(csi-snapshotter)
+  fi
+  for sidecar in "${sidecars[@]}"; do
     # Two replicas share this host's network: their metrics endpoints take free ports.
     mapfile -t args < <(python3 "$cluster_root/hack/cluster/manifest.py" args "$CLUSTER_DIR/rendered.yaml" \
       "$sidecar" "$sock" --override http-endpoint=127.0.0.1:0)
@@ -213,7 +226,10 @@ cluster_replica() { # index
 }
 
 cluster_stop_replica() { # index [kill]
-  for name in csi-provisioner csi-resizer driver; do cluster_stop "$name-$1" "${2:-}"; done
+  for name in csi-provisioner csi-resizer csi-snapshotter driver; do
+    [[ -f $CLUSTER_DIR/pids/$name-$1.pid ]] && cluster_stop "$name-$1" "${2:-}"
+  done
+  return 0
 }
 
 cluster_down() {

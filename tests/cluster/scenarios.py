@@ -686,6 +686,99 @@ def not_ready_taint(path):
         log.close()
 
 
+def snapshots_and_attributes(path):
+    """13. A VolumeSnapshot of a PERSISTENT_2 claim (the snapshot example's class) becomes an FSx
+    backup and ready; a claim restored from it binds to a new file system; deleting the
+    VolumeSnapshot deletes the backup. A VolumeAttributesClass on a bound claim reaches FSx as
+    one UpdateFileSystem, and a class with a key FSx cannot change makes no call."""
+    ns = f"{path}-snap"
+    namespace(ns)
+    sc = f"{path}-p2"
+    storage_class(sc, {"subnetId": SUBNET, "deploymentType": "PERSISTENT_2", "perUnitStorageThroughput": "125"})
+    claim(ns, "data", sc, "1200Gi")
+    pv = bound(ns, "data")
+    source = pv_fs(pv)
+    with open(os.path.join(ROOT, "deploy/examples/snapshots/volumesnapshotclass.yaml")) as f:
+        apply(f.read())
+    backups_before, creates_before = calls("CreateBackup"), calls("CreateFileSystemFromBackup")
+    started = time.time()
+    apply(f"""apiVersion: snapshot.storage.k8s.io/v1
+kind: VolumeSnapshot
+metadata: {{name: snap, namespace: {ns}}}
+spec:
+  volumeSnapshotClassName: fsx-backup
+  source: {{persistentVolumeClaimName: data}}
+""")
+
+    def ready():
+        vs = get("volumesnapshot", "-n", ns, "snap")
+        return vs if vs and (vs.get("status") or {}).get("readyToUse") else None
+    vs = wait_for("the VolumeSnapshot to be ready", ready, 90)
+    took_ready = time.time() - started
+    content = get("volumesnapshotcontent", vs["status"]["boundVolumeSnapshotContentName"]) if vs else None
+    handle = ((content or {}).get("status") or {}).get("snapshotHandle", "")
+    check(f"{path}: a VolumeSnapshot of a PERSISTENT_2 claim becomes one FSx backup and ready to use",
+          vs is not None and handle.startswith("backup-") and calls("CreateBackup") - backups_before == 1
+          and emulator("/_emulator/stats")["backups"] >= 1, (vs or {}).get("status"))
+    apply(f"""apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: restored, namespace: {ns}}}
+spec:
+  accessModes: [ReadWriteMany]
+  storageClassName: {sc}
+  dataSource: {{apiGroup: snapshot.storage.k8s.io, kind: VolumeSnapshot, name: snap}}
+  resources: {{requests: {{storage: 1200Gi}}}}
+""")
+    started = time.time()
+    restored = bound(ns, "restored", 120)
+    took_restore = time.time() - started
+    check(f"{path}: a claim restored from the snapshot binds to a new file system (CreateFileSystemFromBackup)",
+          restored is not None and pv_fs(restored) not in ("", source)
+          and calls("CreateFileSystemFromBackup") - creates_before == 1, pv_fs(restored))
+    kubectl("-n", ns, "delete", "volumesnapshot", "snap", "--wait=false")
+    gone = wait_for("the backup to be deleted", lambda: emulator("/_emulator/stats")["backups"] == 0, 60)
+    check(f"{path}: deleting the VolumeSnapshot deletes the FSx backup", gone, emulator("/_emulator/stats")["backups"])
+
+    # VolumeAttributesClass: throughput 125 -> 500 on the bound claim, as one UpdateFileSystem.
+    updates_before = calls("UpdateFileSystem")
+    with open(os.path.join(ROOT, "deploy/examples/volume-attributes-class/volumeattributesclass.yaml")) as f:
+        apply(f.read())
+    kubectl("-n", ns, "patch", "pvc", "data", "--type", "merge", "-p", '{"spec":{"volumeAttributesClassName":"fsx-faster"}}')
+
+    def modified():
+        c = get("pvc", "-n", ns, "data")
+        return c if (c.get("status") or {}).get("currentVolumeAttributesClassName") == "fsx-faster" else None
+    started = time.time()
+    done = wait_for("the claim's attributes class to apply", modified, 90)
+    figures.append(f"{path}: VolumeSnapshot ready {took_ready:.1f}s after it was made (backup delay 1.5s), restored "
+                   f"claim bound in {took_restore:.1f}s, attributes class in effect {time.time() - started:.1f}s after the patch "
+                   f"(update delay 2s)")
+    fs = next((f for f in file_systems() if f["FileSystemId"] == source), {})
+    throughput = fs.get("LustreConfiguration", {}).get("PerUnitStorageThroughput")
+    check(f"{path}: a VolumeAttributesClass on a bound claim reaches FSx as one UpdateFileSystem (throughput 125 -> 500)",
+          done is not None and throughput == 500 and calls("UpdateFileSystem") - updates_before == 1,
+          (throughput, (get("pvc", "-n", ns, "data") or {}).get("status")))
+    apply("""apiVersion: storage.k8s.io/v1
+kind: VolumeAttributesClass
+metadata: {name: fsx-immutable}
+driverName: fsx.csi.aws.com
+parameters: {deploymentType: PERSISTENT_1}
+""")
+    updates_before = calls("UpdateFileSystem")
+    kubectl("-n", ns, "patch", "pvc", "data", "--type", "merge", "-p", '{"spec":{"volumeAttributesClassName":"fsx-immutable"}}')
+
+    def refused():
+        c = get("pvc", "-n", ns, "data") or {}
+        status = (c.get("status") or {}).get("modifyVolumeStatus") or {}
+        said = " ".join(e.get("message", "") for e in events(ns, "data"))
+        return status if "deploymentType" in said or status.get("status") == "Infeasible" else None
+    seen = wait_for("the immutable key to be refused", refused, 60)
+    said = " ".join(e.get("message", "") for e in events(ns, "data"))
+    check(f"{path}: a VolumeAttributesClass with a key FSx cannot change is refused naming it, with no update",
+          seen is not None and "deploymentType" in said and calls("UpdateFileSystem") == updates_before, (seen, said[-300:]))
+    kubectl("-n", ns, "patch", "pvc", "data", "--type", "merge", "-p", '{"spec":{"volumeAttributesClassName":"fsx-faster"}}')
+
+
 def replica_metrics():
     """Each running replica's /metrics text, found from the address its driver logged (the
     replicas serve on free ports: two share this host)."""
@@ -759,7 +852,7 @@ def sidecar_problems():
     """Lines of the sidecars' logs that show a refused API call or a flag they do not take."""
     problems = []
     for name in sorted(os.listdir(os.path.join(CLUSTER_DIR, "logs"))):
-        if name.startswith(("csi-provisioner-", "csi-resizer-")):
+        if name.startswith(("csi-provisioner-", "csi-resizer-", "csi-snapshotter-")):
             with open(os.path.join(CLUSTER_DIR, "logs", name)) as f:
                 problems += [f"{name}: {line.strip()}" for line in f
                              if "forbidden" in line.lower() or "flag provided but not defined" in line
@@ -809,6 +902,7 @@ def main(argv):
         bad_input()
         node_drain(path)
         not_ready_taint(path)
+        snapshots_and_attributes(path)
         leader_change()
     else:
         install_path_checks(path)
@@ -823,6 +917,7 @@ def main(argv):
                 "pvc", "-n", ns, "data")["status"].get("capacity", {}).get("storage") == "2400Gi", 120))
         node_drain(path)
         not_ready_taint(path)
+        snapshots_and_attributes(path)
         metrics_agree(path, api_start)
     if only != "taint":
         sidecar_logs_clean(path)
