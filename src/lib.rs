@@ -19,24 +19,31 @@
 //!   choose the gRPC code for every error in one place per RPC family; [`csi::observe`] logs
 //!   every non-OK status once, at a level chosen with the code.
 //!   - [`csi::identity`]: plugin name, capabilities and readiness.
-//!   - [`csi::controller`]: CreateVolume, DeleteVolume, ControllerGetVolume, ListVolumes, ...
+//!   - [`csi::controller`]: CreateVolume (new or restored), DeleteVolume, expansion,
+//!     ControllerModifyVolume, snapshots (Create/Delete/ListSnapshots), ControllerGetVolume,
+//!     ListVolumes, ...
 //!   - [`csi::node`]: NodeStage/Publish/Unpublish/Unstage, stats and node info (request
 //!     checks and per-volume guards; the mount work is [`mount::ops`]).
 //! - [`provision`]: the controller's logic, independent of gRPC.
 //!   - [`provision::params`]: StorageClass parameters parsed once into one typed struct;
 //!     every key is described once in [`provision::params::keys`] (values, default, which
 //!     deployment types take it, mutability, how it is read and compared), and parsing, the
-//!     comparison with an existing file system and the README's table derive from it.
+//!     comparison with an existing file system and the README's table derive from it;
+//!     [`provision::params::mutable`] reads VolumeAttributesClass parameters from the same
+//!     table and checks them against the file system they would change.
 //!   - [`provision::capacity`]: valid FSx for Lustre sizes per deployment and storage type.
 //!   - [`provision::token`]: deterministic `ClientRequestToken`s.
 //!   - [`provision::index`]: the in-memory name → file system index (one listing at start,
-//!     refreshed every `--resync-interval`).
+//!     refreshed every `--resync-interval`); [`provision::snapshots`]: the same for backups,
+//!     by snapshot name.
 //!   - [`provision::poller`]: one background poller that describes everything in flight (file
-//!     systems being created or grown, S3 associations being created) in batches of 50 per
-//!     tick and wakes the calls waiting on them.
+//!     systems being created, grown or modified, S3 associations being created, backups being
+//!     taken) in batches of 50 per tick and wakes the calls waiting on them.
 //!   - [`provision::inflight`]: per-key guards that answer `Aborted` to concurrent calls.
-//!   - [`provision::Provisioner`]: create (with the PERSISTENT_2 S3 association), expand,
-//!     delete and get; exactly one file system per name.
+//!   - [`provision::Provisioner`]: create (or restore from a backup, with the PERSISTENT_2 S3
+//!     association), expand, modify (`provision/modify.rs`), delete and get; snapshots as
+//!     backups (`provision/snapshot.rs`); exactly one file system per volume name and one
+//!     backup per snapshot name.
 //! - [`fsx`]: the FSx boundary: a domain trait ([`fsx::Fsx`]), domain types and errors, and
 //!   [`fsx::aws::AwsFsx`], its implementation on `aws-sdk-fsx`; unit tests use an in-memory
 //!   implementation on tokio's clock (`fsx::memory`), so the core is tested in paused time.

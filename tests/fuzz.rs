@@ -36,7 +36,7 @@ use fsx_csi_driver::proto::node_server::Node;
 use fsx_csi_driver::proto::volume_capability::AccessType;
 use fsx_csi_driver::proto::volume_capability::access_mode::Mode;
 use fsx_csi_driver::proto::*;
-use fsx_csi_driver::provision::params::{self, KEYS, StorageClassParams};
+use fsx_csi_driver::provision::params::{self, KEYS, MutableParams, StorageClassParams};
 use fsx_csi_driver::provision::token::client_request_token;
 use fsx_csi_driver::provision::{CreateRequest, Provisioner};
 use fsx_csi_driver::server::authority::rewrite_stream;
@@ -254,6 +254,70 @@ fn fuzz_storage_class_structured() {
         raw.entry("subnetId".into()).or_insert_with(|| VALUES[0].into());
         let name = if name.is_empty() { "pvc-0b4a3c2e" } else { name.as_str() };
         check_create_volume(name, i64::from(*gib) * 10, &raw);
+    });
+}
+
+/// VolumeAttributesClass parameters (ControllerModifyVolume): any keys and values, checked
+/// against file systems of every deployment and storage type. A refusal is InvalidArgument
+/// naming something, short and clean; an accepted update only sets values FSx takes for that
+/// file system, and never a value the file system already has.
+#[test]
+fn fuzz_mutable_parameters() {
+    use fsx_csi_driver::fsx::{DeploymentType, FileSystem, MetadataMode, StorageType};
+    bolero::check!().with_type::<(Vec<(u8, u8, String)>, u8, u8)>().for_each(|(entries, kind, have)| {
+        let mut raw = HashMap::new();
+        for (k, v, text) in entries.iter().take(20) {
+            let key = KEYS.get(*k as usize).map(|key| key.name.to_string()).unwrap_or_else(|| text.clone());
+            let value = VALUES.get(*v as usize).map(|v| v.to_string()).unwrap_or_else(|| text.clone());
+            raw.insert(key, value);
+        }
+        let parsed = match MutableParams::parse(&raw) {
+            Ok(p) => p,
+            Err(e) => return check_refusal(&Status::invalid_argument(e.to_string()), &[Code::InvalidArgument], &raw),
+        };
+        let deployment = [
+            DeploymentType::Scratch1,
+            DeploymentType::Scratch2,
+            DeploymentType::Persistent1,
+            DeploymentType::Persistent2,
+        ][(*kind % 4) as usize];
+        let storage = if *kind & 4 != 0 && deployment == DeploymentType::Persistent1 {
+            StorageType::Hdd
+        } else {
+            StorageType::Ssd
+        };
+        let mut fs = FileSystem {
+            id: "fs-0123456789abcdef0".into(),
+            deployment_type: Some(deployment),
+            storage_type: Some(storage),
+            per_unit_storage_throughput: params::allowed_throughputs(deployment, storage).first().copied(),
+            ..FileSystem::default()
+        };
+        if *have & 1 != 0 && deployment == DeploymentType::Persistent2 {
+            fs.settings.metadata_mode = Some(MetadataMode::UserProvisioned);
+            fs.settings.metadata_iops = Some(3000);
+        }
+        match parsed.update_for(&fs) {
+            Err(e) => check_refusal(&Status::invalid_argument(e.to_string()), &[Code::InvalidArgument], &raw),
+            Ok(u) => {
+                if let Some(t) = u.per_unit_storage_throughput {
+                    assert!(params::allowed_throughputs(deployment, storage).contains(&t), "{t} for {deployment}");
+                    assert_ne!(Some(t), fs.per_unit_storage_throughput);
+                }
+                if u.metadata_iops.is_some() || u.metadata_mode.is_some() {
+                    assert_eq!(deployment, DeploymentType::Persistent2);
+                }
+                if let Some(i) = u.metadata_iops {
+                    assert!(i >= fs.settings.metadata_iops.unwrap_or(0), "metadata IOPS lowered to {i}");
+                }
+                if deployment.is_scratch() {
+                    assert!(
+                        u.daily_automatic_backup_start_time.is_none() && u.automatic_backup_retention_days.is_none()
+                    );
+                }
+                assert!(u.auto_import_policy.is_none(), "no import path, so no auto import change");
+            }
+        }
     });
 }
 

@@ -210,3 +210,23 @@ async fn a_role_without_the_backup_actions_still_serves_volumes_and_names_what_i
     assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
     assert!(e.message().contains("fsx:CreateBackup"), "{}", e.message());
 }
+
+#[tokio::test]
+async fn a_volume_attributes_class_named_at_creation_applies_from_the_start() {
+    let emulator = Emulator::start(config(100), 0).await.unwrap();
+    let driver = Driver::controller(&emulator, POLL).await;
+    let mut c = driver.controller_client().await;
+    let mut req = create_request("pvc-vac-new", 1200, p2(), Duration::from_secs(10));
+    req.get_mut().mutable_parameters = params(&[("perUnitStorageThroughput", "500")]);
+    let v = c.create_volume(req).await.unwrap().into_inner().volume.unwrap();
+    let fs = emulator.file_system(&v.volume_id).unwrap();
+    assert_eq!(fs["LustreConfiguration"]["PerUnitStorageThroughput"], 500);
+    emulator.reset_calls();
+    // A key FSx cannot change later is refused in mutable_parameters, with no call.
+    let mut req = create_request("pvc-vac-bad", 1200, p2(), Duration::from_secs(10));
+    req.get_mut().mutable_parameters = params(&[("subnetId", SUBNET)]);
+    let e = c.create_volume(req).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("subnetId"), "{}", e.message());
+    assert_eq!(emulator.all_calls().values().sum::<u64>(), 0);
+}

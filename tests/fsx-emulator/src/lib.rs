@@ -322,6 +322,15 @@ impl Emulator {
         inner.fail_next_creates.extend(std::iter::repeat_n(message.to_string(), n));
     }
 
+    /// File system `id` as `DescribeFileSystems` shows it now, if it exists.
+    pub fn file_system(&self, id: &str) -> Option<Value> {
+        let inner = self.lock();
+        let now = Instant::now();
+        let fs = inner.file_systems.get(id)?;
+        let lc = lifecycle(fs, &inner.config, now)?;
+        Some(describe(fs, lc, &inner.config, now))
+    }
+
     /// The next `n` backups end FAILED with `message`.
     pub fn fail_next_backups(&self, n: usize, message: &str) {
         self.lock().fail_next_backups.extend(std::iter::repeat_n(message.to_string(), n));
