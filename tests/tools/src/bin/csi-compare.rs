@@ -1,0 +1,412 @@
+//! Side by side with the Go driver (`hack/compare.sh`): the same work on both binaries, over
+//! their real sockets, against the same in-process FSx emulator, with both columns and their
+//! ratio, and how each figure grows with the number of volumes.
+//!
+//! Figures: binary size; start → socket ready (median of 10) and idle RSS per mode; for each N
+//! concurrent CreateVolume calls (provisioner-like retry loops, each call bounded like the
+//! external-provisioner's `--timeout`): CreateFileSystem and DescribeFileSystems calls, calls
+//! per volume, AVAILABLE → CreateVolume success (p50, p99), peak RSS; and the start-up listing
+//! of an account with many file systems (ours keeps an index; the Go driver lists nothing).
+//! Both drivers run with their defaults (ours: `--poll-interval 15s`).
+
+#![allow(clippy::unwrap_used, reason = "a test program: a panic is the comparison failing")]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use fsx_csi_driver::fsx::aws::AwsFsx;
+use fsx_csi_driver::fsx::{CreateSpec, Fsx, LustreSpec};
+use fsx_csi_driver::proto::controller_client::ControllerClient;
+use fsx_csi_driver::proto::identity_client::IdentityClient;
+use fsx_csi_driver::proto::volume_capability::{AccessMode, AccessType, MountVolume, access_mode::Mode};
+use fsx_csi_driver::proto::*;
+use fsx_emulator::{Config, Emulator};
+use tonic::Code;
+
+#[derive(Parser)]
+struct Args {
+    /// This driver's binary.
+    #[arg(long)]
+    ours: PathBuf,
+    /// The Go driver's binary (hack/compare/build-go-driver.sh).
+    #[arg(long)]
+    go: PathBuf,
+    /// The Go driver's version, for the column heading.
+    #[arg(long, default_value = "v1.9.0")]
+    go_version: String,
+    /// Numbers of concurrent creations.
+    #[arg(long, value_delimiter = ',', default_value = "50,200")]
+    volumes: Vec<usize>,
+    /// Creation time of each file system in the emulator (ms); real FSx takes 5-15 minutes.
+    #[arg(long, default_value_t = 20_000)]
+    create_delay_ms: u64,
+    /// Per-call deadline of the provisioner-like clients (s), as `--timeout` in the manifests.
+    #[arg(long, default_value_t = 300)]
+    call_timeout_s: u64,
+    /// File systems in the account for the start-up listing figure (0: skip).
+    #[arg(long, default_value_t = 10_000)]
+    account: usize,
+}
+
+const GIB: i64 = 1 << 30;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Ours,
+    Go,
+}
+
+struct Driver {
+    kind: Kind,
+    bin: PathBuf,
+}
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ =
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.0.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        let _ = self.0.wait();
+    }
+}
+
+/// (VmRSS, VmHWM) in KiB.
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+impl Driver {
+    /// Starts the driver in `mode` on `socket`, pointed at `endpoint` (FSx).
+    fn spawn(&self, mode: &str, socket: &Path, dir: &Path, endpoint: &str) -> Killed {
+        let mut cmd = Command::new(&self.bin);
+        let endpoint_arg = format!("unix://{}", socket.display());
+        match self.kind {
+            Kind::Ours => {
+                cmd.args(["--mode", mode, "--endpoint", &endpoint_arg]);
+                if mode == "node" {
+                    let kubelet = dir.join("kubelet");
+                    std::fs::create_dir_all(&kubelet).unwrap();
+                    cmd.args(["--node-id", "compare-node", "--kubelet-dir", &kubelet.display().to_string()]);
+                }
+            }
+            Kind::Go => {
+                cmd.args([format!("--mode={mode}"), format!("--endpoint={endpoint_arg}"), "--v=0".to_string()]);
+            }
+        }
+        let child = cmd
+            .env("AWS_ENDPOINT_URL_FSX", endpoint)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "compare")
+            .env("AWS_SECRET_ACCESS_KEY", "compare")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("CSI_NODE_NAME", "compare-node")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", self.bin.display()));
+        Killed(child)
+    }
+}
+
+async fn wait_socket(path: &Path, start: Instant) -> Duration {
+    loop {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "socket {} never became ready", path.display());
+        tokio::time::sleep(Duration::from_micros(500)).await;
+    }
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("fsx-compare-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Start → socket ready (median of 10) and idle RSS (median, after one GetPluginInfo).
+async fn start_up(d: &Driver, mode: &str, endpoint: &str) -> (Duration, u64) {
+    let dir = temp_dir(mode);
+    let socket = dir.join("csi.sock");
+    let (mut ready, mut rss) = (Vec::new(), Vec::new());
+    for _ in 0..10 {
+        let _ = std::fs::remove_file(&socket);
+        let start = Instant::now();
+        let child = d.spawn(mode, &socket, &dir, endpoint);
+        ready.push(wait_socket(&socket, start).await);
+        let mut c = IdentityClient::new(fsx_csi_tools::connect(&socket).await.unwrap());
+        c.get_plugin_info(GetPluginInfoRequest {}).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        rss.push(rss_kib(child.0.id()).0);
+    }
+    ready.sort();
+    rss.sort();
+    let _ = std::fs::remove_dir_all(&dir);
+    (ready[ready.len() / 2], rss[rss.len() / 2])
+}
+
+struct Creation {
+    create_calls: u64,
+    describe_calls: u64,
+    all_calls: u64,
+    lag_p50: Duration,
+    lag_p99: Duration,
+    peak_kib: u64,
+    wall: Duration,
+}
+
+/// `n` concurrent CreateVolume retry loops against a fresh emulator.
+async fn creations(d: &Driver, n: usize, delay_ms: u64, call_timeout: Duration) -> Creation {
+    let emulator = Emulator::start(Config { create_delay_ms: delay_ms, ..Config::default() }, 0).await.unwrap();
+    let dir = temp_dir("create");
+    let socket = dir.join("csi.sock");
+    let child = d.spawn("controller", &socket, &dir, &emulator.endpoint());
+    wait_socket(&socket, Instant::now()).await;
+    let channel = fsx_csi_tools::connect(&socket).await.unwrap();
+    emulator.reset_calls();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let mut c = ControllerClient::new(channel.clone());
+        tasks.push(tokio::spawn(async move {
+            let req = CreateVolumeRequest {
+                name: format!("pvc-compare-{i:05}"),
+                capacity_range: Some(CapacityRange { required_bytes: 1200 * GIB, limit_bytes: 0 }),
+                volume_capabilities: vec![VolumeCapability {
+                    access_type: Some(AccessType::Mount(MountVolume::default())),
+                    access_mode: Some(AccessMode { mode: Mode::MultiNodeMultiWriter as i32 }),
+                }],
+                // The Go driver sends [""] as security groups when the key is absent, which FSx
+                // refuses: both get one.
+                parameters: [
+                    ("subnetId".to_string(), "subnet-0123456789abcdef0".to_string()),
+                    ("securityGroupIds".to_string(), "sg-0123456789abcdef0".to_string()),
+                ]
+                .into(),
+                ..Default::default()
+            };
+            loop {
+                let mut r = tonic::Request::new(req.clone());
+                r.set_timeout(call_timeout);
+                match c.create_volume(r).await {
+                    Ok(resp) => return (resp.into_inner().volume.unwrap().volume_id, Instant::now()),
+                    Err(s)
+                        if matches!(
+                            s.code(),
+                            Code::DeadlineExceeded | Code::Aborted | Code::Unavailable | Code::Cancelled
+                        ) =>
+                    {
+                        tokio::time::sleep(Duration::from_millis(100)).await
+                    }
+                    Err(s) => panic!("CreateVolume: {s:?}"),
+                }
+            }
+        }));
+    }
+    let mut lags = Vec::new();
+    for t in tasks {
+        let (id, done) = t.await.unwrap();
+        let available = emulator.available_at(&id).unwrap();
+        lags.push(done.saturating_duration_since(available));
+    }
+    let wall = started.elapsed();
+    lags.sort();
+    let calls: BTreeMap<String, u64> = emulator.all_calls();
+    let per = |op: &str| calls.get(op).copied().unwrap_or(0);
+    let peak_kib = rss_kib(child.0.id()).1;
+    drop(child);
+    let _ = std::fs::remove_dir_all(&dir);
+    Creation {
+        create_calls: per("CreateFileSystem"),
+        describe_calls: per("DescribeFileSystems"),
+        all_calls: calls.values().sum(),
+        lag_p50: percentile(&lags, 0.5),
+        lag_p99: percentile(&lags, 0.99),
+        peak_kib,
+        wall,
+    }
+}
+
+/// Our start-up listing of an account of `n` tagged file systems: DescribeFileSystems calls and
+/// the time until ListVolumes (answered from the index) shows them all.
+async fn listing(d: &Driver, n: usize) -> (u64, Duration) {
+    let emulator = Emulator::start(Config { create_delay_ms: 0, ..Config::default() }, 0).await.unwrap();
+    let conf = aws_sdk_fsx::config::Builder::new()
+        .behavior_version(aws_sdk_fsx::config::BehaviorVersion::latest())
+        .endpoint_url(emulator.endpoint())
+        .region(aws_sdk_fsx::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_fsx::config::Credentials::new("compare", "compare", None, None, "compare"));
+    let client: std::sync::Arc<dyn Fsx> = std::sync::Arc::new(AwsFsx::from_conf(conf));
+    let mut tasks = tokio::task::JoinSet::new();
+    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(64));
+    for i in 0..n {
+        let (client, sem) = (client.clone(), sem.clone());
+        tasks.spawn(async move {
+            let _permit = sem.acquire().await.unwrap();
+            let spec = CreateSpec {
+                client_request_token: format!("account-{i}"),
+                capacity_gib: 1200,
+                subnet_id: "subnet-0123456789abcdef0".into(),
+                security_group_ids: Vec::new(),
+                tags: vec![("CSIVolumeName".into(), format!("pvc-account-{i:05}"))],
+                kms_key_id: None,
+                file_system_type_version: None,
+                lustre: LustreSpec::default(),
+            };
+            client.create_file_system(&spec).await.unwrap();
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    emulator.reset_calls();
+    let dir = temp_dir("listing");
+    let socket = dir.join("csi.sock");
+    let start = Instant::now();
+    let _child = d.spawn("controller", &socket, &dir, &emulator.endpoint());
+    wait_socket(&socket, start).await;
+    // The index is loaded when ListVolumes (answered from it) shows every file system.
+    let mut c = ControllerClient::new(fsx_csi_tools::connect(&socket).await.unwrap());
+    loop {
+        let listed = c.list_volumes(ListVolumesRequest::default()).await.map(|r| r.into_inner().entries.len());
+        if listed.is_ok_and(|l| l >= n) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(300), "the index never loaded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = start.elapsed();
+    let _ = std::fs::remove_dir_all(&dir);
+    (emulator.calls("DescribeFileSystems"), took)
+}
+
+fn mb(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
+}
+
+fn ratio(go: f64, ours: f64) -> String {
+    if ours <= 0.0 { "-".into() } else { format!("{:.1}x", go / ours) }
+}
+
+fn row(figure: &str, go: String, ours: String, r: String) {
+    println!("| {figure} | {go} | {ours} | {r} |");
+}
+
+#[tokio::main]
+async fn main() {
+    let a = Args::parse();
+    let ours = Driver { kind: Kind::Ours, bin: a.ours.clone() };
+    let go = Driver { kind: Kind::Go, bin: a.go.clone() };
+    let dead = "http://127.0.0.1:9";
+    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    println!("| figure | Go {} | ours | Go / ours |", a.go_version);
+    println!("|---|---|---|---|");
+    let (gs, os) = (size(&a.go), size(&a.ours));
+    row(
+        "binary",
+        format!("{:.1} MB", gs as f64 / 1e6),
+        format!("{:.1} MB", os as f64 / 1e6),
+        ratio(gs as f64, os as f64),
+    );
+    for mode in ["controller", "node"] {
+        let (g_ready, g_rss) = start_up(&go, mode, dead).await;
+        let (o_ready, o_rss) = start_up(&ours, mode, dead).await;
+        row(
+            &format!("start → socket ready, {mode} (median of 10)"),
+            ms(g_ready),
+            ms(o_ready),
+            ratio(g_ready.as_secs_f64(), o_ready.as_secs_f64()),
+        );
+        row(&format!("idle RSS, {mode}"), mb(g_rss), mb(o_rss), ratio(g_rss as f64, o_rss as f64));
+    }
+    let timeout = Duration::from_secs(a.call_timeout_s);
+    let mut growth = Vec::new();
+    for &n in &a.volumes {
+        let g = creations(&go, n, a.create_delay_ms, timeout).await;
+        let o = creations(&ours, n, a.create_delay_ms, timeout).await;
+        let c = format!("{n} concurrent CreateVolume ({:.0} s creation)", a.create_delay_ms as f64 / 1000.0);
+        row(
+            &format!("{c}: CreateFileSystem"),
+            g.create_calls.to_string(),
+            o.create_calls.to_string(),
+            ratio(g.create_calls as f64, o.create_calls as f64),
+        );
+        row(
+            &format!("{c}: DescribeFileSystems"),
+            g.describe_calls.to_string(),
+            o.describe_calls.to_string(),
+            ratio(g.describe_calls as f64, o.describe_calls as f64),
+        );
+        row(
+            &format!("{c}: FSx calls per volume"),
+            format!("{:.2}", g.all_calls as f64 / n as f64),
+            format!("{:.2}", o.all_calls as f64 / n as f64),
+            ratio(g.all_calls as f64, o.all_calls as f64),
+        );
+        row(
+            &format!("{c}: AVAILABLE → call returns, p50 / p99"),
+            format!("{} / {}", secs(g.lag_p50), secs(g.lag_p99)),
+            format!("{} / {}", secs(o.lag_p50), secs(o.lag_p99)),
+            ratio(g.lag_p50.as_secs_f64(), o.lag_p50.as_secs_f64()),
+        );
+        row(&format!("{c}: peak RSS"), mb(g.peak_kib), mb(o.peak_kib), ratio(g.peak_kib as f64, o.peak_kib as f64));
+        row(
+            &format!("{c}: all bound after"),
+            secs(g.wall),
+            secs(o.wall),
+            ratio(g.wall.as_secs_f64(), o.wall.as_secs_f64()),
+        );
+        growth.push((n, g, o));
+    }
+    if a.account > 0 {
+        let (calls, took) = listing(&ours, a.account).await;
+        row(
+            &format!("start-up listing of an account of {} file systems", a.account),
+            "none (no index: finds nothing it created before a restart once its tokens expire)".into(),
+            format!("{calls} DescribeFileSystems pages, ready in {}", secs(took)),
+            "-".into(),
+        );
+    }
+    println!();
+    println!("How the cost grows with N (Go / ours):");
+    for (n, g, o) in &growth {
+        println!(
+            "  N={n:>5}: DescribeFileSystems {:>6} / {:<5} ({:.2} / {:.3} per volume); peak RSS {} / {}; AVAILABLE → return p99 {} / {}",
+            g.describe_calls,
+            o.describe_calls,
+            g.describe_calls as f64 / *n as f64,
+            o.describe_calls as f64 / *n as f64,
+            mb(g.peak_kib),
+            mb(o.peak_kib),
+            secs(g.lag_p99),
+            secs(o.lag_p99)
+        );
+    }
+}
