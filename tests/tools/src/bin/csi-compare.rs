@@ -21,6 +21,7 @@ use fsx_csi_driver::fsx::aws::AwsFsx;
 use fsx_csi_driver::fsx::{CreateSpec, Fsx, LustreSpec};
 use fsx_csi_driver::proto::controller_client::ControllerClient;
 use fsx_csi_driver::proto::identity_client::IdentityClient;
+use fsx_csi_driver::proto::node_client::NodeClient;
 use fsx_csi_driver::proto::volume_capability::{AccessMode, AccessType, MountVolume, access_mode::Mode};
 use fsx_csi_driver::proto::*;
 use fsx_emulator::{Config, Emulator};
@@ -49,6 +50,13 @@ struct Args {
     /// File systems in the account for the start-up listing figure (0: skip).
     #[arg(long, default_value_t = 10_000)]
     account: usize,
+    /// The csi-sanity harness (this driver's node service with tmpfs for Lustre), for the
+    /// publish figures; they need root.
+    #[arg(long)]
+    harness: Option<PathBuf>,
+    /// Volumes published on one node for the publish figures.
+    #[arg(long, default_value_t = 200)]
+    publishes: usize,
 }
 
 const GIB: i64 = 1 << 30;
@@ -299,6 +307,105 @@ async fn listing(d: &Driver, n: usize) -> (u64, Duration) {
     (emulator.calls("DescribeFileSystems"), took)
 }
 
+/// A stand-in for mount(8) for the Go driver, which execs `mount -t lustre ... SOURCE TARGET`
+/// for each publish: a tmpfs at TARGET (one mount(2), as ours makes per publish).
+const STAND_IN_MOUNT: &str = "#!/bin/sh\n# stand-in for mount(8): a tmpfs at the target (the last argument)\nfor last; do :; done\nexec /bin/mount -t tmpfs fsx-stand-in \"$last\"\n";
+
+/// NodePublishVolume of one file system to `n` pod targets on one node: (p50, p99, RSS after).
+/// Ours through the harness (its node service, tmpfs for Lustre; one stage, then bind mounts);
+/// the Go driver in a private mount namespace with the stand-in `mount` on PATH (it has no
+/// stage step: one mount per publish).
+async fn publishes(d: &Driver, harness: &Path, n: usize) -> (Duration, Duration, u64) {
+    let dir = temp_dir("publish");
+    let kubelet = dir.join("kubelet");
+    std::fs::create_dir_all(&kubelet).unwrap();
+    let socket = dir.join("csi.sock");
+    let child = match d.kind {
+        Kind::Ours => Command::new(harness)
+            .args(["--node-only", "--socket", &socket.display().to_string()])
+            .args(["--kubelet-dir", &kubelet.display().to_string()])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+        Kind::Go => {
+            let bin = dir.join("stand-in");
+            std::fs::create_dir_all(&bin).unwrap();
+            std::fs::write(bin.join("mount"), STAND_IN_MOUNT).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(bin.join("mount"), std::fs::Permissions::from_mode(0o755)).unwrap();
+            let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+            Command::new("unshare")
+                .args(["-m", "--propagation", "private"])
+                .arg(&d.bin)
+                .args(["--mode=node", &format!("--endpoint=unix://{}", socket.display()), "--v=0"])
+                .env("PATH", path)
+                .env("CSI_NODE_NAME", "compare-node")
+                .env("AWS_REGION", "us-east-1")
+                .env("AWS_EC2_METADATA_DISABLED", "true")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        }
+    };
+    let child = Killed(child);
+    wait_socket(&socket, Instant::now()).await;
+    let mut c = NodeClient::new(fsx_csi_tools::connect(&socket).await.unwrap());
+    let vol = "fs-0123456789abcdef0";
+    let context: std::collections::HashMap<String, String> = [
+        ("dnsname".to_string(), "fs-0123456789abcdef0.fsx.us-east-1.amazonaws.com".to_string()),
+        ("mountname".to_string(), "compare".to_string()),
+    ]
+    .into();
+    let cap = VolumeCapability {
+        access_type: Some(AccessType::Mount(MountVolume::default())),
+        access_mode: Some(AccessMode { mode: Mode::MultiNodeMultiWriter as i32 }),
+    };
+    let staging = kubelet.join("plugins/kubernetes.io/csi/fsx.csi.aws.com/compare/globalmount");
+    let staging = if d.kind == Kind::Ours {
+        c.node_stage_volume(NodeStageVolumeRequest {
+            volume_id: vol.into(),
+            staging_target_path: staging.display().to_string(),
+            volume_capability: Some(cap.clone()),
+            volume_context: context.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        staging.display().to_string()
+    } else {
+        String::new()
+    };
+    let mut lat = Vec::new();
+    for i in 0..n {
+        let target = kubelet.join(format!("pods/pod-{i:04}/volumes/kubernetes.io~csi/pv/mount"));
+        if d.kind == Kind::Go {
+            // The kubelet makes the target's parent; the Go driver makes the target.
+            std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        }
+        let start = Instant::now();
+        c.node_publish_volume(NodePublishVolumeRequest {
+            volume_id: vol.into(),
+            staging_target_path: staging.clone(),
+            target_path: target.display().to_string(),
+            volume_capability: Some(cap.clone()),
+            volume_context: context.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("NodePublishVolume ({}): {e:?}", d.bin.display()));
+        lat.push(start.elapsed());
+    }
+    let rss = rss_kib(child.0.id()).0;
+    drop(child);
+    lat.sort();
+    // The mounts lived in the processes' private namespaces and went with them.
+    let _ = std::fs::remove_dir_all(&dir);
+    (percentile(&lat, 0.5), percentile(&lat, 0.99), rss)
+}
+
 fn mb(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
@@ -390,9 +497,32 @@ async fn main() {
         row(
             &format!("start-up listing of an account of {} file systems", a.account),
             "none (no index: finds nothing it created before a restart once its tokens expire)".into(),
-            format!("{calls} DescribeFileSystems pages, ready in {}", secs(took)),
+            format!("{calls} DescribeFileSystems pages, index loaded in {}", ms(took)),
             "-".into(),
         );
+    }
+    match (&a.harness, nix::unistd::geteuid().is_root()) {
+        (Some(harness), true) => {
+            let (g50, g99, grss) = publishes(&go, harness, a.publishes).await;
+            let (o50, o99, orss) = publishes(&ours, harness, a.publishes).await;
+            row(
+                &format!("NodePublishVolume of one volume to {} pods, p50 / p99 (*)", a.publishes),
+                format!("{} / {}", ms(g50), ms(g99)),
+                format!("{} / {}", ms(o50), ms(o99)),
+                ratio(g50.as_secs_f64(), o50.as_secs_f64()),
+            );
+            row(
+                &format!("node RSS with {} published targets", a.publishes),
+                mb(grss),
+                mb(orss),
+                ratio(grss as f64, orss as f64),
+            );
+            println!();
+            println!(
+                "(*) no Lustre here: ours is its node service in the csi-sanity harness with tmpfs for Lustre (one stage, then a bind mount per pod; the RSS is the harness's, which also carries test scaffolding); the Go driver runs in a private mount namespace with a stand-in mount(8) on PATH that mounts a tmpfs (it execs mount for every publish, with no stage step)."
+            );
+        }
+        _ => println!("(publish figures skipped: they need root and --harness)"),
     }
     println!();
     println!("How the cost grows with N (Go / ours):");
