@@ -39,7 +39,7 @@ struct Args {
     #[arg(long, default_value = "v1.9.0")]
     go_version: String,
     /// Numbers of concurrent creations.
-    #[arg(long, value_delimiter = ',', default_value = "50,200")]
+    #[arg(long, value_delimiter = ',', default_value = "50,200,1000")]
     volumes: Vec<usize>,
     /// Creation time of each file system in the emulator (ms); real FSx takes 5-15 minutes.
     #[arg(long, default_value_t = 20_000)]
