@@ -29,3 +29,48 @@ pub async fn connect(path: &std::path::Path) -> Result<tonic::transport::Channel
         }))
         .await
 }
+
+/// (VmRSS, VmHWM) of process `pid`, in KiB (0 when unreadable).
+pub fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// The `p` quantile (0..=1) of sorted durations; zero when there are none.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// A child process that gets SIGTERM and is reaped when dropped.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ =
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.0.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until the unix socket at `path` accepts a connection; returns the time since `start`.
+/// Panics after 30 s.
+pub async fn wait_socket(path: &std::path::Path, start: std::time::Instant) -> Duration {
+    loop {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "socket {} never became ready", path.display());
+        tokio::time::sleep(Duration::from_micros(500)).await;
+    }
+}

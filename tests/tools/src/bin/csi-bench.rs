@@ -11,7 +11,7 @@
 #![allow(clippy::unwrap_used, reason = "a test program: a panic is the test failing")]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
@@ -19,6 +19,7 @@ use fsx_csi_driver::proto::controller_client::ControllerClient;
 use fsx_csi_driver::proto::node_client::NodeClient;
 use fsx_csi_driver::proto::volume_capability::{AccessMode, AccessType, MountVolume, access_mode::Mode};
 use fsx_csi_driver::proto::*;
+use fsx_csi_tools::{Killed, percentile, rss_kib, wait_socket};
 use fsx_emulator::{Config, Emulator};
 use tonic::Code;
 
@@ -65,49 +66,8 @@ fn cap() -> VolumeCapability {
     }
 }
 
-/// (VmRSS, VmHWM) in KiB.
-fn rss_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
 fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ =
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.0.id() as i32), nix::sys::signal::Signal::SIGTERM);
-        let _ = self.0.wait();
-    }
-}
-
-async fn wait_socket(path: &Path, start: Instant) -> Duration {
-    loop {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return start.elapsed();
-        }
-        assert!(start.elapsed() < Duration::from_secs(30), "socket {} never became ready", path.display());
-        tokio::time::sleep(Duration::from_micros(500)).await;
-    }
 }
 
 async fn controller(bin: &Path, volumes: usize, delay: u64, jitter: u64, poll_s: u64, call_timeout_s: u64) {

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -24,6 +24,7 @@ use fsx_csi_driver::proto::identity_client::IdentityClient;
 use fsx_csi_driver::proto::node_client::NodeClient;
 use fsx_csi_driver::proto::volume_capability::{AccessMode, AccessType, MountVolume, access_mode::Mode};
 use fsx_csi_driver::proto::*;
+use fsx_csi_tools::{Killed, percentile, rss_kib, wait_socket};
 use fsx_emulator::{Config, Emulator};
 use tonic::Code;
 
@@ -72,36 +73,6 @@ struct Driver {
     bin: PathBuf,
 }
 
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ =
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.0.id() as i32), nix::sys::signal::Signal::SIGTERM);
-        let _ = self.0.wait();
-    }
-}
-
-/// (VmRSS, VmHWM) in KiB.
-fn rss_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
 impl Driver {
     /// Starts the driver in `mode` on `socket`, pointed at `endpoint` (FSx).
     fn spawn(&self, mode: &str, socket: &Path, dir: &Path, endpoint: &str) -> Killed {
@@ -133,16 +104,6 @@ impl Driver {
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", self.bin.display()));
         Killed(child)
-    }
-}
-
-async fn wait_socket(path: &Path, start: Instant) -> Duration {
-    loop {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return start.elapsed();
-        }
-        assert!(start.elapsed() < Duration::from_secs(30), "socket {} never became ready", path.display());
-        tokio::time::sleep(Duration::from_micros(500)).await;
     }
 }
 
