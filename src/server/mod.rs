@@ -12,17 +12,30 @@
 //! [`serve`] takes an already-bound listener and a shutdown future, so tests start the real
 //! server in-process on a temp socket. Each connection accepts any `:authority`
 //! ([`authority`]), so non-Go gRPC clients work too.
+//!
+//! The socket is root's only, but the node plugin is root on every node and must outlive a
+//! misbehaving client: every resource a peer can make the server hold is bounded ([`Limits`]).
+//! Connections are capped and half-open or idle ones make room for new clients
+//! ([`connections`]); the preface and each header block must arrive promptly, and a header
+//! block may neither decode past the advertised header-list size nor span more CONTINUATION
+//! frames than `h2` allows ([`authority`], [`hpack`]); streams per connection, reset streams
+//! and calls in progress are capped, and a request body must arrive whole, promptly, within a
+//! shared byte budget ([`admission`]); idle connections are pinged, and a peer that stops
+//! answering is dropped.
 
+pub mod admission;
 pub mod authority;
+pub mod connections;
+pub mod hpack;
 
 use std::future::Future;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
 use tokio::net::UnixListener;
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::UnixListenerStream;
 
 use crate::csi::controller::ControllerService;
 use crate::csi::identity::IdentityService;
@@ -36,6 +49,55 @@ pub struct Services {
     pub identity: IdentityService,
     pub controller: Option<ControllerService>,
     pub node: Option<NodeService>,
+}
+
+/// What the server holds at most, whatever its clients do; see the module docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Open connections (the kubelet, the registrar and the probe use one each; the
+    /// controller's sidecars four in all).
+    pub max_connections: usize,
+    /// Concurrent streams per connection (`SETTINGS_MAX_CONCURRENT_STREAMS`).
+    pub max_streams: u32,
+    /// Streams the server may reset for a client's errors before it closes the connection.
+    pub max_error_resets: usize,
+    /// Time to send the connection preface, and to finish each header block.
+    pub handshake_time: Duration,
+    /// Calls in progress, request bodies' time and shared byte budget.
+    pub admission: admission::Bounds,
+    /// An idle connection is pinged this often, and dropped if the ping is not answered
+    /// within `keepalive_timeout`.
+    pub keepalive: Duration,
+    pub keepalive_timeout: Duration,
+}
+
+impl Limits {
+    /// The node plugin's: the kubelet calls for every pod of the node at once (hundreds of
+    /// publishes), within the chart's 64 MiB.
+    pub const NODE: Limits = Limits {
+        max_connections: 32,
+        max_streams: 256,
+        max_error_resets: 1024,
+        handshake_time: Duration::from_secs(5),
+        admission: admission::Bounds { max_calls: 512, body_time: Duration::from_secs(10), max_body_bytes: 8 << 20 },
+        keepalive: Duration::from_secs(60),
+        keepalive_timeout: Duration::from_secs(20),
+    };
+
+    /// The controller's (and both modes'): the external-provisioner runs up to its worker
+    /// count of CreateVolume calls on one connection, each waiting for minutes, within the
+    /// chart's 128 MiB.
+    pub const CONTROLLER: Limits = Limits {
+        max_connections: 64,
+        max_streams: 2048,
+        admission: admission::Bounds { max_calls: 2048, max_body_bytes: 16 << 20, ..Self::NODE.admission },
+        ..Self::NODE
+    };
+
+    /// The limits for what `services` serve.
+    pub fn for_services(services: &Services) -> Limits {
+        if services.controller.is_some() { Self::CONTROLLER } else { Self::NODE }
+    }
 }
 
 /// Turns `unix:///path`, `unix:/path` or `/path` into a socket path.
@@ -119,16 +181,39 @@ pub fn bind(path: &Path) -> io::Result<(UnixListener, SocketFile)> {
     Ok((listener, SocketFile { path: path.to_path_buf(), dev: meta.dev(), ino: meta.ino() }))
 }
 
-/// Serves `services` on `listener` until `shutdown` completes, then finishes the calls in
-/// progress and returns.
+/// Serves `services` on `listener` within [`Limits::for_services`] until `shutdown`
+/// completes, then finishes the calls in progress and returns.
 pub async fn serve(
     listener: UnixListener,
     services: Services,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
-    let incoming = UnixListenerStream::new(listener).map(|conn| conn.map(authority::AnyAuthority::new));
+    let limits = Limits::for_services(&services);
+    serve_with(listener, services, limits, shutdown).await
+}
+
+/// [`serve`] with the given limits.
+pub async fn serve_with(
+    listener: UnixListener,
+    services: Services,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
+    let incoming = connections::Incoming::new(listener, limits.max_connections, limits.handshake_time);
     tonic::transport::Server::builder()
+        .max_concurrent_streams(limits.max_streams)
+        .http2_max_header_list_size(hpack::MAX_HEADER_LIST as u32)
+        .max_frame_size(authority::MAX_FRAME as u32)
+        .http2_max_local_error_reset_streams(Some(limits.max_error_resets))
+        .http2_max_pending_accept_reset_streams(Some(20))
+        // HTTP/2's default windows: what a stalled peer can make the server buffer per stream
+        // and per connection (CSI messages are a few KiB).
+        .initial_stream_window_size(65_535)
+        .initial_connection_window_size(256 * 1024)
+        .http2_keepalive_interval(Some(limits.keepalive))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
         .layer(crate::metrics::GrpcMetricsLayer)
+        .layer(admission::AdmissionLayer::new(limits.admission))
         .add_service(IdentityServer::new(services.identity))
         .add_optional_service(services.controller.map(ControllerServer::new))
         .add_optional_service(services.node.map(NodeServer::new))
