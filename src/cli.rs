@@ -56,10 +56,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-/// Parses a listen address: `host:port`, `[v6]:port`, or `:port` for every interface.
+/// Parses a listen address: `host:port`, `[v6]:port`, or `:port` for every interface, IPv6
+/// and IPv4 (`[::]:port`, which the metrics server binds dual-stack).
 pub fn parse_listen_address(s: &str) -> Result<std::net::SocketAddr, String> {
     let s = s.trim();
-    let full = if s.starts_with(':') { format!("0.0.0.0{s}") } else { s.to_string() };
+    let full = if s.starts_with(':') { format!("[::]{s}") } else { s.to_string() };
     full.parse().map_err(|_| format!("{} is not an address such as :3301 or 127.0.0.1:3301", Shown(s)))
 }
 
@@ -187,7 +188,7 @@ mod tests {
 
     #[test]
     fn listen_addresses() {
-        assert_eq!(parse_listen_address(":3301").unwrap().to_string(), "0.0.0.0:3301");
+        assert_eq!(parse_listen_address(":3301").unwrap().to_string(), "[::]:3301");
         assert_eq!(parse_listen_address("127.0.0.1:0").unwrap().port(), 0);
         assert_eq!(parse_listen_address("[::1]:3301").unwrap().port(), 3301);
         assert!(parse_listen_address("3301").is_err());

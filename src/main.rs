@@ -90,7 +90,6 @@ async fn run(cli: Cli) -> Result<(), String> {
 
     if let Some(addr) = cli.metrics_address {
         let bound = fsx_csi_driver::metrics::serve(addr)
-            .await
             .map_err(|e| format!("cannot serve metrics on {addr} (--metrics-address): {e}"))?;
         tracing::info!(address = %bound, "serving metrics at /metrics");
     }

@@ -401,54 +401,111 @@ pub fn get() -> &'static Metrics {
     &METRICS
 }
 
-/// Serves `GET /metrics` on `addr` (HTTP/1.1) until the runtime stops. Returns the bound
+/// How many scrapes the endpoint serves at once; more connections are closed at once.
+/// Prometheus holds one.
+pub const MAX_METRICS_CONNECTIONS: usize = 8;
+
+/// How long a client may take to send its request head.
+const METRICS_HEADER_TIME: Duration = Duration::from_secs(5);
+
+/// hyper's smallest read buffer: a scrape request is a few hundred bytes.
+const METRICS_READ_BUFFER: usize = 8 * 1024;
+
+/// Binds the metrics listener. The unspecified IPv6 address (`[::]`, which `:PORT` means)
+/// listens on IPv4 too, as Go's `:PORT` does, so scraping works on IPv4, dual-stack and
+/// IPv6-only clusters; where the node has no IPv6 at all, it falls back to `0.0.0.0`.
+fn bind_metrics(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use nix::sys::socket::{AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6, sockopt};
+    use nix::sys::socket::{bind, listen, setsockopt, socket};
+    let family = if addr.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
+    let fd = match socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK, None) {
+        Err(nix::errno::Errno::EAFNOSUPPORT) if addr.ip() == std::net::Ipv6Addr::UNSPECIFIED => {
+            let v4 = SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), addr.port());
+            tracing::info!(address = %v4, "no IPv6 on this node: metrics listen on IPv4 only");
+            return bind_metrics(v4);
+        }
+        r => r?,
+    };
+    setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    match addr {
+        SocketAddr::V4(a) => bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrIn::from(a))?,
+        SocketAddr::V6(a) => {
+            if a.ip().is_unspecified() {
+                setsockopt(&fd, sockopt::Ipv6V6Only, &false)?;
+            }
+            bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrIn6::from(a))?
+        }
+    }
+    listen(&fd, Backlog::new(64).unwrap_or(Backlog::MAXCONN))?;
+    Ok(std::net::TcpListener::from(fd))
+}
+
+/// Serves `GET /metrics` on `addr` (HTTP/1.1) on a thread of its own, so that no client of
+/// the metrics port, however many or slow, takes time from a CSI call. At most
+/// [`MAX_METRICS_CONNECTIONS`] connections are served at once (the others are closed as they
+/// come), each with a small read buffer and 5 s to send its request head. Returns the bound
 /// address (`:0` picks a free port).
-pub async fn serve(addr: SocketAddr) -> std::io::Result<SocketAddr> {
+pub fn serve(addr: SocketAddr) -> std::io::Result<SocketAddr> {
+    let listener = bind_metrics(addr)?;
+    let local = listener.local_addr()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    std::thread::Builder::new().name("metrics".into()).spawn(move || {
+        runtime.block_on(async move {
+            match tokio::net::TcpListener::from_std(listener) {
+                Ok(listener) => accept_scrapes(listener).await,
+                Err(e) => tracing::error!(error = %e, "metrics: cannot serve"),
+            }
+        })
+    })?;
+    Ok(local)
+}
+
+async fn accept_scrapes(listener: tokio::net::TcpListener) {
     use http_body_util::Full;
     use hyper::body::Bytes;
     use hyper::{Method, Response, StatusCode};
 
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let local = listener.local_addr()?;
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = match listener.accept().await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "metrics: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_METRICS_CONNECTIONS));
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = std::sync::Arc::clone(&slots).try_acquire_owned() else {
+            tracing::debug!("metrics: too many connections; closing a new one");
+            continue;
+        };
+        let service = hyper::service::service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+            let response = if req.uri().path() != "/metrics" {
+                Response::builder().status(StatusCode::NOT_FOUND).body(Full::new(Bytes::from_static(b"not found\n")))
+            } else if req.method() != Method::GET && req.method() != Method::HEAD {
+                Response::builder()
+                    .status(StatusCode::METHOD_NOT_ALLOWED)
+                    .body(Full::new(Bytes::from_static(b"GET only\n")))
+            } else {
+                Response::builder()
+                    .header("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")
+                    .body(Full::new(Bytes::from(get().encode())))
             };
-            let service = hyper::service::service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
-                let response = if req.uri().path() != "/metrics" {
-                    Response::builder()
-                        .status(StatusCode::NOT_FOUND)
-                        .body(Full::new(Bytes::from_static(b"not found\n")))
-                } else if req.method() != Method::GET && req.method() != Method::HEAD {
-                    Response::builder()
-                        .status(StatusCode::METHOD_NOT_ALLOWED)
-                        .body(Full::new(Bytes::from_static(b"GET only\n")))
-                } else {
-                    Response::builder()
-                        .header("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")
-                        .body(Full::new(Bytes::from(get().encode())))
-                };
-                Ok::<_, Infallible>(response.unwrap_or_default())
-            });
-            tokio::spawn(async move {
-                let io = hyper_util::rt::TokioIo::new(stream);
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(10))
-                    .serve_connection(io, service);
-                if let Err(e) = conn.await {
-                    tracing::debug!(error = %e, "metrics: connection ended");
-                }
-            });
-        }
-    });
-    Ok(local)
+            Ok::<_, Infallible>(response.unwrap_or_default())
+        });
+        tokio::spawn(async move {
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(METRICS_HEADER_TIME)
+                .max_buf_size(METRICS_READ_BUFFER)
+                .serve_connection(io, service);
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "metrics: connection ended");
+            }
+            drop(slot);
+        });
+    }
 }
 
 /// Records every CSI call's method, code and duration: a tower layer on the gRPC server.
@@ -512,6 +569,48 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn scrape(addr: SocketAddr) -> std::io::Result<String> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+        s.set_read_timeout(Some(Duration::from_secs(2)))?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    }
+
+    /// `:PORT` listens on IPv6 and IPv4, as Go's does (IPv6-only EKS clusters scrape over
+    /// IPv6); at most a few connections are served at once, and the others are closed at once.
+    #[test]
+    fn every_interface_means_both_families_and_connections_are_capped() {
+        let bound = serve(crate::cli::parse_listen_address(":0").unwrap()).unwrap();
+        let port = bound.port();
+        let v4 = SocketAddr::from(([127, 0, 0, 1], port));
+        let body = scrape(v4).unwrap();
+        assert!(body.starts_with("HTTP/1.1 200") && body.contains("# EOF"), "{body}");
+        if std::net::TcpListener::bind("[::1]:0").is_ok() {
+            let v6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port));
+            assert!(scrape(v6).unwrap().starts_with("HTTP/1.1 200"));
+        }
+        let held: Vec<std::net::TcpStream> =
+            (0..MAX_METRICS_CONNECTIONS).map(|_| std::net::TcpStream::connect(v4).unwrap()).collect();
+        // Wait until the server has taken them all (a scrape over the cap is closed at once).
+        let start = std::time::Instant::now();
+        loop {
+            match scrape(v4) {
+                Ok(body) if body.is_empty() => break,
+                _ if start.elapsed() > Duration::from_secs(5) => panic!("a connection over the cap was served"),
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        drop(held);
+        let start = std::time::Instant::now();
+        while !scrape(v4).is_ok_and(|b| b.starts_with("HTTP/1.1 200")) {
+            assert!(start.elapsed() < Duration::from_secs(5), "no scrape after the connections went away");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 
     #[test]
     fn outcomes_are_told_from_status_and_error_code() {

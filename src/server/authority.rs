@@ -168,7 +168,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for AnyAuthority<S> {
             }
             this.track_waiting();
             if let Some(conn) = &this.connection {
-                conn.touch(this.rewriter.preface_left == 0);
+                conn.touch(this.rewriter.preface_left == 0, this.rewriter.requests > 0);
             }
         }
     }
@@ -241,6 +241,8 @@ struct Rewriter {
     passthrough: usize,
     block: Option<Block>,
     patcher: Patcher,
+    /// Header blocks passed on.
+    requests: u64,
 }
 
 impl Default for Rewriter {
@@ -251,6 +253,7 @@ impl Default for Rewriter {
             passthrough: 0,
             block: None,
             patcher: Patcher::default(),
+            requests: 0,
         }
     }
 }
@@ -399,6 +402,7 @@ impl Rewriter {
     fn rewrite(&mut self, block: Block, out: &mut Vec<u8>) -> io::Result<()> {
         let mut patched = Vec::with_capacity(block.fragment.len() + 16);
         self.patcher.patch(&block.fragment, &mut patched)?;
+        self.requests += 1;
         drop(block.fragment);
         let priority = block.priority.map(|p| p.to_vec()).unwrap_or_default();
         let first_len = patched.len().min(MAX_FRAME - priority.len());

@@ -1,14 +1,17 @@
 //! Accepting connections on the CSI socket within bounds.
 //!
 //! [`Incoming`] is the server's stream of accepted connections. It keeps at most
-//! `max_connections` of them open: a new client over the cap makes room by evicting the
-//! connection that has waited longest without finishing its handshake, else the one idle
-//! longest (no bytes for at least [`EVICTABLE_AFTER`]); if none qualifies, the new client is
-//! turned away. The kubelet and the sidecars hold a handful of long-lived connections that
-//! make calls: a flood of idle or half-open connections displaces itself, not them, and a
-//! client whose idle connection was evicted reconnects on its next call. When `accept` fails
+//! `max_connections` of them open. A new client over the cap makes room by evicting, in this
+//! order: the oldest connection that has not sent its preface [`HALF_OPEN_GRACE`] after it
+//! was accepted; the oldest that sent its preface but no request for
+//! [`SILENT_GRACE`]; the one idle longest, if it has sent nothing for [`EVICTABLE_AFTER`]. If
+//! none qualifies, the new client is turned away. The kubelet and the sidecars hold a handful
+//! of long-lived connections and make a call as soon as they connect: a flood of idle or
+//! half-open connections displaces itself, not them, and a client whose idle connection was
+//! evicted reconnects on its next call. The graces keep a burst of new connections from
+//! evicting a client whose first bytes the server has not read yet. When `accept` fails
 //! because the process is out of file descriptors (or the kernel out of memory), the stream
-//! evicts one connection the same way and backs off (10 ms doubling to 1 s) instead of
+//! evicts one connection the same way and backs off (10 ms doubling to 250 ms) instead of
 //! retrying in a tight loop.
 
 use std::future::Future;
@@ -24,12 +27,17 @@ use tokio::time::{Instant, Sleep};
 
 use super::authority::AnyAuthority;
 
-/// How long an established connection must have sent nothing before it may be evicted for a
-/// new client.
+/// How long a connection may go without sending its preface before it may be evicted.
+pub const HALF_OPEN_GRACE: Duration = Duration::from_millis(100);
+/// How long a connection may go without sending a request after its preface before it may be
+/// evicted.
+pub const SILENT_GRACE: Duration = Duration::from_millis(250);
+/// How long a connection that has made requests must have sent nothing before it may be
+/// evicted.
 pub const EVICTABLE_AFTER: Duration = Duration::from_secs(10);
 
 const BACKOFF_MIN: Duration = Duration::from_millis(10);
-const BACKOFF_MAX: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_millis(250);
 
 /// One accepted connection, as the registry sees it.
 #[derive(Debug)]
@@ -40,6 +48,8 @@ pub struct Connection {
     last_read_ms: AtomicU64,
     /// The connection preface has been received.
     established: AtomicBool,
+    /// A request header block has been received.
+    requested: AtomicBool,
     evicted: AtomicBool,
     /// The reader to wake when the connection is evicted.
     waker: Mutex<Option<Waker>>,
@@ -52,13 +62,17 @@ impl Connection {
         self.evicted.load(Ordering::Acquire)
     }
 
-    /// Records that bytes were read, and whether the preface is complete.
-    pub fn touch(&self, established: bool) {
+    /// Records that bytes were read, whether the preface is complete and whether a request
+    /// has been received.
+    pub fn touch(&self, established: bool, requested: bool) {
         if let Some(registry) = self.registry.upgrade() {
             self.last_read_ms.store(registry.now_ms(), Ordering::Relaxed);
         }
         if established {
             self.established.store(true, Ordering::Relaxed);
+        }
+        if requested {
+            self.requested.store(true, Ordering::Relaxed);
         }
     }
 
@@ -131,18 +145,24 @@ impl Registry {
         self.live().len()
     }
 
-    /// Asks one connection to close: the longest half-open one, else the one idle longest
-    /// (at least [`EVICTABLE_AFTER`]). Returns whether one was found.
+    /// Asks one connection to close, chosen as the module docs say. Returns whether one was
+    /// found.
     pub fn evict_one(&self) -> bool {
         let live = self.live();
         let now = self.now_ms();
-        let idle_floor = EVICTABLE_AFTER.as_millis() as u64;
-        let victim =
-            live.iter().filter(|c| !c.established.load(Ordering::Relaxed)).min_by_key(|c| c.opened).or_else(|| {
+        let opened_for = |c: &Connection| c.opened.elapsed();
+        let idle_for =
+            |c: &Connection| Duration::from_millis(now.saturating_sub(c.last_read_ms.load(Ordering::Relaxed)));
+        let victim = live
+            .iter()
+            .filter(|c| !c.established.load(Ordering::Relaxed) && opened_for(c) >= HALF_OPEN_GRACE)
+            .min_by_key(|c| c.opened)
+            .or_else(|| {
                 live.iter()
-                    .filter(|c| now.saturating_sub(c.last_read_ms.load(Ordering::Relaxed)) >= idle_floor)
-                    .min_by_key(|c| c.last_read_ms.load(Ordering::Relaxed))
-            });
+                    .filter(|c| !c.requested.load(Ordering::Relaxed) && opened_for(c) >= SILENT_GRACE)
+                    .min_by_key(|c| c.opened)
+            })
+            .or_else(|| live.iter().filter(|c| idle_for(c) >= EVICTABLE_AFTER).max_by_key(|c| idle_for(c)));
         match victim {
             Some(c) => {
                 c.evict();
@@ -174,6 +194,7 @@ impl Registry {
             opened: Instant::now(),
             last_read_ms: AtomicU64::new(now),
             established: AtomicBool::new(false),
+            requested: AtomicBool::new(false),
             evicted: AtomicBool::new(false),
             waker: Mutex::new(None),
             registry: Arc::downgrade(self),
@@ -282,20 +303,31 @@ mod tests {
         let registry = Registry::new(2);
         let a = registry.admit().unwrap();
         let b = registry.admit().unwrap();
-        a.touch(true);
+        a.touch(true, true);
+        // Nobody is past a grace yet: a new client is turned away, nobody evicted.
+        assert!(registry.admit().is_none());
+        assert!(!a.is_evicted() && !b.is_evicted());
+        tokio::time::advance(HALF_OPEN_GRACE).await;
         // b has not finished its handshake: it goes first.
         let c = registry.admit().unwrap();
         assert!(b.is_evicted() && !a.is_evicted());
         drop(b);
-        c.touch(true);
-        // Both established and recently active: nobody can be evicted.
-        assert!(registry.admit().is_none());
-        tokio::time::advance(EVICTABLE_AFTER + Duration::from_secs(1)).await;
-        c.touch(true);
-        // a has been idle past the floor, c was just active.
+        c.touch(true, false);
+        tokio::time::advance(SILENT_GRACE).await;
+        a.touch(true, true);
+        // c sent its preface and no request.
         let d = registry.admit().unwrap();
-        assert!(a.is_evicted() && !c.is_evicted());
-        drop((a, d));
+        assert!(c.is_evicted() && !a.is_evicted());
+        drop(c);
+        d.touch(true, true);
+        // Both have made requests and were active just now: nobody can be evicted.
+        assert!(registry.admit().is_none());
+        tokio::time::advance(EVICTABLE_AFTER).await;
+        d.touch(true, true);
+        // a has been idle past the floor, d was just active.
+        let e = registry.admit().unwrap();
+        assert!(a.is_evicted() && !d.is_evicted());
+        drop((a, e));
         assert_eq!(registry.open(), 1);
     }
 }
