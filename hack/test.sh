@@ -2,6 +2,7 @@
 # Runs every test: formatting, lints, unit and integration tests (as root, the node tests run the
 # real mount(2) path in private mount namespaces), the fuzz targets (corpus and a bounded random
 # run), a non-Go gRPC client on the real socket, the chaos test (SIGKILLs under throttling),
+# the abuse tier (the release binary in a memory cgroup under hostile load),
 # csi-sanity over the real socket, the users' scenarios through a real Kubernetes control plane
 # and the real CSI sidecars (built from the Go module proxy, cached under ~/.cache), the
 # deployment checks (manifests, chart, examples), and ends with "N passed, M failed" counting
@@ -71,6 +72,7 @@ FUZZ_SECONDS=${FUZZ_SECONDS:-6}
 run_counted "fuzz" hack/fuzz.sh "$FUZZ_SECONDS"
 run_counted "python grpcio" hack/clients.sh
 run_counted "chaos" hack/chaos.sh
+run_counted "abuse" hack/abuse.sh
 run_counted "csi-sanity" hack/sanity.sh
 run_counted "cluster" hack/cluster-test.sh
 run_counted "deploy checks" hack/check-deploy.sh

@@ -208,6 +208,55 @@ async fn repeated_calls_are_idempotent() {
     assert!(env.mounts().is_empty());
 }
 
+/// A bind remount replaces the per-mount flags: a read-only publish of a volume staged
+/// `nosuid,nodev,noexec,noatime` must keep every one of them, and a target that lacks them is
+/// not taken as already published.
+async fn read_only_publish_keeps_nosuid_nodev_noexec_and_atime() {
+    let mut env = Env::new().await;
+    let mut req = stage_request(VOLUME, &env.staging(VOLUME), "abcdefgh");
+    let flags: Vec<String> = ["nosuid", "nodev", "noexec", "noatime"].map(String::from).to_vec();
+    req.volume_capability = Some(VolumeCapability {
+        access_type: Some(AccessType::Mount(volume_capability::MountVolume {
+            mount_flags: flags.clone(),
+            ..Default::default()
+        })),
+        ..mount_cap(Mode::MultiNodeMultiWriter)
+    });
+    env.client.node_stage_volume(req).await.unwrap();
+    for (pod, readonly) in [("ro", true), ("rw", false)] {
+        for _ in 0..2 {
+            env.publish(VOLUME, pod, readonly, context("abcdefgh")).await.unwrap();
+        }
+        let target = env.mounts().into_iter().find(|m| m.mount_point == Path::new(&env.target(pod))).unwrap();
+        for flag in &flags {
+            assert!(target.options.contains(flag), "{pod}: {flag} missing from {:?}", target.options);
+        }
+        assert_eq!(target.is_read_only(), readonly, "{:?}", target.options);
+    }
+    // A target bind-mounted without those flags (by hand) is someone else's publish.
+    let odd = env.target("odd");
+    std::fs::create_dir_all(&odd).unwrap();
+    SyscallMounter
+        .mount(Some(&env.staging(VOLUME)), Path::new(&odd), None, nix::mount::MsFlags::MS_BIND, None)
+        .unwrap();
+    SyscallMounter
+        .mount(
+            None,
+            Path::new(&odd),
+            None,
+            nix::mount::MsFlags::MS_BIND | nix::mount::MsFlags::MS_REMOUNT | nix::mount::MsFlags::MS_RDONLY,
+            None,
+        )
+        .unwrap();
+    let err = env.publish(VOLUME, "odd", true, context("abcdefgh")).await.unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists, "{err:?}");
+    for pod in ["ro", "rw", "odd"] {
+        env.unpublish(VOLUME, pod).await.unwrap();
+    }
+    env.unstage(VOLUME).await.unwrap();
+    assert!(env.mounts().is_empty(), "{:?}", env.mounts());
+}
+
 async fn unpublish_and_unstage_of_missing_paths_are_ok() {
     let mut env = Env::new().await;
     env.unpublish(VOLUME, "never-published").await.unwrap();
@@ -705,6 +754,7 @@ fn main() -> ExitCode {
     let cases: Vec<(&str, Case)> = cases![
         full_lifecycle,
         repeated_calls_are_idempotent,
+        read_only_publish_keeps_nosuid_nodev_noexec_and_atime,
         unpublish_and_unstage_of_missing_paths_are_ok,
         publish_needs_a_staged_volume,
         stuck_mount_answers_in_time_and_blocks_nothing_else,

@@ -25,6 +25,32 @@ impl MountEntry {
     pub fn is_read_only(&self) -> bool {
         self.options.iter().any(|o| o == "ro")
     }
+
+    /// The per-mount flags other than read-only, as `mount(2)` takes them: `nosuid`, `nodev`,
+    /// `noexec`, `nodiratime` and the atime mode (`noatime`, `relatime`, else
+    /// `MS_STRICTATIME`, which mountinfo shows as neither). A bind remount replaces the
+    /// per-mount flags with what it is given, so a remount that keeps them passes these.
+    pub fn per_mount_flags(&self) -> nix::mount::MsFlags {
+        use nix::mount::MsFlags;
+        let has = |o: &str| self.options.iter().any(|x| x == o);
+        let mut flags = MsFlags::empty();
+        for (option, flag) in [
+            ("nosuid", MsFlags::MS_NOSUID),
+            ("nodev", MsFlags::MS_NODEV),
+            ("noexec", MsFlags::MS_NOEXEC),
+            ("nodiratime", MsFlags::MS_NODIRATIME),
+            ("noatime", MsFlags::MS_NOATIME),
+            ("relatime", MsFlags::MS_RELATIME),
+        ] {
+            if has(option) {
+                flags |= flag;
+            }
+        }
+        if !has("noatime") && !has("relatime") {
+            flags |= MsFlags::MS_STRICTATIME;
+        }
+        flags
+    }
 }
 
 /// Undoes the kernel's octal escapes (`\040` for space, `\011`, `\012`, `\134`).

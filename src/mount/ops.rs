@@ -256,8 +256,15 @@ impl Mounts {
             .filter(|e| e.fstype == self.fstype)
             .ok_or_else(|| MountError::NotStaged(staging.real().display().to_string()))?;
         let want_root = if sub.is_empty() { stage.root.clone() } else { stage.root.join(sub) };
+        // A bind mount inherits the staged mount's per-mount flags (nosuid, nodev, noexec,
+        // atime): the read-only remount must keep them, and an existing target must have them.
+        let flags = stage.per_mount_flags();
         if let Some(e) = mountinfo::at(&table, target.real()) {
-            if e.device == stage.device && e.root == want_root && e.is_read_only() == read_only {
+            if e.device == stage.device
+                && e.root == want_root
+                && e.is_read_only() == (read_only || stage.is_read_only())
+                && e.per_mount_flags() == flags
+            {
                 return Ok(false);
             }
             return Err(MountError::PublishedElsewhere {
@@ -270,8 +277,9 @@ impl Mounts {
         let (mounter, dir) = (Arc::clone(&self.mounter), Arc::clone(&self.dir));
         let (staging, sub, target) = (staging.clone(), sub.to_string(), target.clone());
         let real = target.real().to_path_buf();
+        let remount = read_only.then_some(flags);
         self.bounded(&real, "bind mount", Lane::Change, 1, deadline, move || {
-            bind(&*mounter, &dir, &staging, &sub, &target, read_only)
+            bind(&*mounter, &dir, &staging, &sub, &target, remount)
         })
         .await??;
         Ok(true)
@@ -384,17 +392,19 @@ impl Mounts {
     }
 }
 
-/// Bind-mounts the staged file system (or its subdirectory `sub`) on `target`, read-only if
-/// asked, creating `target` if needed and removing it again if the mount fails. Every path is
-/// resolved below the kubelet directory without following symlinks, including `sub` inside
-/// the file system, whose contents users control. Runs on a worker thread.
+/// Bind-mounts the staged file system (or its subdirectory `sub`) on `target`, creating
+/// `target` if needed and removing it again if the mount fails. With `read_only_keeping`, the
+/// bind is then remounted read-only with those per-mount flags kept (the staged mount's: a
+/// bind remount replaces them). Every path is resolved below the kubelet directory without
+/// following symlinks, including `sub` inside the file system, whose contents users control.
+/// Runs on a worker thread.
 fn bind(
     mounter: &dyn Mounter,
     dir: &KubeletDir,
     staging: &KubeletPath,
     sub: &str,
     target: &KubeletPath,
-    read_only: bool,
+    read_only_keeping: Option<MsFlags>,
 ) -> Result<(), MountError> {
     let staged = dir.open(staging)?;
     let source = paths::open_below(&staged, sub, "subdirectory", staging.real())?;
@@ -411,13 +421,13 @@ fn bind(
         undo();
         return Err(MountError::Bind { what: "bind mount on", path: shown, errno });
     }
-    if read_only {
+    if let Some(kept) = read_only_keeping {
         // The descriptor opened before the mount refers to the directory underneath; the new
         // mount is reached through its name in the parent.
         let remount = (|| -> Result<Result<(), Errno>, PathError> {
             let (parent, name) = dir.open_parent(target)?;
             let top = KubeletDir::open_in(&parent, name, target)?;
-            let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+            let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | kept;
             Ok(mounter.mount(None, &fd_path(&top), None, flags, None))
         })();
         let failure = match remount {
