@@ -257,6 +257,48 @@ async fn read_only_publish_keeps_nosuid_nodev_noexec_and_atime() {
     assert!(env.mounts().is_empty(), "{:?}", env.mounts());
 }
 
+/// NodeUnpublishVolume and NodeUnstageVolume remove only the empty directories the driver
+/// makes: the kubelet's own files below its directory survive any request naming them.
+async fn unpublish_and_unstage_never_delete_the_kubelets_files() {
+    let mut env = Env::new().await;
+    let kubeconfig = env.kubelet.join("kubeconfig");
+    std::fs::write(&kubeconfig, "apiVersion: v1").unwrap();
+    std::fs::create_dir_all(env.kubelet.join("device-plugins")).unwrap();
+    let socket = env.kubelet.join("device-plugins/kubelet.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    std::fs::create_dir_all(env.kubelet.join("pods/p9/volumes/kubernetes.io~empty-dir/cache/data")).unwrap();
+    let err = env
+        .client
+        .node_unpublish_volume(NodeUnpublishVolumeRequest {
+            volume_id: VOLUME.into(),
+            target_path: kubeconfig.display().to_string(),
+        })
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("is a file, which this driver never creates there"), "{err:?}");
+    let err = env
+        .client
+        .node_unstage_volume(NodeUnstageVolumeRequest {
+            volume_id: VOLUME.into(),
+            staging_target_path: socket.display().to_string(),
+        })
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("is a socket"), "{err:?}");
+    let err = env
+        .client
+        .node_unpublish_volume(NodeUnpublishVolumeRequest {
+            volume_id: VOLUME.into(),
+            target_path: env.kubelet.join("pods/p9/volumes/kubernetes.io~empty-dir/cache").display().to_string(),
+        })
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("a directory that is not empty"), "{err:?}");
+    assert_eq!(std::fs::read_to_string(&kubeconfig).unwrap(), "apiVersion: v1");
+    assert!(socket.exists());
+    assert!(env.kubelet.join("pods/p9/volumes/kubernetes.io~empty-dir/cache/data").is_dir());
+}
+
 async fn unpublish_and_unstage_of_missing_paths_are_ok() {
     let mut env = Env::new().await;
     env.unpublish(VOLUME, "never-published").await.unwrap();
@@ -755,6 +797,7 @@ fn main() -> ExitCode {
         full_lifecycle,
         repeated_calls_are_idempotent,
         read_only_publish_keeps_nosuid_nodev_noexec_and_atime,
+        unpublish_and_unstage_never_delete_the_kubelets_files,
         unpublish_and_unstage_of_missing_paths_are_ok,
         publish_needs_a_staged_volume,
         stuck_mount_answers_in_time_and_blocks_nothing_else,

@@ -55,6 +55,11 @@ pub enum PathError {
     /// Something on the way is not a directory.
     #[error("{field} {path} is refused: {at} is not a directory")]
     NotDirectory { field: &'static str, path: String, at: String },
+    /// A path the driver would remove holds something it never creates there.
+    #[error(
+        "{field} {path} is {found}, which this driver never creates there; it was left in place (the driver removes only the empty directories it made)"
+    )]
+    NotOurs { field: &'static str, path: String, found: &'static str },
     /// A system call failed.
     #[error("{what} {path}: {source}")]
     Io {
@@ -215,20 +220,31 @@ impl KubeletDir {
         fd_path(parent).join(name)
     }
 
-    /// Removes `p`: an empty directory, or a file or symlink (never what a symlink points
-    /// to). Absent (or an absent parent) counts as removed.
+    /// Removes `p` if it is what the driver creates there: an empty directory (a target or
+    /// staging directory). A file, a symlink, a socket or a directory with contents is left in
+    /// place and reported ([`PathError::NotOurs`]): a request may name any path below the
+    /// kubelet directory, the kubelet's own files included. Absent (or an absent parent)
+    /// counts as removed.
     pub fn remove(&self, p: &KubeletPath) -> Result<(), PathError> {
         let (parent, name) = match self.open_parent(p) {
             Ok(found) => found,
             Err(e) if e.is_not_found() => return Ok(()),
             Err(e) => return Err(e),
         };
+        let not_ours = |found| PathError::NotOurs { field: p.field, path: p.shown(), found };
         match unlinkat(&parent, name, UnlinkatFlags::RemoveDir) {
             Ok(()) | Err(Errno::ENOENT) => Ok(()),
-            Err(Errno::ENOTDIR) => match unlinkat(&parent, name, UnlinkatFlags::NoRemoveDir) {
-                Ok(()) | Err(Errno::ENOENT) => Ok(()),
-                Err(e) => Err(io_err("removing", &p.real, e)),
-            },
+            Err(Errno::ENOTDIR) => {
+                let kind = fstatat(&parent, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+                    .map(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT);
+                Err(not_ours(match kind {
+                    Ok(SFlag::S_IFLNK) => "a symbolic link",
+                    Ok(SFlag::S_IFREG) => "a file",
+                    Ok(SFlag::S_IFSOCK) => "a socket",
+                    _ => "not a directory",
+                }))
+            }
+            Err(Errno::ENOTEMPTY | Errno::EEXIST) => Err(not_ours("a directory that is not empty")),
             Err(e) => Err(io_err("removing", &p.real, e)),
         }
     }
@@ -434,11 +450,13 @@ mod tests {
         assert!(outside.join("emptydir").is_dir());
         assert!(!outside.join("new").exists());
 
-        // The link itself, as the last component, is removed as a link: the target stays.
+        // The link itself, as the last component, is neither followed nor removed.
         let p = k.check("target_path", &format!("{}/pods/p1/link", root.display())).unwrap();
         assert!(matches!(k.open(&p).unwrap_err(), PathError::Symlink { .. }));
-        k.remove(&p).unwrap();
-        assert!(!root.join("pods/p1/link").exists());
+        let e = k.remove(&p).unwrap_err();
+        assert!(e.to_string().contains("is a symbolic link, which this driver never creates"), "{e}");
+        assert!(e.is_refusal());
+        assert!(root.join("pods/p1/link").is_symlink());
         assert!(outside.join("victim_file").exists());
     }
 
@@ -458,11 +476,18 @@ mod tests {
         k.remove(&p).unwrap();
         assert!(!p.real().exists());
         k.remove(&p).unwrap();
-        // A file where a directory was expected is unlinked.
+        // A file where a directory was expected, or a directory with contents, is left alone:
+        // the driver never made them.
         std::fs::write(p.real(), "x").unwrap();
         assert!(matches!(k.open(&p).unwrap_err(), PathError::NotDirectory { .. }));
-        k.remove(&p).unwrap();
-        assert!(!p.real().exists());
+        let e = k.remove(&p).unwrap_err();
+        assert!(matches!(e, PathError::NotOurs { found: "a file", .. }), "{e}");
+        assert_eq!(std::fs::read(p.real()).unwrap(), b"x");
+        std::fs::remove_file(p.real()).unwrap();
+        std::fs::create_dir_all(p.real().join("data")).unwrap();
+        let e = k.remove(&p).unwrap_err();
+        assert!(matches!(e, PathError::NotOurs { found: "a directory that is not empty", .. }), "{e}");
+        assert!(p.real().join("data").is_dir());
         // An absent parent counts as removed.
         let gone = k.check("target_path", &format!("{}/pods/none/x", root.display())).unwrap();
         k.remove(&gone).unwrap();
