@@ -313,6 +313,48 @@ async fn hostile_text_never_forges_a_log_line_and_startup_unavailable_is_not_an_
     }
 }
 
+/// A path the node plugin has checked (below the kubelet directory, at most PATH_MAX, no
+/// control characters) is logged whole, so an operator finds the mount; one it refused is
+/// still cut.
+#[tokio::test]
+async fn validated_paths_are_logged_whole_and_refused_ones_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubelet = dir.path().join("kubelet");
+    let socket = dir.path().join("csi.sock");
+    let log = dir.path().join("driver.log");
+    // The kubelet's real shape: a 64-hex volume hash makes staging paths 140 characters and more.
+    let hash = "0123456789abcdef".repeat(4);
+    let staging = kubelet.join(format!("plugins/kubernetes.io/csi/fsx.csi.aws.com/{hash}/globalmount"));
+    std::fs::create_dir_all(staging.parent().unwrap()).unwrap();
+    // A file where the staging directory should be: the call fails, and the failure is logged.
+    std::fs::write(&staging, "not a directory").unwrap();
+    let mut child = Command::new(BIN)
+        .args(["--mode", "node", "--node-id", "n1", "--log-format", "text"])
+        .arg("--endpoint")
+        .arg(format!("unix://{}", socket.display()))
+        .arg("--kubelet-dir")
+        .arg(&kubelet)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for_socket(&socket).await;
+    let mut n = fsx_csi_driver::proto::node_client::NodeClient::new(connect(&socket).await.unwrap());
+    let shown = staging.display().to_string();
+    assert!(shown.len() > 140);
+    let req =
+        |path: String| NodeUnstageVolumeRequest { volume_id: "fs-0123456789abcdef0".into(), staging_target_path: path };
+    n.node_unstage_volume(req(shown.clone())).await.unwrap_err();
+    let outside = format!("/etc/{}", "x".repeat(300));
+    n.node_unstage_volume(req(outside)).await.unwrap_err();
+    drop(n);
+    assert!(terminate(&mut child).await.success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    let real = std::fs::canonicalize(staging.parent().unwrap()).unwrap().join("globalmount");
+    assert!(text.contains(&format!("target.path={}", real.display())), "the whole path is not in the log:\n{text}");
+    assert!(text.contains("(305 characters)"), "a refused path was not cut:\n{text}");
+}
+
 /// Reads `/metrics` over plain HTTP/1.1.
 async fn scrape(port: u16) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

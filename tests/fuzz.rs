@@ -693,6 +693,8 @@ impl Mounter for Recorder {
 
 #[test]
 fn fuzz_node_requests() {
+    // Everything the node service logs for these inputs goes through the real log setup.
+    common::captured_logs(fsx_csi_driver::logging::LogFormat::Text);
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("kubelet");
     let outside = tmp.path().join("outside");
@@ -804,4 +806,6 @@ fn fuzz_node_requests() {
             );
         },
     );
+    let lines = common::assert_logs_clean(fsx_csi_driver::logging::LogFormat::Text);
+    assert!(lines > 0, "the node service logged nothing");
 }

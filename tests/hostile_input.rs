@@ -16,10 +16,17 @@ use tonic::Code;
 const POLL: Duration = Duration::from_millis(100);
 
 async fn setup() -> (Emulator, Driver) {
+    // Everything the driver logs in these tests goes through the real log setup, and every
+    // test ends by scanning it (`logs_clean`).
+    captured_logs(fsx_csi_driver::logging::LogFormat::Json);
     let emulator = Emulator::start(config(50), 0).await.unwrap();
     let driver = Driver::controller(&emulator, POLL).await;
     emulator.reset_calls();
     (emulator, driver)
+}
+
+fn logs_clean() {
+    assert_logs_clean(fsx_csi_driver::logging::LogFormat::Json);
 }
 
 fn assert_bounded(status: &tonic::Status, what: &str) {
@@ -43,6 +50,7 @@ async fn volume_names_fsx_would_refuse_are_invalid_argument_with_zero_calls() {
         assert_bounded(&err, "name");
     }
     assert!(emu.all_calls().is_empty(), "FSx was called: {:?}", emu.all_calls());
+    logs_clean();
 }
 
 #[tokio::test]
@@ -66,6 +74,7 @@ async fn tags_and_versions_fsx_would_refuse_are_invalid_argument_with_zero_calls
         assert_bounded(&err, key);
     }
     assert!(emu.all_calls().is_empty(), "FSx was called: {:?}", emu.all_calls());
+    logs_clean();
 }
 
 /// A 1 MiB value used to come back as a 650 KB grpc-message, which clients refuse
@@ -84,6 +93,7 @@ async fn a_megabyte_value_gets_a_short_invalid_argument() {
         assert!(err.message().contains("characters)"), "the length is not said: {}", err.message());
     }
     assert!(emu.all_calls().is_empty());
+    logs_clean();
 }
 
 #[tokio::test]
@@ -102,6 +112,7 @@ async fn expansion_with_a_bad_range_makes_no_call() {
         assert_eq!(err.code(), Code::InvalidArgument, "{required}/{limit}: {err:?}");
     }
     assert!(emu.all_calls().is_empty(), "FSx was called: {:?}", emu.all_calls());
+    logs_clean();
 }
 
 /// DeleteVolume used to outlive its caller's deadline when FSx was slow.
@@ -136,4 +147,17 @@ async fn delete_answers_within_the_callers_deadline() {
         }
     }
     assert!(done);
+    logs_clean();
+}
+
+/// A volume id that would forge a log line (a newline) or bloat one (3 MiB) reaches the log
+/// escaped and cut, in the event that says there is nothing to delete as in every other.
+#[tokio::test]
+async fn a_hostile_volume_id_never_forges_or_bloats_a_log_line() {
+    let (emu, driver) = setup().await;
+    let mut c = driver.controller_client().await;
+    let forged = format!("x\n{{\"level\":\"ERROR\",\"message\":\"forged\"}}\n{}", "y".repeat(3 << 20));
+    c.delete_volume(DeleteVolumeRequest { volume_id: forged, secrets: Default::default() }).await.unwrap();
+    assert!(emu.all_calls().is_empty());
+    logs_clean();
 }

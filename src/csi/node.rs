@@ -190,6 +190,16 @@ impl NodeService {
         Ok(self.mounts.check(field, path)?)
     }
 
+    /// [`Self::check_path`] for the path the call's span shows as `target.path`: the span was
+    /// opened with the request's text escaped and cut; once the path is known to lie below the
+    /// kubelet directory (at most `PATH_MAX`, no control characters) it is shown whole, so an
+    /// operator can find the mount (the kubelet's staging paths are 140 characters and more).
+    fn check_span_path(&self, field: &'static str, path: &str) -> Result<KubeletPath, NodeError> {
+        let checked = self.check_path(field, path)?;
+        tracing::Span::current().record("target.path", tracing::field::display(checked.real().display()));
+        Ok(checked)
+    }
+
     fn lock(&self, keys: &[&str]) -> Result<Vec<Guard>, NodeError> {
         self.busy
             .try_lock_all(keys)
@@ -202,7 +212,7 @@ impl NodeService {
 
     async fn stage(&self, req: NodeStageVolumeRequest, deadline: Instant) -> Result<(), NodeError> {
         check_volume_id(&req.volume_id)?;
-        let staging = self.check_path("staging_target_path", &req.staging_target_path)?;
+        let staging = self.check_span_path("staging_target_path", &req.staging_target_path)?;
         let mut options = mount_options(&req.volume_capability)?;
         if options.is_empty() {
             options = lustre::DEFAULT_OPTIONS.iter().map(|s| s.to_string()).collect();
@@ -231,7 +241,7 @@ impl NodeService {
 
     async fn unstage(&self, req: NodeUnstageVolumeRequest, deadline: Instant) -> Result<(), NodeError> {
         check_volume_id(&req.volume_id)?;
-        let staging = self.check_path("staging_target_path", &req.staging_target_path)?;
+        let staging = self.check_span_path("staging_target_path", &req.staging_target_path)?;
         let _guards = self.lock(&[&req.volume_id, &req.staging_target_path])?;
         Ok(self.mounts.unmount_and_remove(&staging, deadline).await?)
     }
@@ -242,7 +252,7 @@ impl NodeService {
             return Err(invalid("staging_target_path is required: this driver stages volumes"));
         }
         let staging = self.check_path("staging_target_path", &req.staging_target_path)?;
-        let target = self.check_path("target_path", &req.target_path)?;
+        let target = self.check_span_path("target_path", &req.target_path)?;
         let options = mount_options(&req.volume_capability)?;
         let read_only = req.readonly || options.iter().any(|f| f == "ro");
         let sub = req.volume_context.get(CONTEXT_SUBDIRECTORY).map(String::as_str).unwrap_or("");
@@ -255,7 +265,7 @@ impl NodeService {
 
     async fn unpublish(&self, req: NodeUnpublishVolumeRequest, deadline: Instant) -> Result<(), NodeError> {
         check_volume_id(&req.volume_id)?;
-        let target = self.check_path("target_path", &req.target_path)?;
+        let target = self.check_span_path("target_path", &req.target_path)?;
         let _guards = self.lock(&[&req.volume_id, &req.target_path])?;
         Ok(self.mounts.unmount_and_remove(&target, deadline).await?)
     }
@@ -272,7 +282,7 @@ impl NodeService {
         // A path that is not absolute, clean and under the kubelet directory cannot hold a
         // volume of ours: for this read-only call that is "not found", and nothing is touched.
         let path = self
-            .check_path("volume_path", &req.volume_path)
+            .check_span_path("volume_path", &req.volume_path)
             .map_err(|e| NodeError::NotFound(format!("no volume there: {e}")))?;
         let health = match self.mounts.health(&path, deadline.min(Instant::now() + STATS_TIME)).await {
             Err(MountError::Path(e)) if e.is_not_found() => {

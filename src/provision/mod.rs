@@ -603,7 +603,7 @@ impl Provisioner {
     /// already-deleted ids succeed.
     pub async fn delete(&self, id: &str, deadline: Instant) -> Result<(), ProvisionError> {
         if !is_file_system_id(id) {
-            tracing::info!(volume.id = %id, "not a file system id; nothing to delete");
+            tracing::info!(volume.id = %crate::text::Field(id), "not a file system id; nothing to delete");
             return Ok(());
         }
         let _guard = self.busy.try_lock(id).ok_or_else(|| ProvisionError::Busy(id.to_string()))?;

@@ -23,6 +23,45 @@ use tonic::transport::Channel;
 pub const SUBNET: &str = "subnet-0123456789abcdef0";
 pub const GIB: i64 = 1 << 30;
 
+/// Every line the driver logged in this test process (installed once, at `debug` for the
+/// driver, in `format`).
+pub fn captured_logs(format: fsx_csi_driver::logging::LogFormat) -> Arc<std::sync::Mutex<Vec<u8>>> {
+    static BUFFER: std::sync::OnceLock<Arc<std::sync::Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
+    BUFFER
+        .get_or_init(|| {
+            let buffer = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let filter = tracing_subscriber::EnvFilter::new(format!(
+                "{},fsx_csi_driver=debug",
+                fsx_csi_driver::logging::DEFAULT_FILTER
+            ));
+            fsx_csi_driver::logging::init_to(
+                format,
+                filter,
+                fsx_csi_driver::logging::Output::Capture(Arc::clone(&buffer)),
+            );
+            buffer
+        })
+        .clone()
+}
+
+/// Checks every line logged so far: none longer than 8 KiB, none with a raw control
+/// character (a forged line or a terminal escape). Returns how many lines were read.
+pub fn assert_logs_clean(format: fsx_csi_driver::logging::LogFormat) -> usize {
+    let buffer = captured_logs(format);
+    let text = String::from_utf8_lossy(&buffer.lock().unwrap()).into_owned();
+    let mut lines = 0;
+    for line in text.split_terminator('\n') {
+        lines += 1;
+        assert!(line.len() <= fsx_csi_driver::logging::MAX_LINE_BYTES, "a {}-byte log line", line.len());
+        assert!(
+            !line.chars().any(char::is_control),
+            "a control character in the log line {:?}",
+            &line[..line.len().min(300)]
+        );
+    }
+    lines
+}
+
 /// An FSx client for the emulator, as the driver builds it (adaptive retries, time-outs).
 pub fn fsx_client(emulator: &Emulator) -> AwsFsx {
     let conf = aws_sdk_fsx::config::Builder::new()
