@@ -230,3 +230,96 @@ async fn a_volume_attributes_class_named_at_creation_applies_from_the_start() {
     assert!(e.message().contains("subnetId"), "{}", e.message());
     assert_eq!(emulator.all_calls().values().sum::<u64>(), 0);
 }
+
+fn from_snapshot(name: &str, snapshot: &str) -> CreateVolumeRequest {
+    let mut req = create_request(name, 1200, p2(), Duration::from_secs(10)).into_inner();
+    req.volume_content_source = Some(VolumeContentSource {
+        r#type: Some(volume_content_source::Type::Snapshot(volume_content_source::SnapshotSource {
+            snapshot_id: snapshot.into(),
+        })),
+    });
+    req
+}
+
+/// Calls CreateVolume as the external-provisioner does until it answers, or fails for good.
+async fn create_until_answered(
+    c: &mut ControllerClient<Channel>,
+    req: &CreateVolumeRequest,
+) -> Result<Volume, tonic::Status> {
+    loop {
+        let mut r = tonic::Request::new(req.clone());
+        r.set_timeout(Duration::from_secs(10));
+        match c.create_volume(r).await {
+            Ok(r) => return Ok(r.into_inner().volume.unwrap()),
+            Err(s) if retryable(&s) || s.code() == Code::Unavailable => continue,
+            Err(s) => return Err(s),
+        }
+    }
+}
+
+/// A retry of a completed restore answers the same volume after its backup was deleted, and
+/// a name that exists with another content source (or none) is ALREADY_EXISTS, as the CSI
+/// spec asks, never a volume with the wrong contents.
+#[tokio::test]
+async fn a_restore_is_idempotent_by_name_and_content_source() {
+    let emulator = Emulator::start(config(200), 0).await.unwrap();
+    let driver = Driver::controller(&emulator, POLL).await;
+    let mut c = driver.controller_client().await;
+    let source = create_until_done(&mut c, "pvc-src", 1200, p2(), Duration::from_secs(10), 5).await.unwrap();
+    let (snap, _) = snapshot_until_ready(&mut c, "snapshot-1", &source.volume_id).await;
+    let restored = create_until_answered(&mut c, &from_snapshot("pvc-restored", &snap.snapshot_id)).await.unwrap();
+    c.delete_snapshot(DeleteSnapshotRequest { snapshot_id: snap.snapshot_id.clone(), ..Default::default() })
+        .await
+        .unwrap();
+    assert!(emulator.backups().is_empty());
+    emulator.reset_calls();
+
+    let again = create_until_answered(&mut c, &from_snapshot("pvc-restored", &snap.snapshot_id)).await.unwrap();
+    assert_eq!(again.volume_id, restored.volume_id);
+    assert!(again.content_source.is_some());
+    assert_eq!(emulator.calls("CreateFileSystemFromBackup") + emulator.calls("DescribeBackups"), 0);
+
+    let empty = create_request("pvc-restored", 1200, p2(), Duration::from_secs(10)).into_inner();
+    let err = create_until_answered(&mut c, &empty).await.unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists, "{err:?}");
+    assert!(err.message().contains("restored from snapshot"), "{}", err.message());
+    let err = create_until_answered(&mut c, &from_snapshot("pvc-src", &snap.snapshot_id)).await.unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists, "{err:?}");
+    assert!(err.message().contains("created empty"), "{}", err.message());
+    let err =
+        create_until_answered(&mut c, &from_snapshot("pvc-restored", "backup-0fedcba987654321f")).await.unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists, "{err:?}");
+    assert_eq!(emulator.calls("CreateFileSystemFromBackup") + emulator.calls("CreateFileSystem"), 0);
+}
+
+/// Volumes never wait on the backup listing: with an FSx-compatible endpoint that does not
+/// implement DescribeBackups, claims bind at once, and the snapshot calls that need the
+/// listing answer UNAVAILABLE naming it.
+#[tokio::test]
+async fn volumes_never_wait_for_the_backup_listing() {
+    let emulator = Emulator::start(Config { unsupported_operations: vec!["DescribeBackups".into()], ..config(200) }, 0)
+        .await
+        .unwrap();
+    let driver = Driver::controller(&emulator, POLL).await;
+    let mut c = driver.controller_client().await;
+    let started = std::time::Instant::now();
+    let volume = create_until_done(&mut c, "pvc-1", 1200, p2(), Duration::from_secs(10), 5).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10), "bound after {:?}", started.elapsed());
+    let mut req = snapshot_request("snapshot-1", &volume.volume_id);
+    req.set_timeout(Duration::from_millis(500));
+    let err = c.create_snapshot(req).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(
+        err.message().contains("index of backups") && err.message().contains("UnknownOperation"),
+        "{}",
+        err.message()
+    );
+    let err = c.list_snapshots(ListSnapshotsRequest::default()).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    // A well-formed token this driver never handed out is ABORTED, as the spec asks.
+    let err = c
+        .list_volumes(ListVolumesRequest { starting_token: "fs-0123456789abcdef9".into(), max_entries: 1 })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Aborted, "{err:?}");
+}

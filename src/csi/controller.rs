@@ -53,9 +53,9 @@ pub enum ControllerError {
     /// A request field is missing or malformed.
     #[error("{0}")]
     Invalid(String),
-    /// A ListVolumes token this driver did not hand out.
-    #[error("starting_token {} was not returned by ListVolumes", Shown(.0))]
-    UnknownToken(String),
+    /// A listing token this driver did not hand out, or whose entry is gone.
+    #[error("starting_token {} was not returned by {call} (or its entry is gone): restart the listing", Shown(.token))]
+    UnknownToken { call: &'static str, token: String },
     #[error(transparent)]
     Provision(#[from] ProvisionError),
 }
@@ -93,7 +93,7 @@ pub fn failure(e: ControllerError, family: Family) -> Failure {
     let message = e.to_string();
     let code = match &e {
         ControllerError::Invalid(_) => Code::InvalidArgument,
-        ControllerError::UnknownToken(_) => Code::Aborted,
+        ControllerError::UnknownToken { .. } => Code::Aborted,
         ControllerError::Provision(p) => match p {
             ProvisionError::Parameter(_) | ProvisionError::InvalidName(_) => Code::InvalidArgument,
             ProvisionError::Capacity(CapacityError::Invalid(_)) => Code::InvalidArgument,
@@ -105,7 +105,7 @@ pub fn failure(e: ControllerError, family: Family) -> Failure {
             ProvisionError::NotUsable { .. } => Code::Unavailable,
             ProvisionError::Vanished(_) => Code::Aborted,
             ProvisionError::NotFound(_) => Code::NotFound,
-            ProvisionError::NotReady => Code::Unavailable,
+            ProvisionError::NotReady { .. } => Code::Unavailable,
             ProvisionError::FsxSlow(_) => Code::DeadlineExceeded,
             ProvisionError::CannotExpand(_) => Code::InvalidArgument,
             ProvisionError::UpdateInProgress { .. } => Code::Aborted,
@@ -142,7 +142,7 @@ pub fn failure(e: ControllerError, family: Family) -> Failure {
     // The index loads at start-up: the external-provisioner's first calls meet it, and retry.
     // That is not an error anyone should be paged for.
     match e {
-        ControllerError::Provision(ProvisionError::NotReady) => Failure::at(status, tracing::Level::INFO),
+        ControllerError::Provision(ProvisionError::NotReady { .. }) => Failure::at(status, tracing::Level::INFO),
         _ => status.into(),
     }
 }
@@ -280,10 +280,12 @@ impl ControllerService {
         if req.max_entries < 0 {
             return Err(invalid("max_entries must not be negative"));
         }
+        // A token is the id of the last volume of the page before: one that names no indexed
+        // volume was not issued here (or its volume is gone), and the listing must restart.
         let after = match req.starting_token.as_str() {
             "" => None,
-            t if is_file_system_id(t) => Some(t),
-            t => return Err(ControllerError::UnknownToken(t.to_string())),
+            t if is_file_system_id(t) && self.provisioner.index().by_id(t).is_some() => Some(t),
+            t => return Err(ControllerError::UnknownToken { call: "ListVolumes", token: t.to_string() }),
         };
         let max = if req.max_entries == 0 { usize::MAX } else { req.max_entries as usize };
         let (page, more) = self.provisioner.index().page(after, max);
@@ -372,6 +374,7 @@ impl ControllerService {
         if req.max_entries < 0 {
             return Err(invalid("max_entries must not be negative"));
         }
+        self.provisioner.snapshots_ready()?;
         let snapshots = self.provisioner.snapshots();
         let entry = |b: &Backup| list_snapshots_response::Entry { snapshot: Some(snapshot(b)) };
         // One snapshot by id: it, or nothing (never an error, as the spec asks).
@@ -384,8 +387,8 @@ impl ControllerService {
         }
         let after = match req.starting_token.as_str() {
             "" => None,
-            t if is_backup_id(t) => Some(t),
-            t => return Err(ControllerError::UnknownToken(t.to_string())),
+            t if is_backup_id(t) && snapshots.by_id(t).is_some() => Some(t),
+            t => return Err(ControllerError::UnknownToken { call: "ListSnapshots", token: t.to_string() }),
         };
         let source = (!req.source_volume_id.is_empty()).then_some(req.source_volume_id.as_str());
         let max = if req.max_entries == 0 { usize::MAX } else { req.max_entries as usize };
@@ -586,7 +589,7 @@ mod tests {
             ProvisionError::StillPending { id: "fs-1".into(), lifecycle: "CREATING".into() },
             ProvisionError::FsxSlow("CreateFileSystem"),
             ProvisionError::Busy("pvc-1".into()),
-            ProvisionError::NotReady,
+            ProvisionError::NotReady { listing: "file systems", cause: None },
             ProvisionError::Fsx(FsxError::Unavailable("ThrottlingException".into())),
         ] {
             let c = code(e, Family::Create);
@@ -596,7 +599,8 @@ mod tests {
             code(ProvisionError::CreationFailed { id: "fs-1".into(), message: "m".into() }, Family::Create),
             Code::Internal
         );
-        let Failure { level, .. } = failure(ProvisionError::NotReady.into(), Family::Create);
+        let Failure { level, .. } =
+            failure(ProvisionError::NotReady { listing: "file systems", cause: None }.into(), Family::Create);
         assert_eq!(level, tracing::Level::INFO, "the loading index is not paged for");
     }
 }

@@ -332,6 +332,10 @@ impl BackupLifecycle {
 /// Tag key that names the CSI snapshot a backup was made for.
 pub const SNAPSHOT_NAME_TAG: &str = "CSISnapshotName";
 
+/// Tag key that names the backup (CSI snapshot) a file system was restored from: a volume's
+/// content source, so a retried restore is told from a different request for the same name.
+pub const SOURCE_SNAPSHOT_TAG: &str = "CSIVolumeSourceSnapshot";
+
 /// A user-initiated backup of a Lustre file system (a CSI snapshot).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Backup {
@@ -398,6 +402,11 @@ impl FileSystem {
     /// driver) created it.
     pub fn volume_name(&self) -> Option<&str> {
         self.tag(VOLUME_NAME_TAG)
+    }
+
+    /// The backup this file system was restored from, if this driver restored it.
+    pub fn source_snapshot(&self) -> Option<&str> {
+        self.tag(SOURCE_SNAPSHOT_TAG)
     }
 
     /// Capacity in bytes, as CSI reports it.

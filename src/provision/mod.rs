@@ -43,6 +43,25 @@ use params::{ParamError, StorageClassParams};
 use poller::{Poller, Seen};
 use snapshots::Snapshots;
 
+/// `tags` with the [`SOURCE_SNAPSHOT_TAG`](crate::fsx::SOURCE_SNAPSHOT_TAG) naming `backup`
+/// second, after the volume name (nothing can override either).
+fn with_source_tag(mut tags: Vec<(String, String)>, backup: &str) -> Result<Vec<(String, String)>, ParamError> {
+    use crate::fsx::SOURCE_SNAPSHOT_TAG;
+    tags.retain(|(k, _)| k != SOURCE_SNAPSHOT_TAG);
+    tags.insert(1.min(tags.len()), (SOURCE_SNAPSHOT_TAG.to_string(), backup.to_string()));
+    if tags.len() > params::MAX_TAGS {
+        return Err(ParamError {
+            key: "extraTags".into(),
+            message: format!(
+                "a restored file system carries {SOURCE_SNAPSHOT_TAG} too, {} tags in all; FSx allows at most {}: remove some",
+                tags.len(),
+                params::MAX_TAGS
+            ),
+        });
+    }
+    Ok(tags)
+}
+
 /// How many token generations one call may step through when FSx keeps answering with
 /// deleted file systems (each step is one CreateFileSystem call).
 const MAX_GENERATION_STEPS: u32 = 8;
@@ -83,8 +102,11 @@ pub enum ProvisionError {
     AssociationPending { id: String, association: String, lifecycle: String },
     #[error("linking {id} to S3 failed and the file system was deleted ({message}); a retry creates a new one")]
     AssociationFailed { id: String, message: String },
-    #[error("the controller is still loading its index of file systems from FSx; retry shortly")]
-    NotReady,
+    #[error(
+        "the controller is still loading its index of {listing} from FSx{}; retry shortly",
+        .cause.as_ref().map(|e| format!(" (the last attempt failed: {e})")).unwrap_or_default()
+    )]
+    NotReady { listing: &'static str, cause: Option<FsxError> },
     #[error(
         "FSx did not answer {0} before the caller's deadline (throttled or slow); the call will complete on a retry"
     )]
@@ -154,12 +176,92 @@ pub struct Provisioner {
     poller: Arc<Poller>,
     busy: Arc<InFlight>,
     options: Options,
-    ready: AtomicBool,
+    /// The start-up listing of file systems: volumes wait on it, and only on it.
+    file_systems: Listing,
+    /// The start-up listing of backups: CreateSnapshot and ListSnapshots wait on it.
+    backups: Listing,
     /// The account's backups could not be listed for lack of permission (logged once).
     backups_denied: AtomicBool,
-    ready_notify: Notify,
-    /// Why the start-up listing failed last, while it has not succeeded.
-    load_error: std::sync::Mutex<Option<FsxError>>,
+}
+
+/// One start-up listing of the account: loaded or not, why it failed last, and the calls
+/// waiting for it.
+struct Listing {
+    what: &'static str,
+    loaded: AtomicBool,
+    notify: Notify,
+    error: std::sync::Mutex<Option<FsxError>>,
+}
+
+impl Listing {
+    fn new(what: &'static str) -> Self {
+        Self { what, loaded: AtomicBool::new(false), notify: Notify::new(), error: std::sync::Mutex::new(None) }
+    }
+
+    fn is_loaded(&self) -> bool {
+        self.loaded.load(Ordering::SeqCst)
+    }
+
+    fn last_error(&self) -> Option<FsxError> {
+        self.error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn succeeded(&self) {
+        *self.error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.loaded.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    /// Records a failed attempt; logged once per distinct error, not once per retry.
+    fn failed(&self, e: FsxError) {
+        let mut last = self.error.lock().unwrap_or_else(|p| p.into_inner());
+        if last.as_ref() != Some(&e) {
+            tracing::error!(error = %e, "listing FSx {} failed; retrying until it succeeds", self.what);
+        }
+        *last = Some(e);
+        drop(last);
+        self.notify.notify_waiters();
+    }
+
+    /// Waits until loaded, or `deadline`. A permission error is answered at once: waiting
+    /// will not fix it.
+    async fn wait(&self, deadline: Instant) -> Result<(), ProvisionError> {
+        loop {
+            let notified = self.notify.notified();
+            if self.is_loaded() {
+                return Ok(());
+            }
+            if let Some(e @ FsxError::AccessDenied { .. }) = self.last_error() {
+                return Err(ProvisionError::Fsx(e));
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Err(ProvisionError::NotReady { listing: self.what, cause: self.last_error() });
+            }
+        }
+    }
+
+    /// Runs `load` until it succeeds, backing off from 0.5 s to 30 s between attempts.
+    async fn load_until_done<F, Fut>(&self, mut load: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<usize, FsxError>>,
+    {
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            match load().await {
+                Ok(n) => {
+                    tracing::info!(count = n, "index of CSI {} loaded", self.what);
+                    self.succeeded();
+                    return;
+                }
+                Err(e) => {
+                    self.failed(e);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
 }
 
 impl Provisioner {
@@ -176,45 +278,39 @@ impl Provisioner {
             poller,
             busy: InFlight::new(),
             options,
-            ready: AtomicBool::new(false),
+            file_systems: Listing::new("file systems"),
+            backups: Listing::new("backups"),
             backups_denied: AtomicBool::new(false),
-            ready_notify: Notify::new(),
-            load_error: std::sync::Mutex::new(None),
         })
     }
 
-    /// Spawns the index load (retried until it succeeds), the periodic resync and the poller
-    /// on the current runtime.
+    /// Spawns the start-up listings (each retried until it succeeds, independently: volumes
+    /// never wait for backups), the periodic resync and the poller on the current runtime.
     pub fn start(self: &Arc<Self>) {
         tokio::spawn(Arc::clone(&self.poller).run());
         let this = Arc::clone(self);
         tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(500);
-            loop {
-                match this.load_index().await {
-                    Ok(n) => {
-                        tracing::info!(file_systems = n, "index of CSI file systems loaded");
-                        *this.load_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                        this.ready.store(true, Ordering::SeqCst);
-                        this.ready_notify.notify_waiters();
-                        break;
+            this.backups
+                .load_until_done(|| async {
+                    let backups = this.list_backups().await?;
+                    for b in &backups {
+                        this.snapshots.upsert(b);
                     }
-                    Err(e) => {
-                        // Logged once per change, not once per retry: a missing permission is
-                        // one steady, clear error, and every call that needs FSx reports it.
-                        {
-                            let mut last = this.load_error.lock().unwrap_or_else(|p| p.into_inner());
-                            if last.as_ref() != Some(&e) {
-                                tracing::error!(error = %e, "listing FSx file systems failed; retrying until it succeeds");
-                            }
-                            *last = Some(e);
-                        }
-                        this.ready_notify.notify_waiters();
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                    Ok(backups.len())
+                })
+                .await;
+        });
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            this.file_systems
+                .load_until_done(|| async {
+                    let listed = this.list_tagged().await?;
+                    for fs in &listed {
+                        this.index.upsert(fs);
                     }
-                }
-            }
+                    Ok(listed.len())
+                })
+                .await;
             let mut tick = tokio::time::interval(this.options.resync_interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await;
@@ -253,20 +349,6 @@ impl Provisioner {
         }
     }
 
-    /// The start-up listings: indexes every file system tagged with a volume name, and every
-    /// backup tagged with a snapshot name.
-    async fn load_index(&self) -> Result<usize, FsxError> {
-        let listed = self.list_tagged().await?;
-        let backups = self.list_backups().await?;
-        for fs in &listed {
-            self.index.upsert(fs);
-        }
-        for b in &backups {
-            self.snapshots.upsert(b);
-        }
-        Ok(listed.len())
-    }
-
     /// Refreshes the index from one paged listing of the account, so file systems created or
     /// deleted by another replica (the previous leader) or out of band are known. It runs every
     /// `resync_interval`, never per call. What this process learned while the listing ran wins
@@ -276,33 +358,38 @@ impl Provisioner {
         let snapshot = self.index.snapshot();
         let listed = self.list_tagged().await?;
         let dropped = self.index.apply_listing(&snapshot, &listed);
-        let mark = self.snapshots.mark();
-        let backups = self.list_backups().await?;
-        self.snapshots.apply_listing(&mark, &backups);
+        // Until the start-up listing of backups has loaded, its own task keeps trying.
+        if self.backups.is_loaded() {
+            let mark = self.snapshots.mark();
+            let backups = self.list_backups().await?;
+            self.snapshots.apply_listing(&mark, &backups);
+        }
         Ok((listed.len(), dropped))
     }
 
-    /// True once the index is loaded (the identity service's Probe reports this).
+    /// True once the index of file systems is loaded (the identity service's Probe reports
+    /// this).
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst)
+        self.file_systems.is_loaded()
     }
 
-    /// Waits until the index is loaded, or `deadline`. A permission error from the start-up
-    /// listing is answered at once: waiting will not fix it.
+    /// Waits until the index of file systems is loaded, or `deadline`.
     async fn wait_ready(&self, deadline: Instant) -> Result<(), ProvisionError> {
-        loop {
-            let notified = self.ready_notify.notified();
-            if self.is_ready() {
-                return Ok(());
-            }
-            if let Some(e @ FsxError::AccessDenied { .. }) = &*self.load_error.lock().unwrap_or_else(|p| p.into_inner())
-            {
-                return Err(ProvisionError::Fsx(e.clone()));
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return Err(ProvisionError::NotReady);
-            }
+        self.file_systems.wait(deadline).await
+    }
+
+    /// `NotReady` (naming the failing listing) until the index of backups has loaded.
+    pub fn snapshots_ready(&self) -> Result<(), ProvisionError> {
+        if self.backups.is_loaded() {
+            return Ok(());
         }
+        Err(ProvisionError::NotReady { listing: self.backups.what, cause: self.backups.last_error() })
+    }
+
+    /// Waits until the index of backups is loaded, or `deadline`: the snapshot calls that
+    /// need it (idempotency by snapshot name, listings).
+    pub async fn wait_snapshots_ready(&self, deadline: Instant) -> Result<(), ProvisionError> {
+        self.backups.wait(deadline).await
     }
 
     /// The index (for listings and tests).
@@ -345,13 +432,35 @@ impl Provisioner {
         self.wait_ready(deadline).await?;
         let name = req.name;
         let _guard = self.busy.try_lock(name).ok_or_else(|| ProvisionError::Busy(name.to_string()))?;
+        // A volume that exists answers a retry as it is, whatever happened to its source
+        // backup since; a request for that name with another content source is not a retry.
+        let existing = self.index.by_name(name).filter(|fs| fs.lifecycle != Lifecycle::Deleting);
+        if let Some(fs) = &existing
+            && fs.source_snapshot() != req.source_snapshot
+        {
+            let was =
+                fs.source_snapshot().map_or("created empty".to_string(), |b| format!("restored from snapshot {b}"));
+            let asked = req
+                .source_snapshot
+                .map_or("to create it empty".to_string(), |b| format!("to restore it from snapshot {b}"));
+            return Err(ProvisionError::AlreadyExists {
+                name: name.to_string(),
+                id: fs.id.clone(),
+                reason: format!("it was {was}, and this request asks {asked}"),
+            });
+        }
         // A restore has the backup's size, and the keys a backup fixes must be the backup's.
-        let (restore, capacity_gib) = match req.source_snapshot {
-            Some(id) => {
+        let (restore, capacity_gib) = match (req.source_snapshot, &existing) {
+            (Some(id), None) => {
                 let backup = self.restore_source(id, &params, &req, deadline).await?;
                 (Some(backup.id), backup.file_system.capacity_gib)
             }
-            None => (None, capacity_gib),
+            (Some(id), Some(fs)) => (Some(id.to_string()), fs.capacity_gib),
+            (None, _) => (None, capacity_gib),
+        };
+        let tags = match &restore {
+            Some(backup) => with_source_tag(tags, backup)?,
+            None => tags,
         };
 
         let mut steps = 0;

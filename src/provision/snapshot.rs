@@ -118,6 +118,7 @@ impl Provisioner {
             return Err(ProvisionError::NotFound(source.to_string()));
         }
         self.wait_ready(deadline).await?;
+        self.wait_snapshots_ready(deadline).await?;
         let lock = format!("snapshot:{name}");
         let _guard = self.busy.try_lock(&lock).ok_or_else(|| ProvisionError::Busy(name.to_string()))?;
         if let Some(b) = self.snapshots.by_name(name) {

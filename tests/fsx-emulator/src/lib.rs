@@ -72,6 +72,9 @@ pub struct Config {
     pub association_delay_ms: u64,
     /// Operations answered with `AccessDeniedException`, as a role without them would be.
     pub deny_operations: Vec<String>,
+    /// Operations answered with `UnknownOperationException`, as an FSx-compatible endpoint
+    /// (or a region) without them would.
+    pub unsupported_operations: Vec<String>,
     /// Time from CreateBackup to AVAILABLE (or FAILED).
     pub backup_delay_ms: u64,
 }
@@ -91,6 +94,7 @@ impl Default for Config {
             optimize_delay_ms: 2_000,
             association_delay_ms: 1_000,
             deny_operations: Vec::new(),
+            unsupported_operations: Vec::new(),
             backup_delay_ms: 1_500,
         }
     }
@@ -1447,12 +1451,18 @@ async fn answer(State(emu): State<Emulator>, headers: HeaderMap, body: Bytes) ->
     let Some(operation) = target.strip_prefix(TARGET_PREFIX).map(str::to_string) else {
         return ApiError::code("UnknownOperationException", format!("Unknown target '{target}'.")).into_response();
     };
-    let (latency, throttle, error, denied) = {
+    let (latency, throttle, error, denied, unsupported) = {
         let mut inner = emu.lock();
         *inner.calls.entry(operation.clone()).or_default() += 1;
         let denied = inner.config.deny_operations.contains(&operation);
-        (inner.config.latency_ms, inner.config.throttle_rate, inner.config.error_rate, denied)
+        let unsupported = inner.config.unsupported_operations.contains(&operation);
+        (inner.config.latency_ms, inner.config.throttle_rate, inner.config.error_rate, denied, unsupported)
     };
+    if unsupported {
+        let message = format!("{operation} is not supported by this endpoint");
+        return ApiError { status: StatusCode::BAD_REQUEST, code: "UnknownOperationException", message }
+            .into_response();
+    }
     if denied {
         let message = format!(
             "User: arn:aws:sts::{ACCOUNT}:assumed-role/fsx-csi-driver/i-0123 is not authorized to perform: fsx:{operation}"
