@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, Taint};
 use k8s_openapi::api::storage::v1::CSINode;
-use kube::api::{Api, Patch, PatchParams, WatchEvent, WatchParams};
+use kube::api::{Api, WatchEvent, WatchParams};
 use tokio_stream::StreamExt;
 
 use crate::text::Shown;
@@ -26,8 +26,40 @@ const REQUEST_TIME: Duration = Duration::from_secs(10);
 /// The largest CA file read.
 const MAX_FILE: u64 = 1 << 20;
 
+/// The largest answer read from the API server (a Node with many images is a few hundred KiB).
+const MAX_BODY: usize = 4 << 20;
+
 /// How long the API server keeps one watch open before the client opens the next.
 const WATCH_SECONDS: u32 = 290;
+
+/// The JSON patch (RFC 6902) that removes every taint with `key` from a node whose taints are
+/// `taints` at `resource_version`, or `None` if it has none. Removals go from the last index
+/// to the first, so each index is still right when its operation runs; every one is preceded
+/// by a `test` of that taint's key and effect, and the patch begins with a `test` of the
+/// resourceVersion (absent when the node had none: then only the taints are tested).
+pub fn taint_removal(taints: &[Taint], resource_version: Option<&str>, key: &str) -> Option<serde_json::Value> {
+    let mut ops = Vec::new();
+    if let Some(rv) = resource_version {
+        ops.push(serde_json::json!({"op": "test", "path": "/metadata/resourceVersion", "value": rv}));
+    }
+    let mut any = false;
+    for (i, t) in taints.iter().enumerate().rev().filter(|(_, t)| t.key == key) {
+        any = true;
+        ops.push(serde_json::json!({"op": "test", "path": format!("/spec/taints/{i}/key"), "value": t.key}));
+        ops.push(serde_json::json!({"op": "test", "path": format!("/spec/taints/{i}/effect"), "value": t.effect}));
+        ops.push(serde_json::json!({"op": "remove", "path": format!("/spec/taints/{i}")}));
+    }
+    any.then_some(serde_json::Value::Array(ops))
+}
+
+/// Cuts off every answer's body past `max` bytes (reading it fails).
+fn bounded_bodies<B>(
+    max: usize,
+) -> tower::util::MapResponseLayer<impl Fn(http::Response<B>) -> http::Response<http_body_util::Limited<B>> + Clone> {
+    tower::util::MapResponseLayer::new(move |response: http::Response<B>| {
+        response.map(|body| http_body_util::Limited::new(body, max))
+    })
+}
 
 /// Why a request to the Kubernetes API failed.
 #[derive(Debug, thiserror::Error)]
@@ -49,9 +81,14 @@ impl KubeError {
         matches!(self, KubeError::Refused { status: 404, .. })
     }
 
-    /// True for 409: someone else changed the object first.
+    /// True when someone else changed the object first: 409, or (for a JSON patch) a `test`
+    /// operation that no longer holds, which the API server answers with 422.
     pub fn is_conflict(&self) -> bool {
-        matches!(self, KubeError::Refused { status: 409, .. })
+        match self {
+            KubeError::Refused { status: 409, .. } => true,
+            KubeError::Refused { status: 422, message, .. } => message.contains("test"),
+            _ => false,
+        }
     }
 
     fn from_kube(what: &str, e: kube::Error) -> Self {
@@ -208,7 +245,12 @@ impl KubeClient {
         c.connect_timeout = Some(Duration::from_secs(5));
         // The bounded() wrapper limits each request; watches stay open for WATCH_SECONDS.
         c.read_timeout = None;
-        let client = kube::Client::try_from(c).map_err(|e| KubeError::Config(format!("Kubernetes client: {e}")))?;
+        // Every answer is read into memory before it is parsed: a bounded body keeps a hostile or
+        // broken API server (or proxy) from making the node plugin hold hundreds of MiB.
+        let client = kube::client::ClientBuilder::try_from(c)
+            .map_err(|e| KubeError::Config(format!("Kubernetes client: {e}")))?
+            .with_layer(&bounded_bodies(MAX_BODY))
+            .build();
         Ok(Self { client })
     }
 
@@ -219,24 +261,24 @@ impl KubeClient {
         bounded(&format!("get nodes/{name}"), api.get(name)).await
     }
 
-    /// Removes every taint with `key` from node `name`, keeping the others as they are. The
-    /// patch carries the node's resourceVersion, so a concurrent change answers 409 (retry)
-    /// instead of being overwritten. Returns how many taints were removed.
+    /// Removes every taint with `key` from node `name` and touches nothing else: a JSON patch
+    /// of `remove` operations at those taints' indices ([`taint_removal`]), each checked by a
+    /// `test` of the taint's key and effect, and the whole by a `test` of the node's
+    /// resourceVersion, so a concurrent change fails the patch (a conflict: read and retry)
+    /// instead of removing the wrong taint. Returns how many taints were removed.
     pub async fn remove_taint(&self, name: &str, key: &str) -> Result<usize, KubeError> {
         let node = self.node(name).await?;
         let taints: Vec<Taint> = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
-        let kept: Vec<&Taint> = taints.iter().filter(|t| t.key != key).collect();
-        let removed = taints.len() - kept.len();
-        if removed == 0 {
+        let Some(patch) = taint_removal(&taints, node.metadata.resource_version.as_deref(), key) else {
             return Ok(0);
-        }
-        let patch = serde_json::json!({
-            "metadata": {"resourceVersion": node.metadata.resource_version},
-            "spec": {"taints": kept},
-        });
-        let api: Api<Node> = Api::all(self.client.clone());
-        let params = PatchParams { field_manager: Some("fsx-csi-driver".into()), ..PatchParams::default() };
-        bounded(&format!("patch nodes/{name}"), api.patch(name, &params, &Patch::Merge(&patch))).await?;
+        };
+        let removed = taints.iter().filter(|t| t.key == key).count();
+        // check_node_name (in node()) made the name safe in a path.
+        let request = http::Request::patch(format!("/api/v1/nodes/{name}?fieldManager=fsx-csi-driver"))
+            .header(http::header::CONTENT_TYPE, "application/json-patch+json")
+            .body(patch.to_string().into_bytes())
+            .map_err(|e| KubeError::Config(format!("building the taint patch: {e}")))?;
+        bounded(&format!("patch nodes/{name}"), self.client.request::<Node>(request)).await?;
         Ok(removed)
     }
 
@@ -295,6 +337,48 @@ mod tests {
         std::fs::write(dir.path().join("empty.crt"), "not a certificate\n").unwrap();
         let e = KubeClient::new(config("empty.crt")).unwrap_err().to_string();
         assert!(e.contains("holds no certificate"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn answers_are_read_up_to_a_bound() {
+        use http_body_util::BodyExt;
+        use tower::{Layer, ServiceExt};
+        let big = tower::service_fn(|_: http::Request<()>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(hyper::body::Bytes::from(
+                vec![b'{'; 5 << 20],
+            ))))
+        });
+        let response = bounded_bodies(MAX_BODY).layer(big).oneshot(http::Request::new(())).await.unwrap();
+        let err = response.into_body().collect().await.unwrap_err();
+        assert!(err.to_string().contains("length limit exceeded"), "{err}");
+    }
+
+    #[test]
+    fn the_taint_patch_removes_exactly_that_taint_and_tests_what_it_read() {
+        let taint = |key: &str, effect: &str| Taint { key: key.into(), effect: effect.into(), ..Taint::default() };
+        let taints = [
+            taint("dedicated", "NoSchedule"),
+            taint("fsx.csi.aws.com/agent-not-ready", "NoExecute"),
+            taint("other", "NoSchedule"),
+            taint("fsx.csi.aws.com/agent-not-ready", "NoSchedule"),
+        ];
+        let patch = taint_removal(&taints, Some("4711"), "fsx.csi.aws.com/agent-not-ready").unwrap();
+        let ops = patch.as_array().unwrap();
+        assert_eq!(ops[0], serde_json::json!({"op": "test", "path": "/metadata/resourceVersion", "value": "4711"}));
+        let removes: Vec<&str> =
+            ops.iter().filter(|o| o["op"] == "remove").map(|o| o["path"].as_str().unwrap()).collect();
+        // Last index first, so each index still points at its taint.
+        assert_eq!(removes, ["/spec/taints/3", "/spec/taints/1"]);
+        assert!(
+            ops.contains(&serde_json::json!({"op": "test", "path": "/spec/taints/1/effect", "value": "NoExecute"}))
+        );
+        // Nothing else is written: no other taint, no spec, no metadata.
+        assert!(ops.iter().all(|o| o["op"] == "test" || o["op"] == "remove"));
+        assert!(taint_removal(&taints[..1], Some("1"), "fsx.csi.aws.com/agent-not-ready").is_none());
+        // A failed test is a conflict: read again and retry.
+        let failed = kube::core::Status::failure("the server rejected our request: test operation failed", "Invalid")
+            .with_code(422);
+        assert!(KubeError::from_kube("patch nodes/n", kube::Error::Api(Box::new(failed))).is_conflict());
     }
 
     #[test]

@@ -39,7 +39,9 @@ pub enum LogFormat {
 }
 
 /// The default filter: `info` for the driver, `warn` for the libraries beneath it.
-pub const DEFAULT_FILTER: &str = "info,aws_config=warn,aws_smithy_runtime=warn,aws_smithy_runtime_api=warn,aws_sdk_fsx=warn,h2=warn,hyper=warn,tower=warn,tonic=warn";
+/// kube-client logs a body it cannot parse whole, at `warn`: its errors reach the driver's own
+/// log through the calls that fail, so its events are off.
+pub const DEFAULT_FILTER: &str = "info,aws_config=warn,aws_smithy_runtime=warn,aws_smithy_runtime_api=warn,aws_sdk_fsx=warn,h2=warn,hyper=warn,tower=warn,tonic=warn,kube_client=off,kube=off";
 
 /// Installs the global subscriber, writing to stderr through [`redact`]. Safe to call more
 /// than once (later calls do nothing).
