@@ -269,12 +269,23 @@ pub async fn pre_stop(
     report: &mut (dyn FnMut(Progress<'_>) + Send),
 ) -> Result<Outcome, PreStopError> {
     let start = Instant::now();
-    let Some(reason) = node.drain_reason().await? else {
+    let deadline = start + settings.timeout;
+    // Every read of the node is bounded by the time left: an API server that hangs mid-wait
+    // must not carry the hook past its timeout (and into the kubelet's SIGKILL).
+    let read = || async {
+        match tokio::time::timeout_at(deadline, node.drain_reason()).await {
+            Ok(result) => result,
+            Err(_) => Err(KubeError::Unreachable {
+                what: "get node".into(),
+                reason: format!("no answer within the hook's {}s", settings.timeout.as_secs()),
+            }),
+        }
+    };
+    let Some(reason) = read().await? else {
         return Ok(Outcome::NotDraining);
     };
     report(Progress::Draining(&reason));
     let mut watch = MountWatch::open().map_err(PreStopError::MountTable)?;
-    let deadline = start + settings.timeout;
     let mut next_check = Instant::now() + settings.recheck;
     let mut last: Option<Vec<Held>> = None;
     loop {
@@ -290,7 +301,7 @@ pub async fn pre_stop(
             return Ok(Outcome::TimedOut { held: now });
         }
         if t >= next_check {
-            match node.drain_reason().await {
+            match read().await {
                 Ok(None) => return Ok(Outcome::Cancelled { waited: start.elapsed() }),
                 Ok(Some(_)) => {}
                 Err(e) => report(Progress::RecheckFailed(&e)),

@@ -640,6 +640,20 @@ impl drain::NodeState for ScriptedNode {
     }
 }
 
+/// A drained node whose API server answers the first read and then hangs.
+#[derive(Default)]
+struct HangingAfterFirstRead(std::sync::atomic::AtomicBool);
+
+#[async_trait::async_trait]
+impl drain::NodeState for HangingAfterFirstRead {
+    async fn drain_reason(&self) -> Result<Option<String>, fsx_csi_driver::kube::KubeError> {
+        if self.0.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        Ok(Some("cordoned".into()))
+    }
+}
+
 fn vol_data(dir: &Path, driver: &str, pv: &str) {
     std::fs::create_dir_all(dir).unwrap();
     let json = format!(r#"{{"driverName":"{driver}","specVolID":"{pv}","volumeHandle":"{VOLUME}"}}"#);
@@ -725,6 +739,13 @@ async fn pre_stop_is_bounded_and_ignores_other_drivers() {
     let drain::Outcome::TimedOut { held } = out else { panic!("{out:?}") };
     assert_eq!(held.len(), 1);
     assert_eq!(held[0].mount_point, kubelet.real().join("pods/p1/volumes/kubernetes.io~csi/pv-go/mount"));
+
+    // An API server that stops answering mid-wait does not carry the hook past its timeout.
+    let settings = drain::Settings { timeout: Duration::from_millis(800), recheck: Duration::from_millis(100) };
+    let started = Instant::now();
+    let out = drain::pre_stop(&kubelet, &HangingAfterFirstRead::default(), settings, &mut |_| {}).await.unwrap();
+    assert!(matches!(out, drain::Outcome::TimedOut { .. }), "{out:?}");
+    assert!(started.elapsed() < Duration::from_millis(1500), "returned after {:?}", started.elapsed());
 
     // Once the Go driver's target is unmounted, the other driver's mount holds nothing up.
     SyscallMounter.unmount(&go_target.join("mount"), nix::mount::MntFlags::empty()).unwrap();

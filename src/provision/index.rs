@@ -14,26 +14,77 @@ use std::sync::Mutex;
 
 use crate::fsx::{FileSystem, Lifecycle};
 
+/// The most changes remembered while one listing runs; past it, that listing is not applied
+/// (the next one is).
+const MAX_CHANGES: usize = 65_536;
+
+/// What this process changed while a listing of the account ran, so that the listing never
+/// overwrites fresher news: a counter bumped by every change, and its value at each id's last
+/// change. Kept only while a listing runs (a listing begun later starts after every earlier
+/// change), so ids that clients send and FSx does not know are not remembered for ever.
+#[derive(Debug, Default)]
+pub(super) struct Changes {
+    clock: u64,
+    listing: bool,
+    changed_at: HashMap<String, u64>,
+    overflowed: bool,
+}
+
+impl Changes {
+    /// Records a change of `id`.
+    pub(super) fn touch(&mut self, id: &str) {
+        self.clock += 1;
+        if !self.listing {
+            return;
+        }
+        if self.changed_at.len() < MAX_CHANGES || self.changed_at.contains_key(id) {
+            self.changed_at.insert(id.to_string(), self.clock);
+        } else {
+            self.overflowed = true;
+        }
+    }
+
+    /// A listing begins: returns its mark.
+    pub(super) fn begin(&mut self) -> u64 {
+        self.changed_at.clear();
+        self.overflowed = false;
+        self.listing = true;
+        self.clock
+    }
+
+    /// True if the listing begun at `mark` may decide about `id`: this process has not changed
+    /// it since.
+    pub(super) fn unchanged_since(&self, id: &str, mark: u64) -> bool {
+        !self.overflowed && self.changed_at.get(id).is_none_or(|&at| at <= mark)
+    }
+
+    /// The listing has been applied.
+    pub(super) fn end(&mut self) {
+        self.changed_at = HashMap::new();
+        self.listing = false;
+    }
+
+    #[cfg(test)]
+    pub(super) fn remembered(&self) -> usize {
+        self.changed_at.len()
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     by_id: BTreeMap<String, FileSystem>,
     ids_by_name: HashMap<String, Vec<String>>,
     generations: HashMap<String, u32>,
-    /// A counter bumped by every change this process makes, and the value it had at each id's
-    /// last change (kept after removal), so a resync never overwrites fresher news with an
-    /// older listing.
-    clock: u64,
-    changed_at: HashMap<String, u64>,
+    changes: Changes,
 }
 
 impl Inner {
     fn touch(&mut self, id: &str) {
-        self.clock += 1;
-        self.changed_at.insert(id.to_string(), self.clock);
+        self.changes.touch(id);
     }
 
     fn unchanged_since(&self, id: &str, mark: u64) -> bool {
-        self.changed_at.get(id).is_none_or(|&at| at <= mark)
+        self.changes.unchanged_since(id, mark)
     }
 
     fn insert(&mut self, fs: &FileSystem, name: &str) {
@@ -116,8 +167,9 @@ impl Index {
     /// Marks the start of a resync: the ids indexed now, and the point after which this
     /// process's own news wins over the listing.
     pub fn snapshot(&self) -> Snapshot {
-        let inner = self.lock();
-        Snapshot { mark: inner.clock, ids: inner.by_id.keys().cloned().collect() }
+        let mut inner = self.lock();
+        let mark = inner.changes.begin();
+        Snapshot { mark, ids: inner.by_id.keys().cloned().collect() }
     }
 
     /// Applies a complete listing taken after `snapshot`: records every listed file system and
@@ -140,6 +192,7 @@ impl Index {
                 dropped += 1;
             }
         }
+        inner.changes.end();
         dropped
     }
 
@@ -201,6 +254,30 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Changes are remembered only while a listing runs, so ids sent by clients and unknown to
+    /// FSx do not accumulate; what a running listing must not overwrite is still kept.
+    #[test]
+    fn changes_are_remembered_only_while_a_listing_runs() {
+        let index = Index::default();
+        for i in 0..10_000 {
+            index.remove(&format!("fs-{i:017x}"));
+        }
+        assert_eq!(index.lock().changes.remembered(), 0);
+        let snapshot = index.snapshot();
+        index.remove("fs-00000000000000001");
+        assert_eq!(index.lock().changes.remembered(), 1);
+        index.apply_listing(&snapshot, &[]);
+        assert_eq!(index.lock().changes.remembered(), 0);
+        // Past the cap, that listing decides nothing.
+        let mut changes = Changes::default();
+        let mark = changes.begin();
+        for i in 0..=MAX_CHANGES {
+            changes.touch(&format!("fs-{i:017x}"));
+        }
+        assert_eq!(changes.remembered(), MAX_CHANGES);
+        assert!(!changes.unchanged_since("fs-ffffffffffffffff0", mark));
+    }
     use crate::fsx::VOLUME_NAME_TAG;
 
     pub(crate) fn fs(id: &str, name: Option<&str>, lifecycle: Lifecycle) -> FileSystem {

@@ -88,7 +88,8 @@ pub enum ProvisionError {
     NotUsable { id: String, lifecycle: String, message: String },
     #[error("file system {0} disappeared while waiting for it; a retry creates a new one")]
     Vanished(String),
-    #[error("file system {0} not found")]
+    /// The id comes from a request: shown escaped and cut, like every outside value.
+    #[error("file system {} not found", crate::text::Shown(.0))]
     NotFound(String),
     #[error("{0}")]
     CannotExpand(String),
@@ -116,7 +117,7 @@ pub enum ProvisionError {
     CannotSnapshot(String),
     #[error("backup {id} failed ({message}) and was deleted; a retry takes a new one")]
     SnapshotFailed { id: String, message: String },
-    #[error("snapshot {0} not found")]
+    #[error("snapshot {} not found", crate::text::Shown(.0))]
     SnapshotNotFound(String),
     #[error(
         "backup {0} is still being taken, and FSx deletes it only once it is done; the call will complete on a retry"

@@ -9,20 +9,20 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
+use super::index::Changes;
 use crate::fsx::{Backup, BackupLifecycle};
 
 #[derive(Debug, Default)]
 struct Inner {
     by_id: BTreeMap<String, Backup>,
     generations: HashMap<String, u32>,
-    clock: u64,
-    changed_at: HashMap<String, u64>,
+    /// What this process changed while a listing ran (see [`Changes`]).
+    changes: Changes,
 }
 
 impl Inner {
     fn touch(&mut self, id: &str) {
-        self.clock += 1;
-        self.changed_at.insert(id.to_string(), self.clock);
+        self.changes.touch(id);
     }
 }
 
@@ -111,25 +111,28 @@ impl Snapshots {
 
     /// The clock now: changes after this mark win over a listing begun now.
     pub fn mark(&self) -> (u64, Vec<String>) {
-        let inner = self.lock();
-        (inner.clock, inner.by_id.keys().cloned().collect())
+        let mut inner = self.lock();
+        let mark = inner.changes.begin();
+        (mark, inner.by_id.keys().cloned().collect())
     }
 
     /// Applies a listing begun at `mark`: listed backups are recorded and indexed ones the
     /// listing no longer shows are forgotten, unless this process changed them since.
     pub fn apply_listing(&self, (mark, before): &(u64, Vec<String>), listed: &[Backup]) {
         let mut inner = self.lock();
-        let fresh = |inner: &Inner, id: &str| inner.changed_at.get(id).is_some_and(|&at| at > *mark);
+        let fresh = |inner: &Inner, id: &str| !inner.changes.unchanged_since(id, *mark);
         for b in listed.iter().filter(|b| b.snapshot_name().is_some()) {
             if !fresh(&inner, &b.id) {
                 inner.by_id.insert(b.id.clone(), b.clone());
             }
         }
+        let seen: std::collections::HashSet<&str> = listed.iter().map(|b| b.id.as_str()).collect();
         for id in before {
-            if !listed.iter().any(|b| &b.id == id) && !fresh(&inner, id) {
+            if !seen.contains(id.as_str()) && !fresh(&inner, id) {
                 inner.by_id.remove(id);
             }
         }
+        inner.changes.end();
     }
 
     /// How many backups are indexed.
