@@ -13,7 +13,12 @@
 //! - [`cli`]: the command line (`--mode`, `--endpoint`, ...), parsed with clap.
 //! - [`server`]: binds the unix socket (0600; a live instance's socket is never taken over,
 //!   and only this process's own socket is removed at exit) and serves the CSI services with
-//!   graceful shutdown; [`server::authority`] lets non-Go gRPC clients in (any `:authority`).
+//!   graceful shutdown, every resource a peer can make it hold bounded ([`server::Limits`]):
+//!   [`server::connections`] caps connections (half-open and idle ones make room) and backs
+//!   off when out of descriptors; [`server::authority`] lets non-Go gRPC clients in (any
+//!   `:authority`, patched in place by [`server::hpack`], which also bounds each header
+//!   block) and times the handshake; [`server::admission`] caps calls in progress and
+//!   unfinished request bodies.
 //! - [`csi`]: the CSI surface, one file per service. Handlers validate the request, open a
 //!   span with `volume.id` / `volume.name` / `target.path`, call into the layers below, and
 //!   choose the gRPC code for every error in one place per RPC family; [`csi::observe`] logs
@@ -60,15 +65,17 @@
 //!   taint comes off once the kubelet has registered the plugin (its CSINode lists the driver).
 //! - [`kube`]: the Kubernetes API for both (kube-rs, the pod's service account).
 //! - [`metrics`]: Prometheus metrics behind `--metrics-address`, recorded at the FSx SDK
-//!   (every HTTP attempt), the gRPC server (every CSI call), the provisioner and the mounts.
+//!   (every HTTP attempt), the gRPC server (every CSI call), the provisioner and the mounts,
+//!   served on a thread of their own with a cap on connections.
 //! - [`text`]: outside text shown in messages and logs: escaped and cut.
 //! - [`metadata`]: the EC2 instance metadata service (the node id when none is given).
 //! - [`logging`]: `--log-format text|json` tracing setup; every line is scrubbed of
-//!   credentials.
+//!   credentials, every field escaped and cut, every line bounded.
 //!
 //! The FSx emulator used by tests, the demo and the benchmarks is a separate crate in
 //! `tests/fsx-emulator`, and the test-only programs (demo client, csi-sanity harness,
-//! benchmarks, chaos test) are in `tests/tools`; the fuzz targets are `tests/fuzz.rs`. The
+//! benchmarks, chaos test, abuse tier) are in `tests/tools`; the fuzz targets are
+//! `tests/fuzz.rs`. The
 //! shipped binary has no fake mode.
 
 pub mod cli;

@@ -145,9 +145,11 @@ cluster_control_plane() {
   # The VolumeSnapshot CRDs and the snapshot-controller of the release the manifests pin: the
   # cluster's part of snapshots, as the EKS add-on installs it (with the admin's rights).
   kctl apply -f "$(dirname "$CLUSTER_BIN")/crd/snapshot-crds.yaml" >"$CLUSTER_DIR/logs/crds.log"
-  kctl wait --for condition=established --timeout=60s crd/volumesnapshots.snapshot.storage.k8s.io \
-    crd/volumesnapshotcontents.snapshot.storage.k8s.io crd/volumesnapshotclasses.snapshot.storage.k8s.io \
-    >>"$CLUSTER_DIR/logs/crds.log"
+  # Retried: kubectl wait fails at once (rather than waits) on a CRD whose status has no
+  # conditions yet.
+  cluster_wait 60 "the VolumeSnapshot CRDs" "$CLUSTER_DIR/logs/crds.log" \
+    kctl wait --for condition=established --timeout=10s crd/volumesnapshots.snapshot.storage.k8s.io \
+    crd/volumesnapshotcontents.snapshot.storage.k8s.io crd/volumesnapshotclasses.snapshot.storage.k8s.io
   cluster_spawn snapshot-controller "$CLUSTER_BIN/snapshot-controller" \
     --kubeconfig "$CLUSTER_DIR/admin.kubeconfig" --leader-election=false --v=2
 }

@@ -629,8 +629,9 @@ def not_ready_taint(path):
                                           {"key": "dedicated", "value": "ml", "effect": "NoSchedule"}]}}))
     apply(json.dumps({"apiVersion": "storage.k8s.io/v1", "kind": "CSINode", "metadata": {"name": TAINT_NODE},
                       "spec": {"drivers": [{"name": "other.csi.example.com", "nodeID": TAINT_NODE}]}}))
+    # As the kubelet issues it for the pod: bound to the node, so the token carries its name.
     token = kubectl("-n", ds["metadata"].get("namespace", "kube-system"), "create", "token", pod["serviceAccountName"],
-                    "--duration", "1h").strip()
+                    "--bound-object-kind", "Node", "--bound-object-name", TAINT_NODE, "--duration", "1h").strip()
     with open(os.path.join(work, "token"), "w") as f:
         f.write(token)
     env = dict(os.environ, CSI_NODE_NAME=TAINT_NODE, KUBERNETES_SERVICE_HOST="127.0.0.1",
@@ -677,6 +678,7 @@ def not_ready_taint(path):
               and logged("taint removed"), (left, open(log_path).read()[-800:]))
         figures.append(f"{path}: not-ready taint removed {took:.1f}s after the CSINode listed the driver; node plugin "
                        f"RSS {rss_watching} while watching its CSINode, {rss(proc.pid)} after")
+        own_node_only(path, work, token)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -684,6 +686,46 @@ def not_ready_taint(path):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+def own_node_only(path, work, token):
+    """19. The node plugin's RBAC may patch every Node; the shipped ValidatingAdmissionPolicy
+    holds its service account's token to the Node it was issued for, and there to removing the
+    agent-not-ready taint."""
+    port = open(os.path.join(CLUSTER_DIR, "ports", "apiserver")).read().strip()
+    config = os.path.join(work, "plugin.kubeconfig")
+    with open(config, "w") as f:
+        f.write(f"""apiVersion: v1
+kind: Config
+clusters: [{{name: c, cluster: {{server: "https://127.0.0.1:{port}", certificate-authority: "{os.path.join(CLUSTER_DIR, 'pki', 'ca.crt')}"}}}}]
+users: [{{name: plugin, user: {{token: "{token}"}}}}]
+contexts: [{{name: c, context: {{cluster: c, user: plugin}}}}]
+current-context: c
+""")
+
+    def as_plugin(*args):
+        cmd = [os.path.join(BIN, "kubectl"), "--kubeconfig", config, *args]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        return r.returncode, (r.stdout + r.stderr).strip()
+    other = "fsx-other-node"
+    kubectl("delete", "node", other, "--ignore-not-found")
+    apply(json.dumps({"apiVersion": "v1", "kind": "Node", "metadata": {"name": other},
+                      "spec": {"taints": [{"key": NOT_READY, "effect": "NoExecute"}]}}))
+    remove = json.dumps([{"op": "remove", "path": "/spec/taints/0"}])
+    rc, out = as_plugin("patch", "node", other, "--type", "json", "-p", remove)
+    taints = (get("node", other) or {}).get("spec", {}).get("taints", [])
+    check(f"{path}: admission policy: the node plugin's token cannot untaint another node",
+          rc != 0 and "may change only the Node it runs on" in out and any(t["key"] == NOT_READY for t in taints),
+          out)
+    rc, out = as_plugin("label", "node", TAINT_NODE, "fsx-test=1")
+    check(f"{path}: admission policy: nor label its own node", rc != 0 and "labels, annotations" in out, out)
+    kubectl("patch", "node", TAINT_NODE, "--type", "json", "-p",
+            json.dumps([{"op": "add", "path": "/spec/taints/-", "value": {"key": "dedicated2", "effect": "NoSchedule"}}]))
+    rc, out = as_plugin("patch", "node", TAINT_NODE, "--type", "json", "-p",
+                        json.dumps([{"op": "remove", "path": "/spec/taints/1"}]))
+    check(f"{path}: admission policy: nor remove another taint from its own node",
+          rc != 0 and "agent-not-ready" in out, out)
+    kubectl("delete", "node", other, "--ignore-not-found")
 
 
 def snapshots_and_attributes(path):
