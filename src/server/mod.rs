@@ -272,6 +272,78 @@ mod tests {
         assert!(!sock.exists());
     }
 
+    /// Calls in progress are capped (one more is RESOURCE_EXHAUSTED at once), and a request
+    /// whose body never arrives gives its slot back after the body time.
+    #[tokio::test]
+    async fn calls_in_progress_and_unfinished_bodies_are_bounded() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("csi.sock");
+        let (listener, _) = bind(&sock).unwrap();
+        let limits = Limits {
+            admission: admission::Bounds {
+                max_calls: 1,
+                body_time: Duration::from_millis(500),
+                max_body_bytes: 1 << 20,
+            },
+            ..Limits::NODE
+        };
+        let services = Services { identity: IdentityService::new(None), controller: None, node: None };
+        tokio::spawn(serve_with(listener, services, limits, std::future::pending()));
+        // A request whose body never comes: HEADERS without END_STREAM.
+        let mut raw = tokio::net::UnixStream::connect(&sock).await.unwrap();
+        let mut bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        bytes.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+        let mut block = vec![0x83, 0x86, 0x04, 30];
+        block.extend_from_slice(b"/csi.v1.Identity/GetPluginInfo");
+        block.extend_from_slice(&[0x01, 9]);
+        block.extend_from_slice(b"localhost");
+        block.extend_from_slice(&[0x0f, 0x10, 16]);
+        block.extend_from_slice(b"application/grpc");
+        bytes.extend_from_slice(&(block.len() as u32).to_be_bytes()[1..]);
+        bytes.extend_from_slice(&[0x1, 0x4, 0, 0, 0, 1]);
+        bytes.extend_from_slice(&block);
+        raw.write_all(&bytes).await.unwrap();
+
+        let path = sock.clone();
+        let channel = tonic::transport::Endpoint::from_static("http://localhost")
+            .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+                let path = path.clone();
+                async move { tokio::net::UnixStream::connect(path).await.map(hyper_util::rt::TokioIo::new) }
+            }))
+            .await
+            .unwrap();
+        let mut client = crate::proto::identity_client::IdentityClient::new(channel);
+        // Once the held request has the only slot, a new call is refused at once.
+        let refused = loop {
+            match client.get_plugin_info(crate::proto::GetPluginInfoRequest {}).await {
+                Err(s) => break s,
+                Ok(_) => tokio::task::yield_now().await,
+            }
+        };
+        assert_eq!(refused.code(), tonic::Code::ResourceExhausted, "{refused:?}");
+        // The held request is answered (its status, in a HEADERS frame on stream 1) when its
+        // body time is up...
+        let mut input = Vec::new();
+        let mut buf = [0u8; 4096];
+        'answered: loop {
+            let n = raw.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed without an answer");
+            input.extend_from_slice(&buf[..n]);
+            let mut at = 0;
+            while at + 9 <= input.len() {
+                let len = u32::from_be_bytes([0, input[at], input[at + 1], input[at + 2]]) as usize;
+                let stream = u32::from_be_bytes([input[at + 5], input[at + 6], input[at + 7], input[at + 8]]);
+                if input[at + 3] == 0x1 && stream == 1 {
+                    break 'answered;
+                }
+                at += 9 + len;
+            }
+        }
+        // ...and its slot is free again.
+        client.get_plugin_info(crate::proto::GetPluginInfoRequest {}).await.unwrap();
+    }
+
     #[tokio::test]
     async fn a_backlogged_live_socket_still_counts_as_live() {
         let dir = tempfile::tempdir().unwrap();
