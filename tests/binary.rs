@@ -20,28 +20,56 @@ const SECRET: &str = "sup3r-s3cret-t0ken-value";
 const SECRET_KEY: &str = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY";
 const ACCESS_KEY_ID: &str = "AKIAIOSFODNN7EXAMPLE";
 
-fn spawn_driver(emulator: &Emulator, socket: &Path, log: &Path, extra: &[&str]) -> Child {
+/// A driver process that is killed when the test ends, however it ends (a failed assertion
+/// must not leave it running).
+struct Running(Child);
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn spawn_driver(emulator: &Emulator, socket: &Path, log: &Path, extra: &[&str]) -> Running {
     let log = std::fs::File::create(log).unwrap();
-    Command::new(BIN)
-        .args([
-            "--mode",
-            "controller",
-            "--endpoint",
-            &format!("unix://{}", socket.display()),
-            "--poll-interval",
-            "100ms",
-        ])
-        .args(extra)
-        .env("AWS_ENDPOINT_URL_FSX", emulator.endpoint())
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("RUST_LOG", "trace")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
+    Running(
+        Command::new(BIN)
+            .args([
+                "--mode",
+                "controller",
+                "--endpoint",
+                &format!("unix://{}", socket.display()),
+                "--poll-interval",
+                "100ms",
+            ])
+            .args(extra)
+            .env("AWS_ENDPOINT_URL_FSX", emulator.endpoint())
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("RUST_LOG", "trace")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    )
 }
 
 /// Waits until the socket accepts connections (the file appears at bind(2), a moment before
@@ -216,17 +244,19 @@ fn bad_flags_exit_2_with_a_clear_message() {
 }
 
 /// Starts the node plugin with umask 0, so the modes of what it creates are its own choice.
-fn spawn_node(socket: &Path, kubelet: &Path, log: &Path) -> Child {
+fn spawn_node(socket: &Path, kubelet: &Path, log: &Path) -> Running {
     let log = std::fs::File::create(log).unwrap();
-    Command::new("sh")
-        .args(["-c", "umask 0 && exec \"$@\"", "sh", BIN])
-        .args(["--mode", "node", "--node-id", "n1", "--endpoint", &format!("unix://{}", socket.display())])
-        .arg("--kubelet-dir")
-        .arg(kubelet)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
+    Running(
+        Command::new("sh")
+            .args(["-c", "umask 0 && exec \"$@\"", "sh", BIN])
+            .args(["--mode", "node", "--node-id", "n1", "--endpoint", &format!("unix://{}", socket.display())])
+            .arg("--kubelet-dir")
+            .arg(kubelet)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    )
 }
 
 async fn plugin_name(socket: &Path) -> String {
@@ -328,16 +358,18 @@ async fn validated_paths_are_logged_whole_and_refused_ones_cut() {
     std::fs::create_dir_all(staging.parent().unwrap()).unwrap();
     // A file where the staging directory should be: the call fails, and the failure is logged.
     std::fs::write(&staging, "not a directory").unwrap();
-    let mut child = Command::new(BIN)
-        .args(["--mode", "node", "--node-id", "n1", "--log-format", "text"])
-        .arg("--endpoint")
-        .arg(format!("unix://{}", socket.display()))
-        .arg("--kubelet-dir")
-        .arg(&kubelet)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut child = Running(
+        Command::new(BIN)
+            .args(["--mode", "node", "--node-id", "n1", "--log-format", "text"])
+            .arg("--endpoint")
+            .arg(format!("unix://{}", socket.display()))
+            .arg("--kubelet-dir")
+            .arg(&kubelet)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     wait_for_socket(&socket).await;
     let mut n = fsx_csi_driver::proto::node_client::NodeClient::new(connect(&socket).await.unwrap());
     let shown = staging.display().to_string();

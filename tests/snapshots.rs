@@ -92,7 +92,7 @@ async fn a_snapshot_is_one_backup_and_restores_into_a_new_file_system() {
         req.set_timeout(Duration::from_secs(10));
         match c.create_volume(req).await {
             Ok(r) => break r.into_inner().volume.unwrap(),
-            Err(s) if retryable(&s) || s.code() == Code::Unavailable => continue,
+            Err(s) if retryable(&s) => continue,
             Err(s) => panic!("{s:?}"),
         }
     };
@@ -251,7 +251,7 @@ async fn create_until_answered(
         r.set_timeout(Duration::from_secs(10));
         match c.create_volume(r).await {
             Ok(r) => return Ok(r.into_inner().volume.unwrap()),
-            Err(s) if retryable(&s) || s.code() == Code::Unavailable => continue,
+            Err(s) if retryable(&s) => continue,
             Err(s) => return Err(s),
         }
     }

@@ -204,11 +204,12 @@ pub fn timed_out(s: &tonic::Status) -> bool {
         || (s.code() == tonic::Code::Cancelled && s.message().contains("Timeout expired"))
 }
 
-/// What a sidecar's retry loop treats as "try again": a timeout, or `Aborted` when the previous
+/// What a sidecar's retry loop treats as "try again": a timeout, `Aborted` when the previous
 /// attempt's handler still holds the volume (the client's own timer can fire before the
-/// server's deadline on a loaded machine).
+/// server's deadline on a loaded machine), or `Unavailable` (the controller still loading its
+/// index, which takes longer under throttling on a loaded machine).
 pub fn retryable(s: &tonic::Status) -> bool {
-    timed_out(s) || s.code() == tonic::Code::Aborted
+    timed_out(s) || matches!(s.code(), tonic::Code::Aborted | tonic::Code::Unavailable)
 }
 
 /// Calls CreateVolume the way the external-provisioner does: retry on non-final codes until
@@ -225,7 +226,7 @@ pub async fn create_until_done(
     for _ in 0..max_tries {
         match client.create_volume(create_request(name, gib, parameters.clone(), per_call)).await {
             Ok(r) => return Ok(r.into_inner().volume.unwrap()),
-            Err(s) if timed_out(&s) || matches!(s.code(), tonic::Code::Aborted | tonic::Code::Unavailable) => {
+            Err(s) if retryable(&s) => {
                 last = Some(s);
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
