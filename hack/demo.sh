@@ -11,8 +11,10 @@ cd "$(dirname "$0")/.."
 
 CREATE_DELAY_MS=${CREATE_DELAY_MS:-8000}
 
-echo "==> building (release)"
-cargo build --release --quiet -p fsx-csi-driver -p fsx-emulator -p fsx-csi-tools
+# Only the three programs the demo runs (each release binary is linked with fat LTO).
+echo "==> building (release): the driver, the FSx emulator and the demo client"
+cargo build --release --quiet -p fsx-csi-driver --bin fsx-csi-driver -p fsx-emulator --bin fsx-emulator \
+  -p fsx-csi-tools --bin csi-demo
 bin=target/release
 
 tmp=$(mktemp -d -t fsx-demo.XXXXXX)
