@@ -526,20 +526,7 @@ impl Client {
 
     /// Encodes one field; returns what it means.
     fn field(&mut self, out: &mut Vec<u8>, kind: u8, pick: u8, value: &[u8]) -> (Vec<u8>, Vec<u8>) {
-        let int = |out: &mut Vec<u8>, high: u8, prefix: u32, mut n: usize| {
-            let max = (1usize << prefix) - 1;
-            if n < max {
-                out.push(high | n as u8);
-                return;
-            }
-            out.push(high | max as u8);
-            n -= max;
-            while n >= 128 {
-                out.push((n % 128) as u8 | 0x80);
-                n /= 128;
-            }
-            out.push(n as u8);
-        };
+        let int = fsx_csi_driver::server::hpack::write_integer;
         let string = |out: &mut Vec<u8>, s: &[u8]| {
             int(out, 0, 7, s.len());
             out.extend_from_slice(s);

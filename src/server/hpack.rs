@@ -201,8 +201,9 @@ fn integer(b: &[u8], prefix: u32) -> Result<(usize, usize), HpackError> {
     Err(HpackError::Malformed("truncated integer"))
 }
 
-/// Writes an HPACK integer (RFC 7541 §5.1).
-fn write_integer(out: &mut Vec<u8>, high_bits: u8, prefix: u32, mut n: usize) {
+/// Writes an HPACK integer (RFC 7541 §5.1) with a `prefix`-bit prefix after `high_bits`
+/// (also for tests and tools that encode header blocks as clients do).
+pub fn write_integer(out: &mut Vec<u8>, high_bits: u8, prefix: u32, mut n: usize) {
     let max = (1usize << prefix) - 1;
     if n < max {
         out.push(high_bits | n as u8);

@@ -82,20 +82,7 @@ fn frame(out: &mut Vec<u8>, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
-fn int(out: &mut Vec<u8>, high: u8, prefix: u32, mut n: usize) {
-    let max = (1usize << prefix) - 1;
-    if n < max {
-        out.push(high | n as u8);
-        return;
-    }
-    out.push(high | max as u8);
-    n -= max;
-    while n >= 128 {
-        out.push((n % 128) as u8 | 0x80);
-        n /= 128;
-    }
-    out.push(n as u8);
-}
+use fsx_csi_driver::server::hpack::write_integer as int;
 
 fn string(out: &mut Vec<u8>, s: &[u8]) {
     int(out, 0, 7, s.len());
