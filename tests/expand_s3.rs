@@ -196,8 +196,8 @@ async fn scratch_2_links_s3_through_lustre_configuration() {
     ]);
     let v = create_until_done(&mut c, "pvc-s3-scratch2", 1200, p, Duration::from_secs(5), 5).await.unwrap();
     let fs = driver.provisioner.as_ref().unwrap().index().by_id(&v.volume_id).unwrap();
-    assert_eq!(fs.import_path.as_deref(), Some("s3://training-data/in"));
-    assert_eq!(fs.export_path.as_deref(), Some("s3://training-data/out"));
+    assert_eq!(fs.lustre.import_path.as_deref(), Some("s3://training-data/in"));
+    assert_eq!(fs.lustre.export_path.as_deref(), Some("s3://training-data/out"));
     assert_eq!(emu.calls("CreateDataRepositoryAssociation"), 0);
 }
 

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 
 use fsx_csi_driver::csi::controller::{Family, failure};
 use fsx_csi_driver::csi::node::{NodeOptions, NodeService};
-use fsx_csi_driver::fsx::{CreateSpec, GIB, is_file_system_id};
+use fsx_csi_driver::fsx::{CreateSpec, GIB, LustreSettings, is_file_system_id};
 use fsx_csi_driver::metadata::Unavailable;
 use fsx_csi_driver::mount::lustre;
 use fsx_csi_driver::mount::paths::{KubeletDir, check_subdirectory};
@@ -115,7 +115,7 @@ fn fsx_accepts(spec: &CreateSpec) -> Result<(), String> {
     }
     let l = &spec.lustre;
     let deployment = l.deployment_type.map(|d| d.to_string()).unwrap_or_else(|| "SCRATCH_1".into());
-    let storage = l.storage_type.map(|s| s.to_string()).unwrap_or_else(|| "SSD".into());
+    let storage = spec.storage_type.map(|s| s.to_string()).unwrap_or_else(|| "SSD".into());
     let throughput = l.per_unit_storage_throughput.map(i64::from);
     if !fsx_emulator::valid_capacity(&deployment, &storage, throughput, i64::from(spec.capacity_gib)) {
         return Err(format!("StorageCapacity {} for {deployment} {storage} {throughput:?}", spec.capacity_gib));
@@ -288,27 +288,30 @@ fn fuzz_mutable_parameters() {
         };
         let mut fs = FileSystem {
             id: "fs-0123456789abcdef0".into(),
-            deployment_type: Some(deployment),
             storage_type: Some(storage),
-            per_unit_storage_throughput: params::allowed_throughputs(deployment, storage).first().copied(),
+            lustre: LustreSettings {
+                deployment_type: Some(deployment),
+                per_unit_storage_throughput: params::allowed_throughputs(deployment, storage).first().copied(),
+                ..LustreSettings::default()
+            },
             ..FileSystem::default()
         };
         if *have & 1 != 0 && deployment == DeploymentType::Persistent2 {
-            fs.settings.metadata_mode = Some(MetadataMode::UserProvisioned);
-            fs.settings.metadata_iops = Some(3000);
+            fs.lustre.metadata_mode = Some(MetadataMode::UserProvisioned);
+            fs.lustre.metadata_iops = Some(3000);
         }
         match parsed.update_for(&fs) {
             Err(e) => check_refusal(&Status::invalid_argument(e.to_string()), &[Code::InvalidArgument], &raw),
             Ok(u) => {
                 if let Some(t) = u.per_unit_storage_throughput {
                     assert!(params::allowed_throughputs(deployment, storage).contains(&t), "{t} for {deployment}");
-                    assert_ne!(Some(t), fs.per_unit_storage_throughput);
+                    assert_ne!(Some(t), fs.lustre.per_unit_storage_throughput);
                 }
                 if u.metadata_iops.is_some() || u.metadata_mode.is_some() {
                     assert_eq!(deployment, DeploymentType::Persistent2);
                 }
                 if let Some(i) = u.metadata_iops {
-                    assert!(i >= fs.settings.metadata_iops.unwrap_or(0), "metadata IOPS lowered to {i}");
+                    assert!(i >= fs.lustre.metadata_iops.unwrap_or(0), "metadata IOPS lowered to {i}");
                 }
                 if deployment.is_scratch() {
                     assert!(

@@ -12,9 +12,8 @@ use aws_sdk_fsx::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_fsx::types as t;
 
 use super::{
-    Association, AssociationLifecycle, AssociationSpec, AutoImportPolicy, Backup, BackupLifecycle, BackupSpec,
-    CreateSpec, DataCompressionType, DeploymentType, DriveCacheType, FileSystem, Fsx, FsxError, Lifecycle,
-    LustreSettings, LustreUpdate, MetadataMode, StorageType, Update, UpdateStatus,
+    Association, AssociationLifecycle, AssociationSpec, Backup, BackupLifecycle, BackupSpec, CreateSpec, FileSystem,
+    Fsx, FsxError, Lifecycle, LustreSettings, Update, UpdateStatus,
 };
 
 /// Counts every HTTP attempt to FSx by operation and outcome, with its duration, and the
@@ -264,30 +263,18 @@ fn parse<T: std::str::FromStr>(s: Option<&str>) -> Option<T> {
 /// Reads the parts of an SDK `FileSystem` the driver uses.
 fn from_sdk(fs: &t::FileSystem) -> FileSystem {
     let lustre = fs.lustre_configuration();
-    let repo = lustre.and_then(|l| l.data_repository_configuration());
     FileSystem {
         id: fs.file_system_id().unwrap_or_default().to_string(),
         lifecycle: fs.lifecycle().map(|l| Lifecycle::from_wire(l.as_str())).unwrap_or(Lifecycle::Other(String::new())),
         failure_message: fs.failure_details().and_then(|d| d.message()).map(str::to_string),
         capacity_gib: fs.storage_capacity().unwrap_or(0) as i64,
         storage_type: parse(fs.storage_type().map(|s| s.as_str())),
-        deployment_type: parse(lustre.and_then(|l| l.deployment_type()).map(|d| d.as_str())),
-        per_unit_storage_throughput: lustre.and_then(|l| l.per_unit_storage_throughput()),
-        drive_cache_type: parse(lustre.and_then(|l| l.drive_cache_type()).map(|d| d.as_str())),
-        data_compression_type: parse(lustre.and_then(|l| l.data_compression_type()).map(|d| d.as_str())),
         subnet_ids: fs.subnet_ids().to_vec(),
         dns_name: fs.dns_name().unwrap_or_default().to_string(),
         mount_name: lustre.and_then(|l| l.mount_name()).unwrap_or_default().to_string(),
         kms_key_id: fs.kms_key_id().map(str::to_string),
         file_system_type_version: fs.file_system_type_version().map(str::to_string),
-        efa_enabled: lustre.and_then(|l| l.efa_enabled()),
-        import_path: repo.and_then(|r| r.import_path()).map(str::to_string),
-        export_path: repo.and_then(|r| r.export_path()).map(str::to_string),
-        root_squash: lustre
-            .and_then(|l| l.root_squash_configuration())
-            .and_then(|r| r.root_squash())
-            .map(str::to_string),
-        settings: lustre.map(settings_from_sdk).unwrap_or_default(),
+        lustre: lustre.map(LustreSettings::from_sdk).unwrap_or_default(),
         tags: tags_from_sdk(fs.tags()),
         created_at: fs.creation_time().and_then(|t| std::time::SystemTime::try_from(*t).ok()),
         updates: fs
@@ -300,23 +287,7 @@ fn from_sdk(fs: &t::FileSystem) -> FileSystem {
                 target: a
                     .target_file_system_values()
                     .and_then(|v| v.lustre_configuration())
-                    .map(|l| {
-                        let s = settings_from_sdk(l);
-                        LustreUpdate {
-                            per_unit_storage_throughput: l.per_unit_storage_throughput(),
-                            data_compression_type: parse(l.data_compression_type().map(|d| d.as_str())),
-                            metadata_mode: s.metadata_mode,
-                            metadata_iops: s.metadata_iops,
-                            weekly_maintenance_start_time: s.weekly_maintenance_start_time,
-                            daily_automatic_backup_start_time: s.daily_automatic_backup_start_time,
-                            automatic_backup_retention_days: s.automatic_backup_retention_days,
-                            auto_import_policy: s.auto_import_policy,
-                            root_squash: l
-                                .root_squash_configuration()
-                                .and_then(|r| r.root_squash())
-                                .map(str::to_string),
-                        }
-                    })
+                    .map(LustreSettings::from_sdk)
                     .unwrap_or_default(),
                 failure_message: a.failure_details().and_then(|d| d.message()).map(str::to_string),
             })
@@ -326,20 +297,6 @@ fn from_sdk(fs: &t::FileSystem) -> FileSystem {
 
 fn tags_from_sdk(tags: &[t::Tag]) -> Vec<(String, String)> {
     tags.iter().filter_map(|tag| Some((tag.key()?.to_string(), tag.value()?.to_string()))).collect()
-}
-
-fn settings_from_sdk(l: &t::LustreFileSystemConfiguration) -> LustreSettings {
-    let metadata = l.metadata_configuration();
-    LustreSettings {
-        weekly_maintenance_start_time: l.weekly_maintenance_start_time().map(str::to_string),
-        daily_automatic_backup_start_time: l.daily_automatic_backup_start_time().map(str::to_string),
-        automatic_backup_retention_days: l.automatic_backup_retention_days(),
-        auto_import_policy: parse(
-            l.data_repository_configuration().and_then(|r| r.auto_import_policy()).map(|p| p.as_str()),
-        ),
-        metadata_mode: parse(metadata.and_then(|m| m.mode()).map(|m| m.as_str())),
-        metadata_iops: metadata.and_then(|m| m.iops()),
-    }
 }
 
 fn backup_from_sdk(b: &t::Backup) -> Backup {
@@ -357,29 +314,6 @@ fn sdk_tags(tags: &[(String, String)]) -> Vec<t::Tag> {
     tags.iter().map(|(k, v)| t::Tag::builder().key(k).value(v).build()).collect()
 }
 
-fn metadata_mode(mode: MetadataMode) -> t::MetadataConfigurationMode {
-    match mode {
-        MetadataMode::Automatic => t::MetadataConfigurationMode::Automatic,
-        MetadataMode::UserProvisioned => t::MetadataConfigurationMode::UserProvisioned,
-    }
-}
-
-fn auto_import(p: AutoImportPolicy) -> t::AutoImportPolicyType {
-    match p {
-        AutoImportPolicy::None => t::AutoImportPolicyType::None,
-        AutoImportPolicy::New => t::AutoImportPolicyType::New,
-        AutoImportPolicy::NewChanged => t::AutoImportPolicyType::NewChanged,
-        AutoImportPolicy::NewChangedDeleted => t::AutoImportPolicyType::NewChangedDeleted,
-    }
-}
-
-fn compression(d: DataCompressionType) -> t::DataCompressionType {
-    match d {
-        DataCompressionType::None => t::DataCompressionType::None,
-        DataCompressionType::Lz4 => t::DataCompressionType::Lz4,
-    }
-}
-
 fn association_from_sdk(a: &t::DataRepositoryAssociation) -> Association {
     Association {
         id: a.association_id().unwrap_or_default().to_string(),
@@ -395,43 +329,6 @@ fn events(names: &[&str]) -> Vec<t::EventType> {
     names.iter().map(|n| t::EventType::from(*n)).collect()
 }
 
-fn lustre_configuration(spec: &CreateSpec) -> t::CreateFileSystemLustreConfiguration {
-    let l = &spec.lustre;
-    let metadata = l.metadata_mode.map(|mode| {
-        t::CreateFileSystemLustreMetadataConfiguration::builder()
-            .mode(metadata_mode(mode))
-            .set_iops(l.metadata_iops)
-            .build()
-    });
-    t::CreateFileSystemLustreConfiguration::builder()
-        .set_deployment_type(l.deployment_type.map(|d| match d {
-            DeploymentType::Scratch1 => t::LustreDeploymentType::Scratch1,
-            DeploymentType::Scratch2 => t::LustreDeploymentType::Scratch2,
-            DeploymentType::Persistent1 => t::LustreDeploymentType::Persistent1,
-            DeploymentType::Persistent2 => t::LustreDeploymentType::Persistent2,
-        }))
-        .set_per_unit_storage_throughput(l.per_unit_storage_throughput)
-        .set_drive_cache_type(l.drive_cache_type.map(|d| match d {
-            DriveCacheType::None => t::DriveCacheType::None,
-            DriveCacheType::Read => t::DriveCacheType::Read,
-        }))
-        .set_import_path(l.import_path.clone())
-        .set_imported_file_chunk_size(l.imported_file_chunk_size)
-        .set_export_path(l.export_path.clone())
-        .set_auto_import_policy(l.auto_import_policy.map(auto_import))
-        .set_data_compression_type(l.data_compression_type.map(compression))
-        .set_weekly_maintenance_start_time(l.weekly_maintenance_start_time.clone())
-        .set_daily_automatic_backup_start_time(l.daily_automatic_backup_start_time.clone())
-        .set_automatic_backup_retention_days(l.automatic_backup_retention_days)
-        .set_copy_tags_to_backups(l.copy_tags_to_backups)
-        .set_efa_enabled(l.efa_enabled)
-        .set_metadata_configuration(metadata)
-        .set_root_squash_configuration(
-            l.root_squash.as_ref().map(|r| t::LustreRootSquashConfiguration::builder().root_squash(r).build()),
-        )
-        .build()
-}
-
 #[async_trait]
 impl Fsx for AwsFsx {
     async fn create_file_system(&self, spec: &CreateSpec) -> Result<FileSystem, FsxError> {
@@ -443,16 +340,13 @@ impl Fsx for AwsFsx {
             .client_request_token(&spec.client_request_token)
             .file_system_type(t::FileSystemType::Lustre)
             .storage_capacity(spec.capacity_gib)
-            .set_storage_type(spec.lustre.storage_type.map(|s| match s {
-                StorageType::Ssd => t::StorageType::Ssd,
-                StorageType::Hdd => t::StorageType::Hdd,
-            }))
+            .set_storage_type(spec.storage_type.map(|s| s.as_str().into()))
             .subnet_ids(&spec.subnet_id)
             .set_security_group_ids(Some(spec.security_group_ids.clone()))
             .set_tags(Some(tags))
             .set_kms_key_id(spec.kms_key_id.clone())
             .set_file_system_type_version(spec.file_system_type_version.clone())
-            .lustre_configuration(lustre_configuration(spec))
+            .lustre_configuration(spec.lustre.create_configuration())
             .send()
             .await
             .map_err(self.classify("CreateFileSystem"))?;
@@ -625,7 +519,7 @@ impl Fsx for AwsFsx {
             .set_tags(Some(sdk_tags(&spec.tags)))
             .set_kms_key_id(spec.kms_key_id.clone())
             .set_file_system_type_version(spec.file_system_type_version.clone())
-            .lustre_configuration(lustre_configuration(spec))
+            .lustre_configuration(spec.lustre.create_configuration())
             .send()
             .await
             .map_err(self.classify("CreateFileSystemFromBackup"))?;
@@ -635,26 +529,9 @@ impl Fsx for AwsFsx {
         })
     }
 
-    async fn update_lustre(&self, id: &str, u: &LustreUpdate) -> Result<FileSystem, FsxError> {
+    async fn update_lustre(&self, id: &str, u: &LustreSettings) -> Result<FileSystem, FsxError> {
         let _permit = self.permits.acquire().await.ok();
-        let metadata = (u.metadata_mode.is_some() || u.metadata_iops.is_some()).then(|| {
-            t::UpdateFileSystemLustreMetadataConfiguration::builder()
-                .set_mode(u.metadata_mode.map(metadata_mode))
-                .set_iops(u.metadata_iops)
-                .build()
-        });
-        let lustre = t::UpdateFileSystemLustreConfiguration::builder()
-            .set_per_unit_storage_throughput(u.per_unit_storage_throughput)
-            .set_metadata_configuration(metadata)
-            .set_data_compression_type(u.data_compression_type.map(compression))
-            .set_weekly_maintenance_start_time(u.weekly_maintenance_start_time.clone())
-            .set_daily_automatic_backup_start_time(u.daily_automatic_backup_start_time.clone())
-            .set_automatic_backup_retention_days(u.automatic_backup_retention_days)
-            .set_auto_import_policy(u.auto_import_policy.map(auto_import))
-            .set_root_squash_configuration(
-                u.root_squash.as_ref().map(|r| t::LustreRootSquashConfiguration::builder().root_squash(r).build()),
-            )
-            .build();
+        let lustre = u.update_configuration();
         let out = self
             .client
             .update_file_system()

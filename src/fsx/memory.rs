@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use super::{
     Association, AssociationLifecycle, AssociationSpec, Backup, BackupLifecycle, BackupSpec, CreateSpec,
-    DeploymentType, FileSystem, Fsx, FsxError, Lifecycle, LustreSettings, LustreUpdate, Update, UpdateStatus,
+    DeploymentType, FileSystem, Fsx, FsxError, Lifecycle, LustreSettings, Update, UpdateStatus,
 };
 
 /// Delays of the simulated lifecycles.
@@ -55,7 +55,7 @@ struct Fs {
 
 struct MemUpdate {
     capacity: Option<i64>,
-    lustre: LustreUpdate,
+    lustre: LustreSettings,
     started: Instant,
     fail: Option<String>,
 }
@@ -229,22 +229,8 @@ fn describe(fs: &Fs, timing: &Timing, now: Instant) -> Option<FileSystem> {
 }
 
 /// Applies the settings of a completed update.
-fn apply(fs: &mut FileSystem, u: &LustreUpdate) {
-    fn set<T: Clone>(to: &mut Option<T>, from: &Option<T>) {
-        if from.is_some() {
-            to.clone_from(from);
-        }
-    }
-    set(&mut fs.per_unit_storage_throughput, &u.per_unit_storage_throughput);
-    set(&mut fs.data_compression_type, &u.data_compression_type);
-    set(&mut fs.root_squash, &u.root_squash);
-    let s = &mut fs.settings;
-    set(&mut s.metadata_mode, &u.metadata_mode);
-    set(&mut s.metadata_iops, &u.metadata_iops);
-    set(&mut s.weekly_maintenance_start_time, &u.weekly_maintenance_start_time);
-    set(&mut s.daily_automatic_backup_start_time, &u.daily_automatic_backup_start_time);
-    set(&mut s.automatic_backup_retention_days, &u.automatic_backup_retention_days);
-    set(&mut s.auto_import_policy, &u.auto_import_policy);
+fn apply(fs: &mut FileSystem, u: &LustreSettings) {
+    fs.lustre.apply(u);
 }
 
 fn describe_backup(b: &Bk, timing: &Timing, now: Instant) -> Backup {
@@ -293,28 +279,13 @@ impl MemoryFsx {
             lifecycle: Lifecycle::Creating,
             failure_message: None,
             capacity_gib: i64::from(spec.capacity_gib),
-            storage_type: spec.lustre.storage_type,
-            deployment_type: spec.lustre.deployment_type,
-            per_unit_storage_throughput: spec.lustre.per_unit_storage_throughput,
-            drive_cache_type: spec.lustre.drive_cache_type,
-            data_compression_type: spec.lustre.data_compression_type,
+            storage_type: spec.storage_type,
             subnet_ids: vec![spec.subnet_id.clone()],
             dns_name: format!("{id}.fsx.us-east-1.amazonaws.com"),
             mount_name: "abcdefgh".into(),
             kms_key_id: spec.kms_key_id.clone(),
             file_system_type_version: spec.file_system_type_version.clone(),
-            efa_enabled: spec.lustre.efa_enabled,
-            import_path: spec.lustre.import_path.clone(),
-            export_path: spec.lustre.export_path.clone(),
-            root_squash: spec.lustre.root_squash.clone(),
-            settings: LustreSettings {
-                weekly_maintenance_start_time: spec.lustre.weekly_maintenance_start_time.clone(),
-                daily_automatic_backup_start_time: spec.lustre.daily_automatic_backup_start_time.clone(),
-                automatic_backup_retention_days: spec.lustre.automatic_backup_retention_days,
-                auto_import_policy: spec.lustre.auto_import_policy,
-                metadata_mode: spec.lustre.metadata_mode,
-                metadata_iops: spec.lustre.metadata_iops,
-            },
+            lustre: spec.lustre.clone(),
             tags: spec.tags.clone(),
             updates: Vec::new(),
             created_at: Some(std::time::SystemTime::now()),
@@ -351,7 +322,7 @@ impl Fsx for MemoryFsx {
             .get(&spec.file_system_id)
             .and_then(|fs| describe(fs, &timing, now))
             .ok_or_else(|| FsxError::NotFound(format!("file system {} does not exist", spec.file_system_id)))?;
-        if fs.deployment_type.is_none_or(DeploymentType::is_scratch) || fs.import_path.is_some() {
+        if fs.lustre.deployment_type.is_none_or(DeploymentType::is_scratch) || fs.lustre.import_path.is_some() {
             return Err(FsxError::Invalid {
                 code: "BadRequest".into(),
                 message: "backups need a persistent file system not linked to S3".into(),
@@ -439,7 +410,7 @@ impl Fsx for MemoryFsx {
             });
         }
         let source = &backup.file_system;
-        if spec.lustre.deployment_type.is_some_and(|d| Some(d) != source.deployment_type) {
+        if spec.lustre.deployment_type.is_some_and(|d| Some(d) != source.lustre.deployment_type) {
             return Err(FsxError::Invalid {
                 code: "BadRequest".into(),
                 message: "the deployment type must be the backup's".into(),
@@ -447,13 +418,13 @@ impl Fsx for MemoryFsx {
         }
         let mut spec = spec.clone();
         spec.capacity_gib = i32::try_from(source.capacity_gib).unwrap_or(i32::MAX);
-        spec.lustre.deployment_type = source.deployment_type;
-        spec.lustre.storage_type = source.storage_type;
-        spec.lustre.per_unit_storage_throughput = source.per_unit_storage_throughput;
+        spec.lustre.deployment_type = source.lustre.deployment_type;
+        spec.storage_type = source.storage_type;
+        spec.lustre.per_unit_storage_throughput = source.lustre.per_unit_storage_throughput;
         self.insert_file_system(&mut s, &spec)
     }
 
-    async fn update_lustre(&self, id: &str, update: &LustreUpdate) -> Result<FileSystem, FsxError> {
+    async fn update_lustre(&self, id: &str, update: &LustreSettings) -> Result<FileSystem, FsxError> {
         let now = Instant::now();
         let mut s = self.state();
         self.call(&mut s, "UpdateFileSystem")?;
@@ -468,7 +439,7 @@ impl Fsx for MemoryFsx {
             return Err(FsxError::Invalid { code: "BadRequest".into(), message: "an update is in progress".into() });
         }
         if update.per_unit_storage_throughput.is_some()
-            && described.deployment_type.is_none_or(DeploymentType::is_scratch)
+            && described.lustre.deployment_type.is_none_or(DeploymentType::is_scratch)
         {
             return Err(FsxError::Invalid {
                 code: "BadRequest".into(),
@@ -538,7 +509,7 @@ impl Fsx for MemoryFsx {
         }
         fs.updates.push(MemUpdate {
             capacity: Some(i64::from(capacity_gib)),
-            lustre: LustreUpdate::default(),
+            lustre: LustreSettings::default(),
             started: now,
             fail: None,
         });

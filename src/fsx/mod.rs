@@ -7,6 +7,9 @@
 pub mod aws;
 #[cfg(test)]
 pub mod memory;
+mod settings;
+
+pub use settings::LustreSettings;
 
 use std::fmt;
 use std::str::FromStr;
@@ -195,39 +198,18 @@ pub struct FileSystem {
     pub failure_message: Option<String>,
     pub capacity_gib: i64,
     pub storage_type: Option<StorageType>,
-    pub deployment_type: Option<DeploymentType>,
-    pub per_unit_storage_throughput: Option<i32>,
-    pub drive_cache_type: Option<DriveCacheType>,
-    pub data_compression_type: Option<DataCompressionType>,
     pub subnet_ids: Vec<String>,
     pub dns_name: String,
     pub mount_name: String,
     pub kms_key_id: Option<String>,
     pub file_system_type_version: Option<String>,
-    pub efa_enabled: Option<bool>,
-    pub import_path: Option<String>,
-    pub export_path: Option<String>,
-    /// `RootSquashConfiguration.RootSquash`.
-    pub root_squash: Option<String>,
-    /// The settings `UpdateFileSystem` can change in place (see [`LustreUpdate`]).
-    pub settings: LustreSettings,
+    /// `LustreConfiguration`, as described.
+    pub lustre: LustreSettings,
     pub tags: Vec<(String, String)>,
     /// `AdministrativeActions` of type FILE_SYSTEM_UPDATE (storage capacity changes).
     pub updates: Vec<Update>,
     /// `CreationTime`: when FSx accepted the CreateFileSystem call.
     pub created_at: Option<std::time::SystemTime>,
-}
-
-/// The Lustre settings of a file system that `UpdateFileSystem` can change in place, as FSx
-/// describes them (`None`: not reported).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct LustreSettings {
-    pub weekly_maintenance_start_time: Option<String>,
-    pub daily_automatic_backup_start_time: Option<String>,
-    pub automatic_backup_retention_days: Option<i32>,
-    pub auto_import_policy: Option<AutoImportPolicy>,
-    pub metadata_mode: Option<MetadataMode>,
-    pub metadata_iops: Option<i32>,
 }
 
 /// A FILE_SYSTEM_UPDATE administrative action.
@@ -237,64 +219,8 @@ pub struct Update {
     /// `TargetFileSystemValues.StorageCapacity`, when the update changes capacity.
     pub target_capacity_gib: Option<i64>,
     /// The Lustre settings the update changes, when it changes settings (ModifyVolume).
-    pub target: LustreUpdate,
+    pub target: LustreSettings,
     pub failure_message: Option<String>,
-}
-
-/// What `UpdateFileSystem` changes of a Lustre file system's settings (ModifyVolume): only
-/// the fields that are `Some`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct LustreUpdate {
-    pub per_unit_storage_throughput: Option<i32>,
-    pub metadata_mode: Option<MetadataMode>,
-    pub metadata_iops: Option<i32>,
-    pub data_compression_type: Option<DataCompressionType>,
-    pub weekly_maintenance_start_time: Option<String>,
-    pub daily_automatic_backup_start_time: Option<String>,
-    pub automatic_backup_retention_days: Option<i32>,
-    pub auto_import_policy: Option<AutoImportPolicy>,
-    /// `RootSquashConfiguration.RootSquash`: `UID:GID` (`0:0` turns it off).
-    pub root_squash: Option<String>,
-}
-
-impl LustreUpdate {
-    /// True if nothing would change.
-    pub fn is_empty(&self) -> bool {
-        *self == Self::default()
-    }
-
-    /// True if `fs` already has every value this update sets.
-    pub fn is_in_effect(&self, fs: &FileSystem) -> bool {
-        let s = &fs.settings;
-        fn same<T: PartialEq>(want: &Option<T>, have: &Option<T>) -> bool {
-            want.is_none() || want == have
-        }
-        same(&self.per_unit_storage_throughput, &fs.per_unit_storage_throughput)
-            && same(&self.metadata_mode, &s.metadata_mode)
-            && same(&self.metadata_iops, &s.metadata_iops)
-            && same(&self.data_compression_type, &fs.data_compression_type)
-            && same(&self.weekly_maintenance_start_time, &s.weekly_maintenance_start_time)
-            && same(&self.daily_automatic_backup_start_time, &s.daily_automatic_backup_start_time)
-            && same(&self.automatic_backup_retention_days, &s.automatic_backup_retention_days)
-            && same(&self.auto_import_policy, &s.auto_import_policy)
-            && same(&self.root_squash, &fs.root_squash)
-    }
-
-    /// True if a running update with `target` makes at least these changes (a retry joins it).
-    pub fn covered_by(&self, target: &LustreUpdate) -> bool {
-        fn same<T: PartialEq>(want: &Option<T>, have: &Option<T>) -> bool {
-            want.is_none() || want == have
-        }
-        same(&self.per_unit_storage_throughput, &target.per_unit_storage_throughput)
-            && same(&self.metadata_mode, &target.metadata_mode)
-            && same(&self.metadata_iops, &target.metadata_iops)
-            && same(&self.data_compression_type, &target.data_compression_type)
-            && same(&self.weekly_maintenance_start_time, &target.weekly_maintenance_start_time)
-            && same(&self.daily_automatic_backup_start_time, &target.daily_automatic_backup_start_time)
-            && same(&self.automatic_backup_retention_days, &target.automatic_backup_retention_days)
-            && same(&self.auto_import_policy, &target.auto_import_policy)
-            && same(&self.root_squash, &target.root_squash)
-    }
 }
 
 impl Update {
@@ -427,32 +353,10 @@ pub struct CreateSpec {
     pub subnet_id: String,
     pub security_group_ids: Vec<String>,
     pub tags: Vec<(String, String)>,
+    pub storage_type: Option<StorageType>,
     pub kms_key_id: Option<String>,
     pub file_system_type_version: Option<String>,
-    pub lustre: LustreSpec,
-}
-
-/// The `LustreConfiguration` part of [`CreateSpec`].
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct LustreSpec {
-    pub deployment_type: Option<DeploymentType>,
-    pub storage_type: Option<StorageType>,
-    pub per_unit_storage_throughput: Option<i32>,
-    pub drive_cache_type: Option<DriveCacheType>,
-    pub import_path: Option<String>,
-    pub export_path: Option<String>,
-    pub auto_import_policy: Option<AutoImportPolicy>,
-    pub imported_file_chunk_size: Option<i32>,
-    pub data_compression_type: Option<DataCompressionType>,
-    pub weekly_maintenance_start_time: Option<String>,
-    pub daily_automatic_backup_start_time: Option<String>,
-    pub automatic_backup_retention_days: Option<i32>,
-    pub copy_tags_to_backups: Option<bool>,
-    pub efa_enabled: Option<bool>,
-    pub metadata_mode: Option<MetadataMode>,
-    pub metadata_iops: Option<i32>,
-    /// `RootSquashConfiguration.RootSquash`: `UID:GID`.
-    pub root_squash: Option<String>,
+    pub lustre: LustreSettings,
 }
 
 /// What can go wrong at the FSx boundary, in the few kinds the driver acts on.
@@ -546,10 +450,11 @@ pub trait Fsx: Send + Sync + 'static {
     /// backup's size).
     async fn create_file_system_from_backup(&self, backup_id: &str, spec: &CreateSpec) -> Result<FileSystem, FsxError>;
 
-    /// `UpdateFileSystem` of Lustre settings. Not idempotent by itself (callers check
-    /// `FileSystem::updates` first); FSx refuses it (`Invalid`) while another update runs and
-    /// for settings the deployment type does not have.
-    async fn update_lustre(&self, id: &str, update: &LustreUpdate) -> Result<FileSystem, FsxError>;
+    /// `UpdateFileSystem` of Lustre settings: the ones `update` sets, all of them mutable
+    /// ([`LustreSettings::immutable_field`] is `None`). Not idempotent by itself (callers
+    /// check `FileSystem::updates` first); FSx refuses it (`Invalid`) while another update
+    /// runs and for settings the deployment type does not have.
+    async fn update_lustre(&self, id: &str, update: &LustreSettings) -> Result<FileSystem, FsxError>;
 }
 
 /// True if `id` has the shape of a backup id: `backup-` and 8 to 17 lowercase hex digits.

@@ -39,7 +39,7 @@ use crate::fsx::{
 use capacity::CapacityError;
 use index::Index;
 use inflight::InFlight;
-use params::{ParamError, StorageClassParams};
+use params::{ParamError, StorageClassParams, keys};
 use poller::{Poller, Seen};
 use snapshots::Snapshots;
 
@@ -51,7 +51,7 @@ fn with_source_tag(mut tags: Vec<(String, String)>, backup: &str) -> Result<Vec<
     tags.insert(1.min(tags.len()), (SOURCE_SNAPSHOT_TAG.to_string(), backup.to_string()));
     if tags.len() > params::MAX_TAGS {
         return Err(ParamError {
-            key: "extraTags".into(),
+            key: keys::EXTRA_TAGS.into(),
             message: format!(
                 "a restored file system carries {SOURCE_SNAPSHOT_TAG} too, {} tags in all; FSx allows at most {}: remove some",
                 tags.len(),
@@ -599,6 +599,7 @@ impl Provisioner {
             .await
             .map_err(|_| ProvisionError::FsxSlow("DescribeFileSystems"))??;
         let deployment = fs
+            .lustre
             .deployment_type
             .ok_or_else(|| ProvisionError::CannotExpand(format!("{id} reports no Lustre deployment type")))?;
         if deployment == DeploymentType::Scratch1 {
@@ -607,7 +608,7 @@ impl Provisioner {
             )));
         }
         let storage = fs.storage_type.unwrap_or(StorageType::Ssd);
-        let steps = capacity::steps(deployment, storage, fs.per_unit_storage_throughput);
+        let steps = capacity::steps(deployment, storage, fs.lustre.per_unit_storage_throughput);
         let target = capacity::for_range(steps, &format!("{deployment} {storage}"), required_bytes, limit_bytes)?;
         if fs.capacity_gib >= target {
             return Ok(fs.capacity_gib);

@@ -10,11 +10,11 @@ use tokio::time::Instant;
 use super::params::MutableParams;
 use super::poller::{self, Seen};
 use super::{ProvisionError, Provisioner, by};
-use crate::fsx::{FileSystem, LustreUpdate, UpdateStatus, is_file_system_id};
+use crate::fsx::{FileSystem, LustreSettings, UpdateStatus, is_file_system_id};
 
 /// Whether `fs` has `update` in effect (`Some(Ok)`), the update FAILED (`Some(Err)`), or it is
 /// still running (`None`).
-fn outcome(fs: &FileSystem, update: &LustreUpdate) -> Option<Result<(), ProvisionError>> {
+fn outcome(fs: &FileSystem, update: &LustreSettings) -> Option<Result<(), ProvisionError>> {
     let ours = fs.updates.iter().rev().find(|u| u.target_capacity_gib.is_none() && update.covered_by(&u.target));
     if let Some(u) = ours
         && u.status == UpdateStatus::Failed
@@ -24,7 +24,7 @@ fn outcome(fs: &FileSystem, update: &LustreUpdate) -> Option<Result<(), Provisio
             message: u.failure_message.clone().unwrap_or_else(|| "FSx gave no failure details".into()),
         }));
     }
-    (update.is_in_effect(fs) && !fs.updates.iter().any(|u| u.is_running())).then_some(Ok(()))
+    (update.covered_by(&fs.lustre) && !fs.updates.iter().any(|u| u.is_running())).then_some(Ok(()))
 }
 
 impl Provisioner {

@@ -340,7 +340,7 @@ impl Poller {
 mod tests {
     use super::*;
     use crate::fsx::memory::{MemoryFsx, Timing};
-    use crate::fsx::{CreateSpec, LustreSpec};
+    use crate::fsx::{CreateSpec, LustreSettings};
 
     fn spec(i: usize) -> CreateSpec {
         CreateSpec {
@@ -349,9 +349,10 @@ mod tests {
             subnet_id: "subnet-0123456789abcdef0".into(),
             security_group_ids: Vec::new(),
             tags: vec![("CSIVolumeName".into(), format!("pvc-{i}"))],
+            storage_type: None,
             kms_key_id: None,
             file_system_type_version: None,
-            lustre: LustreSpec::default(),
+            lustre: LustreSettings::default(),
         }
     }
 

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use tokio::time::Instant;
 
-use super::params::{self, ParamError, RESERVED_PREFIX, StorageClassParams};
+use super::params::{self, ParamError, RESERVED_PREFIX, StorageClassParams, keys};
 use super::poller::{self, Seen};
 use super::{CreateRequest, ProvisionError, Provisioner, by, token};
 use crate::fsx::{
@@ -55,8 +55,8 @@ fn backup_tags(
             continue;
         }
         match key.as_str() {
-            "extraTags" if value.is_empty() => {}
-            "extraTags" => extra = params::parse_tags("extraTags", value)?,
+            keys::EXTRA_TAGS if value.is_empty() => {}
+            keys::EXTRA_TAGS => extra = params::parse_tags(keys::EXTRA_TAGS, value)?,
             _ => {
                 return Err(ParamError {
                     key: key.clone(),
@@ -74,7 +74,7 @@ fn backup_tags(
     }
     if tags.len() > params::MAX_TAGS {
         return Err(ParamError {
-            key: "extraTags".into(),
+            key: keys::EXTRA_TAGS.into(),
             message: format!("the backup would carry {} tags; FSx allows at most {}", tags.len(), params::MAX_TAGS),
         });
     }
@@ -84,7 +84,7 @@ fn backup_tags(
 /// Why `fs` cannot be backed up, if it cannot: FSx backs up persistent file systems that are
 /// not linked to S3 the legacy way (PERSISTENT_2 associations are fine).
 fn cannot_back_up(fs: &FileSystem) -> Option<String> {
-    match fs.deployment_type {
+    match fs.lustre.deployment_type {
         Some(d @ (DeploymentType::Scratch1 | DeploymentType::Scratch2)) => Some(format!(
             "volume {} is a {d} file system, which FSx cannot back up: snapshots need deploymentType PERSISTENT_1 or PERSISTENT_2",
             fs.id
@@ -92,7 +92,7 @@ fn cannot_back_up(fs: &FileSystem) -> Option<String> {
         None => {
             Some(format!("volume {} reports no Lustre deployment type; FSx backs up Lustre file systems only", fs.id))
         }
-        Some(d) if fs.import_path.is_some() => Some(format!(
+        Some(d) if fs.lustre.import_path.is_some() => Some(format!(
             "volume {} is a {d} file system linked to S3 with s3ImportPath, which FSx cannot back up: use PERSISTENT_2, whose S3 link (an association) allows backups, or a volume without s3ImportPath",
             fs.id
         )),
@@ -267,19 +267,19 @@ impl Provisioner {
                 ))
             })
         };
-        let deployment = source.deployment_type.map(|d| d.to_string());
-        if let Some(e) = differs("deploymentType", params.deployment_type.to_string(), deployment) {
+        let deployment = source.lustre.deployment_type.map(|d| d.to_string());
+        if let Some(e) = differs(keys::DEPLOYMENT_TYPE, params.deployment_type.to_string(), deployment) {
             return Err(e);
         }
         let storage = source.storage_type.unwrap_or(StorageType::Ssd).to_string();
-        if let Some(e) = differs("storageType", params.storage_type.to_string(), Some(storage)) {
+        if let Some(e) = differs(keys::STORAGE_TYPE, params.storage_type.to_string(), Some(storage)) {
             return Err(e);
         }
         if let Some(t) = params.lustre.per_unit_storage_throughput
             && let Some(e) = differs(
-                "perUnitStorageThroughput",
+                keys::PER_UNIT_STORAGE_THROUGHPUT,
                 t.to_string(),
-                source.per_unit_storage_throughput.map(|t| t.to_string()),
+                source.lustre.per_unit_storage_throughput.map(|t| t.to_string()),
             )
         {
             return Err(e);
@@ -325,8 +325,11 @@ mod tests {
     fn only_persistent_file_systems_without_a_legacy_s3_link_can_be_backed_up() {
         let fs = |d: DeploymentType, import: bool| FileSystem {
             id: "fs-0123456789abcdef0".into(),
-            deployment_type: Some(d),
-            import_path: import.then(|| "s3://b".into()),
+            lustre: crate::fsx::LustreSettings {
+                deployment_type: Some(d),
+                import_path: import.then(|| "s3://b".into()),
+                ..Default::default()
+            },
             ..FileSystem::default()
         };
         let why = cannot_back_up(&fs(DeploymentType::Scratch2, false)).unwrap();

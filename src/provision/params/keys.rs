@@ -15,6 +15,33 @@ use crate::fsx::{
 };
 use crate::text::Shown;
 
+/// The keys' names, for rules and messages that name a key (a typo is then a compile error).
+pub const SUBNET_ID: &str = "subnetId";
+pub const SECURITY_GROUP_IDS: &str = "securityGroupIds";
+pub const DEPLOYMENT_TYPE: &str = "deploymentType";
+pub const STORAGE_TYPE: &str = "storageType";
+pub const PER_UNIT_STORAGE_THROUGHPUT: &str = "perUnitStorageThroughput";
+pub const DRIVE_CACHE_TYPE: &str = "driveCacheType";
+pub const KMS_KEY_ID: &str = "kmsKeyId";
+pub const S3_IMPORT_PATH: &str = "s3ImportPath";
+pub const S3_EXPORT_PATH: &str = "s3ExportPath";
+pub const AUTO_IMPORT_POLICY: &str = "autoImportPolicy";
+pub const AUTO_EXPORT_POLICY: &str = "autoExportPolicy";
+pub const IMPORTED_FILE_CHUNK_SIZE: &str = "importedFileChunkSize";
+pub const FILE_SYSTEM_PATH: &str = "fileSystemPath";
+pub const BATCH_IMPORT_META_DATA_ON_CREATE: &str = "batchImportMetaDataOnCreate";
+pub const DATA_COMPRESSION_TYPE: &str = "dataCompressionType";
+pub const WEEKLY_MAINTENANCE_START_TIME: &str = "weeklyMaintenanceStartTime";
+pub const DAILY_AUTOMATIC_BACKUP_START_TIME: &str = "dailyAutomaticBackupStartTime";
+pub const AUTOMATIC_BACKUP_RETENTION_DAYS: &str = "automaticBackupRetentionDays";
+pub const COPY_TAGS_TO_BACKUPS: &str = "copyTagsToBackups";
+pub const FILE_SYSTEM_TYPE_VERSION: &str = "fileSystemTypeVersion";
+pub const EXTRA_TAGS: &str = "extraTags";
+pub const EFA_ENABLED: &str = "efaEnabled";
+pub const METADATA_CONFIGURATION_MODE: &str = "metadataConfigurationMode";
+pub const METADATA_IOPS: &str = "metadataIops";
+pub const ROOT_SQUASH: &str = "rootSquash";
+
 /// Which deployment types take a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Takes {
@@ -92,7 +119,7 @@ impl Key {
 /// The keys, in the README's order.
 pub const KEYS: &[Key] = &[
     Key {
-        name: "subnetId",
+        name: SUBNET_ID,
         values: "`subnet-…`",
         default: "**required**",
         notes: "the file system's subnet",
@@ -108,7 +135,7 @@ pub const KEYS: &[Key] = &[
         },
     },
     Key {
-        name: "securityGroupIds",
+        name: SECURITY_GROUP_IDS,
         values: "`sg-…,sg-…`",
         default: "none",
         notes: "must allow TCP 988 (and 1018-1023) from the nodes",
@@ -134,14 +161,14 @@ pub const KEYS: &[Key] = &[
         },
     },
     Key {
-        name: "deploymentType",
+        name: DEPLOYMENT_TYPE,
         values: "`SCRATCH_1`, `SCRATCH_2`, `PERSISTENT_1`, `PERSISTENT_2`",
         default: "`SCRATCH_1`",
         notes: "",
         takes: Takes::All,
         mutable: false,
         compare: Some(|p, fs| {
-            Some((p.deployment_type.to_string(), fs.deployment_type.map(|d| d.to_string()).unwrap_or_default()))
+            Some((p.deployment_type.to_string(), fs.lustre.deployment_type.map(|d| d.to_string()).unwrap_or_default()))
         }),
         set: |p, v| {
             p.deployment_type = parse_enum(v, DeploymentType::ALL)?;
@@ -149,7 +176,7 @@ pub const KEYS: &[Key] = &[
         },
     },
     Key {
-        name: "storageType",
+        name: STORAGE_TYPE,
         values: "`SSD`, `HDD`",
         default: "`SSD`",
         notes: "HDD only with `PERSISTENT_1`",
@@ -162,7 +189,7 @@ pub const KEYS: &[Key] = &[
         },
     },
     Key {
-        name: "perUnitStorageThroughput",
+        name: PER_UNIT_STORAGE_THROUGHPUT,
         values: "PERSISTENT_1 SSD: 50, 100, 200; PERSISTENT_1 HDD: 12, 40; PERSISTENT_2: 125, 250, 500, 1000",
         default: "",
         notes: "required for PERSISTENT types, refused for SCRATCH",
@@ -171,7 +198,7 @@ pub const KEYS: &[Key] = &[
         compare: Some(|p, fs| {
             Some((
                 format!("{:?}", p.lustre.per_unit_storage_throughput),
-                format!("{:?}", fs.per_unit_storage_throughput),
+                format!("{:?}", fs.lustre.per_unit_storage_throughput),
             ))
         }),
         set: |p, v| {
@@ -180,20 +207,20 @@ pub const KEYS: &[Key] = &[
         },
     },
     Key {
-        name: "driveCacheType",
+        name: DRIVE_CACHE_TYPE,
         values: "`NONE`, `READ`",
         default: "",
         notes: "required with HDD, refused with SSD",
         takes: Takes::All,
         mutable: false,
-        compare: Some(|p, fs| both(p.lustre.drive_cache_type, fs.drive_cache_type)),
+        compare: Some(|p, fs| both(p.lustre.drive_cache_type, fs.lustre.drive_cache_type)),
         set: |p, v| {
             p.lustre.drive_cache_type = Some(parse_enum::<DriveCacheType>(v, DriveCacheType::ALL)?);
             Ok(())
         },
     },
     Key {
-        name: "kmsKeyId",
+        name: KMS_KEY_ID,
         values: "key id, alias or ARN",
         default: "AWS-managed key",
         notes: "",
@@ -216,39 +243,39 @@ pub const KEYS: &[Key] = &[
         },
     },
     Key {
-        name: "s3ImportPath",
+        name: S3_IMPORT_PATH,
         values: "`s3://bucket[/prefix]`",
         default: "",
         notes: "the S3 link; on PERSISTENT_2 through a data repository association",
         takes: Takes::All,
         mutable: false,
         compare: Some(|p, fs| {
-            p.legacy_s3().and(Some((p.s3_import_path.clone()?, fs.import_path.clone().unwrap_or_default())))
+            p.legacy_s3().and(Some((p.s3_import_path.clone()?, fs.lustre.import_path.clone().unwrap_or_default())))
         }),
         set: |p, v| {
-            s3_bucket("s3ImportPath", v).map_err(|e| e.message)?;
+            s3_bucket(S3_IMPORT_PATH, v).map_err(|e| e.message)?;
             p.s3_import_path = Some(v.to_string());
             Ok(())
         },
     },
     Key {
-        name: "s3ExportPath",
+        name: S3_EXPORT_PATH,
         values: "`s3://bucket[/prefix]`",
         default: "",
         notes: "needs `s3ImportPath`; same bucket, and on PERSISTENT_2 the same path",
         takes: Takes::All,
         mutable: false,
         compare: Some(|p, fs| {
-            p.legacy_s3().and(Some((p.s3_export_path.clone()?, fs.export_path.clone().unwrap_or_default())))
+            p.legacy_s3().and(Some((p.s3_export_path.clone()?, fs.lustre.export_path.clone().unwrap_or_default())))
         }),
         set: |p, v| {
-            s3_bucket("s3ExportPath", v).map_err(|e| e.message)?;
+            s3_bucket(S3_EXPORT_PATH, v).map_err(|e| e.message)?;
             p.s3_export_path = Some(v.to_string());
             Ok(())
         },
     },
     Key {
-        name: "autoImportPolicy",
+        name: AUTO_IMPORT_POLICY,
         values: "`NONE`, `NEW`, `NEW_CHANGED`, `NEW_CHANGED_DELETED`",
         default: "",
         notes: "needs `s3ImportPath`; on PERSISTENT_2 becomes the association's import events",
@@ -261,7 +288,7 @@ pub const KEYS: &[Key] = &[
         },
     },
     Key {
-        name: "autoExportPolicy",
+        name: AUTO_EXPORT_POLICY,
         values: "`NONE`, `NEW`, `NEW_CHANGED`, `NEW_CHANGED_DELETED`",
         default: "",
         notes: "the association's export events",
@@ -274,7 +301,7 @@ pub const KEYS: &[Key] = &[
         },
     },
     Key {
-        name: "importedFileChunkSize",
+        name: IMPORTED_FILE_CHUNK_SIZE,
         values: "1-512000 (MiB)",
         default: "1024",
         notes: "needs `s3ImportPath`",
@@ -287,7 +314,7 @@ pub const KEYS: &[Key] = &[
         },
     },
     Key {
-        name: "fileSystemPath",
+        name: FILE_SYSTEM_PATH,
         values: "`/` or `/path`",
         default: "`/`",
         notes: "where the S3 data appears",
@@ -309,7 +336,7 @@ pub const KEYS: &[Key] = &[
         },
     },
     Key {
-        name: "batchImportMetaDataOnCreate",
+        name: BATCH_IMPORT_META_DATA_ON_CREATE,
         values: "`true`, `false`",
         default: "`false`",
         notes: "import the bucket's metadata at creation",
@@ -322,7 +349,7 @@ pub const KEYS: &[Key] = &[
         },
     },
     Key {
-        name: "dataCompressionType",
+        name: DATA_COMPRESSION_TYPE,
         values: "`NONE`, `LZ4`",
         default: "`NONE`",
         notes: "",
@@ -330,7 +357,10 @@ pub const KEYS: &[Key] = &[
         mutable: true,
         compare: Some(|p, fs| {
             let none = DataCompressionType::None;
-            both(Some(p.lustre.data_compression_type.unwrap_or(none)), Some(fs.data_compression_type.unwrap_or(none)))
+            both(
+                Some(p.lustre.data_compression_type.unwrap_or(none)),
+                Some(fs.lustre.data_compression_type.unwrap_or(none)),
+            )
         }),
         set: |p, v| {
             p.lustre.data_compression_type = Some(parse_enum::<DataCompressionType>(v, DataCompressionType::ALL)?);
@@ -338,7 +368,7 @@ pub const KEYS: &[Key] = &[
         },
     },
     Key {
-        name: "weeklyMaintenanceStartTime",
+        name: WEEKLY_MAINTENANCE_START_TIME,
         values: "`d:HH:MM` (1 = Monday, UTC)",
         default: "FSx chooses",
         notes: "",
@@ -354,7 +384,7 @@ pub const KEYS: &[Key] = &[
         },
     },
     Key {
-        name: "dailyAutomaticBackupStartTime",
+        name: DAILY_AUTOMATIC_BACKUP_START_TIME,
         values: "`HH:MM` (UTC)",
         default: "",
         notes: "",
@@ -370,7 +400,7 @@ pub const KEYS: &[Key] = &[
         },
     },
     Key {
-        name: "automaticBackupRetentionDays",
+        name: AUTOMATIC_BACKUP_RETENTION_DAYS,
         values: "0-90",
         default: "",
         notes: "above 0 only on PERSISTENT types",
@@ -383,7 +413,7 @@ pub const KEYS: &[Key] = &[
         },
     },
     Key {
-        name: "copyTagsToBackups",
+        name: COPY_TAGS_TO_BACKUPS,
         values: "`true`, `false`",
         default: "",
         notes: "",
@@ -396,7 +426,7 @@ pub const KEYS: &[Key] = &[
         },
     },
     Key {
-        name: "fileSystemTypeVersion",
+        name: FILE_SYSTEM_TYPE_VERSION,
         values: "`2.10`, `2.12`, `2.15`, ...",
         default: "FSx default",
         notes: "PERSISTENT_2 needs 2.12 or later",
@@ -416,7 +446,7 @@ pub const KEYS: &[Key] = &[
         },
     },
     Key {
-        name: "extraTags",
+        name: EXTRA_TAGS,
         values: "`k=v,k=v`",
         default: "",
         notes: "added to the file system; cannot set `CSIVolumeName` or `aws:` keys",
@@ -424,25 +454,27 @@ pub const KEYS: &[Key] = &[
         mutable: false,
         compare: None,
         set: |p, v| {
-            p.extra_tags = parse_tags("extraTags", v).map_err(|e| e.message)?;
+            p.extra_tags = parse_tags(EXTRA_TAGS, v).map_err(|e| e.message)?;
             Ok(())
         },
     },
     Key {
-        name: "efaEnabled",
+        name: EFA_ENABLED,
         values: "`true`, `false`",
         default: "",
         notes: "",
         takes: Takes::Persistent2,
         mutable: false,
-        compare: Some(|p, fs| Some((p.lustre.efa_enabled?.to_string(), fs.efa_enabled.unwrap_or(false).to_string()))),
+        compare: Some(|p, fs| {
+            Some((p.lustre.efa_enabled?.to_string(), fs.lustre.efa_enabled.unwrap_or(false).to_string()))
+        }),
         set: |p, v| {
             p.lustre.efa_enabled = Some(parse_bool(v)?);
             Ok(())
         },
     },
     Key {
-        name: "metadataConfigurationMode",
+        name: METADATA_CONFIGURATION_MODE,
         values: "`AUTOMATIC`, `USER_PROVISIONED`",
         default: "",
         notes: "",
@@ -455,7 +487,7 @@ pub const KEYS: &[Key] = &[
         },
     },
     Key {
-        name: "metadataIops",
+        name: METADATA_IOPS,
         values: "1500, 3000, 6000, or multiples of 12000 up to 192000",
         default: "",
         notes: "needs `USER_PROVISIONED`",
@@ -472,13 +504,13 @@ pub const KEYS: &[Key] = &[
         },
     },
     Key {
-        name: "rootSquash",
+        name: ROOT_SQUASH,
         values: "`UID:GID`, such as `65534:65534`",
         default: "none",
         notes: "root on clients acts as this user and group on the file system",
         takes: Takes::All,
         mutable: true,
-        compare: Some(|p, fs| Some((p.lustre.root_squash.clone()?, fs.root_squash.clone().unwrap_or_default()))),
+        compare: Some(|p, fs| Some((p.lustre.root_squash.clone()?, fs.lustre.root_squash.clone().unwrap_or_default()))),
         set: |p, v| {
             let id = |s: &str| {
                 (1..=10).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()) && s.parse::<u32>().is_ok()

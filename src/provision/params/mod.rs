@@ -23,7 +23,7 @@ pub use mutable::MutableParams;
 use std::collections::HashMap;
 use std::fmt;
 
-use crate::fsx::{AutoImportPolicy, DeploymentType, LustreSpec, StorageType, VOLUME_NAME_TAG};
+use crate::fsx::{AutoImportPolicy, DeploymentType, LustreSettings, StorageType, VOLUME_NAME_TAG};
 use crate::text::Shown;
 
 /// Keys with this prefix are set by the external-provisioner and are not ours to validate.
@@ -65,7 +65,7 @@ pub struct StorageClassParams {
     /// The `LustreConfiguration` settings the keys set directly (throughput, compression,
     /// maintenance and backup windows, metadata, root squash, ...); the deployment and storage
     /// types and the S3 link are added by [`StorageClassParams::create_spec`].
-    pub lustre: LustreSpec,
+    pub lustre: LustreSettings,
     pub extra_tags: Vec<(String, String)>,
     /// `csi.storage.k8s.io/pvc/namespace`, `pvc/name`, `pv/name`, when the provisioner runs
     /// with `--extra-create-metadata`; they become descriptive tags.
@@ -286,7 +286,7 @@ impl StorageClassParams {
             given.push(key);
         }
         if p.subnet_id.is_empty() {
-            return Err(err("subnetId", "is required: the id of the subnet the file system is created in"));
+            return Err(err(keys::SUBNET_ID, "is required: the id of the subnet the file system is created in"));
         }
         let d = p.deployment_type;
         if let Some(key) = given.iter().find(|k| !k.takes.allows(d)) {

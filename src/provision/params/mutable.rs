@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 
-use super::{Key, OneOf, ParamError, RESERVED_PREFIX, StorageClassParams, allowed_throughputs, err, keys};
-use crate::fsx::{FileSystem, LustreUpdate, MetadataMode, StorageType};
+use super::{Key, OneOf, ParamError, RESERVED_PREFIX, StorageClassParams, err, keys, rules};
+use crate::fsx::{FileSystem, LustreSettings, MetadataMode, StorageType};
 
 /// Parsed mutable parameters: the values, and which keys were given.
 #[derive(Clone, Default)]
@@ -75,9 +75,9 @@ impl MutableParams {
     /// The `UpdateFileSystem` that brings `fs` to these values: only what differs. Refused,
     /// naming the key, if the file system's deployment type does not take a key or FSx would
     /// refuse the value for this file system.
-    pub fn update_for(&self, fs: &FileSystem) -> Result<LustreUpdate, ParamError> {
-        let Some(deployment) = fs.deployment_type else {
-            return Err(err("deploymentType", format!("{} reports no Lustre deployment type", fs.id)));
+    pub fn update_for(&self, fs: &FileSystem) -> Result<LustreSettings, ParamError> {
+        let Some(deployment) = fs.lustre.deployment_type else {
+            return Err(err(keys::DEPLOYMENT_TYPE, format!("{} reports no Lustre deployment type", fs.id)));
         };
         for key in &self.given {
             if !key.takes.allows(deployment) {
@@ -90,80 +90,47 @@ impl MutableParams {
         let v = &self.values.lustre;
         if let Some(t) = v.per_unit_storage_throughput {
             let storage = fs.storage_type.unwrap_or(StorageType::Ssd);
-            let allowed = allowed_throughputs(deployment, storage);
             if storage == StorageType::Hdd {
                 return Err(err(
-                    "perUnitStorageThroughput",
+                    keys::PER_UNIT_STORAGE_THROUGHPUT,
                     format!("{} is {deployment} HDD, whose throughput FSx cannot change", fs.id),
                 ));
             }
-            if !allowed.contains(&t) {
-                let allowed: Vec<String> = allowed.iter().map(i32::to_string).collect();
-                let allowed: Vec<&str> = allowed.iter().map(String::as_str).collect();
-                return Err(err(
-                    "perUnitStorageThroughput",
-                    format!("{t} is not valid for {deployment} {storage}; use {}", OneOf(&allowed)),
-                ));
-            }
+            rules::check_throughput(t, deployment, storage)?;
         }
-        if let Some(iops) = v.metadata_iops {
-            let mode = v.metadata_mode.or(fs.settings.metadata_mode);
-            if mode != Some(MetadataMode::UserProvisioned) {
-                return Err(err(
-                    "metadataIops",
-                    "needs metadataConfigurationMode USER_PROVISIONED (set it in the same class, or on the file system first)",
-                ));
-            }
-            if let Some(have) = fs.settings.metadata_iops
-                && iops < have
-            {
-                return Err(err(
-                    "metadataIops",
-                    format!("{iops} is below the {have} {} has; FSx can only raise metadata IOPS", fs.id),
-                ));
-            }
+        if v.metadata_mode.is_some() || v.metadata_iops.is_some() {
+            let hint = " (set it in the same class, or on the file system first)";
+            rules::check_metadata(v.metadata_mode.or(fs.lustre.metadata_mode), v.metadata_iops, hint)?;
         }
-        if v.metadata_mode == Some(MetadataMode::UserProvisioned) && v.metadata_iops.is_none() {
-            return Err(err("metadataIops", "is required with metadataConfigurationMode USER_PROVISIONED"));
-        }
-        if v.metadata_mode == Some(MetadataMode::Automatic)
-            && fs.settings.metadata_mode == Some(MetadataMode::UserProvisioned)
+        if let (Some(iops), Some(have)) = (v.metadata_iops, fs.lustre.metadata_iops)
+            && iops < have
         {
             return Err(err(
-                "metadataConfigurationMode",
+                keys::METADATA_IOPS,
+                format!("{iops} is below the {have} {} has; FSx can only raise metadata IOPS", fs.id),
+            ));
+        }
+        if v.metadata_mode == Some(MetadataMode::Automatic)
+            && fs.lustre.metadata_mode == Some(MetadataMode::UserProvisioned)
+        {
+            return Err(err(
+                keys::METADATA_CONFIGURATION_MODE,
                 format!("{} has USER_PROVISIONED metadata; FSx does not switch it back to AUTOMATIC", fs.id),
             ));
         }
-        if self.values.auto_import_policy.is_some() && fs.import_path.is_none() {
+        if self.values.auto_import_policy.is_some() && fs.lustre.import_path.is_none() {
             return Err(err(
-                "autoImportPolicy",
+                keys::AUTO_IMPORT_POLICY,
                 format!(
                     "{} is not linked to S3 with s3ImportPath (PERSISTENT_2 links S3 through an association, whose events are set at creation)",
                     fs.id
                 ),
             ));
         }
-        fn changed<T: Clone + PartialEq>(want: &Option<T>, have: &Option<T>) -> Option<T> {
-            want.as_ref().filter(|w| have.as_ref() != Some(*w)).cloned()
-        }
-        let s = &fs.settings;
-        Ok(LustreUpdate {
-            per_unit_storage_throughput: changed(&v.per_unit_storage_throughput, &fs.per_unit_storage_throughput),
-            metadata_mode: changed(&v.metadata_mode, &s.metadata_mode),
-            metadata_iops: changed(&v.metadata_iops, &s.metadata_iops),
-            data_compression_type: changed(&v.data_compression_type, &fs.data_compression_type),
-            weekly_maintenance_start_time: changed(&v.weekly_maintenance_start_time, &s.weekly_maintenance_start_time),
-            daily_automatic_backup_start_time: changed(
-                &v.daily_automatic_backup_start_time,
-                &s.daily_automatic_backup_start_time,
-            ),
-            automatic_backup_retention_days: changed(
-                &v.automatic_backup_retention_days,
-                &s.automatic_backup_retention_days,
-            ),
-            auto_import_policy: changed(&self.values.auto_import_policy, &s.auto_import_policy),
-            root_squash: changed(&v.root_squash, &fs.root_squash),
-        })
+        // autoImportPolicy is read beside the Lustre settings (on PERSISTENT_2 it becomes an
+        // association's events); in place it is the legacy link's policy.
+        let want = LustreSettings { auto_import_policy: self.values.auto_import_policy, ..v.clone() };
+        Ok(want.changes_from(&fs.lustre))
     }
 }
 
@@ -179,9 +146,12 @@ mod tests {
     fn fs(deployment: DeploymentType) -> FileSystem {
         FileSystem {
             id: "fs-0123456789abcdef0".into(),
-            deployment_type: Some(deployment),
             storage_type: Some(StorageType::Ssd),
-            per_unit_storage_throughput: (!deployment.is_scratch()).then_some(125),
+            lustre: LustreSettings {
+                deployment_type: Some(deployment),
+                per_unit_storage_throughput: (!deployment.is_scratch()).then_some(125),
+                ..LustreSettings::default()
+            },
             ..FileSystem::default()
         }
     }

@@ -4,7 +4,7 @@
 
 use super::{KEYS, MAX_TAGS, ParamError, StorageClassParams, err};
 use crate::fsx::{
-    AssociationSpec, AutoImportPolicy, CreateSpec, DeploymentType, FileSystem, LustreSpec, VOLUME_NAME_TAG,
+    AssociationSpec, AutoImportPolicy, CreateSpec, DeploymentType, FileSystem, LustreSettings, VOLUME_NAME_TAG,
 };
 
 impl StorageClassParams {
@@ -84,11 +84,11 @@ impl StorageClassParams {
             subnet_id: self.subnet_id.clone(),
             security_group_ids: self.security_group_ids.clone(),
             tags,
+            storage_type: Some(self.storage_type),
             kms_key_id: self.kms_key_id.clone(),
             file_system_type_version: self.file_system_type_version.clone(),
-            lustre: LustreSpec {
+            lustre: LustreSettings {
                 deployment_type: Some(self.deployment_type),
-                storage_type: Some(self.storage_type),
                 import_path: legacy.and(self.s3_import_path.clone()),
                 export_path: legacy.and(self.s3_export_path.clone()),
                 auto_import_policy: legacy.and(self.auto_import_policy),

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use fsx_csi_driver::fsx::aws::AwsFsx;
-use fsx_csi_driver::fsx::{CreateSpec, Fsx, LustreSpec};
+use fsx_csi_driver::fsx::{CreateSpec, Fsx, LustreSettings};
 use fsx_csi_driver::proto::controller_client::ControllerClient;
 use fsx_csi_driver::proto::identity_client::IdentityClient;
 use fsx_csi_driver::proto::node_client::NodeClient;
@@ -241,7 +241,8 @@ async fn listing(d: &Driver, n: usize) -> (u64, Duration) {
                 tags: vec![("CSIVolumeName".into(), format!("pvc-account-{i:05}"))],
                 kms_key_id: None,
                 file_system_type_version: None,
-                lustre: LustreSpec::default(),
+                storage_type: None,
+                lustre: LustreSettings::default(),
             };
             client.create_file_system(&spec).await.unwrap();
         });
