@@ -35,7 +35,8 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use crate::DRIVER_NAME;
-use crate::kube::{KubeClient, KubeError};
+use crate::error::Cause;
+use crate::kube::{KubeClient, KubeError, NoAnswer};
 use crate::mount::mountinfo::{self, MountEntry};
 use crate::mount::paths::KubeletDir;
 use crate::text::{Field, Shown};
@@ -277,7 +278,7 @@ pub async fn pre_stop(
             Ok(result) => result,
             Err(_) => Err(KubeError::Unreachable {
                 what: "get node".into(),
-                reason: format!("no answer within the hook's {}s", settings.timeout.as_secs()),
+                cause: Cause::new(NoAnswer(format!("the hook's {}s", settings.timeout.as_secs()))),
             }),
         }
     };

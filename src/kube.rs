@@ -15,6 +15,7 @@ use k8s_openapi::api::storage::v1::CSINode;
 use kube::api::{Api, WatchEvent, WatchParams};
 use tokio_stream::StreamExt;
 
+use crate::error::Cause;
 use crate::text::Shown;
 
 /// Where a pod's service account token and the cluster CA are mounted.
@@ -68,12 +69,21 @@ pub enum KubeError {
     #[error("{0}")]
     Config(String),
     /// No answer: connection, TLS or time-out.
-    #[error("the Kubernetes API did not answer {what}: {reason}")]
-    Unreachable { what: String, reason: String },
+    #[error("the Kubernetes API did not answer {what}")]
+    Unreachable {
+        what: String,
+        #[source]
+        cause: Cause,
+    },
     /// The API answered with an error status.
     #[error("the Kubernetes API refused {what} ({status}): {message}{hint}")]
     Refused { what: String, status: u16, message: String, hint: String },
 }
+
+/// The API server did not answer within a bound (the bound, in words).
+#[derive(Debug, thiserror::Error)]
+#[error("no answer within {0}")]
+pub struct NoAnswer(pub String);
 
 impl KubeError {
     /// True for 404: the object does not exist.
@@ -111,7 +121,7 @@ impl KubeError {
                     hint,
                 }
             }
-            other => KubeError::Unreachable { what: what.to_string(), reason: other.to_string() },
+            other => KubeError::Unreachable { what: what.to_string(), cause: Cause::new(other) },
         }
     }
 }
@@ -209,7 +219,7 @@ async fn bounded<T>(what: &str, f: impl Future<Output = Result<T, kube::Error>>)
         Ok(r) => r.map_err(|e| KubeError::from_kube(what, e)),
         Err(_) => Err(KubeError::Unreachable {
             what: what.to_string(),
-            reason: format!("no answer within {}", humantime::format_duration(REQUEST_TIME)),
+            cause: Cause::new(NoAnswer(humantime::format_duration(REQUEST_TIME).to_string())),
         }),
     }
 }

@@ -44,7 +44,6 @@
 //!   - [`provision::poller`]: one background poller that describes everything in flight (file
 //!     systems being created, grown or modified, S3 associations being created, backups being
 //!     taken) in batches of 50 per tick and wakes the calls waiting on them.
-//!   - [`provision::inflight`]: per-key guards that answer `Aborted` to concurrent calls.
 //!   - [`provision::Provisioner`]: create (or restore from a backup, with the PERSISTENT_2 S3
 //!     association), expand, modify (`provision/modify.rs`), delete and get; snapshots as
 //!     backups (`provision/snapshot.rs`); exactly one file system per volume name and one
@@ -81,7 +80,9 @@
 pub mod cli;
 pub mod csi;
 pub mod drain;
+pub mod error;
 pub mod fsx;
+pub mod guard;
 pub mod kube;
 pub mod logging;
 pub mod metadata;

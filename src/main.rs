@@ -10,6 +10,7 @@ use fsx_csi_driver::csi::controller::ControllerService;
 use fsx_csi_driver::csi::identity::IdentityService;
 use fsx_csi_driver::csi::node::{NodeOptions, NodeService};
 use fsx_csi_driver::drain::{self, ApiNode, Outcome, Progress, Settings};
+use fsx_csi_driver::error::Chain;
 use fsx_csi_driver::fsx::aws::AwsFsx;
 use fsx_csi_driver::kube::{KubeClient, KubeConfig};
 use fsx_csi_driver::metadata::Imds;
@@ -178,9 +179,14 @@ async fn pre_stop(cli: &Cli, args: &PreStopArgs) -> Result<(), String> {
             let volumes: Vec<&str> = held.iter().map(|h| h.volume.as_str()).collect();
             tracing::info!(count = held.len(), volumes = %volumes.join(", "), "pre-stop: waiting for unmounts")
         }
-        Progress::RecheckFailed(e) => tracing::warn!(error = %e, "pre-stop: cannot read the node again; still waiting"),
+        Progress::RecheckFailed(e) => {
+            tracing::warn!(error = %Chain(e), "pre-stop: cannot read the node again; still waiting")
+        }
     };
-    match drain::pre_stop(&kubelet, &node, settings, &mut report).await.map_err(|e| format!("pre-stop: {e}"))? {
+    match drain::pre_stop(&kubelet, &node, settings, &mut report)
+        .await
+        .map_err(|e| format!("pre-stop: {}", Chain(&e)))?
+    {
         Outcome::NotDraining => {
             tracing::info!(node = %name, "pre-stop: the node is not being drained; its pods keep their mounts")
         }

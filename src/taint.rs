@@ -14,6 +14,7 @@
 use std::time::Duration;
 
 use crate::DRIVER_NAME;
+use crate::error::Chain;
 use crate::kube::{KubeClient, KubeError};
 
 /// The taint this driver's node groups may carry until the plugin is ready.
@@ -28,7 +29,7 @@ struct OnceLog(Option<String>);
 
 impl OnceLog {
     fn error(&mut self, what: &str, e: &KubeError) {
-        let text = e.to_string();
+        let text = Chain(e).to_string();
         if self.0.as_deref() != Some(&text) {
             tracing::warn!(error = %text, "{what}; retrying with back-off");
             self.0 = Some(text);
@@ -93,7 +94,7 @@ pub async fn remove_when_registered(client: &KubeClient, node: &str) -> usize {
                 return n;
             }
             // The node changed between the read and the patch: read it again after a pause.
-            Err(e) if e.is_conflict() => tracing::debug!(error = %e, "the node changed; patching again"),
+            Err(e) if e.is_conflict() => tracing::debug!(error = %Chain(&e), "the node changed; patching again"),
             Err(e) => log.error("cannot remove the not-ready taint", &e),
         }
         tokio::time::sleep(backoff).await;

@@ -380,7 +380,7 @@ fn fuzz_volume_names_and_ids() {
                     "{t:?}"
                 );
             }
-            Err(message) => check_refusal(&Status::invalid_argument(message), &[Code::InvalidArgument], name),
+            Err(e) => check_refusal(&Status::invalid_argument(e.to_string()), &[Code::InvalidArgument], name),
         }
         if is_file_system_id(name) {
             assert!((11..=21).contains(&name.len()) && name.starts_with("fs-"), "{name:?}");

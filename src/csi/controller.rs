@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 use tracing::info_span;
 
-use super::{Failure, check_capabilities, deadline, observe};
+use super::{Failure, check_capabilities, context, deadline, observe};
 use crate::fsx::{Backup, BackupLifecycle, FileSystem, FsxError, Lifecycle, is_backup_id, is_file_system_id};
 use crate::proto::controller_server::Controller;
 use crate::proto::controller_service_capability::{Rpc, Type as CapType, rpc};
@@ -29,11 +29,6 @@ use crate::provision::capacity::CapacityError;
 use crate::provision::params::MutableParams;
 use crate::provision::{CreateRequest, ProvisionError, Provisioner, SnapshotRequest};
 use crate::text::{Field, Shown};
-
-/// Volume context key for the file system's DNS name (shared with the Go driver).
-pub const CONTEXT_DNS_NAME: &str = "dnsname";
-/// Volume context key for the file system's Lustre mount name (shared with the Go driver).
-pub const CONTEXT_MOUNT_NAME: &str = "mountname";
 
 /// The controller service.
 pub struct ControllerService {
@@ -90,7 +85,7 @@ fn invalid(message: impl Into<String>) -> ControllerError {
 /// The status (and log level) of a failed call of `family`: the one place codes are chosen.
 pub fn failure(e: ControllerError, family: Family) -> Failure {
     use tonic::Code;
-    let message = e.to_string();
+    let message = crate::error::Chain(&e).to_string();
     let code = match &e {
         ControllerError::Invalid(_) => Code::InvalidArgument,
         ControllerError::UnknownToken { .. } => Code::Aborted,
@@ -133,7 +128,7 @@ pub fn failure(e: ControllerError, family: Family) -> Failure {
                 (FsxError::Incompatible(_), Family::Read) => Code::Internal,
                 (FsxError::AccessDenied { .. }, _) => Code::PermissionDenied,
                 (FsxError::LimitExceeded(_), _) => Code::ResourceExhausted,
-                (FsxError::Unavailable(_) | FsxError::BackupBusy(_), _) => Code::Unavailable,
+                (FsxError::Unavailable { .. } | FsxError::BackupBusy(_), _) => Code::Unavailable,
                 (FsxError::Other { .. }, _) => Code::Internal,
             },
         },
@@ -153,8 +148,8 @@ pub fn volume(fs: &FileSystem) -> Volume {
         capacity_bytes: fs.capacity_bytes(),
         volume_id: fs.id.clone(),
         volume_context: HashMap::from([
-            (CONTEXT_DNS_NAME.to_string(), fs.dns_name.clone()),
-            (CONTEXT_MOUNT_NAME.to_string(), fs.mount_name.clone()),
+            (context::DNS_NAME.to_string(), fs.dns_name.clone()),
+            (context::MOUNT_NAME.to_string(), fs.mount_name.clone()),
         ]),
         content_source: None,
         accessible_topology: Vec::new(),
@@ -288,7 +283,7 @@ impl ControllerService {
             t => return Err(ControllerError::UnknownToken { call: "ListVolumes", token: t.to_string() }),
         };
         let max = if req.max_entries == 0 { usize::MAX } else { req.max_entries as usize };
-        let (page, more) = self.provisioner.index().page(after, max);
+        let (page, more) = self.provisioner.index().page(after, max, |fs| fs.lifecycle != Lifecycle::Deleting);
         let next_token = if more { page.last().map(|fs| fs.id.clone()).unwrap_or_default() } else { String::new() };
         let entries = page
             .iter()
@@ -375,7 +370,7 @@ impl ControllerService {
             return Err(invalid("max_entries must not be negative"));
         }
         self.provisioner.snapshots_ready()?;
-        let snapshots = self.provisioner.snapshots();
+        let snapshots = self.provisioner.backup_index();
         let entry = |b: &Backup| list_snapshots_response::Entry { snapshot: Some(snapshot(b)) };
         // One snapshot by id: it, or nothing (never an error, as the spec asks).
         if !req.snapshot_id.is_empty() {
@@ -392,7 +387,7 @@ impl ControllerService {
         };
         let source = (!req.source_volume_id.is_empty()).then_some(req.source_volume_id.as_str());
         let max = if req.max_entries == 0 { usize::MAX } else { req.max_entries as usize };
-        let (page, more) = snapshots.page(after, max, source);
+        let (page, more) = snapshots.page(after, max, |b| source.is_none_or(|s| b.file_system.id == s));
         let next_token = if more { page.last().map(|b| b.id.clone()).unwrap_or_default() } else { String::new() };
         Ok(ListSnapshotsResponse { entries: page.iter().map(entry).collect(), next_token })
     }
@@ -586,11 +581,14 @@ mod tests {
     #[test]
     fn retryable_outcomes_get_codes_the_sidecars_retry() {
         for e in [
-            ProvisionError::StillPending { id: "fs-1".into(), lifecycle: "CREATING".into() },
+            ProvisionError::StillPending {
+                id: "fs-1".into(),
+                pending: crate::provision::Pending::Lifecycle(crate::fsx::Lifecycle::Creating),
+            },
             ProvisionError::FsxSlow("CreateFileSystem"),
             ProvisionError::Busy("pvc-1".into()),
             ProvisionError::NotReady { listing: "file systems", cause: None },
-            ProvisionError::Fsx(FsxError::Unavailable("ThrottlingException".into())),
+            ProvisionError::Fsx(FsxError::unavailable("ThrottlingException")),
         ] {
             let c = code(e, Family::Create);
             assert!(matches!(c, Code::DeadlineExceeded | Code::Aborted | Code::Unavailable), "{c:?}");

@@ -5,6 +5,7 @@
 //! for every error in one `From` impl per RPC family. [`observe`] logs each non-OK status once.
 //! Requests are never printed with `{:?}`: prost's `Debug` would print `secrets`.
 
+pub mod context;
 pub mod controller;
 pub mod identity;
 pub mod node;

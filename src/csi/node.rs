@@ -15,8 +15,9 @@ use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 use tracing::info_span;
 
-use super::controller::{CONTEXT_DNS_NAME, CONTEXT_MOUNT_NAME};
+use super::context;
 use super::{check_capabilities, deadline, observe};
+use crate::guard::{Guard, Guards, Key};
 use crate::metadata::InstanceMetadata;
 use crate::mount::lustre::{self, LustreError};
 use crate::mount::ops::{Health, MountError, Mounts, Staged};
@@ -26,12 +27,7 @@ use crate::mount::{Mounter, Usage};
 use crate::proto::node_server::Node;
 use crate::proto::node_service_capability::{Rpc, Type as CapType, rpc};
 use crate::proto::*;
-use crate::provision::inflight::{Guard, InFlight};
 use crate::text::{Field, Shown};
-
-/// Optional volume attribute: a subdirectory of the file system to publish instead of its
-/// root.
-pub const CONTEXT_SUBDIRECTORY: &str = "subdirectory";
 
 /// The longest any node call works, below the kubelet's 2-minute CSI time-out.
 pub const MAX_OPERATION_TIME: Duration = Duration::from_secs(100);
@@ -142,7 +138,7 @@ pub struct NodeService {
     options: NodeOptions,
     mounts: Mounts,
     metadata: Arc<dyn InstanceMetadata>,
-    busy: Arc<InFlight>,
+    busy: Arc<Guards>,
     node_id: OnceCell<String>,
 }
 
@@ -183,7 +179,7 @@ impl NodeService {
         metadata: Arc<dyn InstanceMetadata>,
     ) -> std::io::Result<Self> {
         let mounts = Mounts::new(&options.kubelet_dir, mounter, options.worker_limits, &options.fstype)?;
-        Ok(Self { options, mounts, metadata, busy: InFlight::new(), node_id: OnceCell::new() })
+        Ok(Self { options, mounts, metadata, busy: Guards::new(), node_id: OnceCell::new() })
     }
 
     fn check_path(&self, field: &'static str, path: &str) -> Result<KubeletPath, NodeError> {
@@ -200,10 +196,11 @@ impl NodeService {
         Ok(checked)
     }
 
-    fn lock(&self, keys: &[&str]) -> Result<Vec<Guard>, NodeError> {
+    /// Holds the volume and the path a call works on.
+    fn lock(&self, volume_id: &str, path: &str) -> Result<Vec<Guard>, NodeError> {
         self.busy
-            .try_lock_all(keys)
-            .ok_or_else(|| NodeError::Busy(keys.iter().map(|k| Field(k).to_string()).collect::<Vec<_>>().join(", ")))
+            .try_lock_all([Key::VolumeId(volume_id.to_string()), Key::Path(path.to_string())])
+            .ok_or_else(|| NodeError::Busy(format!("{}, {}", Field(volume_id), Field(path))))
     }
 
     fn deadline(&self, metadata: &tonic::metadata::MetadataMap) -> Instant {
@@ -217,21 +214,23 @@ impl NodeService {
         if options.is_empty() {
             options = lustre::DEFAULT_OPTIONS.iter().map(|s| s.to_string()).collect();
         }
-        let dns_name = req.volume_context.get(CONTEXT_DNS_NAME).map(String::as_str).unwrap_or("");
-        let mount_name = req.volume_context.get(CONTEXT_MOUNT_NAME).map(String::as_str).unwrap_or("");
+        let dns_name = req.volume_context.get(context::DNS_NAME).map(String::as_str).unwrap_or("");
+        let mount_name = req.volume_context.get(context::MOUNT_NAME).map(String::as_str).unwrap_or("");
         if !lustre::is_host_name(dns_name) {
             return Err(invalid(format!(
-                "volume_context {CONTEXT_DNS_NAME} {} must be the file system's DNS name",
+                "volume_context {} {} must be the file system's DNS name",
+                context::DNS_NAME,
                 Shown(dns_name)
             )));
         }
         if !lustre::is_mount_name(mount_name) {
             return Err(invalid(format!(
-                "volume_context {CONTEXT_MOUNT_NAME} {} must be 1-8 of A-Z a-z 0-9 _ -",
+                "volume_context {} {} must be 1-8 of A-Z a-z 0-9 _ -",
+                context::MOUNT_NAME,
                 Shown(mount_name)
             )));
         }
-        let _guards = self.lock(&[&req.volume_id, &req.staging_target_path])?;
+        let _guards = self.lock(&req.volume_id, &req.staging_target_path)?;
         match self.mounts.stage(&staging, dns_name, mount_name, &options, deadline).await? {
             Staged::Already => tracing::info!("already staged"),
             Staged::Mounted(call) => tracing::info!(%call, "staged"),
@@ -242,7 +241,7 @@ impl NodeService {
     async fn unstage(&self, req: NodeUnstageVolumeRequest, deadline: Instant) -> Result<(), NodeError> {
         check_volume_id(&req.volume_id)?;
         let staging = self.check_span_path("staging_target_path", &req.staging_target_path)?;
-        let _guards = self.lock(&[&req.volume_id, &req.staging_target_path])?;
+        let _guards = self.lock(&req.volume_id, &req.staging_target_path)?;
         Ok(self.mounts.unmount_and_remove(&staging, deadline).await?)
     }
 
@@ -255,8 +254,8 @@ impl NodeService {
         let target = self.check_span_path("target_path", &req.target_path)?;
         let options = mount_options(&req.volume_capability)?;
         let read_only = req.readonly || options.iter().any(|f| f == "ro");
-        let sub = req.volume_context.get(CONTEXT_SUBDIRECTORY).map(String::as_str).unwrap_or("");
-        let _guards = self.lock(&[&req.volume_id, &req.target_path])?;
+        let sub = req.volume_context.get(context::SUBDIRECTORY).map(String::as_str).unwrap_or("");
+        let _guards = self.lock(&req.volume_id, &req.target_path)?;
         if !self.mounts.publish(&staging, sub, &target, read_only, deadline).await? {
             tracing::info!("already published");
         }
@@ -266,7 +265,7 @@ impl NodeService {
     async fn unpublish(&self, req: NodeUnpublishVolumeRequest, deadline: Instant) -> Result<(), NodeError> {
         check_volume_id(&req.volume_id)?;
         let target = self.check_span_path("target_path", &req.target_path)?;
-        let _guards = self.lock(&[&req.volume_id, &req.target_path])?;
+        let _guards = self.lock(&req.volume_id, &req.target_path)?;
         Ok(self.mounts.unmount_and_remove(&target, deadline).await?)
     }
 

@@ -8,12 +8,12 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_fsx::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_fsx::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_fsx::types as t;
 
 use super::{
-    Association, AssociationLifecycle, AssociationSpec, Backup, BackupLifecycle, BackupSpec, CreateSpec, FileSystem,
-    Fsx, FsxError, Lifecycle, LustreSettings, Update, UpdateStatus,
+    Association, AssociationLifecycle, AssociationSpec, Backup, BackupLifecycle, BackupSpec, Cause, CreateSpec,
+    FileSystem, Fsx, FsxError, Lifecycle, LustreSettings, Update, UpdateStatus,
 };
 
 /// Counts every HTTP attempt to FSx by operation and outcome, with its duration, and the
@@ -176,8 +176,8 @@ impl AwsFsx {
     /// AWS error codes are matched.
     fn classify<E, R>(&self, operation: &'static str) -> impl Fn(SdkError<E, R>) -> FsxError + '_
     where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
     {
         move |err| classify(&self.identity, operation, err)
     }
@@ -185,8 +185,8 @@ impl AwsFsx {
 
 fn classify<E, R>(identity: &str, operation: &'static str, err: SdkError<E, R>) -> FsxError
 where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
 {
     match &err {
         SdkError::ServiceError(service) => {
@@ -200,17 +200,19 @@ where
                 other => other,
             }
         }
-        SdkError::TimeoutError(_) => FsxError::Unavailable("request timed out".into()),
+        SdkError::TimeoutError(_) => FsxError::unavailable("request timed out"),
         SdkError::DispatchFailure(_) => {
-            FsxError::Unavailable(format!("could not reach FSx: {}", DisplayErrorContext(&err)))
+            FsxError::Unavailable { message: "could not reach FSx".into(), cause: Some(Cause::new(err)) }
         }
         SdkError::ResponseError(_) => {
-            FsxError::Unavailable(format!("unreadable response from FSx: {}", DisplayErrorContext(&err)))
+            FsxError::Unavailable { message: "unreadable response from FSx".into(), cause: Some(Cause::new(err)) }
         }
-        SdkError::ConstructionFailure(_) => {
-            FsxError::Other { code: "ConstructionFailure".into(), message: DisplayErrorContext(&err).to_string() }
-        }
-        _ => FsxError::Other { code: "Unknown".into(), message: DisplayErrorContext(&err).to_string() },
+        SdkError::ConstructionFailure(_) => FsxError::Other {
+            code: "ConstructionFailure".into(),
+            message: "the request could not be built".into(),
+            cause: Some(Cause::new(err)),
+        },
+        _ => FsxError::Other { code: "Unknown".into(), message: "the SDK failed".into(), cause: Some(Cause::new(err)) },
     }
 }
 
@@ -248,11 +250,11 @@ pub fn classify_code(code: String, message: String) -> FsxError {
         | "TooManyRequestsException"
         | "RequestLimitExceeded"
         | "ServiceUnavailable"
-        | "RequestTimeout" => FsxError::Unavailable(format!("{code}: {message}")),
+        | "RequestTimeout" => FsxError::unavailable(format!("{code}: {message}")),
         "BackupInProgress" | "BackupRestoring" | "BackupBeingCopied" => {
             FsxError::BackupBusy(format!("{code}: {message}"))
         }
-        _ => FsxError::Other { code, message },
+        _ => FsxError::Other { code, message, cause: None },
     }
 }
 
@@ -350,10 +352,9 @@ impl Fsx for AwsFsx {
             .send()
             .await
             .map_err(self.classify("CreateFileSystem"))?;
-        out.file_system().map(from_sdk).ok_or_else(|| FsxError::Other {
-            code: "EmptyResponse".into(),
-            message: "CreateFileSystem returned no file system".into(),
-        })
+        out.file_system()
+            .map(from_sdk)
+            .ok_or_else(|| FsxError::other("EmptyResponse", "CreateFileSystem returned no file system"))
     }
 
     async fn describe_file_systems(&self, ids: &[String]) -> Result<Vec<FileSystem>, FsxError> {
@@ -409,10 +410,9 @@ impl Fsx for AwsFsx {
             .send()
             .await
             .map_err(self.classify("UpdateFileSystem"))?;
-        out.file_system().map(from_sdk).ok_or_else(|| FsxError::Other {
-            code: "EmptyResponse".into(),
-            message: "UpdateFileSystem returned no file system".into(),
-        })
+        out.file_system()
+            .map(from_sdk)
+            .ok_or_else(|| FsxError::other("EmptyResponse", "UpdateFileSystem returned no file system"))
     }
 
     async fn create_data_repository_association(&self, spec: &AssociationSpec) -> Result<Association, FsxError> {
@@ -443,10 +443,9 @@ impl Fsx for AwsFsx {
             .send()
             .await
             .map_err(self.classify("CreateDataRepositoryAssociation"))?;
-        out.association().map(association_from_sdk).ok_or_else(|| FsxError::Other {
-            code: "EmptyResponse".into(),
-            message: "CreateDataRepositoryAssociation returned no association".into(),
-        })
+        out.association()
+            .map(association_from_sdk)
+            .ok_or_else(|| FsxError::other("EmptyResponse", "CreateDataRepositoryAssociation returned no association"))
     }
 
     async fn describe_data_repository_associations(&self, ids: &[String]) -> Result<Vec<Association>, FsxError> {
@@ -487,10 +486,9 @@ impl Fsx for AwsFsx {
             .send()
             .await
             .map_err(self.classify("CreateBackup"))?;
-        out.backup().map(backup_from_sdk).ok_or_else(|| FsxError::Other {
-            code: "EmptyResponse".into(),
-            message: "CreateBackup returned no backup".into(),
-        })
+        out.backup()
+            .map(backup_from_sdk)
+            .ok_or_else(|| FsxError::other("EmptyResponse", "CreateBackup returned no backup"))
     }
 
     async fn describe_backups(&self, ids: &[String]) -> Result<Vec<Backup>, FsxError> {
@@ -523,10 +521,9 @@ impl Fsx for AwsFsx {
             .send()
             .await
             .map_err(self.classify("CreateFileSystemFromBackup"))?;
-        out.file_system().map(from_sdk).ok_or_else(|| FsxError::Other {
-            code: "EmptyResponse".into(),
-            message: "CreateFileSystemFromBackup returned no file system".into(),
-        })
+        out.file_system()
+            .map(from_sdk)
+            .ok_or_else(|| FsxError::other("EmptyResponse", "CreateFileSystemFromBackup returned no file system"))
     }
 
     async fn update_lustre(&self, id: &str, u: &LustreSettings) -> Result<FileSystem, FsxError> {
@@ -540,10 +537,9 @@ impl Fsx for AwsFsx {
             .send()
             .await
             .map_err(self.classify("UpdateFileSystem"))?;
-        out.file_system().map(from_sdk).ok_or_else(|| FsxError::Other {
-            code: "EmptyResponse".into(),
-            message: "UpdateFileSystem returned no file system".into(),
-        })
+        out.file_system()
+            .map(from_sdk)
+            .ok_or_else(|| FsxError::other("EmptyResponse", "UpdateFileSystem returned no file system"))
     }
 }
 
@@ -580,7 +576,7 @@ mod tests {
         assert!(matches!(kind("IncompatibleParameterError"), FsxError::Incompatible(_)));
         assert!(matches!(kind("ServiceLimitExceeded"), FsxError::LimitExceeded(_)));
         for retryable in ["ThrottlingException", "InternalServerError", "ServiceUnavailable", "RequestTimeout"] {
-            assert!(matches!(kind(retryable), FsxError::Unavailable(_)), "{retryable}");
+            assert!(matches!(kind(retryable), FsxError::Unavailable { .. }), "{retryable}");
         }
         assert!(matches!(kind("SomethingNew"), FsxError::Other { .. }));
     }

@@ -174,7 +174,7 @@ impl MemoryFsx {
         *state.calls.entry(operation).or_default() += 1;
         if state.throttle_next > 0 {
             state.throttle_next -= 1;
-            return Err(FsxError::Unavailable(format!("ThrottlingException: {operation} rate exceeded")));
+            return Err(FsxError::unavailable(format!("ThrottlingException: {operation} rate exceeded")));
         }
         Ok(())
     }
@@ -294,7 +294,7 @@ impl MemoryFsx {
         let fs = Fs { base, spec: spec.clone(), created: now, fail, deleted: None, updates: Vec::new() };
         let out = describe(&fs, &self.timing, now);
         s.file_systems.insert(id, fs);
-        out.ok_or_else(|| FsxError::Other { code: "Internal".into(), message: "created and gone".into() })
+        out.ok_or_else(|| FsxError::other("Internal", "created and gone"))
     }
 }
 

@@ -16,6 +16,8 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 
+pub use crate::error::Cause;
+
 /// Tag key that names the CSI volume a file system was created for (shared with the Go driver).
 pub const VOLUME_NAME_TAG: &str = "CSIVolumeName";
 
@@ -386,12 +388,35 @@ pub enum FsxError {
     /// `BackupRestoring`, `BackupBeingCopied`): the same call succeeds once it is done.
     #[error("FSx is busy with the backup: {0}")]
     BackupBusy(String),
-    /// Throttling, 5xx, time-outs or network errors that outlived the SDK's retries.
-    #[error("FSx is unavailable: {0}")]
-    Unavailable(String),
-    /// Anything else, with FSx's code and message.
+    /// Throttling, 5xx, time-outs or network errors that outlived the SDK's retries; the
+    /// SDK's error, when there is one, is the source.
+    #[error("FSx is unavailable: {message}")]
+    Unavailable {
+        message: String,
+        #[source]
+        cause: Option<Cause>,
+    },
+    /// Anything else, with FSx's code and message (and the SDK's error as the source when the
+    /// request never reached FSx).
     #[error("FSx error ({code}): {message}")]
-    Other { code: String, message: String },
+    Other {
+        code: String,
+        message: String,
+        #[source]
+        cause: Option<Cause>,
+    },
+}
+
+impl FsxError {
+    /// [`FsxError::Unavailable`] without an underlying error (throttling, a 5xx).
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        FsxError::Unavailable { message: message.into(), cause: None }
+    }
+
+    /// [`FsxError::Other`] without an underlying error.
+    pub fn other(code: impl Into<String>, message: impl Into<String>) -> Self {
+        FsxError::Other { code: code.into(), message: message.into(), cause: None }
+    }
 }
 
 /// The FSx operations the controller uses. Every method is one API call (plus the SDK's

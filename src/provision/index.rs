@@ -1,18 +1,21 @@
-//! The in-memory index of file systems this driver (or the Go driver) created, by volume name.
+//! The in-memory indexes of what this driver made in FSx, by the name Kubernetes gave it: file
+//! systems by volume name (the `CSIVolumeName` tag, shared with the Go driver) and backups by
+//! snapshot name (`CSISnapshotName`). One generic [`Index`] serves both ([`Named`] says how a
+//! resource is named and which of several for one name counts).
 //!
-//! It is built at start-up from one paged listing of the account and then kept current from
-//! this process's own calls (create, describe, delete, the poller), so finding the file system
-//! for a name never lists the account. A listing every few minutes ([`Index::apply_listing`])
-//! brings in what another replica (the previous leader) or a person did meanwhile; the
-//! interval is far inside FSx's `ClientRequestToken` window, so a file system created by the
-//! previous leader too recently to be listed is still found by its token. A name can map to several file systems over
-//! time (a FAILED one being deleted, then its replacement); [`Index::by_name`] picks the one
-//! that counts.
+//! An index is built at start-up from one paged listing of the account and then kept current
+//! from this process's own calls (create, describe, delete, the poller), so finding the
+//! resource for a name never lists the account. A listing every few minutes
+//! ([`Index::apply_listing`]) brings in what another replica (the previous leader) or a person
+//! did meanwhile; the interval is far inside FSx's `ClientRequestToken` window, so a file
+//! system created by the previous leader too recently to be listed is still found by its
+//! token. A name can map to several resources over time (a FAILED one being deleted, then its
+//! replacement); [`Index::by_name`] picks the one that counts.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
-use crate::fsx::{FileSystem, Lifecycle};
+use crate::fsx::{Backup, BackupLifecycle, FileSystem, Lifecycle};
 
 /// The most changes remembered while one listing runs; past it, that listing is not applied
 /// (the next one is).
@@ -70,15 +73,76 @@ impl Changes {
     }
 }
 
-#[derive(Debug, Default)]
-struct Inner {
-    by_id: BTreeMap<String, FileSystem>,
+/// An FSx resource this driver names: a file system or a backup.
+pub trait Named: Clone {
+    /// The FSx id.
+    fn id(&self) -> &str;
+    /// The Kubernetes name it was made for (from its tag); untagged resources are not indexed.
+    fn name(&self) -> Option<&str>;
+    /// Which of several resources for one name counts: the lowest rank.
+    fn rank(&self) -> u8;
+    /// FSx reports it gone (a DELETED backup): recording it forgets it.
+    fn is_gone(&self) -> bool {
+        false
+    }
+}
+
+impl Named for FileSystem {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn name(&self) -> Option<&str> {
+        self.volume_name()
+    }
+
+    /// A usable one first, then one being created, then a failed one; a DELETING one only if
+    /// nothing else exists.
+    fn rank(&self) -> u8 {
+        match self.lifecycle {
+            Lifecycle::Available | Lifecycle::Updating => 0,
+            Lifecycle::Creating => 1,
+            Lifecycle::Misconfigured | Lifecycle::MisconfiguredUnavailable | Lifecycle::Other(_) => 2,
+            Lifecycle::Failed => 3,
+            Lifecycle::Deleting => 4,
+        }
+    }
+}
+
+impl Named for Backup {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn name(&self) -> Option<&str> {
+        self.snapshot_name()
+    }
+
+    /// An AVAILABLE one, then one being taken, then a FAILED one.
+    fn rank(&self) -> u8 {
+        match &self.lifecycle {
+            BackupLifecycle::Available => 0,
+            l if l.is_in_flight() => 1,
+            BackupLifecycle::Failed => 3,
+            BackupLifecycle::Deleted => 4,
+            _ => 2,
+        }
+    }
+
+    fn is_gone(&self) -> bool {
+        self.lifecycle == BackupLifecycle::Deleted
+    }
+}
+
+#[derive(Debug)]
+struct Inner<R> {
+    by_id: BTreeMap<String, R>,
     ids_by_name: HashMap<String, Vec<String>>,
     generations: HashMap<String, u32>,
     changes: Changes,
 }
 
-impl Inner {
+impl<R: Named> Inner<R> {
     fn touch(&mut self, id: &str) {
         self.changes.touch(id);
     }
@@ -87,23 +151,26 @@ impl Inner {
         self.changes.unchanged_since(id, mark)
     }
 
-    fn insert(&mut self, fs: &FileSystem, name: &str) {
-        let ids = self.ids_by_name.entry(name.to_string()).or_default();
-        if !ids.contains(&fs.id) {
-            ids.push(fs.id.clone());
+    fn insert(&mut self, r: &R, name: &str) {
+        if r.is_gone() {
+            self.forget(r.id());
+            return;
         }
-        self.by_id.insert(fs.id.clone(), fs.clone());
+        let ids = self.ids_by_name.entry(name.to_string()).or_default();
+        if !ids.iter().any(|i| i == r.id()) {
+            ids.push(r.id().to_string());
+        }
+        self.by_id.insert(r.id().to_string(), r.clone());
     }
 
     fn forget(&mut self, id: &str) {
-        if let Some(fs) = self.by_id.remove(id) {
-            if let Some(name) = fs.volume_name() {
-                if let Some(ids) = self.ids_by_name.get_mut(name) {
-                    ids.retain(|i| i != id);
-                    if ids.is_empty() {
-                        self.ids_by_name.remove(name);
-                    }
-                }
+        if let Some(r) = self.by_id.remove(id)
+            && let Some(name) = r.name()
+            && let Some(ids) = self.ids_by_name.get_mut(name)
+        {
+            ids.retain(|i| i != id);
+            if ids.is_empty() {
+                self.ids_by_name.remove(name);
             }
         }
     }
@@ -116,51 +183,59 @@ pub struct Snapshot {
     ids: Vec<String>,
 }
 
-/// Name → file system index. Cheap to query; every method takes a short lock.
-#[derive(Debug, Default)]
-pub struct Index {
-    inner: Mutex<Inner>,
+/// Name → resource index. Cheap to query; every method takes a short lock.
+#[derive(Debug)]
+pub struct Index<R> {
+    inner: Mutex<Inner<R>>,
 }
 
-/// Which of several file systems for one name counts: a usable one first, then one being
-/// created, then a failed one; a DELETING one only if nothing else exists.
-fn rank(l: &Lifecycle) -> u8 {
-    match l {
-        Lifecycle::Available | Lifecycle::Updating => 0,
-        Lifecycle::Creating => 1,
-        Lifecycle::Misconfigured | Lifecycle::MisconfiguredUnavailable | Lifecycle::Other(_) => 2,
-        Lifecycle::Failed => 3,
-        Lifecycle::Deleting => 4,
+/// File systems by volume name.
+pub type FileSystems = Index<FileSystem>;
+
+/// Backups by snapshot name.
+pub type Backups = Index<Backup>;
+
+impl<R> Default for Index<R> {
+    fn default() -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                by_id: BTreeMap::new(),
+                ids_by_name: HashMap::new(),
+                generations: HashMap::new(),
+                changes: Changes::default(),
+            }),
+        }
     }
 }
 
-impl Index {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+impl<R: Named> Index<R> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner<R>> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Records what FSx said of a file system. File systems without a `CSIVolumeName` tag
-    /// are not indexed.
-    pub fn upsert(&self, fs: &FileSystem) {
-        let Some(name) = fs.volume_name() else { return };
+    /// Records what FSx said of a resource. Untagged ones are not indexed; gone ones are
+    /// forgotten.
+    pub fn upsert(&self, r: &R) {
+        let Some(name) = r.name() else { return };
         let mut inner = self.lock();
-        inner.touch(&fs.id);
-        inner.insert(fs, name);
+        inner.touch(r.id());
+        inner.insert(r, name);
     }
 
-    /// Forgets a file system that FSx no longer knows.
+    /// Forgets a resource that FSx no longer knows (or that this process deleted).
     pub fn remove(&self, id: &str) {
         let mut inner = self.lock();
         inner.touch(id);
         inner.forget(id);
     }
 
-    /// Marks a file system as DELETING after a successful `DeleteFileSystem`.
-    pub fn mark_deleting(&self, id: &str) {
+    /// Changes the indexed resource `id` in place (a file system this process just asked FSx
+    /// to delete is DELETING).
+    pub fn update(&self, id: &str, change: impl FnOnce(&mut R)) {
         let mut inner = self.lock();
         inner.touch(id);
-        if let Some(fs) = inner.by_id.get_mut(id) {
-            fs.lifecycle = Lifecycle::Deleting;
+        if let Some(r) = inner.by_id.get_mut(id) {
+            change(r);
         }
     }
 
@@ -172,19 +247,19 @@ impl Index {
         Snapshot { mark, ids: inner.by_id.keys().cloned().collect() }
     }
 
-    /// Applies a complete listing taken after `snapshot`: records every listed file system and
+    /// Applies a complete listing taken after `snapshot`: records every listed resource and
     /// forgets every one indexed at the snapshot that the listing no longer has, except where
     /// this process learned something newer meanwhile. Returns how many were forgotten.
-    pub fn apply_listing(&self, snapshot: &Snapshot, listed: &[FileSystem]) -> usize {
+    pub fn apply_listing(&self, snapshot: &Snapshot, listed: &[R]) -> usize {
         let mut inner = self.lock();
-        for fs in listed {
-            if let Some(name) = fs.volume_name() {
-                if inner.unchanged_since(&fs.id, snapshot.mark) {
-                    inner.insert(fs, name);
-                }
+        for r in listed {
+            if let Some(name) = r.name()
+                && inner.unchanged_since(r.id(), snapshot.mark)
+            {
+                inner.insert(r, name);
             }
         }
-        let seen: std::collections::HashSet<&str> = listed.iter().map(|fs| fs.id.as_str()).collect();
+        let seen: std::collections::HashSet<&str> = listed.iter().map(Named::id).collect();
         let mut dropped = 0;
         for id in &snapshot.ids {
             if !seen.contains(id.as_str()) && inner.unchanged_since(id, snapshot.mark) && inner.by_id.contains_key(id) {
@@ -196,20 +271,14 @@ impl Index {
         dropped
     }
 
-    /// The file system that counts for `name`, if any.
-    pub fn by_name(&self, name: &str) -> Option<FileSystem> {
+    /// The resource that counts for `name`, if any.
+    pub fn by_name(&self, name: &str) -> Option<R> {
         let inner = self.lock();
-        inner
-            .ids_by_name
-            .get(name)?
-            .iter()
-            .filter_map(|id| inner.by_id.get(id))
-            .min_by_key(|fs| rank(&fs.lifecycle))
-            .cloned()
+        inner.ids_by_name.get(name)?.iter().filter_map(|id| inner.by_id.get(id)).min_by_key(|r| r.rank()).cloned()
     }
 
-    /// The indexed file system with this id.
-    pub fn by_id(&self, id: &str) -> Option<FileSystem> {
+    /// The indexed resource with this id.
+    pub fn by_id(&self, id: &str) -> Option<R> {
         self.lock().by_id.get(id).cloned()
     }
 
@@ -218,29 +287,29 @@ impl Index {
         self.lock().generations.get(name).copied().unwrap_or(0)
     }
 
-    /// Moves `name` to the next token generation (after its file system FAILED or its token
-    /// answered with a deleted file system).
+    /// Moves `name` past generation `seen` (after what was made with it FAILED or its token
+    /// answered with a deleted resource). Calls that saw the same generation move it once.
     pub fn bump_generation(&self, name: &str, seen: u32) {
         let mut inner = self.lock();
         let g = inner.generations.entry(name.to_string()).or_insert(0);
         *g = (*g).max(seen + 1);
     }
 
-    /// Up to `max` indexed file systems not being deleted, by id, starting after `after`.
+    /// Up to `max` indexed resources that `keep` accepts, by id, starting after `after`.
     /// Returns them and whether more remain.
-    pub fn page(&self, after: Option<&str>, max: usize) -> (Vec<FileSystem>, bool) {
+    pub fn page(&self, after: Option<&str>, max: usize, keep: impl Fn(&R) -> bool) -> (Vec<R>, bool) {
         let inner = self.lock();
-        let mut live = inner
-            .by_id
-            .iter()
-            .filter(|(id, fs)| after.is_none_or(|a| id.as_str() > a) && fs.lifecycle != Lifecycle::Deleting)
-            .map(|(_, fs)| fs);
-        let out: Vec<FileSystem> = live.by_ref().take(max).cloned().collect();
-        let more = live.next().is_some();
+        let range = match after {
+            Some(a) => inner.by_id.range::<str, _>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
+            None => inner.by_id.range::<str, _>(..),
+        };
+        let mut matching = range.map(|(_, r)| r).filter(|r| keep(r));
+        let out: Vec<R> = matching.by_ref().take(max).cloned().collect();
+        let more = matching.next().is_some();
         (out, more)
     }
 
-    /// Number of indexed file systems.
+    /// Number of indexed resources.
     pub fn len(&self) -> usize {
         self.lock().by_id.len()
     }
@@ -248,6 +317,13 @@ impl Index {
     /// True if nothing is indexed.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl Index<FileSystem> {
+    /// Marks a file system as DELETING after a successful `DeleteFileSystem`.
+    pub fn mark_deleting(&self, id: &str) {
+        self.update(id, |fs| fs.lifecycle = Lifecycle::Deleting);
     }
 }
 
@@ -259,7 +335,7 @@ mod tests {
     /// FSx do not accumulate; what a running listing must not overwrite is still kept.
     #[test]
     fn changes_are_remembered_only_while_a_listing_runs() {
-        let index = Index::default();
+        let index = FileSystems::default();
         for i in 0..10_000 {
             index.remove(&format!("fs-{i:017x}"));
         }
@@ -278,7 +354,7 @@ mod tests {
         assert_eq!(changes.remembered(), MAX_CHANGES);
         assert!(!changes.unchanged_since("fs-ffffffffffffffff0", mark));
     }
-    use crate::fsx::VOLUME_NAME_TAG;
+    use crate::fsx::{SNAPSHOT_NAME_TAG, VOLUME_NAME_TAG};
 
     pub(crate) fn fs(id: &str, name: Option<&str>, lifecycle: Lifecycle) -> FileSystem {
         FileSystem {
@@ -292,7 +368,7 @@ mod tests {
 
     #[test]
     fn prefers_live_file_systems() {
-        let index = Index::default();
+        let index = FileSystems::default();
         index.upsert(&fs("fs-00000001", Some("a"), Lifecycle::Failed));
         index.upsert(&fs("fs-00000002", Some("a"), Lifecycle::Creating));
         assert_eq!(index.by_name("a").unwrap().id, "fs-00000002");
@@ -306,7 +382,7 @@ mod tests {
 
     #[test]
     fn a_listing_adds_new_file_systems_and_forgets_vanished_ones() {
-        let index = Index::default();
+        let index = FileSystems::default();
         index.upsert(&fs("fs-00000001", Some("kept"), Lifecycle::Creating));
         index.upsert(&fs("fs-00000002", Some("vanished"), Lifecycle::Available));
         let snapshot = index.snapshot();
@@ -325,7 +401,7 @@ mod tests {
 
     #[test]
     fn news_from_during_the_listing_beats_the_listing() {
-        let index = Index::default();
+        let index = FileSystems::default();
         index.upsert(&fs("fs-00000001", Some("deleted-meanwhile"), Lifecycle::Available));
         index.upsert(&fs("fs-00000002", Some("gone-then-recreated"), Lifecycle::Available));
         let snapshot = index.snapshot();
@@ -347,14 +423,14 @@ mod tests {
 
     #[test]
     fn untagged_file_systems_are_not_indexed() {
-        let index = Index::default();
+        let index = FileSystems::default();
         index.upsert(&fs("fs-00000001", None, Lifecycle::Available));
         assert!(index.is_empty());
     }
 
     #[test]
     fn generations_only_move_forward() {
-        let index = Index::default();
+        let index = FileSystems::default();
         assert_eq!(index.generation("a"), 0);
         index.bump_generation("a", 0);
         index.bump_generation("a", 0);
@@ -365,16 +441,48 @@ mod tests {
 
     #[test]
     fn pages_by_id() {
-        let index = Index::default();
+        let index = FileSystems::default();
         for i in 1..=5 {
             index.upsert(&fs(&format!("fs-0000000{i}"), Some(&format!("v{i}")), Lifecycle::Available));
         }
         index.mark_deleting("fs-00000003");
-        let (p1, more) = index.page(None, 2);
+        let (p1, more) = index.page(None, 2, |fs| fs.lifecycle != Lifecycle::Deleting);
         assert_eq!(p1.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(), ["fs-00000001", "fs-00000002"]);
         assert!(more);
-        let (p2, more) = index.page(Some("fs-00000002"), 2);
+        let (p2, more) = index.page(Some("fs-00000002"), 2, |fs| fs.lifecycle != Lifecycle::Deleting);
         assert_eq!(p2.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(), ["fs-00000004", "fs-00000005"]);
         assert!(!more);
+    }
+
+    fn backup(id: &str, name: &str, source: &str, lifecycle: BackupLifecycle) -> Backup {
+        Backup {
+            id: id.into(),
+            lifecycle,
+            failure_message: None,
+            file_system: FileSystem { id: source.into(), ..FileSystem::default() },
+            created_at: None,
+            tags: vec![(SNAPSHOT_NAME_TAG.into(), name.into())],
+        }
+    }
+
+    #[test]
+    fn backups_by_snapshot_name_pages_and_listings() {
+        let s = Backups::default();
+        s.upsert(&backup("backup-00000001", "a", "fs-00000001", BackupLifecycle::Failed));
+        s.upsert(&backup("backup-00000002", "a", "fs-00000001", BackupLifecycle::Creating));
+        s.upsert(&backup("backup-00000003", "b", "fs-00000002", BackupLifecycle::Available));
+        assert_eq!(s.by_name("a").unwrap().id, "backup-00000002");
+        let (page, more) = s.page(None, 2, |_| true);
+        assert_eq!((page.len(), more), (2, true));
+        let (page, more) = s.page(Some("backup-00000002"), 2, |_| true);
+        assert_eq!((page[0].id.as_str(), more), ("backup-00000003", false));
+        assert_eq!(s.page(None, 10, |b| b.file_system.id == "fs-00000002").0.len(), 1);
+        // A listing that no longer shows a backup forgets it, unless this process just made it.
+        let mark = s.snapshot();
+        s.upsert(&backup("backup-00000004", "c", "fs-00000002", BackupLifecycle::Creating));
+        s.apply_listing(&mark, &[backup("backup-00000003", "b", "fs-00000002", BackupLifecycle::Available)]);
+        assert!(s.by_name("a").is_none());
+        assert!(s.by_name("c").is_some());
+        assert_eq!(s.len(), 2);
     }
 }

@@ -4,7 +4,7 @@
 //! concurrent calls, time-outs or restarts:
 //!
 //! 1. parameters and capacity are checked before any call ([`params`], [`capacity`]);
-//! 2. a call holds its name in [`inflight`] (a concurrent call gets `Aborted`);
+//! 2. a call holds its name in a [`crate::guard`] (a concurrent call gets `Aborted`);
 //! 3. an existing file system is found in the [`index`], never by listing the account per call
 //!    (the index is refreshed by a listing every `resync_interval`);
 //! 4. a new one is created with a deterministic token ([`token`]), so a lost response or a
@@ -13,13 +13,12 @@
 //!    its deadline; a FAILED file system is deleted and the next retry starts clean.
 
 pub mod capacity;
+mod error;
 pub mod index;
-pub mod inflight;
 mod modify;
 pub mod params;
 pub mod poller;
 mod snapshot;
-pub mod snapshots;
 pub mod token;
 
 pub use snapshot::SnapshotRequest;
@@ -32,16 +31,17 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::error::Chain;
 use crate::fsx::{
     AssociationLifecycle, DeploymentType, FileSystem, Fsx, FsxError, Lifecycle, StorageType, UpdateStatus,
     is_file_system_id,
 };
-use capacity::CapacityError;
-use index::Index;
-use inflight::InFlight;
+use crate::guard::{Guards, Key};
+use index::{Backups, FileSystems};
 use params::{ParamError, StorageClassParams, keys};
+
+pub use error::{CannotExpand, CannotRestore, CannotSnapshot, Pending, ProvisionError};
 use poller::{Poller, Seen};
-use snapshots::Snapshots;
 
 /// `tags` with the [`SOURCE_SNAPSHOT_TAG`](crate::fsx::SOURCE_SNAPSHOT_TAG) naming `backup`
 /// second, after the volume name (nothing can override either).
@@ -65,76 +65,6 @@ fn with_source_tag(mut tags: Vec<(String, String)>, backup: &str) -> Result<Vec<
 /// How many token generations one call may step through when FSx keeps answering with
 /// deleted file systems (each step is one CreateFileSystem call).
 const MAX_GENERATION_STEPS: u32 = 8;
-
-/// Why a provisioning call did not succeed. The gRPC code for each is chosen in
-/// `csi::controller`.
-#[derive(Debug, thiserror::Error)]
-pub enum ProvisionError {
-    #[error(transparent)]
-    Parameter(#[from] ParamError),
-    #[error("{0}")]
-    InvalidName(String),
-    #[error(transparent)]
-    Capacity(#[from] CapacityError),
-    #[error("volume {} already exists as {id} with other parameters: {reason}", crate::text::Shown(name))]
-    AlreadyExists { name: String, id: String, reason: String },
-    #[error("an operation on {} is already in progress; retry later", crate::text::Shown(.0))]
-    Busy(String),
-    #[error("file system {id} is still {lifecycle}; the call will complete on a retry")]
-    StillPending { id: String, lifecycle: String },
-    #[error("file system {id} failed to create and was deleted ({message}); a retry creates a new one")]
-    CreationFailed { id: String, message: String },
-    #[error("file system {id} is {lifecycle}, not usable: {message}")]
-    NotUsable { id: String, lifecycle: String, message: String },
-    #[error("file system {0} disappeared while waiting for it; a retry creates a new one")]
-    Vanished(String),
-    /// The id comes from a request: shown escaped and cut, like every outside value.
-    #[error("file system {} not found", crate::text::Shown(.0))]
-    NotFound(String),
-    #[error("{0}")]
-    CannotExpand(String),
-    #[error("another capacity update of {id} (to {target_gib} GiB) is in progress; retry when it completes")]
-    UpdateInProgress { id: String, target_gib: i64 },
-    #[error("growing {id} to {target_gib} GiB failed: {message}")]
-    UpdateFailed { id: String, target_gib: i64, message: String },
-    #[error(
-        "data repository association {association} of {id} is still {lifecycle}; the call will complete on a retry"
-    )]
-    AssociationPending { id: String, association: String, lifecycle: String },
-    #[error("linking {id} to S3 failed and the file system was deleted ({message}); a retry creates a new one")]
-    AssociationFailed { id: String, message: String },
-    #[error(
-        "the controller is still loading its index of {listing} from FSx{}; retry shortly",
-        .cause.as_ref().map(|e| format!(" (the last attempt failed: {e})")).unwrap_or_default()
-    )]
-    NotReady { listing: &'static str, cause: Option<FsxError> },
-    #[error(
-        "FSx did not answer {0} before the caller's deadline (throttled or slow); the call will complete on a retry"
-    )]
-    FsxSlow(&'static str),
-    /// The source volume cannot be backed up (scratch, or linked to S3 the legacy way).
-    #[error("{0}")]
-    CannotSnapshot(String),
-    #[error("backup {id} failed ({message}) and was deleted; a retry takes a new one")]
-    SnapshotFailed { id: String, message: String },
-    #[error("snapshot {} not found", crate::text::Shown(.0))]
-    SnapshotNotFound(String),
-    #[error(
-        "backup {0} is still being taken, and FSx deletes it only once it is done; the call will complete on a retry"
-    )]
-    BackupPending(String),
-    #[error("snapshot {id} is {lifecycle}, not yet AVAILABLE to restore from; retry when it is ready")]
-    SnapshotNotReady { id: String, lifecycle: String },
-    /// A restore that cannot be made as asked (a key that must be the backup's, the size).
-    #[error("{0}")]
-    CannotRestore(String),
-    #[error("another update of {id} is in progress ({running}); retry when it completes")]
-    ModifyInProgress { id: String, running: String },
-    #[error("changing the settings of {id} failed: {message}")]
-    ModifyFailed { id: String, message: String },
-    #[error(transparent)]
-    Fsx(#[from] FsxError),
-}
 
 /// Settings that shape the provisioner.
 #[derive(Debug, Clone)]
@@ -172,10 +102,10 @@ pub struct CreateRequest<'a> {
 /// Creates, finds, waits for and deletes file systems. See the module docs.
 pub struct Provisioner {
     fsx: Arc<dyn Fsx>,
-    index: Arc<Index>,
-    snapshots: Arc<Snapshots>,
+    index: Arc<FileSystems>,
+    backup_index: Arc<Backups>,
     poller: Arc<Poller>,
-    busy: Arc<InFlight>,
+    busy: Arc<Guards>,
     options: Options,
     /// The start-up listing of file systems: volumes wait on it, and only on it.
     file_systems: Listing,
@@ -217,7 +147,7 @@ impl Listing {
     fn failed(&self, e: FsxError) {
         let mut last = self.error.lock().unwrap_or_else(|p| p.into_inner());
         if last.as_ref() != Some(&e) {
-            tracing::error!(error = %e, "listing FSx {} failed; retrying until it succeeds", self.what);
+            tracing::error!(error = %Chain(&e), "listing FSx {} failed; retrying until it succeeds", self.what);
         }
         *last = Some(e);
         drop(last);
@@ -269,15 +199,16 @@ impl Provisioner {
     /// A provisioner over `fsx`. Call [`Provisioner::start`] to load the index and run the
     /// poller.
     pub fn new(fsx: Arc<dyn Fsx>, options: Options) -> Arc<Self> {
-        let index = Arc::new(Index::default());
-        let snapshots = Arc::new(Snapshots::default());
-        let poller = Poller::new(Arc::clone(&fsx), Arc::clone(&index), Arc::clone(&snapshots), options.poll_interval);
+        let index = Arc::new(FileSystems::default());
+        let backup_index = Arc::new(Backups::default());
+        let poller =
+            Poller::new(Arc::clone(&fsx), Arc::clone(&index), Arc::clone(&backup_index), options.poll_interval);
         Arc::new(Self {
             fsx,
             index,
-            snapshots,
+            backup_index,
             poller,
-            busy: InFlight::new(),
+            busy: Guards::new(),
             options,
             file_systems: Listing::new("file systems"),
             backups: Listing::new("backups"),
@@ -295,7 +226,7 @@ impl Provisioner {
                 .load_until_done(|| async {
                     let backups = this.list_backups().await?;
                     for b in &backups {
-                        this.snapshots.upsert(b);
+                        this.backup_index.upsert(b);
                     }
                     Ok(backups.len())
                 })
@@ -322,7 +253,7 @@ impl Provisioner {
                         tracing::debug!(file_systems = kept, dropped, "index of CSI file systems refreshed")
                     }
                     // The index stays as it was; the next tick tries again.
-                    Err(e) => tracing::warn!(error = %e, "refreshing the index of FSx file systems failed"),
+                    Err(e) => tracing::warn!(error = %Chain(&e), "refreshing the index of FSx file systems failed"),
                 }
             }
         });
@@ -353,7 +284,7 @@ impl Provisioner {
     /// Refreshes the index from one paged listing of the account, so file systems created or
     /// deleted by another replica (the previous leader) or out of band are known. It runs every
     /// `resync_interval`, never per call. What this process learned while the listing ran wins
-    /// over the listing (see [`Index::apply_listing`]). Returns how many file systems were
+    /// over the listing (see [`index::Index::apply_listing`]). Returns how many file systems were
     /// listed and how many were forgotten.
     pub async fn resync(&self) -> Result<(usize, usize), FsxError> {
         let snapshot = self.index.snapshot();
@@ -361,9 +292,9 @@ impl Provisioner {
         let dropped = self.index.apply_listing(&snapshot, &listed);
         // Until the start-up listing of backups has loaded, its own task keeps trying.
         if self.backups.is_loaded() {
-            let mark = self.snapshots.mark();
+            let mark = self.backup_index.snapshot();
             let backups = self.list_backups().await?;
-            self.snapshots.apply_listing(&mark, &backups);
+            self.backup_index.apply_listing(&mark, &backups);
         }
         Ok((listed.len(), dropped))
     }
@@ -394,13 +325,13 @@ impl Provisioner {
     }
 
     /// The index (for listings and tests).
-    pub fn index(&self) -> &Index {
+    pub fn index(&self) -> &FileSystems {
         &self.index
     }
 
     /// The index of snapshots (for ListSnapshots and tests).
-    pub fn snapshots(&self) -> &Snapshots {
-        &self.snapshots
+    pub fn backup_index(&self) -> &Backups {
+        &self.backup_index
     }
 
     /// The poller (for tests and metrics).
@@ -411,7 +342,7 @@ impl Provisioner {
     /// Validates a CreateVolume request without any FSx call: the typed parameters and the
     /// rounded capacity in GiB.
     pub fn plan(req: &CreateRequest<'_>) -> Result<(StorageClassParams, i64), ProvisionError> {
-        params::check_volume_name(req.name).map_err(ProvisionError::InvalidName)?;
+        params::check_volume_name(req.name)?;
         let params = StorageClassParams::parse(req.parameters)?;
         let steps =
             capacity::steps(params.deployment_type, params.storage_type, params.lustre.per_unit_storage_throughput);
@@ -432,7 +363,10 @@ impl Provisioner {
         }
         self.wait_ready(deadline).await?;
         let name = req.name;
-        let _guard = self.busy.try_lock(name).ok_or_else(|| ProvisionError::Busy(name.to_string()))?;
+        let _guard = self
+            .busy
+            .try_lock(Key::VolumeName(name.to_string()))
+            .ok_or_else(|| ProvisionError::Busy(name.to_string()))?;
         // A volume that exists answers a retry as it is, whatever happened to its source
         // backup since; a request for that name with another content source is not a retry.
         let existing = self.index.by_name(name).filter(|fs| fs.lifecycle != Lifecycle::Deleting);
@@ -490,7 +424,10 @@ impl Provisioner {
                 self.index.bump_generation(name, generation);
                 steps += 1;
                 if steps >= MAX_GENERATION_STEPS {
-                    return Err(ProvisionError::StillPending { id: fs.id, lifecycle: "DELETING".into() });
+                    return Err(ProvisionError::StillPending {
+                        id: fs.id,
+                        pending: Pending::Lifecycle(Lifecycle::Deleting),
+                    });
                 }
                 continue;
             }
@@ -594,18 +531,14 @@ impl Provisioner {
         if !is_file_system_id(id) {
             return Err(ProvisionError::NotFound(id.to_string()));
         }
-        let _guard = self.busy.try_lock(id).ok_or_else(|| ProvisionError::Busy(id.to_string()))?;
+        let _guard =
+            self.busy.try_lock(Key::VolumeId(id.to_string())).ok_or_else(|| ProvisionError::Busy(id.to_string()))?;
         let fs = tokio::time::timeout_at(deadline, self.get(id))
             .await
             .map_err(|_| ProvisionError::FsxSlow("DescribeFileSystems"))??;
-        let deployment = fs
-            .lustre
-            .deployment_type
-            .ok_or_else(|| ProvisionError::CannotExpand(format!("{id} reports no Lustre deployment type")))?;
+        let deployment = fs.lustre.deployment_type.ok_or_else(|| CannotExpand::NotLustre { id: id.to_string() })?;
         if deployment == DeploymentType::Scratch1 {
-            return Err(ProvisionError::CannotExpand(format!(
-                "{id} is a SCRATCH_1 file system, which cannot grow: use SCRATCH_2, PERSISTENT_1 or PERSISTENT_2 for volumes that need to grow"
-            )));
+            return Err(CannotExpand::Scratch1 { id: id.to_string() }.into());
         }
         let storage = fs.storage_type.unwrap_or(StorageType::Ssd);
         let steps = capacity::steps(deployment, storage, fs.lustre.per_unit_storage_throughput);
@@ -641,7 +574,7 @@ impl Provisioner {
         };
         let seen = poller::wait_until(&mut rx, deadline, |o| outcome(o).is_some()).await;
         seen.and_then(|o| outcome(&o)).unwrap_or_else(|| {
-            Err(ProvisionError::StillPending { id: id.to_string(), lifecycle: format!("growing to {wanted} GiB") })
+            Err(ProvisionError::StillPending { id: id.to_string(), pending: Pending::Growing { target_gib: wanted } })
         })
     }
 
@@ -656,7 +589,10 @@ impl Provisioner {
                 Some(Seen::Found(seen)) => seen,
                 Some(Seen::Gone) => return Err(ProvisionError::Vanished(fs.id)),
                 Some(Seen::Pending) | None => {
-                    return Err(ProvisionError::StillPending { id: fs.id, lifecycle: "CREATING".into() });
+                    return Err(ProvisionError::StillPending {
+                        id: fs.id,
+                        pending: Pending::Lifecycle(Lifecycle::Creating),
+                    });
                 }
             }
         } else {
@@ -666,7 +602,9 @@ impl Provisioner {
             Lifecycle::Available | Lifecycle::Updating => Ok(fs),
             Lifecycle::Failed => Err(self.clean_up_failed(fs).await),
             Lifecycle::Deleting => Err(ProvisionError::Vanished(fs.id)),
-            Lifecycle::Creating => Err(ProvisionError::StillPending { id: fs.id, lifecycle: "CREATING".into() }),
+            Lifecycle::Creating => {
+                Err(ProvisionError::StillPending { id: fs.id, pending: Pending::Lifecycle(Lifecycle::Creating) })
+            }
             other => Err(ProvisionError::NotUsable {
                 id: fs.id,
                 lifecycle: other.to_string(),
@@ -704,7 +642,7 @@ impl Provisioner {
             }
             // Not deleted yet: the next retry finds it FAILED in the index and tries again.
             Err(e) => {
-                tracing::warn!(volume.id = %fs.id, error = %e, "deleting the FAILED file system failed; a retry will try again");
+                tracing::warn!(volume.id = %fs.id, error = %Chain(&e), "deleting the FAILED file system failed; a retry will try again");
                 ProvisionError::Fsx(e)
             }
         }
@@ -717,7 +655,8 @@ impl Provisioner {
             tracing::info!(volume.id = %crate::text::Field(id), "not a file system id; nothing to delete");
             return Ok(());
         }
-        let _guard = self.busy.try_lock(id).ok_or_else(|| ProvisionError::Busy(id.to_string()))?;
+        let _guard =
+            self.busy.try_lock(Key::VolumeId(id.to_string())).ok_or_else(|| ProvisionError::Busy(id.to_string()))?;
         if self.index.by_id(id).is_some_and(|fs| fs.lifecycle == Lifecycle::Deleting) {
             // This process's own DeleteFileSystem was accepted: DELETING counts as done.
             return Ok(());
@@ -934,7 +873,7 @@ mod tests {
         let p = provisioner(&fsx).await;
         fsx.throttle_next(1);
         let err = create(&p, "pvc-throttled", &[], 20 * MIN).await.unwrap_err();
-        assert!(matches!(err, ProvisionError::Fsx(FsxError::Unavailable(_))), "{err}");
+        assert!(matches!(err, ProvisionError::Fsx(FsxError::Unavailable { .. })), "{err}");
         let fs = create(&p, "pvc-throttled", &[], 20 * MIN).await.unwrap();
         assert_eq!(fs.lifecycle, Lifecycle::Available);
         assert_eq!(fsx.file_systems().len(), 1);
@@ -959,7 +898,7 @@ mod tests {
         let scratch1 = create(&p, "pvc-fixed", &[], 20 * MIN).await.unwrap();
         assert!(matches!(
             p.expand(&scratch1.id, 4800 * gib, 0, Instant::now() + MIN).await,
-            Err(ProvisionError::CannotExpand(_))
+            Err(ProvisionError::CannotExpand(CannotExpand::Scratch1 { .. }))
         ));
     }
 
@@ -1038,7 +977,11 @@ mod tests {
         let p = provisioner(&fsx).await;
         let scratch = create(&p, "pvc-scratch", &[("deploymentType", "SCRATCH_2")], 20 * MIN).await.unwrap();
         let err = take_snapshot(&p, "snap-s", &scratch.id).await.unwrap_err();
-        assert!(matches!(&err, ProvisionError::CannotSnapshot(m) if m.contains("SCRATCH_2")), "{err}");
+        assert!(
+            matches!(&err, ProvisionError::CannotSnapshot(CannotSnapshot::Scratch { .. }))
+                && err.to_string().contains("SCRATCH_2"),
+            "{err}"
+        );
         assert_eq!(fsx.calls("CreateBackup"), 0);
         let fs = create(&p, "pvc-p2", &P2, 20 * MIN).await.unwrap();
         fsx.fail_next_backups(1, "the file system is busy");
@@ -1084,9 +1027,17 @@ mod tests {
         assert_eq!(fsx.calls("CreateFileSystemFromBackup"), 1);
         // Keys a backup fixes, and sizes above it, are refused naming them, with no call.
         let err = restore("pvc-x", vec![("deploymentType", "SCRATCH_2")], 1200).await.unwrap_err();
-        assert!(matches!(&err, ProvisionError::CannotRestore(m) if m.contains("deploymentType")), "{err}");
+        assert!(
+            matches!(&err, ProvisionError::CannotRestore(CannotRestore::Differs { key: "deploymentType", .. }))
+                && err.to_string().contains("deploymentType"),
+            "{err}"
+        );
         let err = restore("pvc-y", P2.to_vec(), 2400).await.unwrap_err();
-        assert!(matches!(&err, ProvisionError::CannotRestore(m) if m.contains("1200")), "{err}");
+        assert!(
+            matches!(&err, ProvisionError::CannotRestore(CannotRestore::Larger { have_gib: 1200, .. }))
+                && err.to_string().contains("1200"),
+            "{err}"
+        );
         let missing = CreateRequest {
             name: "pvc-z",
             required_bytes: crate::fsx::GIB,

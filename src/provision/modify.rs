@@ -9,8 +9,9 @@ use tokio::time::Instant;
 
 use super::params::MutableParams;
 use super::poller::{self, Seen};
-use super::{ProvisionError, Provisioner, by};
+use super::{Pending, ProvisionError, Provisioner, by};
 use crate::fsx::{FileSystem, LustreSettings, UpdateStatus, is_file_system_id};
+use crate::guard::Key;
 
 /// Whether `fs` has `update` in effect (`Some(Ok)`), the update FAILED (`Some(Err)`), or it is
 /// still running (`None`).
@@ -42,7 +43,8 @@ impl Provisioner {
         if wanted.is_empty() {
             return Ok(());
         }
-        let _guard = self.busy.try_lock(id).ok_or_else(|| ProvisionError::Busy(id.to_string()))?;
+        let _guard =
+            self.busy.try_lock(Key::VolumeId(id.to_string())).ok_or_else(|| ProvisionError::Busy(id.to_string()))?;
         let fs = tokio::time::timeout_at(deadline, self.get(id))
             .await
             .map_err(|_| ProvisionError::FsxSlow("DescribeFileSystems"))??;
@@ -74,8 +76,7 @@ impl Provisioner {
             Seen::Found(fs) => outcome(fs, &update),
         };
         let seen = poller::wait_until(&mut rx, deadline, |o| settled(o).is_some()).await;
-        seen.and_then(|o| settled(&o)).unwrap_or_else(|| {
-            Err(ProvisionError::StillPending { id: id.to_string(), lifecycle: "changing its settings".into() })
-        })
+        seen.and_then(|o| settled(&o))
+            .unwrap_or_else(|| Err(ProvisionError::StillPending { id: id.to_string(), pending: Pending::Modifying }))
     }
 }

@@ -14,8 +14,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::{Notify, watch};
 
-use super::index::Index;
-use super::snapshots::Snapshots;
+use super::index::{Backups, FileSystems};
+use crate::error::Chain;
 use crate::fsx::{Association, Backup, DESCRIBE_BATCH, FileSystem, Fsx, FsxError, Lifecycle};
 use crate::metrics::InFlight;
 
@@ -44,7 +44,7 @@ pub trait Tracked: Clone + Send + Sync + 'static {
     fn in_flight(&self) -> bool;
     /// Records what was seen of `id` beyond the waiters (file systems and backups go into
     /// their indexes).
-    fn record(_index: &Index, _snapshots: &Snapshots, _id: &str, _seen: &Seen<Self>) {}
+    fn record(_index: &FileSystems, _backups: &Backups, _id: &str, _seen: &Seen<Self>) {}
     /// When FSx accepted its creation, if this is a file system that has become usable.
     fn created_and_usable(&self) -> Option<std::time::SystemTime> {
         None
@@ -63,7 +63,7 @@ impl Tracked for FileSystem {
         matches!(self.lifecycle, Lifecycle::Creating | Lifecycle::Updating)
             || self.updates.iter().any(|u| u.is_running())
     }
-    fn record(index: &Index, _snapshots: &Snapshots, id: &str, seen: &Seen<Self>) {
+    fn record(index: &FileSystems, _backups: &Backups, id: &str, seen: &Seen<Self>) {
         match seen {
             Seen::Found(fs) => index.upsert(fs),
             Seen::Gone => index.remove(id),
@@ -99,10 +99,10 @@ impl Tracked for Backup {
     fn in_flight(&self) -> bool {
         self.lifecycle.is_in_flight()
     }
-    fn record(_index: &Index, snapshots: &Snapshots, id: &str, seen: &Seen<Self>) {
+    fn record(_index: &FileSystems, backups: &Backups, id: &str, seen: &Seen<Self>) {
         match seen {
-            Seen::Found(b) => snapshots.upsert(b),
-            Seen::Gone => snapshots.remove(id),
+            Seen::Found(b) => backups.upsert(b),
+            Seen::Gone => backups.remove(id),
             Seen::Pending => {}
         }
     }
@@ -137,8 +137,8 @@ type Watches<T> = Mutex<HashMap<String, watch::Sender<Seen<T>>>>;
 /// The batched poller. See the module docs.
 pub struct Poller {
     fsx: Arc<dyn Fsx>,
-    index: Arc<Index>,
-    snapshots: Arc<Snapshots>,
+    index: Arc<FileSystems>,
+    backup_index: Arc<Backups>,
     interval: Duration,
     file_systems: Watches<FileSystem>,
     associations: Watches<Association>,
@@ -166,11 +166,16 @@ fn subscribe<T>(m: &Watches<T>, id: &str) -> watch::Receiver<Seen<T>> {
 
 impl Poller {
     /// A poller that describes watched resources every `interval`.
-    pub fn new(fsx: Arc<dyn Fsx>, index: Arc<Index>, snapshots: Arc<Snapshots>, interval: Duration) -> Arc<Self> {
+    pub fn new(
+        fsx: Arc<dyn Fsx>,
+        index: Arc<FileSystems>,
+        backup_index: Arc<Backups>,
+        interval: Duration,
+    ) -> Arc<Self> {
         Arc::new(Self {
             fsx,
             index,
-            snapshots,
+            backup_index,
             interval,
             file_systems: Mutex::default(),
             associations: Mutex::default(),
@@ -293,13 +298,13 @@ impl Poller {
                             Ok(found) => self.publish_batch(watches, std::slice::from_ref(id), found),
                             Err(FsxError::NotFound(_)) => self.publish(watches, id, Seen::Gone),
                             Err(e) => {
-                                tracing::warn!(error = %e, "describing an in-flight resource failed; retrying next tick")
+                                tracing::warn!(error = %Chain(&e), "describing an in-flight resource failed; retrying next tick")
                             }
                         }
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, batch = batch.len(), "describing in-flight resources failed; retrying next tick")
+                    tracing::warn!(error = %Chain(&e), batch = batch.len(), "describing in-flight resources failed; retrying next tick")
                 }
             }
         }
@@ -316,7 +321,7 @@ impl Poller {
     }
 
     fn publish<T: Tracked>(&self, watches: &Watches<T>, id: &str, seen: Seen<T>) {
-        T::record(&self.index, &self.snapshots, id, &seen);
+        T::record(&self.index, &self.backup_index, id, &seen);
         let settled = seen.is_settled();
         let mut map = lock(watches);
         if let Some(tx) = map.get(id) {
@@ -363,7 +368,8 @@ mod tests {
         for i in 0..120 {
             ids.push(fsx.create_file_system(&spec(i)).await.unwrap().id);
         }
-        let poller = Poller::new(fsx.clone(), Arc::new(Index::default()), Arc::default(), Duration::from_secs(15));
+        let poller =
+            Poller::new(fsx.clone(), Arc::new(FileSystems::default()), Arc::default(), Duration::from_secs(15));
         let mut rxs: Vec<_> = ids.iter().map(|id| poller.watch(id)).collect();
         poller.tick().await;
         assert_eq!(fsx.calls("DescribeFileSystems"), 3, "120 ids in 3 calls of at most 50");
@@ -391,7 +397,8 @@ mod tests {
         let b = fsx.create_file_system(&spec(2)).await.unwrap().id;
         fsx.delete_out_of_band(&b);
         tokio::time::advance(Duration::from_secs(2)).await;
-        let poller = Poller::new(fsx.clone(), Arc::new(Index::default()), Arc::default(), Duration::from_secs(15));
+        let poller =
+            Poller::new(fsx.clone(), Arc::new(FileSystems::default()), Arc::default(), Duration::from_secs(15));
         let (mut ra, mut rb) = (poller.watch(&a), poller.watch(&b));
         poller.tick().await;
         assert!(matches!(&*ra.borrow_and_update(), Seen::Found(_)));

@@ -1,6 +1,6 @@
 //! CSI snapshots as FSx backups: CreateSnapshot, DeleteSnapshot, and the backup a restore
 //! starts from. Idempotent by snapshot name exactly as volumes are by volume name: a
-//! deterministic token per name and generation, the [`Snapshots`](super::snapshots::Snapshots)
+//! deterministic token per name and generation, the [backup index](super::index::Backups)
 //! index instead of listing per call, and the shared poller (batched `DescribeBackups`) keeping
 //! the index current while a backup is taken. CreateSnapshot never waits for the backup: it
 //! answers `ready_to_use = false` until the poller has seen it AVAILABLE, and the
@@ -12,11 +12,12 @@ use tokio::time::Instant;
 
 use super::params::{self, ParamError, RESERVED_PREFIX, StorageClassParams, keys};
 use super::poller::{self, Seen};
-use super::{CreateRequest, ProvisionError, Provisioner, by, token};
+use super::{CannotRestore, CannotSnapshot, CreateRequest, ProvisionError, Provisioner, by, token};
 use crate::fsx::{
     Backup, BackupLifecycle, BackupSpec, DeploymentType, FileSystem, FsxError, GIB, SNAPSHOT_NAME_TAG, StorageType,
     is_backup_id, is_file_system_id,
 };
+use crate::guard::Key;
 use crate::text::Shown;
 
 /// What CreateSnapshot asks for, gRPC types stripped.
@@ -81,21 +82,15 @@ fn backup_tags(
     Ok(tags)
 }
 
-/// Why `fs` cannot be backed up, if it cannot: FSx backs up persistent file systems that are
-/// not linked to S3 the legacy way (PERSISTENT_2 associations are fine).
-fn cannot_back_up(fs: &FileSystem) -> Option<String> {
+/// Why `fs` cannot be backed up, if it cannot.
+fn cannot_back_up(fs: &FileSystem) -> Option<CannotSnapshot> {
+    let id = fs.id.clone();
     match fs.lustre.deployment_type {
-        Some(d @ (DeploymentType::Scratch1 | DeploymentType::Scratch2)) => Some(format!(
-            "volume {} is a {d} file system, which FSx cannot back up: snapshots need deploymentType PERSISTENT_1 or PERSISTENT_2",
-            fs.id
-        )),
-        None => {
-            Some(format!("volume {} reports no Lustre deployment type; FSx backs up Lustre file systems only", fs.id))
+        Some(deployment @ (DeploymentType::Scratch1 | DeploymentType::Scratch2)) => {
+            Some(CannotSnapshot::Scratch { id, deployment })
         }
-        Some(d) if fs.lustre.import_path.is_some() => Some(format!(
-            "volume {} is a {d} file system linked to S3 with s3ImportPath, which FSx cannot back up: use PERSISTENT_2, whose S3 link (an association) allows backups, or a volume without s3ImportPath",
-            fs.id
-        )),
+        None => Some(CannotSnapshot::NotLustre { id }),
+        Some(deployment) if fs.lustre.import_path.is_some() => Some(CannotSnapshot::LegacyS3 { id, deployment }),
         Some(_) => None,
     }
 }
@@ -107,11 +102,7 @@ impl Provisioner {
     /// new one.
     pub async fn snapshot(&self, req: SnapshotRequest<'_>, deadline: Instant) -> Result<Backup, ProvisionError> {
         let name = req.name;
-        params::check_volume_name(name).map_err(|m| {
-            ProvisionError::InvalidName(
-                m.replace("file system's", "backup's").replace(crate::fsx::VOLUME_NAME_TAG, SNAPSHOT_NAME_TAG),
-            )
-        })?;
+        params::check_name(name, params::NameOf::Snapshot)?;
         let tags = backup_tags(name, req.parameters, &self.options.extra_tags)?;
         let source = req.source_volume_id;
         if !is_file_system_id(source) {
@@ -119,9 +110,9 @@ impl Provisioner {
         }
         self.wait_ready(deadline).await?;
         self.wait_snapshots_ready(deadline).await?;
-        let lock = format!("snapshot:{name}");
-        let _guard = self.busy.try_lock(&lock).ok_or_else(|| ProvisionError::Busy(name.to_string()))?;
-        if let Some(b) = self.snapshots.by_name(name) {
+        let key = Key::SnapshotName(name.to_string());
+        let _guard = self.busy.try_lock(key).ok_or_else(|| ProvisionError::Busy(name.to_string()))?;
+        if let Some(b) = self.backup_index.by_name(name) {
             if b.file_system.id != source {
                 return Err(ProvisionError::AlreadyExists {
                     name: name.to_string(),
@@ -139,9 +130,9 @@ impl Provisioner {
                 .map_err(|_| ProvisionError::FsxSlow("DescribeFileSystems"))??,
         };
         if let Some(why) = cannot_back_up(&fs) {
-            return Err(ProvisionError::CannotSnapshot(why));
+            return Err(why.into());
         }
-        let generation = self.snapshots.generation(name);
+        let generation = self.backup_index.generation(name);
         let spec = BackupSpec {
             client_request_token: token::client_request_token(name, generation),
             file_system_id: source.to_string(),
@@ -149,7 +140,7 @@ impl Provisioner {
         };
         let backup = by(deadline, "CreateBackup", self.fsx.create_backup(&spec)).await?;
         tracing::info!(snapshot.id = %backup.id, volume.id = %source, lifecycle = %backup.lifecycle, generation, "CreateBackup answered");
-        self.snapshots.upsert(&backup);
+        self.backup_index.upsert(&backup);
         self.settle_backup(backup).await
     }
 
@@ -163,9 +154,9 @@ impl Provisioner {
                 match self.fsx.delete_backup(&backup.id).await {
                     Ok(_) | Err(FsxError::NotFound(_)) => {
                         crate::metrics::get().failed_cleaned_up();
-                        self.snapshots.remove(&backup.id);
+                        self.backup_index.remove(&backup.id);
                         if let Some(name) = backup.snapshot_name() {
-                            self.snapshots.bump_generation(name, self.snapshots.generation(name));
+                            self.backup_index.bump_generation(name, self.backup_index.generation(name));
                         }
                         Err(ProvisionError::SnapshotFailed { id: backup.id, message })
                     }
@@ -187,10 +178,11 @@ impl Provisioner {
             tracing::info!(snapshot.id = %crate::text::Field(id), "not a backup id; nothing to delete");
             return Ok(());
         }
-        let _guard = self.busy.try_lock(id).ok_or_else(|| ProvisionError::Busy(id.to_string()))?;
+        let _guard =
+            self.busy.try_lock(Key::SnapshotId(id.to_string())).ok_or_else(|| ProvisionError::Busy(id.to_string()))?;
         // FSx refuses to delete a backup it is still taking: wait for it on the poller (no
         // calls of its own) within the deadline, then delete.
-        if self.snapshots.by_id(id).is_some_and(|b| b.lifecycle.is_in_flight()) {
+        if self.backup_index.by_id(id).is_some_and(|b| b.lifecycle.is_in_flight()) {
             self.backup_settled(id, deadline).await?;
         }
         let mut result = by(deadline, "DeleteBackup", self.fsx.delete_backup(id)).await;
@@ -201,11 +193,11 @@ impl Provisioner {
         match result {
             Ok(lifecycle) => {
                 tracing::info!(snapshot.id = %id, %lifecycle, "DeleteBackup accepted");
-                self.snapshots.remove(id);
+                self.backup_index.remove(id);
                 Ok(())
             }
             Err(ProvisionError::Fsx(FsxError::NotFound(_))) => {
-                self.snapshots.remove(id);
+                self.backup_index.remove(id);
                 Ok(())
             }
             Err(e) => Err(e),
@@ -231,7 +223,7 @@ impl Provisioner {
         req: &CreateRequest<'_>,
         deadline: Instant,
     ) -> Result<Backup, ProvisionError> {
-        let backup = match self.snapshots.by_id(id) {
+        let backup = match self.backup_index.by_id(id) {
             Some(b) => b,
             None => match by(deadline, "DescribeBackups", self.fsx.describe_backups(&[id.to_string()])).await {
                 Ok(found) => {
@@ -259,21 +251,17 @@ impl Provisioner {
             return Err(ProvisionError::SnapshotNotReady { id: backup.id, lifecycle: backup.lifecycle.to_string() });
         }
         let source = &backup.file_system;
-        let differs = |key: &str, want: String, have: Option<String>| {
+        let differs = |key: &'static str, want: String, have: Option<String>| {
             let have = have.unwrap_or_else(|| "not set".into());
-            (want != have).then(|| {
-                ProvisionError::CannotRestore(format!(
-                    "StorageClass parameter {key} is {want}, but snapshot {id} is a backup of a {have} file system: a restore keeps the backup's {key}; use a StorageClass with {key}: {have}"
-                ))
-            })
+            (want != have).then(|| CannotRestore::Differs { key, want, have, snapshot: id.to_string() })
         };
         let deployment = source.lustre.deployment_type.map(|d| d.to_string());
         if let Some(e) = differs(keys::DEPLOYMENT_TYPE, params.deployment_type.to_string(), deployment) {
-            return Err(e);
+            return Err(e.into());
         }
         let storage = source.storage_type.unwrap_or(StorageType::Ssd).to_string();
         if let Some(e) = differs(keys::STORAGE_TYPE, params.storage_type.to_string(), Some(storage)) {
-            return Err(e);
+            return Err(e.into());
         }
         if let Some(t) = params.lustre.per_unit_storage_throughput
             && let Some(e) = differs(
@@ -282,20 +270,16 @@ impl Provisioner {
                 source.lustre.per_unit_storage_throughput.map(|t| t.to_string()),
             )
         {
-            return Err(e);
+            return Err(e.into());
         }
         let have = source.capacity_gib;
         if req.required_bytes > have.saturating_mul(GIB) {
-            return Err(ProvisionError::CannotRestore(format!(
-                "the requested {} GiB is more than snapshot {id}'s {have} GiB, and a restore has the backup's size: request at most {have}Gi, then expand the claim",
-                (req.required_bytes + GIB - 1) / GIB
-            )));
+            let requested_gib = (req.required_bytes + GIB - 1) / GIB;
+            return Err(CannotRestore::Larger { snapshot: id.to_string(), requested_gib, have_gib: have }.into());
         }
         if req.limit_bytes > 0 && have.saturating_mul(GIB) > req.limit_bytes {
-            return Err(ProvisionError::CannotRestore(format!(
-                "snapshot {id} is {have} GiB, above the limit of {} GiB, and a restore has the backup's size",
-                req.limit_bytes / GIB
-            )));
+            let limit_gib = req.limit_bytes / GIB;
+            return Err(CannotRestore::AboveLimit { snapshot: id.to_string(), have_gib: have, limit_gib }.into());
         }
         Ok(backup)
     }
@@ -333,8 +317,11 @@ mod tests {
             ..FileSystem::default()
         };
         let why = cannot_back_up(&fs(DeploymentType::Scratch2, false)).unwrap();
+        assert!(matches!(why, CannotSnapshot::Scratch { deployment: DeploymentType::Scratch2, .. }));
+        let why = why.to_string();
         assert!(why.contains("SCRATCH_2") && why.contains("PERSISTENT_1 or PERSISTENT_2"), "{why}");
-        assert!(cannot_back_up(&fs(DeploymentType::Persistent1, true)).unwrap().contains("s3ImportPath"));
+        let why = cannot_back_up(&fs(DeploymentType::Persistent1, true)).unwrap();
+        assert!(matches!(why, CannotSnapshot::LegacyS3 { .. }) && why.to_string().contains("s3ImportPath"));
         assert!(cannot_back_up(&fs(DeploymentType::Persistent2, false)).is_none());
         assert!(cannot_back_up(&fs(DeploymentType::Persistent1, false)).is_none());
     }

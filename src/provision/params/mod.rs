@@ -171,26 +171,66 @@ pub fn is_tag_text(s: &str) -> bool {
 /// `CSIVolumeName` tag).
 pub const MAX_NAME_CHARS: usize = 128;
 
-/// Checks a CreateVolume name: 1-128 of ASCII letters, digits and `_.:/=+-@`, starting and
-/// ending with a letter or digit (`pvc-<uid>` from the external-provisioner). The name is
-/// sent to FSx as a tag value and written to logs, so nothing else is accepted.
-pub fn check_volume_name(name: &str) -> Result<(), String> {
+/// What a checked name is for: it becomes that resource's name tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameOf {
+    /// A CreateVolume name: the file system's `CSIVolumeName` tag.
+    Volume,
+    /// A CreateSnapshot name: the backup's `CSISnapshotName` tag.
+    Snapshot,
+}
+
+impl NameOf {
+    fn resource(self) -> &'static str {
+        match self {
+            NameOf::Volume => "file system",
+            NameOf::Snapshot => "backup",
+        }
+    }
+
+    fn tag(self) -> &'static str {
+        match self {
+            NameOf::Volume => VOLUME_NAME_TAG,
+            NameOf::Snapshot => crate::fsx::SNAPSHOT_NAME_TAG,
+        }
+    }
+}
+
+/// A CreateVolume or CreateSnapshot name that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("name is required")]
+    Empty,
+    #[error(
+        "name {} must be 1-{MAX_NAME_CHARS} of A-Z a-z 0-9 _ . : / = + - @, starting and ending with a letter or digit (it becomes the {}'s {} tag)",
+        Shown(.name), .of.resource(), .of.tag()
+    )]
+    Invalid { name: String, of: NameOf },
+}
+
+/// Checks a CreateVolume or CreateSnapshot name: 1-128 of ASCII letters, digits and
+/// `_.:/=+-@`, starting and ending with a letter or digit (`pvc-<uid>` from the
+/// external-provisioner). The name is sent to FSx as a tag value and written to logs, so
+/// nothing else is accepted.
+pub fn check_name(name: &str, of: NameOf) -> Result<(), NameError> {
     let ok_char = |c: char| c.is_ascii_alphanumeric() || "_.:/=+-@".contains(c);
     let edges = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
     if name.is_empty() {
-        return Err("name is required".into());
+        return Err(NameError::Empty);
     }
     if name.chars().count() > MAX_NAME_CHARS
         || !name.chars().all(ok_char)
         || !edges(name.chars().next())
         || !edges(name.chars().last())
     {
-        return Err(format!(
-            "name {} must be 1-{MAX_NAME_CHARS} of A-Z a-z 0-9 _ . : / = + - @, starting and ending with a letter or digit (it becomes the file system's {VOLUME_NAME_TAG} tag)",
-            Shown(name)
-        ));
+        return Err(NameError::Invalid { name: name.to_string(), of });
     }
     Ok(())
+}
+
+/// [`check_name`] for a CreateVolume name.
+pub fn check_volume_name(name: &str) -> Result<(), NameError> {
+    check_name(name, NameOf::Volume)
 }
 
 /// Parses `key=value,key=value` tags (the `extraTags` key and the `--extra-tags` flag).
@@ -560,12 +600,14 @@ mod tests {
             check_volume_name(good).unwrap();
         }
         for bad in ["", " ", "..", "a\u{0}b", "pvc-1\r\nINFO forged", "-x", "x.", "a b", &"x".repeat(129), "é"] {
-            let e = check_volume_name(bad).unwrap_err();
+            let e = check_volume_name(bad).unwrap_err().to_string();
             assert!(e.starts_with("name"), "{e}");
             assert!(!e.contains('\n') && !e.contains('\r') && e.len() < 500, "{e:?}");
         }
         let huge = "x".repeat(1 << 20);
-        assert!(check_volume_name(&huge).unwrap_err().len() < 500);
+        assert!(check_volume_name(&huge).unwrap_err().to_string().len() < 500);
+        let e = check_name("-x", NameOf::Snapshot).unwrap_err().to_string();
+        assert!(e.ends_with("(it becomes the backup's CSISnapshotName tag)"), "{e}");
         for bad in ["team=a\nb", "te\tam=x", "k=a\u{2028}b", "k=\u{1b}[2J"] {
             assert_eq!(parse_tags("extraTags", bad).unwrap_err().key, "extraTags", "{bad:?}");
         }
