@@ -63,6 +63,7 @@ impl Guards {
     }
 
     /// True if `key` is held.
+    #[cfg(test)]
     pub fn is_locked(&self, key: &Key) -> bool {
         self.keys.lock().unwrap_or_else(|p| p.into_inner()).contains(key)
     }

@@ -14,10 +14,10 @@
 //! - [`server`]: binds the unix socket (0600; a live instance's socket is never taken over,
 //!   and only this process's own socket is removed at exit) and serves the CSI services with
 //!   graceful shutdown, every resource a peer can make it hold bounded ([`server::Limits`]):
-//!   [`server::connections`] caps connections (half-open and idle ones make room) and backs
-//!   off when out of descriptors; [`server::authority`] lets non-Go gRPC clients in (any
-//!   `:authority`, patched in place by [`server::hpack`], which also bounds each header
-//!   block) and times the handshake; [`server::admission`] caps calls in progress and
+//!   `server::connections` caps connections (half-open and idle ones make room) and backs
+//!   off when out of descriptors; `server::authority` lets non-Go gRPC clients in (any
+//!   `:authority`, patched in place by `server::hpack`, which also bounds each header
+//!   block) and times the handshake; `server::admission` caps calls in progress and
 //!   unfinished request bodies.
 //! - [`csi`]: the CSI surface, one file per service. Handlers validate the request, open a
 //!   span with `volume.id` / `volume.name` / `target.path`, call into the layers below, and
@@ -28,34 +28,41 @@
 //!     ControllerModifyVolume, snapshots (Create/Delete/ListSnapshots), ControllerGetVolume,
 //!     ListVolumes, ...
 //!   - [`csi::node`]: NodeStage/Publish/Unpublish/Unstage, stats and node info (request
-//!     checks and per-volume guards; the mount work is [`mount::ops`]).
+//!     checks and per-volume guards; the mount work is `mount::ops`).
+//!   - [`csi::context`]: the volume context keys (`dnsname`, `mountname`, `subdirectory`)
+//!     the controller writes and the node reads, shared with the Go driver.
 //! - [`provision`]: the controller's logic, independent of gRPC.
 //!   - [`provision::params`]: StorageClass parameters parsed once into one typed struct;
-//!     every key is described once in [`provision::params::keys`] (values, default, which
-//!     deployment types take it, mutability, how it is read and compared), and parsing, the
-//!     comparison with an existing file system and the README's table derive from it;
-//!     [`provision::params::mutable`] reads VolumeAttributesClass parameters from the same
-//!     table and checks them against the file system they would change.
-//!   - [`provision::capacity`]: valid FSx for Lustre sizes per deployment and storage type.
-//!   - [`provision::token`]: deterministic `ClientRequestToken`s.
-//!   - [`provision::index`]: the in-memory name → file system index (one listing at start,
-//!     refreshed every `--resync-interval`); [`provision::snapshots`]: the same for backups,
-//!     by snapshot name.
-//!   - [`provision::poller`]: one background poller that describes everything in flight (file
+//!     every key is described once in `provision::params::keys` (values, default, which
+//!     deployment types take it, mutability, how it is read and compared; its name is a
+//!     constant there), and parsing, the comparison with an existing file system and the
+//!     README's table derive from it; `provision::params::mutable` reads
+//!     VolumeAttributesClass parameters from the same table and checks them against the file
+//!     system they would change. A key's FSx side is one entry of `fsx::settings`.
+//!   - `provision::capacity`: valid FSx for Lustre sizes per deployment and storage type.
+//!   - `provision::token`: deterministic `ClientRequestToken`s.
+//!   - `provision::index`: one generic in-memory index of named FSx resources: file systems
+//!     by volume name, backups by snapshot name (one listing at start, refreshed every
+//!     `--resync-interval`).
+//!   - `provision::poller`: one background poller that describes everything in flight (file
 //!     systems being created, grown or modified, S3 associations being created, backups being
 //!     taken) in batches of 50 per tick and wakes the calls waiting on them.
+//!   - [`provision::ProvisionError`] (`provision/error.rs`): why a call did not succeed, a
+//!     typed reason for every refusal.
 //!   - [`provision::Provisioner`]: create (or restore from a backup, with the PERSISTENT_2 S3
 //!     association), expand, modify (`provision/modify.rs`), delete and get; snapshots as
 //!     backups (`provision/snapshot.rs`); exactly one file system per volume name and one
 //!     backup per snapshot name.
 //! - [`fsx`]: the FSx boundary: a domain trait ([`fsx::Fsx`]), domain types and errors, and
-//!   [`fsx::aws::AwsFsx`], its implementation on `aws-sdk-fsx`; unit tests use an in-memory
+//!   [`fsx::aws::AwsFsx`], its implementation on `aws-sdk-fsx`; `fsx/settings.rs` declares
+//!   each Lustre setting once ([`fsx::LustreSettings`]: its field, how it is read from a
+//!   described file system and sent in a create or an update); unit tests use an in-memory
 //!   implementation on tokio's clock (`fsx::memory`), so the core is tested in paused time.
 //! - [`mount`]: the mount boundary: Lustre source / flag / data building as pure functions,
 //!   `/proc/self/mountinfo` parsing, [`mount::paths`] (request paths resolved below the
 //!   kubelet directory without following symlinks), the [`mount::Mounter`] trait with the
 //!   syscall mounter, the bounded worker that keeps a hung Lustre server from freezing the
-//!   plugin (one call per path and lane, a cap on blocked threads), and [`mount::ops`], the
+//!   plugin (one call per path and lane, a cap on blocked threads), and `mount::ops`, the
 //!   operations built on them (stage, bind, unmount with escalation, health).
 //! - [`drain`]: the node plugin's preStop hook (`fsx-csi-driver pre-stop`): on a node being
 //!   drained, wait (bounded) until the kubelet has unmounted every volume of this driver, woken
@@ -66,7 +73,12 @@
 //! - [`metrics`]: Prometheus metrics behind `--metrics-address`, recorded at the FSx SDK
 //!   (every HTTP attempt), the gRPC server (every CSI call), the provisioner and the mounts,
 //!   served on a thread of their own with a cap on connections.
-//! - [`text`]: outside text shown in messages and logs: escaped and cut.
+//! - `guard`: per-key guards (typed keys: volume name, volume id, snapshot name, snapshot
+//!   id, path) that answer `Aborted` to concurrent calls, for both services.
+//! - [`error`]: what the boundaries' errors share: [`error::Cause`] keeps an underlying
+//!   error (the SDK's, kube-rs's) as a source, [`error::Chain`] shows an error with its
+//!   sources in messages and logs.
+//! - `text`: outside text shown in messages and logs: escaped and cut.
 //! - [`metadata`]: the EC2 instance metadata service (the node id when none is given).
 //! - [`logging`]: `--log-format text|json` tracing setup; every line is scrubbed of
 //!   credentials, every field escaped and cut, every line bounded.
@@ -74,7 +86,8 @@
 //! The FSx emulator used by tests, the demo and the benchmarks is a separate crate in
 //! `tests/fsx-emulator`, and the test-only programs (demo client, csi-sanity harness,
 //! benchmarks, chaos test, abuse tier) are in `tests/tools`; the fuzz targets are
-//! `tests/fuzz.rs`. The
+//! `tests/fuzz.rs`; what they drive of the internals is exported on purpose in [`testing`].
+//! Modules the rest of the crate only uses are private, so `pub` marks the surface. The
 //! shipped binary has no fake mode.
 
 pub mod cli;
@@ -82,7 +95,7 @@ pub mod csi;
 pub mod drain;
 pub mod error;
 pub mod fsx;
-pub mod guard;
+mod guard;
 pub mod kube;
 pub mod logging;
 pub mod metadata;
@@ -91,7 +104,16 @@ pub mod mount;
 pub mod provision;
 pub mod server;
 pub mod taint;
-pub mod text;
+pub(crate) mod text;
+
+/// Internals that the fuzz targets (`tests/fuzz.rs`) and the attack tools (`csi-abuse`)
+/// drive directly, exported here on purpose and nowhere else: not part of the driver's API.
+#[doc(hidden)]
+pub mod testing {
+    pub use crate::provision::token::client_request_token;
+    pub use crate::server::authority::rewrite_stream;
+    pub use crate::server::hpack::{MAX_HEADER_LIST, Patcher, static_entry, write_integer};
+}
 
 /// Generated CSI v1.12.0 types and service stubs (`proto/csi.proto`).
 #[allow(clippy::all, missing_docs)]

@@ -7,7 +7,7 @@
 //!
 //! Values from outside reach log events in many places (request fields, FSx's messages,
 //! errors that quote them). Call sites escape and cut what they know to be outside text
-//! ([`crate::text::Field`]); beneath them, the log itself holds every line to what a log
+//! (`crate::text::Field`); beneath them, the log itself holds every line to what a log
 //! reader can trust, whatever a call site forgot: every field value of every event and span
 //! has its control characters escaped and is cut at [`MAX_FIELD_BYTES`] (text format,
 //! [`BoundedFields`]), and every line is at most [`MAX_LINE_BYTES`] with no raw control

@@ -7,7 +7,7 @@
 //!
 //! | metric | labels | recorded in |
 //! |---|---|---|
-//! | `fsx_csi_api_requests_total` | `operation`, `outcome` | every HTTP attempt to FSx ([`ApiMetrics`], an SDK interceptor) |
+//! | `fsx_csi_api_requests_total` | `operation`, `outcome` | every HTTP attempt to FSx (`fsx::aws::ApiMetrics`, an SDK interceptor) |
 //! | `fsx_csi_api_request_duration_seconds` | `operation` | the same attempts |
 //! | `fsx_csi_api_retries_total` | `operation` | attempts after the first of one SDK call |
 //! | `fsx_csi_grpc_requests_total` | `method`, `code` | every CSI call ([`GrpcMetricsLayer`]) |

@@ -37,9 +37,9 @@ use fsx_csi_driver::proto::volume_capability::AccessType;
 use fsx_csi_driver::proto::volume_capability::access_mode::Mode;
 use fsx_csi_driver::proto::*;
 use fsx_csi_driver::provision::params::{self, KEYS, MutableParams, StorageClassParams};
-use fsx_csi_driver::provision::token::client_request_token;
 use fsx_csi_driver::provision::{CreateRequest, Provisioner};
-use fsx_csi_driver::server::authority::rewrite_stream;
+use fsx_csi_driver::testing::client_request_token;
+use fsx_csi_driver::testing::rewrite_stream;
 use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
 use tonic::{Code, Status};
@@ -506,7 +506,7 @@ const NAMES: [&[u8]; 4] = [b":authority", b"content-type", b"x-a", b"x-a-rather-
 
 impl Client {
     fn entry(&self, index: usize) -> (Vec<u8>, Vec<u8>) {
-        let statics = fsx_csi_driver::server::hpack::static_entry(index);
+        let statics = fsx_csi_driver::testing::static_entry(index);
         match statics {
             Some((n, v)) => (n.as_bytes().to_vec(), v.as_bytes().to_vec()),
             None => self.table[index - 62].clone(),
@@ -529,7 +529,7 @@ impl Client {
 
     /// Encodes one field; returns what it means.
     fn field(&mut self, out: &mut Vec<u8>, kind: u8, pick: u8, value: &[u8]) -> (Vec<u8>, Vec<u8>) {
-        let int = fsx_csi_driver::server::hpack::write_integer;
+        let int = fsx_csi_driver::testing::write_integer;
         let string = |out: &mut Vec<u8>, s: &[u8]| {
             int(out, 0, 7, s.len());
             out.extend_from_slice(s);
@@ -569,7 +569,7 @@ impl Client {
 /// arrives valid; and a block never grows by more than a few bytes.
 #[test]
 fn fuzz_hpack_authority_patcher() {
-    use fsx_csi_driver::server::hpack::{MAX_HEADER_LIST, Patcher};
+    use fsx_csi_driver::testing::{MAX_HEADER_LIST, Patcher};
     let valid = |v: &[u8]| http::uri::Authority::try_from(v).is_ok();
     bolero::check!().with_type::<Vec<Vec<(u8, u8, Vec<u8>)>>>().for_each(|blocks| {
         let mut client = Client { table: Default::default(), size: 0 };

@@ -2,7 +2,9 @@
 //!
 //! Handlers validate the request, open a span carrying `volume.id` / `volume.name` /
 //! `target.path`, call into [`crate::provision`] or [`crate::mount`], and pick the gRPC code
-//! for every error in one `From` impl per RPC family. [`observe`] logs each non-OK status once.
+//! for every error in one place per service: the controller's [`controller::failure`] (by
+//! error and RPC family), the node's `From<NodeError> for Status`. [`observe`] logs each
+//! non-OK status once.
 //! Requests are never printed with `{:?}`: prost's `Debug` would print `secrets`.
 
 pub mod context;
@@ -97,7 +99,7 @@ impl From<Status> for Failure {
 }
 
 /// Runs a handler inside `span` and logs its status once if it is not OK, at the failure's
-/// level. The message is bounded ([`crate::text::clip`]) in the log and in the status the
+/// level. The message is bounded (`crate::text::clip`) in the log and in the status the
 /// client gets: gRPC clients refuse oversized trailers, and a log line is one line.
 pub async fn observe<T>(span: tracing::Span, fut: impl Future<Output = Result<T, Failure>>) -> Result<T, Status> {
     async move {

@@ -2,7 +2,7 @@
 //! mounts into pods (NodePublishVolume), unmounts, stats and node info.
 //!
 //! Idempotency comes from `/proc/self/mountinfo`; every mount, unmount and `statvfs` runs in
-//! a bounded worker ([`crate::mount::worker`]), so a hung Lustre server answers the RPC with
+//! a bounded worker (`crate::mount::worker`), so a hung Lustre server answers the RPC with
 //! `DeadlineExceeded` and frees the volume's guard instead of freezing the plugin.
 
 use std::path::PathBuf;
@@ -133,7 +133,7 @@ impl From<NodeError> for Status {
 }
 
 /// The node service: validates requests and holds per-volume guards; the mount work is
-/// [`Mounts`].
+/// `Mounts`.
 pub struct NodeService {
     options: NodeOptions,
     mounts: Mounts,

@@ -99,9 +99,8 @@ pub struct AwsFsx {
     identity: String,
     /// At most [`MAX_CONCURRENT_CALLS`] FSx calls at a time. A thousand claims made at once
     /// would otherwise be a thousand simultaneous requests (and connections, each with its
-    /// buffers) that FSx would throttle anyway: measured, the controller's peak RSS for 1000
-    /// concurrent creations fell from 102 to 55 MiB with this cap (`csi-bench controller
-    /// --volumes 1000`), with the same time to bind.
+    /// buffers) that FSx would throttle anyway. `csi-bench controller --volumes 1000`
+    /// (`hack/bench.sh`) measures the peak RSS and the time to bind with it.
     permits: std::sync::Arc<tokio::sync::Semaphore>,
 }
 

@@ -4,17 +4,17 @@
 //! - [`mountinfo`]: `/proc/self/mountinfo` parsing, the source of truth for idempotency;
 //! - [`paths`]: request paths checked, then resolved below the kubelet directory without
 //!   following symlinks, so no call touches anything outside it;
-//! - [`worker`]: runs calls that may hang on their own threads, bounded by a deadline;
-//! - [`ops`]: the operations the node service performs (stage, bind, unmount with
+//! - `worker`: runs calls that may hang on their own threads, bounded by a deadline;
+//! - `ops`: the operations the node service performs (stage, bind, unmount with
 //!   escalation, cleanup, health), built on the pieces above, with one typed error;
 //! - [`Mounter`]: the trait over the syscalls, and [`SyscallMounter`], its real
 //!   implementation on `mount(2)`, `umount2(2)` and `statvfs(3)`. No program is ever executed.
 
 pub mod lustre;
 pub mod mountinfo;
-pub mod ops;
+pub(crate) mod ops;
 pub mod paths;
-pub mod worker;
+pub(crate) mod worker;
 
 use std::net::Ipv4Addr;
 use std::path::Path;

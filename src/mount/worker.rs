@@ -127,11 +127,13 @@ impl Workers {
     }
 
     /// What is running on `path` (the oldest call) and for how long, if anything.
+    #[cfg(test)]
     pub fn running(&self, path: &Path) -> Option<(&'static str, Duration)> {
         self.table().paths.get(path).and_then(|v| v.first()).map(|r| (r.what, r.started.elapsed()))
     }
 
     /// Calls still running after their callers gave up.
+    #[cfg(test)]
     pub fn blocked(&self) -> usize {
         self.table().blocked
     }
@@ -245,6 +247,7 @@ impl Workers {
 /// Runs `f` on a worker thread and waits for it until `deadline`, if no other call of `lane`
 /// runs on `path` (see [`run_beside`]) and the limits allow. While it runs, `path` is marked
 /// busy with `what`.
+#[cfg(test)]
 pub async fn run<T: Send + 'static>(
     workers: &Arc<Workers>,
     path: &Path,

@@ -65,6 +65,7 @@ impl Steps {
     }
 
     /// True if FSx accepts `gib` as a size.
+    #[cfg(test)]
     pub fn is_valid(&self, gib: i64) -> bool {
         gib > 0 && (self.small.contains(&gib) || gib % self.step == 0)
     }

@@ -3,23 +3,23 @@
 //! [`Provisioner`] guarantees at most one file system per volume name, whatever the retries,
 //! concurrent calls, time-outs or restarts:
 //!
-//! 1. parameters and capacity are checked before any call ([`params`], [`capacity`]);
-//! 2. a call holds its name in a [`crate::guard`] (a concurrent call gets `Aborted`);
-//! 3. an existing file system is found in the [`index`], never by listing the account per call
+//! 1. parameters and capacity are checked before any call ([`params`], `capacity`);
+//! 2. a call holds its name in a `crate::guard` (a concurrent call gets `Aborted`);
+//! 3. an existing file system is found in the `index`, never by listing the account per call
 //!    (the index is refreshed by a listing every `resync_interval`);
-//! 4. a new one is created with a deterministic token ([`token`]), so a lost response or a
+//! 4. a new one is created with a deterministic token (`token`), so a lost response or a
 //!    restart returns the same file system;
-//! 5. the call then waits on the [`poller`], making no calls of its own, until AVAILABLE or
+//! 5. the call then waits on the `poller`, making no calls of its own, until AVAILABLE or
 //!    its deadline; a FAILED file system is deleted and the next retry starts clean.
 
-pub mod capacity;
+pub(crate) mod capacity;
 mod error;
-pub mod index;
+pub(crate) mod index;
 mod modify;
 pub mod params;
-pub mod poller;
+mod poller;
 mod snapshot;
-pub mod token;
+pub(crate) mod token;
 
 pub use snapshot::SnapshotRequest;
 
@@ -284,7 +284,7 @@ impl Provisioner {
     /// Refreshes the index from one paged listing of the account, so file systems created or
     /// deleted by another replica (the previous leader) or out of band are known. It runs every
     /// `resync_interval`, never per call. What this process learned while the listing ran wins
-    /// over the listing (see [`index::Index::apply_listing`]). Returns how many file systems were
+    /// over the listing (see `index::Index::apply_listing`). Returns how many file systems were
     /// listed and how many were forgotten.
     pub async fn resync(&self) -> Result<(usize, usize), FsxError> {
         let snapshot = self.index.snapshot();

@@ -50,11 +50,6 @@ impl AdmissionLayer {
     pub fn new(bounds: Bounds) -> Self {
         Self { counters: Arc::new(Counters { bounds, calls: AtomicUsize::new(0), body_bytes: AtomicUsize::new(0) }) }
     }
-
-    /// Calls in progress now.
-    pub fn calls(&self) -> usize {
-        self.counters.calls.load(Ordering::Relaxed)
-    }
 }
 
 impl<S> tower::Layer<S> for AdmissionLayer {

@@ -86,11 +86,6 @@ impl<S> AnyAuthority<S> {
         this
     }
 
-    /// The wrapped connection.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
     /// Arms or disarms the handshake timer after the rewriter's state changed.
     fn track_waiting(&mut self) {
         let waiting = self.rewriter.is_waiting();

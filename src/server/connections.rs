@@ -243,11 +243,6 @@ impl Incoming {
             exhausted: false,
         }
     }
-
-    /// The registry of open connections.
-    pub fn registry(&self) -> &Arc<Registry> {
-        &self.registry
-    }
 }
 
 impl tokio_stream::Stream for Incoming {

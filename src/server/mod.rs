@@ -11,22 +11,22 @@
 //!
 //! [`serve`] takes an already-bound listener and a shutdown future, so tests start the real
 //! server in-process on a temp socket. Each connection accepts any `:authority`
-//! ([`authority`]), so non-Go gRPC clients work too.
+//! (`authority`), so non-Go gRPC clients work too.
 //!
 //! The socket is root's only, but the node plugin is root on every node and must outlive a
 //! misbehaving client: every resource a peer can make the server hold is bounded ([`Limits`]).
 //! Connections are capped and half-open or idle ones make room for new clients
-//! ([`connections`]); the preface and each header block must arrive promptly, and a header
+//! (`connections`); the preface and each header block must arrive promptly, and a header
 //! block may neither decode past the advertised header-list size nor span more CONTINUATION
-//! frames than `h2` allows ([`authority`], [`hpack`]); streams per connection, reset streams
+//! frames than `h2` allows (`authority`, `hpack`); streams per connection, reset streams
 //! and calls in progress are capped, and a request body must arrive whole, promptly, within a
-//! shared byte budget ([`admission`]); idle connections are pinged, and a peer that stops
+//! shared byte budget (`admission`); idle connections are pinged, and a peer that stops
 //! answering is dropped.
 
-pub mod admission;
-pub mod authority;
-pub mod connections;
-pub mod hpack;
+mod admission;
+pub(crate) mod authority;
+mod connections;
+pub(crate) mod hpack;
 
 use std::future::Future;
 use std::io;

@@ -530,6 +530,7 @@ pub fn find(name: &str) -> Option<&'static Key> {
 }
 
 /// The README's reference table, from [`KEYS`].
+#[cfg(test)]
 pub fn reference_table() -> String {
     let mut out = String::from("| key | values | default | notes |\n|---|---|---|---|\n");
     for key in KEYS {

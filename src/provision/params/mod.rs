@@ -5,15 +5,15 @@
 //! refuse gives a [`ParamError`] naming the key and what would be accepted. Nothing past this
 //! module sees the raw map.
 //!
-//! - [`keys`]: every key described once (values, default, which deployment types take it,
+//! - `keys`: every key described once (values, default, which deployment types take it,
 //!   whether FSx can change it later, how it is read); parsing and the README's table come
 //!   from it;
 //! - `rules`: the rules between keys;
 //! - `request`: the FSx requests a StorageClass makes, its tags, and the comparison with an
 //!   existing file system.
 
-pub mod keys;
-pub mod mutable;
+pub(crate) mod keys;
+mod mutable;
 mod request;
 mod rules;
 

@@ -66,8 +66,7 @@ impl MutableParams {
         self.given.is_empty()
     }
 
-    /// The keys given, as `key=value` pairs for a StorageClass map (CreateVolume merges them
-    /// over its parameters).
+    /// The names of the keys given, in the order read (for logs: never their values).
     pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.given.iter().map(|k| k.name)
     }

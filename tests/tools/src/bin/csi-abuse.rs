@@ -82,7 +82,7 @@ fn frame(out: &mut Vec<u8>, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
-use fsx_csi_driver::server::hpack::write_integer as int;
+use fsx_csi_driver::testing::write_integer as int;
 
 fn string(out: &mut Vec<u8>, s: &[u8]) {
     int(out, 0, 7, s.len());
