@@ -25,7 +25,7 @@ cp target/release/csi-sanity-harness "$shipped/"
 echo "fsx-csi-driver as shipped (static, $musl): $(stat -c %s "$shipped/fsx-csi-driver") bytes;" \
   "the glibc build: $(stat -c %s target/release/fsx-csi-driver) bytes"
 bench() { target/release/csi-bench --bin-dir "$shipped" "$@"; }
-chaos() { CHAOS_PROFILE=release bash hack/chaos.sh --volumes 100 --kill-every-ms 4000; }
+chaos() { CHAOS_PROFILE=release bash hack/tiers/chaos.sh --volumes 100 --kill-every-ms 4000; }
 taint() {
   CLUSTER_DIR=$(mktemp -d -t fsx-bench-cluster.XXXXXX)
   export CLUSTER_DIR

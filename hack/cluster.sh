@@ -17,8 +17,10 @@
 # one runs. Internal (used by tests): `replica N start|kill|stop`, `reinstall PATH`, `uninstall`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# shellcheck source=cluster/lib.sh
-source hack/cluster/lib.sh
+# shellcheck source=lib/common.sh
+source hack/lib/common.sh
+# shellcheck source=lib/cluster.sh
+source hack/lib/cluster.sh
 
 replicas() { if [[ $(id -u) -eq 0 ]]; then echo 0 1; else echo 0; fi; }
 
@@ -31,7 +33,7 @@ case ${1:-} in
     fi
     rm -rf "$CLUSTER_DIR"
     mkdir -p "$CLUSTER_DIR"
-    CLUSTER_BIN=$(bash hack/cluster/build.sh | tail -n 1)
+    CLUSTER_BIN=$(bash hack/lib/build-control-plane.sh | tail -n 1)
     echo "$CLUSTER_BIN" >"$CLUSTER_DIR/bin-dir"
     cargo build --quiet -p fsx-csi-driver -p fsx-emulator
     python3 -c 'import yaml' 2>/dev/null || pip install -q pyyaml

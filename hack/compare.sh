@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Side by side with the Go driver (kubernetes-sigs/aws-fsx-csi-driver): builds it from the Go
-# module proxy (hack/compare/build-go-driver.sh, cached) and this driver as the image ships it
+# module proxy (hack/lib/build-go-driver.sh, cached) and this driver as the image ships it
 # (static musl), then runs the same work on both binaries over their sockets against the same
 # FSx emulator and prints both columns, their ratio, and how the cost grows with N.
 #
@@ -10,7 +10,7 @@
 # Figures are printed, not checked: times on a loaded machine are noisy, memory is stable.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-go_bin=$(bash hack/compare/build-go-driver.sh | tail -n 1)
+go_bin=$(bash hack/lib/build-go-driver.sh | tail -n 1)
 arch=$(uname -m)
 musl=$arch-unknown-linux-musl
 rustup target list --installed | grep -qx "$musl" || rustup target add "$musl"

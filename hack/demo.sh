@@ -8,6 +8,8 @@
 # demo shows. Cleans up its processes and temp files on exit, failure or Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib/common.sh
+source hack/lib/common.sh
 
 CREATE_DELAY_MS=${CREATE_DELAY_MS:-8000}
 
@@ -63,8 +65,7 @@ else
   "$bin/fsx-csi-driver" "${driver_args[@]}" 2>"$tmp/driver.log" &
   pids+=($!)
 fi
-for _ in $(seq 100); do [[ -S "$socket" ]] && break; sleep 0.05; done
-[[ -S "$socket" ]] || { echo "driver did not start"; exit 1; }
+wait_for_socket "$socket" "${pids[-1]}" 10 || { echo "driver did not start"; cat "$tmp/driver.log"; exit 1; }
 
 # The client runs in the background so that Ctrl-C reaches the trap at once (bash defers
 # traps until a foreground command ends), and the trap stops it with everything else.

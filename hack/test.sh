@@ -7,10 +7,12 @@
 # and the real CSI sidecars (built from the Go module proxy, cached under ~/.cache), the
 # deployment checks (manifests, chart, examples), and ends with "N passed, M failed" counting
 # every check of every tier.
-# Installs what it needs; a missing tool is an install step, never a skip.
+# Installs what it needs; a missing tool is an install step, never a skip. Each tier is a
+# script in hack/tiers/ that ends with "<tier>: N passed, M failed" and runs on its own too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH="$PWD/bin:$HOME/.cargo/bin:$PATH"
+# shellcheck source=lib/common.sh
+source hack/lib/common.sh
 
 passed=0
 failed=0
@@ -44,9 +46,8 @@ set +e
 cargo test --workspace --no-fail-fast -- --skip fuzz_ 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
-while read -r p f; do
-  passed=$((passed + p)); failed=$((failed + f))
-done < <(sed -n 's/^test result: [a-zA-Z]*\. \([0-9]*\) passed; \([0-9]*\) failed.*/\1 \2/p' "$log")
+read -r p f < <(cargo_counts "$log") || true
+passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
 if [[ $rc -ne 0 ]] && ! grep -q '^test result: FAILED' "$log"; then
   echo "FAILED: cargo test did not complete (build error?)"; failed=$((failed + 1))
 fi
@@ -54,28 +55,26 @@ fi
 # Runs a sub-suite that ends with "<label>: N passed, M failed" and adds its counts; a
 # non-zero exit without counted failures counts as one failure.
 run_counted() { # label, script, args...
-  local label=$1 script=$2 rc line p f
+  local label=$1 script=$2 rc p f
   shift 2
   section "$label"
   set +e
   bash "$script" "$@" 2>&1 | tee "$log"
   rc=${PIPESTATUS[0]}
   set -e
-  line=$(grep -E "^$label: [0-9]+ passed, [0-9]+ failed" "$log" | tail -n 1)
-  p=$(sed -n "s/^$label: \\([0-9]*\\) passed.*/\\1/p" <<<"$line")
-  f=$(sed -n 's/.* \([0-9]*\) failed.*/\1/p' <<<"$line")
+  read -r p f < <(tier_counts "$label" "$log") || true
   passed=$((passed + ${p:-0}))
   failed=$((failed + ${f:-0}))
   if [[ $rc -ne 0 && ${f:-0} -eq 0 ]]; then echo "FAILED: $script exited $rc"; failed=$((failed + 1)); fi
 }
 FUZZ_SECONDS=${FUZZ_SECONDS:-6}
-run_counted "fuzz" hack/fuzz.sh "$FUZZ_SECONDS"
-run_counted "python grpcio" hack/clients.sh
-run_counted "chaos" hack/chaos.sh
-run_counted "abuse" hack/abuse.sh
-run_counted "csi-sanity" hack/sanity.sh
-run_counted "cluster" hack/cluster-test.sh
-run_counted "deploy checks" hack/check-deploy.sh
+run_counted "fuzz" hack/tiers/fuzz.sh "$FUZZ_SECONDS"
+run_counted "python grpcio" hack/tiers/grpcio.sh
+run_counted "chaos" hack/tiers/chaos.sh
+run_counted "abuse" hack/tiers/abuse.sh
+run_counted "csi-sanity" hack/tiers/sanity.sh
+run_counted "cluster" hack/tiers/control-plane.sh
+run_counted "deploy checks" hack/tiers/deploy.sh
 
 echo
 echo "$passed passed, $failed failed"

@@ -3,7 +3,7 @@
 //! Each target replays its checked-in corpus (`tests/__fuzz__/<target>/corpus/`) and then runs
 //! random inputs for `BOLERO_RANDOM_TEST_TIME_MS` (bolero's default is about a second, so a
 //! plain `cargo test` runs them briefly; `hack/test.sh` gives each a few seconds and
-//! `hack/fuzz.sh SECONDS` as long as wanted). The properties, for every input:
+//! `hack/tiers/fuzz.sh SECONDS` as long as wanted). The properties, for every input:
 //!
 //! - nothing panics;
 //! - every refusal is `InvalidArgument` (or, for capacity, `OutOfRange`), with a message that

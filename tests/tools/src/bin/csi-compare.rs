@@ -33,7 +33,7 @@ struct Args {
     /// This driver's binary.
     #[arg(long)]
     ours: PathBuf,
-    /// The Go driver's binary (hack/compare/build-go-driver.sh).
+    /// The Go driver's binary (hack/lib/build-go-driver.sh).
     #[arg(long)]
     go: PathBuf,
     /// The Go driver's version, for the column heading.

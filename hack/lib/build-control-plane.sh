@@ -21,14 +21,16 @@
 # server version.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-root=$PWD
+# shellcheck source=common.sh
+source hack/lib/common.sh
+root=$ROOT
 manifest=deploy/kubernetes/base/controller.yaml
 pinned() { sed -n "s|.*image: registry.k8s.io/sig-storage/$1:\(v[0-9.]*\).*|\1|p" "$manifest" | head -n 1; }
 K8S_VERSION=${K8S_VERSION:-1.37.2}
 PROVISIONER_VERSION=${PROVISIONER_VERSION:-$(pinned csi-provisioner)}
 RESIZER_VERSION=${RESIZER_VERSION:-$(pinned csi-resizer)}
 SNAPSHOTTER_VERSION=${SNAPSHOTTER_VERSION:-$(pinned csi-snapshotter)}
-BUILD_SCRIPT_VERSION=3
+BUILD_SCRIPT_VERSION=3  # the cache key: bump it when what is built changes
 minor=${K8S_VERSION#*.}; minor=${minor%%.*}
 major=${K8S_VERSION%%.*}
 staging_version="v0.${K8S_VERSION#*.}"
@@ -51,15 +53,10 @@ if have_all; then
   exit 0
 fi
 
-if ! command -v go >/dev/null; then
-  echo "==> installing Go (needed to build the control plane)" >&2
-  apt-get update -qq && apt-get install -y -qq golang-go >/dev/null
-fi
+ensure_go "the control plane"
 src="$cache/src"
-rm -rf "$src"
-mkdir -p "$src/cmd/etcd" "$bin"
-cd "$src"
 export GOFLAGS=-mod=mod GOTOOLCHAIN=local
+mkdir -p "$bin"
 
 # The staging repositories k8s.io/kubernetes replaces, read from its own go.mod.
 gomod=$(go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p')
@@ -68,10 +65,6 @@ mapfile -t staging < <(sed -n 's|^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/src/.*|\
 ETCD_VERSION=${ETCD_VERSION:-$(sed -n 's|^\s*go.etcd.io/etcd/server/v3 v\([0-9.]*\).*|\1|p' "$gomod" | head -n 1)}
 [[ -n $ETCD_VERSION ]] || { echo "could not read the etcd version from $gomod" >&2; exit 1; }
 {
-  echo "module fsx-csi-driver.local/cluster"
-  echo
-  echo "go 1.24"
-  echo
   echo "require ("
   echo "  k8s.io/kubernetes v$K8S_VERSION"
   echo "  go.etcd.io/etcd/server/v3 v$ETCD_VERSION"
@@ -83,7 +76,9 @@ ETCD_VERSION=${ETCD_VERSION:-$(sed -n 's|^\s*go.etcd.io/etcd/server/v3 v\([0-9.]
   echo "replace ("
   for s in "${staging[@]}"; do echo "  $s => $s $staging_version"; done
   echo ")"
-} >go.mod
+} | go_wrapper_module "$src" fsx-csi-driver.local/cluster 1.24
+mkdir -p "$src/cmd/etcd"
+cd "$src"
 cat >cmd/etcd/main.go <<'GO'
 // The etcd server; its root module carries replace lines, so it is built from here.
 package main
@@ -96,22 +91,9 @@ import (
 
 func main() { etcdmain.Main(os.Args) }
 GO
-cat >tools.go <<GO
-//go:build tools
-
-// The commands this module builds, so that go mod tidy keeps their dependencies.
-package tools
-
-import (
-	_ "$provisioner_module/cmd/csi-provisioner"
-	_ "$resizer_module/cmd/csi-resizer"
-	_ "$snapshotter_module/cmd/csi-snapshotter"
-	_ "$snapshotter_module/cmd/snapshot-controller"
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
-	_ "k8s.io/kubernetes/cmd/kubectl"
-)
-GO
+go_wrapper_tools "$src" "$provisioner_module/cmd/csi-provisioner" "$resizer_module/cmd/csi-resizer" \
+  "$snapshotter_module/cmd/csi-snapshotter" "$snapshotter_module/cmd/snapshot-controller" \
+  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl
 # Seed go.sum with the provisioner's own lines for the modules the checksum database may lack.
 prov_sum=$(go mod download -json "$provisioner_module@$PROVISIONER_VERSION" | sed -n 's/.*"Dir": "\(.*\)",*/\1/p')/go.sum
 grep '^sigs.k8s.io/sig-storage-lib-external-provisioner' "$prov_sum" >go.sum || true
@@ -122,11 +104,7 @@ ldflags="-s -w"
 for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   ldflags+=" -X $pkg.gitVersion=v$K8S_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
 done
-build() { # name package [ldflags]
-  echo "==> building $1" >&2
-  go build -trimpath -ldflags "${3:-$ldflags}" -o "$bin/$1.tmp" "$2" >&2
-  mv "$bin/$1.tmp" "$bin/$1"
-}
+build() { go_wrapper_build "$src" "$bin/$1" "$2" "${3:-$ldflags}"; }  # name package [ldflags]
 build etcd ./cmd/etcd "-s -w"
 build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
 build kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Part of the control-plane tier (hack/tiers/control-plane.sh runs it).
 # Chart upgrades on the test tier's real kube-apiserver (hack/cluster.sh up, nothing installed):
 # `helm upgrade` from this chart's earlier layout, `helm upgrade` of a release made with the
 # Go driver's chart layout to ours with a values file written for the Go chart, and an install
@@ -7,25 +8,19 @@
 # Ends with "chart upgrades: N passed, M failed".
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-# shellcheck source=lib.sh
-source hack/cluster/lib.sh
+# shellcheck source=../lib/common.sh
+source hack/lib/common.sh
+# shellcheck source=../lib/cluster.sh
+source hack/lib/cluster.sh
+install_go_tool helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm
 CLUSTER_BIN=$(cat "$CLUSTER_DIR/bin-dir")
 chart=deploy/helm/aws-fsx-csi-driver
 fixtures=tests/cluster/fixtures
 ns=kube-system
 log="$CLUSTER_DIR/logs/chart-tests.log"
-helm() { hack/cluster/helm.sh --kubeconfig "$CLUSTER_DIR/admin.kubeconfig" --namespace "$ns" "$@"; }
+helm() { "$ROOT/bin/helm" --kubeconfig "$CLUSTER_DIR/admin.kubeconfig" --namespace "$ns" "$@"; }
 passed=0
 failed=0
-check() { # description, command...
-  local what=$1
-  shift
-  if "$@" >>"$log" 2>&1; then
-    passed=$((passed + 1)); echo "ok   $what"
-  else
-    failed=$((failed + 1)); echo "FAIL $what"; tail -n 15 "$log" | sed 's/^/     /'
-  fi
-}
 selector() { kctl -n "$ns" get "$1" "$2" -o jsonpath='{.spec.selector.matchLabels}' 2>>"$log"; }
 same() { [[ "$1" == "$2" ]] || { echo "expected $2, got $1"; return 1; }; }
 gone() { ! kctl -n "$ns" get "$1" "$2" >/dev/null 2>&1; }

@@ -7,42 +7,21 @@ to the FSx emulator. The node plugin's preStop command is run too: it must name 
 binary, parse, and fail only for want of a Kubernetes API (outside a pod), with a --timeout
 below the pod's terminationGracePeriodSeconds.
 
-usage: run_manifest_args.py DRIVER_BIN EMULATOR_BIN MANIFEST.yaml...
+usage: manifest_args.py DRIVER_BIN EMULATOR_BIN MANIFEST.yaml...
 """
-import os
 import re
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
-import time
 
-import yaml
+import os
+import sys
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lib"))
+import manifests  # noqa: E402  (hack/lib/manifests.py: the one reader of rendered manifests)
 
-def plugin_containers(path):
-    with open(path) as f:
-        for doc in yaml.safe_load_all(f):
-            if doc and doc["kind"] in ("StatefulSet", "DaemonSet"):
-                for c in doc["spec"]["template"]["spec"]["containers"]:
-                    if c["name"] == "fsx-plugin":
-                        yield doc["metadata"]["name"], c, doc["spec"]["template"]["spec"]
-
-
-def wait_socket(path, proc, timeout=20):
-    end = time.time() + timeout
-    while time.time() < end:
-        if proc.poll() is not None:
-            return False
-        try:
-            s = socket.socket(socket.AF_UNIX)
-            s.connect(path)
-            s.close()
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
+plugin_containers = manifests.plugin_containers
+wait_socket = manifests.wait_socket
 
 
 def pre_stop(driver, hook, env, kubelet, pod, manifest, workload):

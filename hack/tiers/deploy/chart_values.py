@@ -2,7 +2,7 @@
 """Every value in the chart's values.yaml is used by a template: each leaf's path, or a parent
 of it rendered whole (toYaml / with), appears as .Values.<path> in a template.
 
-usage: check_chart_values.py CHART_DIR
+usage: chart_values.py CHART_DIR
 """
 import os
 import re

@@ -6,19 +6,19 @@ security contexts, resources and the preStop hook. Labels and the image name may
 
 usage: compare_manifests.py KUSTOMIZE.yaml HELM.yaml
 """
+import os
 import sys
 
-import yaml
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lib"))
+import manifests  # noqa: E402  (hack/lib/manifests.py: the one reader of rendered manifests)
 
 
 def load(path):
-    with open(path) as f:
-        docs = [d for d in yaml.safe_load_all(f) if d]
-    return {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    return manifests.objects(path)
 
 
 def containers(obj):
-    spec = obj["spec"]["template"]["spec"]
+    spec = manifests.pod_spec(obj)
     out = {}
     for c in spec["containers"]:
         image = c["image"]
@@ -39,7 +39,7 @@ def containers(obj):
 
 
 def pod_shape(obj):
-    spec = obj["spec"]["template"]["spec"]
+    spec = manifests.pod_spec(obj)
     keys = ["serviceAccountName", "priorityClassName", "securityContext", "volumes", "tolerations", "nodeSelector",
             "automountServiceAccountToken", "terminationGracePeriodSeconds"]
     return {k: spec.get(k) for k in keys}

@@ -6,22 +6,13 @@
 # Ends with "csi-sanity: N passed, M failed, K skipped". Skips are allowed only for
 # capabilities the driver does not advertise; csi-sanity skips those specs itself.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-root=$PWD
-CSI_SANITY_VERSION=v5.4.0
+cd "$(dirname "$0")/../.."
+# shellcheck source=../lib/common.sh
+source hack/lib/common.sh
+root=$ROOT
 GIB=$((1 << 30))
 
-mkdir -p "$root/bin"
-# csi-sanity built by `go install` reports version "(dev)": a stamp file records which one.
-if [[ ! -x "$root/bin/csi-sanity" || "$(cat "$root/bin/.csi-sanity.version" 2>/dev/null)" != "$CSI_SANITY_VERSION" ]]; then
-  if ! command -v go >/dev/null; then
-    echo "==> installing Go (needed to build csi-sanity)"
-    apt-get update -qq && apt-get install -y -qq golang-go >/dev/null
-  fi
-  echo "==> installing csi-sanity $CSI_SANITY_VERSION into bin/"
-  GOBIN="$root/bin" GOFLAGS=-mod=mod go install "github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity@$CSI_SANITY_VERSION"
-  echo "$CSI_SANITY_VERSION" >"$root/bin/.csi-sanity.version"
-fi
+install_go_tool csi-sanity "$CSI_SANITY_VERSION" github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity
 
 if [[ $(id -u) -ne 0 ]]; then
   echo "csi-sanity needs root (the node specs mount in a private mount namespace); CI runs as root."
@@ -64,8 +55,7 @@ YAML
 
 "$harness" --socket "$tmp/csi.sock" --kubelet-dir "$kubelet" >"$tmp/harness.out" 2>"$tmp/harness.log" &
 pid=$!
-for _ in $(seq 200); do grep -q ready "$tmp/harness.out" 2>/dev/null && break; sleep 0.05; done
-grep -q ready "$tmp/harness.out" || { echo "harness did not start"; cat "$tmp/harness.log"; exit 1; }
+wait_for_socket "$tmp/csi.sock" "$pid" 10 || { echo "harness did not start"; cat "$tmp/harness.log"; exit 1; }
 
 # Sizes FSx can create: PERSISTENT_2 takes 1200, 2400, then multiples of 2400 GiB, so the
 # specs that compare requested and returned sizes use valid ones.

@@ -3,10 +3,11 @@
 # 127.0.0.1 with the driver, the FSx emulator and the real CSI sidecars (hack/cluster.sh), then
 # runs the users' scenarios through them (tests/cluster/scenarios.py): first with the
 # kustomize install, then with the rendered Helm chart; then chart upgrades with helm itself
-# (hack/cluster/chart-tests.sh). Ends with "cluster: N passed, M failed".
+# (hack/tiers/chart-upgrades.sh). Ends with "cluster: N passed, M failed".
 set -euo pipefail
-cd "$(dirname "$0")/.."
-export PATH="$HOME/.cargo/bin:$PATH"
+cd "$(dirname "$0")/../.."
+# shellcheck source=../lib/common.sh
+source hack/lib/common.sh
 CLUSTER_DIR=$(mktemp -d -t fsx-cluster.XXXXXX)
 export CLUSTER_DIR
 log=$(mktemp -t fsx-cluster-log.XXXXXX)
@@ -21,12 +22,11 @@ finish() {
 trap finish EXIT
 passed=0
 failed=0
-count() { # adds a scenarios.py run's "cluster: N passed, M failed"
-  local line
-  line=$(grep -E '^cluster: [0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
-  if [[ -z $line ]]; then failed=$((failed + 1)); echo "FAIL the scenarios did not finish"; return; fi
-  passed=$((passed + $(sed 's/^cluster: \([0-9]*\) passed.*/\1/' <<<"$line")))
-  failed=$((failed + $(sed 's/.* \([0-9]*\) failed.*/\1/' <<<"$line")))
+count() { # label, what: adds the log's "<label>: N passed, M failed"
+  local p f
+  read -r p f < <(tier_counts "$1" "$log") || true
+  if [[ -z ${p:-} ]]; then failed=$((failed + 1)); echo "FAIL $2 did not finish"; return; fi
+  passed=$((passed + p)); failed=$((failed + f))
 }
 started=$SECONDS
 if ! bash hack/cluster.sh up kustomize; then
@@ -35,24 +35,18 @@ if ! bash hack/cluster.sh up kustomize; then
 fi
 echo "==> cluster up in $((SECONDS - started))s (build included)"
 python3 tests/cluster/scenarios.py --only kustomize 2>&1 | tee "$log" || true
-count
+count cluster "the scenarios"
 echo "==> the rendered Helm chart"
 if bash hack/cluster.sh reinstall helm; then
   python3 tests/cluster/scenarios.py --only helm 2>&1 | tee "$log" || true
-  count
+  count cluster "the scenarios"
 else
   failed=$((failed + 1)); echo "FAIL installing the Helm chart"
 fi
 echo "==> chart upgrades on the real apiserver"
 bash hack/cluster.sh uninstall
-bash hack/cluster/chart-tests.sh 2>&1 | tee "$log" || true
-line=$(grep -E '^chart upgrades: [0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
-if [[ -z $line ]]; then
-  failed=$((failed + 1)); echo "FAIL the chart upgrade tests did not finish"
-else
-  passed=$((passed + $(sed 's/^chart upgrades: \([0-9]*\) passed.*/\1/' <<<"$line")))
-  failed=$((failed + $(sed 's/.* \([0-9]*\) failed.*/\1/' <<<"$line")))
-fi
+bash hack/tiers/chart-upgrades.sh 2>&1 | tee "$log" || true
+count "chart upgrades" "the chart upgrade tests"
 echo "cluster tier: $((SECONDS - started))s"
 echo "cluster: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]

@@ -6,11 +6,11 @@
 # Installs kubernetes-validate, yamllint (PyPI), helm (go install) and, without kubectl,
 # kustomize (go install). Ends with "deploy checks: N passed, M failed".
 set -euo pipefail
-cd "$(dirname "$0")/.."
-root=$PWD
-export PATH="$root/bin:$PATH"
-# shellcheck source=tools.sh
-source hack/tools.sh
+cd "$(dirname "$0")/../.."
+# shellcheck source=../lib/common.sh
+source hack/lib/common.sh
+root=$ROOT
+checks=hack/tiers/deploy
 export K8S_OLDEST=1.30.0
 
 mkdir -p bin
@@ -31,14 +31,6 @@ tmp=$(mktemp -d -t fsx-deploy.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 passed=0
 failed=0
-check() { # description, command...
-  local what=$1; shift
-  if "$@" >"$tmp/out" 2>&1; then
-    passed=$((passed + 1)); echo "ok   $what"
-  else
-    failed=$((failed + 1)); echo "FAIL $what"; sed 's/^/     /' "$tmp/out" | tail -n 30
-  fi
-}
 validate() { # file: strict, against the oldest supported and the newest known version
   kubernetes-validate --strict --quiet -k "$K8S_OLDEST" "$1" && kubernetes-validate --strict --quiet "$1"
 }
@@ -52,29 +44,21 @@ check "rendered chart validates (strict, $K8S_OLDEST and newest)" validate "$tmp
 # VolumeSnapshot objects are CRDs and VolumeAttributesClass is newer than the oldest version
 # checked: those documents are checked by tests/examples.rs (the driver's own parsers) and in
 # the control-plane tier; the rest of each file validates here.
-core_docs() {
-  python3 - "$1" "$2" <<'PY'
-import sys, yaml
-docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
-keep = [d for d in docs if not d.get("apiVersion", "").startswith("snapshot.storage.k8s.io/") and d.get("kind") != "VolumeAttributesClass"]
-open(sys.argv[2], "w").write(yaml.safe_dump_all(keep) if keep else "")
-PY
-}
 for f in $(find deploy/examples -name '*.yaml' | sort); do
-  core_docs "$f" "$tmp/example.yaml"
+  python3 hack/lib/manifests.py core-docs "$f" "$tmp/example.yaml"
   if [[ -s $tmp/example.yaml ]]; then
     check "example $f validates" validate "$tmp/example.yaml"
   fi
 done
-check "every chart value is used by a template" python3 hack/check_chart_values.py deploy/helm/aws-fsx-csi-driver
+check "every chart value is used by a template" python3 $checks/chart_values.py deploy/helm/aws-fsx-csi-driver
 fixtures=tests/cluster/fixtures
 check "helm lint with a values file written for the Go driver's chart" helm lint --strict -f $fixtures/go-chart-values.yaml deploy/helm/aws-fsx-csi-driver
 check "the Go chart's values render valid objects" bash -c "helm template fsx deploy/helm/aws-fsx-csi-driver --namespace kube-system --kube-version $K8S_OLDEST -f $fixtures/go-chart-values.yaml >'$tmp/go.yaml' && kubernetes-validate --strict --quiet -k $K8S_OLDEST '$tmp/go.yaml'"
 check "the Go chart's map extraTags and image maps become the driver's and the sidecars' forms" bash -c "grep -q 'value: \"env=prod,team=ml\"' '$tmp/go.yaml' && grep -q 'image: public.ecr.aws/csi-components/csi-provisioner:v5.3.0-eksbuild.1' '$tmp/go.yaml'"
 check "this chart's earlier values (string images, replicas, string extraTags) render valid objects" bash -c "helm template fsx deploy/helm/aws-fsx-csi-driver --namespace kube-system --kube-version $K8S_OLDEST -f $fixtures/previous-values.yaml >'$tmp/prev.yaml' && kubernetes-validate --strict --quiet -k $K8S_OLDEST '$tmp/prev.yaml' && grep -q 'replicas: 3' '$tmp/prev.yaml'"
-toggles() { python3 hack/check_chart_toggles.py "$root/bin/helm" deploy/helm/aws-fsx-csi-driver "$K8S_OLDEST"; }
+toggles() { python3 $checks/chart_toggles.py "$root/bin/helm" deploy/helm/aws-fsx-csi-driver "$K8S_OLDEST"; }
 check "every chart toggle renders both ways, and the schema refuses mistyped values" toggles
-check "chart and kustomize base agree" python3 hack/compare_manifests.py "$tmp/kustomize.yaml" "$tmp/helm.yaml"
+check "chart and kustomize base agree" python3 $checks/compare_manifests.py "$tmp/kustomize.yaml" "$tmp/helm.yaml"
 # Metrics on: the kustomize component and the chart's values render the same thing.
 mkdir -p "$tmp/metrics-overlay"
 rel() { python3 -c 'import os,sys; print(os.path.relpath(sys.argv[1], sys.argv[2]))' "$1" "$tmp/metrics-overlay"; }
@@ -83,13 +67,13 @@ check "with metrics on, the kustomize component and the chart agree, and both va
   kustomize '$tmp/metrics-overlay' >'$tmp/k-metrics.yaml'
   helm template fsx deploy/helm/aws-fsx-csi-driver --namespace kube-system --kube-version $K8S_OLDEST --set controller.metrics.enabled=true --set node.metrics.enabled=true >'$tmp/h-metrics.yaml'
   validate '$tmp/k-metrics.yaml'; validate '$tmp/h-metrics.yaml'
-  python3 hack/compare_manifests.py '$tmp/k-metrics.yaml' '$tmp/h-metrics.yaml'"
+  python3 $checks/compare_manifests.py '$tmp/k-metrics.yaml' '$tmp/h-metrics.yaml'"
 check "yamllint deploy/" yamllint -s deploy/
 check "IAM policy is valid JSON" python3 -m json.tool deploy/iam-policy.json
 check "IAM policy works in every partition (aws, aws-us-gov, aws-cn): no arn:aws: literal" bash -c "! grep -q 'arn:aws:' deploy/iam-policy.json"
 install_go_tool actionlint "$ACTIONLINT_VERSION" github.com/rhysd/actionlint/cmd/actionlint
 check "the GitHub workflows pass actionlint" actionlint -shellcheck= .github/workflows/*.yaml
-check "the binary starts with the manifests' args" python3 hack/run_manifest_args.py target/debug/fsx-csi-driver target/debug/fsx-emulator "$tmp/kustomize.yaml" "$tmp/helm.yaml" "$tmp/go.yaml" "$tmp/prev.yaml"
+check "the binary starts with the manifests' args" python3 $checks/manifest_args.py target/debug/fsx-csi-driver target/debug/fsx-emulator "$tmp/kustomize.yaml" "$tmp/helm.yaml" "$tmp/go.yaml" "$tmp/prev.yaml"
 
 echo "deploy checks: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]

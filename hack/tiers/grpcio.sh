@@ -3,8 +3,9 @@
 # (gRPC C-core), which sends the socket path as :authority. Installs grpcio into a virtualenv
 # cached under ~/.cache with a version stamp. Ends with "python grpcio: N passed, M failed".
 set -euo pipefail
-cd "$(dirname "$0")/.."
-export PATH="$HOME/.cargo/bin:$PATH"
+cd "$(dirname "$0")/../.."
+# shellcheck source=../lib/common.sh
+source hack/lib/common.sh
 GRPCIO_VERSION=${GRPCIO_VERSION:-1.85.3}
 venv="$HOME/.cache/fsx-csi-driver/python-grpcio-$GRPCIO_VERSION"
 if [[ ! -x $venv/bin/python ]] || ! "$venv/bin/python" -c 'import grpc' 2>/dev/null; then
@@ -21,9 +22,7 @@ mkdir -p "$work/kubelet"
 target/debug/fsx-csi-driver --mode node --node-id clients-node --kubelet-dir "$work/kubelet" \
   --endpoint "unix://$work/csi.sock" 2>"$work/driver.log" &
 pid=$!
-connectable() { python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])' "$1" 2>/dev/null; }
-for _ in $(seq 1 200); do connectable "$work/csi.sock" && break; sleep 0.05; done
-if [[ ! -S $work/csi.sock ]]; then
+if ! wait_for_socket "$work/csi.sock" "$pid" 10; then
   cat "$work/driver.log"
   echo "python grpcio: 0 passed, 1 failed"
   exit 1

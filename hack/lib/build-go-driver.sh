@@ -10,6 +10,8 @@
 # builds its cmd package with CGO_ENABLED=0 and the upstream Makefile's -ldflags.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=common.sh
+source hack/lib/common.sh
 GO_DRIVER_VERSION=${GO_DRIVER_VERSION:-v1.9.0}
 BUILD_SCRIPT_VERSION=1
 module=sigs.k8s.io/aws-fsx-csi-driver
@@ -19,42 +21,20 @@ if [[ -x $bin ]]; then
   echo "$bin"
   exit 0
 fi
-if ! command -v go >/dev/null; then
-  echo "==> installing Go (needed to build the Go driver)" >&2
-  apt-get update -qq && apt-get install -y -qq golang-go >/dev/null
-fi
+ensure_go "the Go driver"
 src="$cache/src"
-rm -rf "$src"
-mkdir -p "$src"
-cd "$src"
 export GOFLAGS=-mod=mod GOTOOLCHAIN=local
 dir=$(go mod download -json "$module@$GO_DRIVER_VERSION" | sed -n 's/.*"Dir": "\(.*\)",*/\1/p')
 [[ -d $dir ]] || { echo "could not download $module@$GO_DRIVER_VERSION" >&2; exit 1; }
 go_line=$(sed -n 's/^go \([0-9.]*\).*/\1/p' "$dir/go.mod" | head -n 1)
-{
-  echo "module fsx-csi-driver.local/compare"
-  echo
-  echo "go ${go_line:-1.24}"
-  echo
-  echo "require $module $GO_DRIVER_VERSION"
-} >go.mod
-cp "$dir/go.sum" go.sum
-chmod u+w go.sum
-cat >tools.go <<GO
-//go:build tools
-
-// The Go driver's command, so that go mod tidy keeps its dependencies.
-package tools
-
-import _ "$module/cmd"
-GO
+echo "require $module $GO_DRIVER_VERSION" | go_wrapper_module "$src" fsx-csi-driver.local/compare "${go_line:-1.24}"
+go_wrapper_tools "$src" "$module/cmd"
+cp "$dir/go.sum" "$src/go.sum"
+chmod u+w "$src/go.sum"
 echo "==> resolving the Go driver's modules ($GO_DRIVER_VERSION)" >&2
-go mod tidy >&2
+(cd "$src" && go mod tidy >&2)
 ldflags="-X $module/pkg/driver.driverVersion=$GO_DRIVER_VERSION -X $module/pkg/cloud.driverVersion=$GO_DRIVER_VERSION"
 ldflags+=" -X $module/pkg/driver.gitCommit=release -X $module/pkg/driver.buildDate=release -s -w"
-echo "==> building the Go driver $GO_DRIVER_VERSION" >&2
-CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$bin.tmp" "$module/cmd" >&2
-mv "$bin.tmp" "$bin"
-cd /
+CGO_ENABLED=0 go_wrapper_build "$src" "$bin" "$module/cmd" "$ldflags"
 rm -rf "$src"
 echo "$bin"

@@ -1,5 +1,6 @@
 # A Kubernetes control plane on 127.0.0.1 without containers, with the driver, the FSx
-# emulator and the real CSI sidecars; sourced by hack/cluster.sh and hack/cluster-test.sh.
+# emulator and the real CSI sidecars; sourced by hack/cluster.sh (and through it the
+# control-plane tier) and hack/tiers/chart-upgrades.sh, after hack/lib/common.sh.
 #
 # Layout under $CLUSTER_DIR: pki/ (a CA, the apiserver's serving certificate, client
 # certificates, the service-account key), *.kubeconfig, logs/, pids/, ports, rendered.yaml (the
@@ -163,7 +164,8 @@ cluster_render() { # kustomize|helm output
       local server
       server=$(kctl version -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])')
       # With the metrics endpoints on, as an operator who scrapes them runs it.
-      "$cluster_root/hack/cluster/helm.sh" template fsx "$cluster_root/deploy/helm/aws-fsx-csi-driver" \
+      install_go_tool helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm
+      "$ROOT/bin/helm" template fsx "$cluster_root/deploy/helm/aws-fsx-csi-driver" \
         --namespace "$CLUSTER_NAMESPACE" --kube-version "$server" \
         --set controller.metrics.enabled=true --set node.metrics.enabled=true >"$2"
       ;;
@@ -177,7 +179,7 @@ cluster_install() { # kustomize|helm
   cluster_render "$1" "$CLUSTER_DIR/rendered.yaml"
   kctl apply -f "$CLUSTER_DIR/rendered.yaml" >"$CLUSTER_DIR/logs/apply.log"
   local sa token
-  sa=$(python3 "$cluster_root/hack/cluster/manifest.py" service-account "$CLUSTER_DIR/rendered.yaml")
+  sa=$(python3 "$cluster_root/hack/lib/manifests.py" service-account "$CLUSTER_DIR/rendered.yaml")
   echo "$sa" >"$CLUSTER_DIR/service-account"
   token=$(kctl -n "$CLUSTER_NAMESPACE" create token "$sa" --duration 24h)
   cluster_kubeconfig "$CLUSTER_DIR/controller.kubeconfig" "token: $token"
@@ -205,7 +207,7 @@ cluster_replica() { # index
   local uts=()
   if [[ $(id -u) -eq 0 ]]; then uts=(unshare --uts --fork sh -c "hostname $host && exec \"\$@\"" sh); fi
   local driver_args
-  mapfile -t driver_args < <(python3 "$cluster_root/hack/cluster/manifest.py" args "$CLUSTER_DIR/rendered.yaml" \
+  mapfile -t driver_args < <(python3 "$cluster_root/hack/lib/manifests.py" args "$CLUSTER_DIR/rendered.yaml" \
     fsx-plugin "$sock" --override poll-interval=500ms --override metrics-address=127.0.0.1:0)
   cluster_spawn "driver-$i" env AWS_ENDPOINT_URL_FSX="http://127.0.0.1:$(cat "$CLUSTER_DIR/ports/emulator")" \
     AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=cluster AWS_SECRET_ACCESS_KEY=cluster AWS_EC2_METADATA_DISABLED=true \
@@ -215,12 +217,12 @@ cluster_replica() { # index
   local sidecar args
   local sidecars=(csi-provisioner csi-resizer)
   # The snapshotter runs when the rendered StatefulSet has it (the chart can leave it out).
-  if python3 "$cluster_root/hack/cluster/manifest.py" args "$CLUSTER_DIR/rendered.yaml" csi-snapshotter "$sock" >/dev/null 2>&1; then
+  if python3 "$cluster_root/hack/lib/manifests.py" args "$CLUSTER_DIR/rendered.yaml" csi-snapshotter "$sock" >/dev/null 2>&1; then
     sidecars+=(csi-snapshotter)
   fi
   for sidecar in "${sidecars[@]}"; do
     # Two replicas share this host's network: their metrics endpoints take free ports.
-    mapfile -t args < <(python3 "$cluster_root/hack/cluster/manifest.py" args "$CLUSTER_DIR/rendered.yaml" \
+    mapfile -t args < <(python3 "$cluster_root/hack/lib/manifests.py" args "$CLUSTER_DIR/rendered.yaml" \
       "$sidecar" "$sock" --override http-endpoint=127.0.0.1:0)
     cluster_spawn "$sidecar-$i" "${uts[@]}" "$CLUSTER_BIN/$sidecar" \
       "${args[@]}" --kubeconfig "$CLUSTER_DIR/controller.kubeconfig" "${lease[@]}"

@@ -2,13 +2,16 @@
 """Renders the chart with each toggle both ways and checks what each way must contain, and that
 the schema refuses mistyped values. Every rendering is validated strictly.
 
-usage: check_chart_toggles.py HELM CHART KUBE_VERSION
+usage: chart_toggles.py HELM CHART KUBE_VERSION
 Prints one line per check and "toggles: N passed, M failed".
 """
 import subprocess
+
+import os
 import sys
 
-import yaml
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lib"))
+import manifests  # noqa: E402  (hack/lib/manifests.py: the one reader of rendered manifests)
 
 
 def render(helm, chart, kube, *sets):
@@ -20,7 +23,7 @@ def render(helm, chart, kube, *sets):
 
 
 def objects(text):
-    return {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(text) if d}
+    return manifests.objects(text)
 
 
 def validate(text):
@@ -29,7 +32,7 @@ def validate(text):
 
 
 def pod(objs, kind, name):
-    return objs[(kind, name)]["spec"]["template"]["spec"]
+    return manifests.pod_spec(objs[(kind, name)])
 
 
 def main(helm, chart, kube):

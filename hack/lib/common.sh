@@ -1,0 +1,94 @@
+# What the hack/ scripts share; sourced, never run. Defines ROOT (the repository), puts bin/
+# and cargo on PATH, and provides:
+#   ensure_go WHY                      Go from Debian's packages, if missing
+#   install_go_tool NAME VERSION PKG   `go install` into bin/, rebuilt only when VERSION changes
+#   go_wrapper_module DIR NAME GO      a Go module in DIR (go.mod from stdin's require/replace
+#                                      lines), for commands `go install` cannot build alone
+#   go_wrapper_tools DIR PKG...        its tools.go, so `go mod tidy` keeps PKG's dependencies
+#   go_wrapper_build DIR OUT PKG FLAGS builds PKG in DIR into OUT (atomically)
+#   tier_counts LABEL FILE             "P F" from the last "LABEL: P passed, F failed" line
+#   cargo_counts FILE                  "P F" summed over cargo test's "test result:" lines
+#   check WHAT COMMAND...              runs a check, prints ok/FAIL, counts in passed/failed
+#   wait_for_socket PATH PID SECONDS   until a unix socket accepts connections (PID alive)
+# shellcheck shell=bash
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+export PATH="$ROOT/bin:$HOME/.cargo/bin:$PATH"
+
+# The Go-built tools installed into bin/ (each with a .NAME.version stamp).
+HELM_VERSION=v3.22.0
+KUSTOMIZE_VERSION=v5.8.1
+ACTIONLINT_VERSION=v1.7.12
+CSI_SANITY_VERSION=v5.4.0
+
+ensure_go() { # why
+  command -v go >/dev/null && return
+  echo "==> installing Go (needed to build $1)" >&2
+  apt-get update -qq && apt-get install -y -qq golang-go >/dev/null
+}
+
+install_go_tool() { # name version package
+  mkdir -p "$ROOT/bin"
+  # A `go install`ed binary often reports version "(dev)": the stamp records which it is.
+  if [[ ! -x "$ROOT/bin/$1" || "$(cat "$ROOT/bin/.$1.version" 2>/dev/null)" != "$2" ]]; then
+    ensure_go "$1"
+    echo "==> installing $1 $2 into bin/" >&2
+    GOBIN="$ROOT/bin" GOFLAGS=-mod=mod go install "$3@$2" >&2
+    echo "$2" >"$ROOT/bin/.$1.version"
+  fi
+}
+
+go_wrapper_module() { # dir module-name go-version; require/replace lines on stdin
+  rm -rf "$1"
+  mkdir -p "$1"
+  { printf 'module %s\n\ngo %s\n\n' "$2" "$3"; cat; } >"$1/go.mod"
+}
+
+go_wrapper_tools() { # dir package...
+  local dir=$1 p
+  shift
+  {
+    printf '//go:build tools\n\n// The commands this module builds, so that go mod tidy keeps their dependencies.\npackage tools\n\nimport (\n'
+    for p in "$@"; do printf '\t_ "%s"\n' "$p"; done
+    printf ')\n'
+  } >"$dir/tools.go"
+}
+
+go_wrapper_build() { # dir output package ldflags (extra environment may be exported by the caller)
+  echo "==> building $(basename "$2")" >&2
+  (cd "$1" && GOFLAGS=-mod=mod GOTOOLCHAIN=local go build -trimpath -ldflags "$4" -o "$2.tmp" "$3" >&2)
+  mv "$2.tmp" "$2"
+}
+
+tier_counts() { # label file
+  sed -n "s/^$1: \\([0-9]*\\) passed, \\([0-9]*\\) failed.*/\\1 \\2/p" "$2" | tail -n 1
+}
+
+cargo_counts() { # file
+  sed -n 's/^test result: [a-zA-Z]*\. \([0-9]*\) passed; \([0-9]*\) failed.*/\1 \2/p' "$1" |
+    awk '{ p += $1; f += $2; n++ } END { if (n) print p, f }'
+}
+
+passed=${passed:-0}
+failed=${failed:-0}
+check() { # description, command...
+  local what=$1 out
+  shift
+  out=$(mktemp -t fsx-check.XXXXXX)
+  if "$@" >"$out" 2>&1; then
+    passed=$((passed + 1)); echo "ok   $what"
+  else
+    failed=$((failed + 1)); echo "FAIL $what"; tail -n 30 "$out" | sed 's/^/     /'
+  fi
+  rm -f "$out"
+}
+
+wait_for_socket() { # path pid seconds
+  local end=$((SECONDS + $3))
+  while ((SECONDS < end)); do
+    kill -0 "$2" 2>/dev/null || return 1
+    python3 -c 'import socket,sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])' "$1" 2>/dev/null && return 0
+    sleep 0.05
+  done
+  return 1
+}
