@@ -184,4 +184,33 @@ mod tests {
         let e = parse(&[("autoImportPolicy", "NEW")]).unwrap().update_for(&p2).unwrap_err();
         assert_eq!(e.key, "autoImportPolicy");
     }
+
+    /// A key marked mutable in the table reaches UpdateFileSystem: parsed, it makes an update
+    /// of mutable settings only (the table in fsx/settings.rs sends it). A new mutable key
+    /// needs a sample here.
+    #[test]
+    fn every_mutable_key_becomes_a_setting_update_file_system_sends() {
+        let samples: &[&[(&str, &str)]] = &[
+            &[("perUnitStorageThroughput", "250")],
+            &[("dataCompressionType", "LZ4")],
+            &[("weeklyMaintenanceStartTime", "2:03:00")],
+            &[("dailyAutomaticBackupStartTime", "04:00")],
+            &[("automaticBackupRetentionDays", "3")],
+            &[("autoImportPolicy", "NEW")],
+            &[("metadataConfigurationMode", "USER_PROVISIONED"), ("metadataIops", "12000")],
+            &[("rootSquash", "0:0")],
+        ];
+        let mut sampled: Vec<&str> = samples.iter().flat_map(|s| s.iter().map(|(k, _)| *k)).collect();
+        let mut mutable = mutable_keys();
+        sampled.sort_unstable();
+        mutable.sort_unstable();
+        assert_eq!(sampled, mutable, "every mutable key has a sample, and only those");
+        let mut fs = fs(DeploymentType::Persistent2);
+        fs.lustre.import_path = Some("s3://bucket".into());
+        for sample in samples {
+            let update = parse(sample).unwrap().update_for(&fs).unwrap();
+            assert!(!update.is_empty(), "{sample:?} changes nothing");
+            assert_eq!(update.immutable_field(), None, "{sample:?}");
+        }
+    }
 }

@@ -1,0 +1,341 @@
+//! The core against the in-memory FSx, with paused tokio time: a 10-minute creation takes
+//! microseconds and every outcome is deterministic.
+
+use super::*;
+use crate::fsx::memory::{MemoryFsx, Timing};
+
+const MIN: Duration = Duration::from_secs(60);
+const POLL: Duration = Duration::from_secs(15);
+
+fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    let mut p: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    p.entry("subnetId".into()).or_insert_with(|| "subnet-0123456789abcdef0".into());
+    p
+}
+
+async fn provisioner(fsx: &Arc<MemoryFsx>) -> Arc<Provisioner> {
+    let p = Provisioner::new(
+        Arc::clone(fsx) as Arc<dyn Fsx>,
+        Options { extra_tags: Vec::new(), poll_interval: POLL, resync_interval: Duration::from_secs(3600) },
+    );
+    p.start();
+    p.wait_ready(Instant::now() + MIN).await.unwrap();
+    p
+}
+
+async fn create(
+    p: &Provisioner,
+    name: &str,
+    pairs: &[(&str, &str)],
+    within: Duration,
+) -> Result<FileSystem, ProvisionError> {
+    let parameters = params(pairs);
+    let req = CreateRequest {
+        name,
+        required_bytes: 1200 * crate::fsx::GIB,
+        limit_bytes: 0,
+        parameters: &parameters,
+        source_snapshot: None,
+    };
+    p.create(req, Instant::now() + within).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_long_creation_waits_on_the_poller_with_no_calls_of_its_own() {
+    let fsx = Arc::new(MemoryFsx::new(Timing::default()));
+    let p = provisioner(&fsx).await;
+    let listing = fsx.calls("DescribeFileSystems");
+    let start = Instant::now();
+    let (a, b) = tokio::join!(create(&p, "pvc-a", &[], 20 * MIN), create(&p, "pvc-b", &[], 20 * MIN));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!((a.lifecycle, b.lifecycle), (Lifecycle::Available, Lifecycle::Available));
+    // Bound within one poll tick of AVAILABLE (10 minutes of creation).
+    assert!(start.elapsed() <= Timing::default().create + POLL, "{:?}", start.elapsed());
+    assert_eq!(fsx.calls("CreateFileSystem"), 2);
+    // One batched describe per tick for both, never one per waiting call.
+    let ticks = Timing::default().create.as_secs() / POLL.as_secs();
+    assert_eq!(fsx.calls("DescribeFileSystems") - listing, ticks, "one describe per tick for both volumes");
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_after_the_deadline_join_the_same_file_system() {
+    let fsx = Arc::new(MemoryFsx::new(Timing::default()));
+    let p = provisioner(&fsx).await;
+    let mut ids = std::collections::HashSet::new();
+    let fs = loop {
+        match create(&p, "pvc-retry", &[], MIN).await {
+            Ok(fs) => break fs,
+            Err(ProvisionError::StillPending { id, .. }) => {
+                ids.insert(id);
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    ids.insert(fs.id.clone());
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(fsx.calls("CreateFileSystem"), 1, "later retries are answered from the index");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_creation_is_deleted_and_the_retry_uses_a_new_token() {
+    let fsx = Arc::new(MemoryFsx::new(Timing::default()));
+    fsx.fail_next_creates(1, "subnet has no free IP addresses");
+    let p = provisioner(&fsx).await;
+    let err = create(&p, "pvc-fail", &[], 20 * MIN).await.unwrap_err();
+    let ProvisionError::CreationFailed { id: failed, message } = err else { panic!("{err}") };
+    assert!(message.contains("no free IP"), "{message}");
+    assert!(fsx.file_systems().iter().any(|(id, l, _)| *id == failed && *l == Lifecycle::Deleting));
+    let fs = create(&p, "pvc-fail", &[], 20 * MIN).await.unwrap();
+    assert_ne!(fs.id, failed);
+    assert_eq!(fsx.calls("CreateFileSystem"), 2);
+    assert_eq!(fsx.calls("DeleteFileSystem"), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restarted_controller_finds_the_file_system_instead_of_creating_another() {
+    let fsx = Arc::new(MemoryFsx::new(Timing::default()));
+    let first = provisioner(&fsx).await;
+    assert!(matches!(create(&first, "pvc-restart", &[], MIN).await, Err(ProvisionError::StillPending { .. })));
+    drop(first);
+    // A new process: an empty index, loaded from a paged listing.
+    let second = provisioner(&fsx).await;
+    let fs = create(&second, "pvc-restart", &[], 20 * MIN).await.unwrap();
+    assert_eq!(fsx.calls("CreateFileSystem"), 1);
+    assert_eq!(fsx.file_systems().len(), 1);
+    assert_eq!(fs.volume_name(), Some("pvc-restart"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_name_whose_file_system_was_deleted_moves_to_a_new_token_generation() {
+    let fsx = Arc::new(MemoryFsx::new(Timing { delete: 10 * MIN, ..Timing::default() }));
+    let old = {
+        let p = provisioner(&fsx).await;
+        let fs = create(&p, "pvc-again", &[], 20 * MIN).await.unwrap();
+        fsx.delete_out_of_band(&fs.id);
+        fs
+    };
+    // After a restart the token still answers with the DELETING file system.
+    let p = provisioner(&fsx).await;
+    let fs = create(&p, "pvc-again", &[], 20 * MIN).await.unwrap();
+    assert_ne!(fs.id, old.id);
+    assert_eq!(fsx.calls("CreateFileSystem"), 3, "first, the DELETING answer, then the next generation");
+}
+
+#[tokio::test(start_paused = true)]
+async fn throttling_beyond_the_sdk_retries_is_retryable_and_never_duplicates() {
+    let fsx = Arc::new(MemoryFsx::new(Timing::default()));
+    let p = provisioner(&fsx).await;
+    fsx.throttle_next(1);
+    let err = create(&p, "pvc-throttled", &[], 20 * MIN).await.unwrap_err();
+    assert!(matches!(err, ProvisionError::Fsx(FsxError::Unavailable { .. })), "{err}");
+    let fs = create(&p, "pvc-throttled", &[], 20 * MIN).await.unwrap();
+    assert_eq!(fs.lifecycle, Lifecycle::Available);
+    assert_eq!(fsx.file_systems().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn expansion_joins_an_update_already_running_towards_the_size() {
+    let fsx = Arc::new(MemoryFsx::new(Timing { create: MIN, ..Timing::default() }));
+    let p = provisioner(&fsx).await;
+    let fs = create(&p, "pvc-grow", &[("deploymentType", "SCRATCH_2")], 20 * MIN).await.unwrap();
+    let gib = crate::fsx::GIB;
+    // The first call runs out of time while FSx grows the file system.
+    let first = p.expand(&fs.id, 4000 * gib, 0, Instant::now() + MIN).await.unwrap_err();
+    assert!(matches!(first, ProvisionError::StillPending { .. }), "{first}");
+    // A retry for a size the running update covers joins it.
+    assert_eq!(p.expand(&fs.id, 3000 * gib, 0, Instant::now() + 20 * MIN).await.unwrap(), 4800);
+    assert_eq!(fsx.calls("UpdateFileSystem"), 1);
+    // Bad ranges are refused before any call.
+    let calls = fsx.calls("DescribeFileSystems");
+    assert!(matches!(p.expand(&fs.id, -1, 0, Instant::now() + MIN).await, Err(ProvisionError::Capacity(_))));
+    assert_eq!(fsx.calls("DescribeFileSystems"), calls);
+    let scratch1 = create(&p, "pvc-fixed", &[], 20 * MIN).await.unwrap();
+    assert!(matches!(
+        p.expand(&scratch1.id, 4800 * gib, 0, Instant::now() + MIN).await,
+        Err(ProvisionError::CannotExpand(CannotExpand::Scratch1 { .. }))
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn persistent_2_links_s3_by_one_association_before_the_volume_is_ready() {
+    let fsx = Arc::new(MemoryFsx::new(Timing { create: MIN, ..Timing::default() }));
+    let p = provisioner(&fsx).await;
+    let s3 =
+        [("deploymentType", "PERSISTENT_2"), ("perUnitStorageThroughput", "125"), ("s3ImportPath", "s3://bucket/data")];
+    // The file system is AVAILABLE before the association is; the call waits for both.
+    let err = create(&p, "pvc-s3", &s3, 2 * MIN).await.unwrap_err();
+    assert!(matches!(err, ProvisionError::AssociationPending { .. }), "{err}");
+    let fs = create(&p, "pvc-s3", &s3, 20 * MIN).await.unwrap();
+    let associations = fsx.associations();
+    assert_eq!(associations.len(), 1, "{associations:?}");
+    assert_eq!(associations[0].file_system_id, fs.id);
+    assert_eq!(associations[0].lifecycle, AssociationLifecycle::Available);
+    // A FAILED association discards the file system, and the retry starts clean.
+    fsx.fail_next_associations(1, "the bucket policy denies FSx");
+    let err = create(&p, "pvc-s3-bad", &s3, 20 * MIN).await.unwrap_err();
+    assert!(
+        matches!(&err, ProvisionError::AssociationFailed { message, .. } if message.contains("bucket policy")),
+        "{err}"
+    );
+    create(&p, "pvc-s3-bad", &s3, 20 * MIN).await.unwrap();
+}
+
+const P2: [(&str, &str); 2] = [("deploymentType", "PERSISTENT_2"), ("perUnitStorageThroughput", "125")];
+
+async fn take_snapshot(p: &Provisioner, name: &str, source: &str) -> Result<crate::fsx::Backup, ProvisionError> {
+    let parameters = HashMap::new();
+    p.snapshot(SnapshotRequest { name, source_volume_id: source, parameters: &parameters }, Instant::now() + MIN).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_snapshot_is_one_backup_per_name_ready_once_the_poller_sees_it_available() {
+    use crate::fsx::BackupLifecycle;
+    let fsx = Arc::new(MemoryFsx::new(Timing { create: MIN, ..Timing::default() }));
+    let p = provisioner(&fsx).await;
+    let fs = create(&p, "pvc-src", &P2, 20 * MIN).await.unwrap();
+    // Answers at once, not ready; retries are answered from the index, with no call.
+    let first = take_snapshot(&p, "snap-1", &fs.id).await.unwrap();
+    assert_eq!(first.lifecycle, BackupLifecycle::Creating);
+    let describes = fsx.calls("DescribeBackups");
+    for _ in 0..3 {
+        assert_eq!(take_snapshot(&p, "snap-1", &fs.id).await.unwrap().id, first.id);
+    }
+    assert_eq!((fsx.calls("CreateBackup"), fsx.calls("DescribeBackups")), (1, describes));
+    // The poller (one batched describe per tick) makes it ready.
+    tokio::time::sleep(Timing::default().backup + 2 * POLL).await;
+    let ready = take_snapshot(&p, "snap-1", &fs.id).await.unwrap();
+    assert_eq!(ready.lifecycle, BackupLifecycle::Available);
+    assert_eq!(fsx.calls("CreateBackup"), 1);
+    // The same name for another volume is refused.
+    let other = create(&p, "pvc-other", &P2, 20 * MIN).await.unwrap();
+    assert!(matches!(take_snapshot(&p, "snap-1", &other.id).await, Err(ProvisionError::AlreadyExists { .. })));
+    // A restarted controller finds it by name.
+    let again = provisioner(&fsx).await;
+    assert_eq!(take_snapshot(&again, "snap-1", &fs.id).await.unwrap().id, first.id);
+    assert_eq!(fsx.calls("CreateBackup"), 1);
+    // Deletion is idempotent.
+    for _ in 0..2 {
+        p.delete_snapshot(&first.id, Instant::now() + MIN).await.unwrap();
+    }
+    p.delete_snapshot("not-a-backup", Instant::now() + MIN).await.unwrap();
+    assert!(fsx.backups().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn scratch_volumes_are_refused_before_any_call_and_a_failed_backup_is_deleted() {
+    let fsx = Arc::new(MemoryFsx::new(Timing { create: MIN, ..Timing::default() }));
+    let p = provisioner(&fsx).await;
+    let scratch = create(&p, "pvc-scratch", &[("deploymentType", "SCRATCH_2")], 20 * MIN).await.unwrap();
+    let err = take_snapshot(&p, "snap-s", &scratch.id).await.unwrap_err();
+    assert!(
+        matches!(&err, ProvisionError::CannotSnapshot(CannotSnapshot::Scratch { .. }))
+            && err.to_string().contains("SCRATCH_2"),
+        "{err}"
+    );
+    assert_eq!(fsx.calls("CreateBackup"), 0);
+    let fs = create(&p, "pvc-p2", &P2, 20 * MIN).await.unwrap();
+    fsx.fail_next_backups(1, "the file system is busy");
+    let taken = take_snapshot(&p, "snap-f", &fs.id).await.unwrap();
+    tokio::time::sleep(Timing::default().backup + 2 * POLL).await;
+    let err = take_snapshot(&p, "snap-f", &fs.id).await.unwrap_err();
+    assert!(matches!(&err, ProvisionError::SnapshotFailed { id, .. } if *id == taken.id), "{err}");
+    assert!(fsx.backups().is_empty(), "the FAILED backup is deleted");
+    let retried = take_snapshot(&p, "snap-f", &fs.id).await.unwrap();
+    assert_ne!(retried.id, taken.id, "a new token generation");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restore_is_one_new_file_system_of_the_backups_size_and_type() {
+    let fsx = Arc::new(MemoryFsx::new(Timing { create: MIN, ..Timing::default() }));
+    let p = provisioner(&fsx).await;
+    let src = create(&p, "pvc-src", &P2, 20 * MIN).await.unwrap();
+    let backup = take_snapshot(&p, "snap-r", &src.id).await.unwrap();
+    let restore_within = |name: &'static str, pairs: Vec<(&'static str, &'static str)>, gib: i64, within| {
+        let p = Arc::clone(&p);
+        let id = backup.id.clone();
+        async move {
+            let parameters = params(&pairs);
+            let req = CreateRequest {
+                name,
+                required_bytes: gib * crate::fsx::GIB,
+                limit_bytes: 0,
+                parameters: &parameters,
+                source_snapshot: Some(&id),
+            };
+            p.create(req, Instant::now() + within).await
+        }
+    };
+    let restore = |name, pairs, gib| restore_within(name, pairs, gib, 20 * MIN);
+    // Not AVAILABLE yet: waited for on the poller up to the deadline, then retryable.
+    let err = restore_within("pvc-r", P2.to_vec(), 1200, MIN).await.unwrap_err();
+    assert!(matches!(err, ProvisionError::SnapshotNotReady { .. }), "{err}");
+    assert_eq!(fsx.calls("CreateFileSystemFromBackup"), 0);
+    let restored = restore("pvc-r", P2.to_vec(), 1000).await.unwrap();
+    assert_ne!(restored.id, src.id);
+    assert_eq!(restored.capacity_gib, 1200);
+    assert_eq!(restore("pvc-r", P2.to_vec(), 1000).await.unwrap().id, restored.id, "idempotent by name");
+    assert_eq!(fsx.calls("CreateFileSystemFromBackup"), 1);
+    // Keys a backup fixes, and sizes above it, are refused naming them, with no call.
+    let err = restore("pvc-x", vec![("deploymentType", "SCRATCH_2")], 1200).await.unwrap_err();
+    assert!(
+        matches!(&err, ProvisionError::CannotRestore(CannotRestore::Differs { key: "deploymentType", .. }))
+            && err.to_string().contains("deploymentType"),
+        "{err}"
+    );
+    let err = restore("pvc-y", P2.to_vec(), 2400).await.unwrap_err();
+    assert!(
+        matches!(&err, ProvisionError::CannotRestore(CannotRestore::Larger { have_gib: 1200, .. }))
+            && err.to_string().contains("1200"),
+        "{err}"
+    );
+    let missing = CreateRequest {
+        name: "pvc-z",
+        required_bytes: crate::fsx::GIB,
+        limit_bytes: 0,
+        parameters: &params(&P2),
+        source_snapshot: Some("backup-0123456789abcdef0"),
+    };
+    assert!(matches!(p.create(missing, Instant::now() + MIN).await, Err(ProvisionError::SnapshotNotFound(_))));
+    assert_eq!(fsx.calls("CreateFileSystemFromBackup"), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn modify_changes_only_what_differs_and_joins_a_running_update() {
+    let fsx = Arc::new(MemoryFsx::new(Timing { create: MIN, ..Timing::default() }));
+    let p = provisioner(&fsx).await;
+    let fs = create(&p, "pvc-m", &P2, 20 * MIN).await.unwrap();
+    let m = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    };
+    let faster = m(&[("perUnitStorageThroughput", "250"), ("dataCompressionType", "LZ4")]);
+    // The first call runs out of time; the retry joins the same update.
+    let err = p.modify(&fs.id, &faster, Instant::now() + MIN).await.unwrap_err();
+    assert!(matches!(err, ProvisionError::StillPending { .. }), "{err}");
+    p.modify(&fs.id, &faster, Instant::now() + 20 * MIN).await.unwrap();
+    assert_eq!(fsx.calls("UpdateFileSystem"), 1);
+    // Already in effect: no call.
+    p.modify(&fs.id, &faster, Instant::now() + MIN).await.unwrap();
+    assert_eq!(fsx.calls("UpdateFileSystem"), 1);
+    // Bad input names the key and makes no call.
+    let calls = fsx.calls("DescribeFileSystems");
+    let err = p.modify(&fs.id, &m(&[("deploymentType", "SCRATCH_1")]), Instant::now() + MIN).await.unwrap_err();
+    assert!(err.to_string().contains("deploymentType"), "{err}");
+    assert_eq!(fsx.calls("DescribeFileSystems"), calls);
+    let scratch = create(&p, "pvc-sm", &[("deploymentType", "SCRATCH_2")], 20 * MIN).await.unwrap();
+    let err = p.modify(&scratch.id, &faster, Instant::now() + MIN).await.unwrap_err();
+    assert!(err.to_string().contains("perUnitStorageThroughput"), "{err}");
+    assert_eq!(fsx.calls("UpdateFileSystem"), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn deletion_is_idempotent_and_bounded_by_the_deadline() {
+    let fsx = Arc::new(MemoryFsx::new(Timing::default()));
+    let p = provisioner(&fsx).await;
+    let fs = create(&p, "pvc-del", &[], 20 * MIN).await.unwrap();
+    for _ in 0..3 {
+        p.delete(&fs.id, Instant::now() + MIN).await.unwrap();
+    }
+    assert_eq!(fsx.calls("DeleteFileSystem"), 1, "a DELETING file system is not deleted again");
+    p.delete("fs-0123456789abcdef0", Instant::now() + MIN).await.unwrap();
+    p.delete("not-an-id", Instant::now() + MIN).await.unwrap();
+}
