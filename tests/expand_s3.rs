@@ -317,3 +317,71 @@ async fn bad_s3_paths_are_invalid_argument_with_zero_calls() {
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(emu.all_calls().is_empty(), "{:?}", emu.all_calls());
 }
+
+/// The settings table (src/fsx/settings.rs) against the independent emulator, through the
+/// real SDK: what a create sends is what a describe reads back, an update of mutable settings
+/// lands, and a setting UpdateFileSystem cannot change is refused with no call.
+#[tokio::test]
+async fn lustre_settings_reach_fsx_and_read_back_through_the_sdk() {
+    use fsx_csi_driver::fsx::{
+        CreateSpec, DataCompressionType, DeploymentType, Fsx, FsxError, LustreSettings, MetadataMode, StorageType,
+    };
+    let emulator = Emulator::start(Config { update_delay_ms: 100, ..emulator_config() }, 0).await.unwrap();
+    let fsx = fsx_client(&emulator);
+    let lustre = LustreSettings {
+        deployment_type: Some(DeploymentType::Persistent2),
+        per_unit_storage_throughput: Some(125),
+        data_compression_type: Some(DataCompressionType::Lz4),
+        weekly_maintenance_start_time: Some("2:03:00".into()),
+        daily_automatic_backup_start_time: Some("04:00".into()),
+        automatic_backup_retention_days: Some(3),
+        metadata_mode: Some(MetadataMode::UserProvisioned),
+        metadata_iops: Some(3000),
+        root_squash: Some("65534:65534".into()),
+        ..LustreSettings::default()
+    };
+    let spec = CreateSpec {
+        client_request_token: "settings-round-trip".into(),
+        capacity_gib: 1200,
+        subnet_id: "subnet-0123456789abcdef0".into(),
+        security_group_ids: Vec::new(),
+        tags: vec![("CSIVolumeName".into(), "pvc-settings".into())],
+        storage_type: Some(StorageType::Ssd),
+        kms_key_id: None,
+        file_system_type_version: Some("2.15".into()),
+        lustre: lustre.clone(),
+    };
+    let created = fsx.create_file_system(&spec).await.unwrap();
+    let described = fsx.describe_file_systems(std::slice::from_ref(&created.id)).await.unwrap().remove(0);
+    assert!(lustre.covered_by(&described.lustre), "sent {lustre:?}\nread back {:?}", described.lustre);
+    assert!(lustre.covered_by(&created.lustre), "the create's answer: {:?}", created.lustre);
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fsx.describe_file_systems(std::slice::from_ref(&created.id)).await.unwrap()[0].lifecycle
+        != fsx_csi_driver::fsx::Lifecycle::Available
+    {
+        assert!(Instant::now() < deadline, "never AVAILABLE");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let immutable = LustreSettings { efa_enabled: Some(true), ..LustreSettings::default() };
+    let err = fsx.update_lustre(&created.id, &immutable).await.unwrap_err();
+    assert!(matches!(&err, FsxError::Invalid { code, .. } if code == "ImmutableSetting"), "{err}");
+    assert_eq!(emulator.calls("UpdateFileSystem"), 0);
+
+    let change = LustreSettings {
+        root_squash: Some("0:0".into()),
+        weekly_maintenance_start_time: Some("5:06:00".into()),
+        ..LustreSettings::default()
+    };
+    fsx.update_lustre(&created.id, &change).await.unwrap();
+    assert_eq!(emulator.calls("UpdateFileSystem"), 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = fsx.describe_file_systems(std::slice::from_ref(&created.id)).await.unwrap().remove(0);
+        if change.covered_by(&now.lustre) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the update never took effect: {:?}", now.lustre);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

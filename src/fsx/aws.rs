@@ -526,6 +526,13 @@ impl Fsx for AwsFsx {
     }
 
     async fn update_lustre(&self, id: &str, u: &LustreSettings) -> Result<FileSystem, FsxError> {
+        // The update request has no field for it: refused rather than silently dropped.
+        if let Some(field) = u.immutable_field() {
+            return Err(FsxError::Invalid {
+                code: "ImmutableSetting".into(),
+                message: format!("UpdateFileSystem cannot change {field}"),
+            });
+        }
         let _permit = self.permits.acquire().await.ok();
         let lustre = u.update_configuration();
         let out = self

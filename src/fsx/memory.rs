@@ -425,6 +425,12 @@ impl Fsx for MemoryFsx {
     }
 
     async fn update_lustre(&self, id: &str, update: &LustreSettings) -> Result<FileSystem, FsxError> {
+        if let Some(field) = update.immutable_field() {
+            return Err(FsxError::Invalid {
+                code: "ImmutableSetting".into(),
+                message: format!("UpdateFileSystem cannot change {field}"),
+            });
+        }
         let now = Instant::now();
         let mut s = self.state();
         self.call(&mut s, "UpdateFileSystem")?;
