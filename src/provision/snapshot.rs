@@ -61,7 +61,7 @@ fn backup_tags(
             _ => {
                 return Err(ParamError {
                     key: key.clone(),
-                    message: "unknown VolumeSnapshotClass key; the only key is extraTags (k=v,k=v)".into(),
+                    message: format!("unknown VolumeSnapshotClass key; the only key is {} (k=v,k=v)", keys::EXTRA_TAGS),
                 });
             }
         }

@@ -121,8 +121,9 @@ impl MutableParams {
             return Err(err(
                 keys::AUTO_IMPORT_POLICY,
                 format!(
-                    "{} is not linked to S3 with s3ImportPath (PERSISTENT_2 links S3 through an association, whose events are set at creation)",
-                    fs.id
+                    "{} is not linked to S3 with {} (PERSISTENT_2 links S3 through an association, whose events are set at creation)",
+                    fs.id,
+                    keys::S3_IMPORT_PATH
                 ),
             ));
         }

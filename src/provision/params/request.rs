@@ -2,6 +2,7 @@
 //! `CreateDataRepositoryAssociation` requests, the file system's tags, and the comparison with
 //! a file system that already exists for the name.
 
+use super::keys::EXTRA_TAGS;
 use super::{KEYS, MAX_TAGS, ParamError, StorageClassParams, err};
 use crate::fsx::{
     AssociationSpec, AutoImportPolicy, CreateSpec, DeploymentType, FileSystem, LustreSettings, VOLUME_NAME_TAG,
@@ -61,9 +62,9 @@ impl StorageClassParams {
         }
         if tags.len() > MAX_TAGS {
             return Err(err(
-                "extraTags",
+                EXTRA_TAGS,
                 format!(
-                    "the file system would carry {} tags ({VOLUME_NAME_TAG}, {} from the driver's --extra-tags, {} Kubernetes tags, {} from extraTags); FSx allows at most {MAX_TAGS}: remove some",
+                    "the file system would carry {} tags ({VOLUME_NAME_TAG}, {} from the driver's --extra-tags, {} Kubernetes tags, {} from {EXTRA_TAGS}); FSx allows at most {MAX_TAGS}: remove some",
                     tags.len(),
                     driver_tags.len(),
                     self.kubernetes_tags.len(),

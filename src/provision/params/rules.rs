@@ -13,7 +13,7 @@ impl StorageClassParams {
         if self.storage_type == StorageType::Hdd && d != DeploymentType::Persistent1 {
             return Err(err(
                 keys::STORAGE_TYPE,
-                format!("HDD is available only with deploymentType PERSISTENT_1, not {d}"),
+                format!("HDD is available only with {} PERSISTENT_1, not {d}", keys::DEPLOYMENT_TYPE),
             ));
         }
         if self.lustre.per_unit_storage_throughput.is_none() && !allowed_throughputs(d, self.storage_type).is_empty() {
@@ -31,10 +31,16 @@ impl StorageClassParams {
         }
         match (self.storage_type, self.lustre.drive_cache_type) {
             (StorageType::Hdd, None) => {
-                return Err(err(keys::DRIVE_CACHE_TYPE, "is required with storageType HDD: use NONE or READ"));
+                return Err(err(
+                    keys::DRIVE_CACHE_TYPE,
+                    format!("is required with {} HDD: use NONE or READ", keys::STORAGE_TYPE),
+                ));
             }
             (StorageType::Ssd, Some(_)) => {
-                return Err(err(keys::DRIVE_CACHE_TYPE, "applies only to storageType HDD; remove it"));
+                return Err(err(
+                    keys::DRIVE_CACHE_TYPE,
+                    format!("applies only to {} HDD; remove it", keys::STORAGE_TYPE),
+                ));
             }
             _ => {}
         }
