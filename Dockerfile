@@ -27,8 +27,8 @@ WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target,id=target-$TARGETARCH \
-    cargo zigbuild --profile dist --locked -p fsx-csi-driver --target "$(cat /rust-target)" \
-    && cp "target/$(cat /rust-target)/dist/fsx-csi-driver" /fsx-csi-driver
+    cargo zigbuild --release --locked -p fsx-csi-driver --target "$(cat /rust-target)" \
+    && cp "target/$(cat /rust-target)/release/fsx-csi-driver" /fsx-csi-driver
 
 FROM gcr.io/distroless/static-debian12:nonroot
 ARG VERSION=0.1.0

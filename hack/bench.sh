@@ -16,14 +16,14 @@ musl=$arch-unknown-linux-musl
 rustup target list --installed | grep -qx "$musl" || rustup target add "$musl"
 command -v musl-gcc >/dev/null || { apt-get update -qq && apt-get install -y -qq musl-tools >/dev/null; }
 cargo build --release --quiet -p fsx-csi-driver -p fsx-csi-tools
-env "CC_${arch}_unknown_linux_musl=musl-gcc" cargo build --profile dist --quiet --target "$musl" -p fsx-csi-driver
+env "CC_${arch}_unknown_linux_musl=musl-gcc" cargo build --release --quiet --target "$musl" -p fsx-csi-driver
 # The shipped driver beside the test tools csi-bench runs from the same directory.
 shipped=target/bench-shipped
 mkdir -p "$shipped"
-cp "target/$musl/dist/fsx-csi-driver" "$shipped/"
+cp "target/$musl/release/fsx-csi-driver" "$shipped/"
 cp target/release/csi-sanity-harness "$shipped/"
 echo "fsx-csi-driver as shipped (static, $musl): $(stat -c %s "$shipped/fsx-csi-driver") bytes;" \
-  "the glibc build of the release profile (no fat LTO): $(stat -c %s target/release/fsx-csi-driver) bytes"
+  "the glibc build: $(stat -c %s target/release/fsx-csi-driver) bytes"
 bench() { target/release/csi-bench --bin-dir "$shipped" "$@"; }
 chaos() { CHAOS_PROFILE=release bash hack/tiers/chaos.sh --volumes 100 --kill-every-ms 4000; }
 taint() {

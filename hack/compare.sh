@@ -16,9 +16,9 @@ musl=$arch-unknown-linux-musl
 rustup target list --installed | grep -qx "$musl" || rustup target add "$musl"
 command -v musl-gcc >/dev/null || { apt-get update -qq && apt-get install -y -qq musl-tools >/dev/null; }
 cargo build --release --quiet -p fsx-csi-tools --bin csi-compare --bin csi-sanity-harness
-env "CC_${arch}_unknown_linux_musl=musl-gcc" cargo build --profile dist --quiet --target "$musl" -p fsx-csi-driver
+env "CC_${arch}_unknown_linux_musl=musl-gcc" cargo build --release --quiet --target "$musl" -p fsx-csi-driver
 echo "$(date -u +%F), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GB", $2 / 1048576}' /proc/meminfo), $(uname -sr);" \
   "ours: static musl release build; Go: $("$go_bin" --version 2>&1 | tr -d " \n" | cut -c1-160 || true)"
 echo
-target/release/csi-compare --ours "target/$musl/dist/fsx-csi-driver" --go "$go_bin" \
+target/release/csi-compare --ours "target/$musl/release/fsx-csi-driver" --go "$go_bin" \
   --harness target/release/csi-sanity-harness "$@"

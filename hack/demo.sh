@@ -13,8 +13,7 @@ source hack/lib/common.sh
 
 CREATE_DELAY_MS=${CREATE_DELAY_MS:-8000}
 
-# Only the three programs the demo runs, in the release profile (no fat LTO; the shipped
-# binary is the dist profile).
+# Only the three programs the demo runs (each release binary is linked with fat LTO).
 echo "==> building (release): the driver, the FSx emulator and the demo client"
 cargo build --release --quiet -p fsx-csi-driver --bin fsx-csi-driver -p fsx-emulator --bin fsx-emulator \
   -p fsx-csi-tools --bin csi-demo
