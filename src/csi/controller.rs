@@ -230,6 +230,10 @@ impl ControllerService {
         let fs = self.provisioner.create(request, deadline).await?;
         tracing::info!(volume.id = %fs.id, capacity_gib = fs.capacity_gib, "volume ready");
         let mut volume = volume(&fs);
+        if fs.storage_type.is_some_and(|s| s.is_elastic()) {
+            // Intelligent-Tiering grows with its data: the volume is the size asked for.
+            volume.capacity_bytes = range.required_bytes.max(0);
+        }
         volume.content_source = req.volume_content_source;
         Ok(CreateVolumeResponse { volume: Some(volume) })
     }

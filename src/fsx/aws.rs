@@ -274,8 +274,7 @@ fn from_sdk(fs: &t::FileSystem) -> FileSystem {
         dns_name: fs.dns_name().unwrap_or_default().to_string(),
         mount_name: lustre.and_then(|l| l.mount_name()).unwrap_or_default().to_string(),
         kms_key_id: fs.kms_key_id().map(str::to_string),
-        file_system_type_version: fs.file_system_type_version().map(str::to_string),
-        lustre: lustre.map(LustreSettings::from_sdk).unwrap_or_default(),
+        lustre: LustreSettings::from_sdk(fs),
         tags: tags_from_sdk(fs.tags()),
         created_at: fs.creation_time().and_then(|t| std::time::SystemTime::try_from(*t).ok()),
         updates: fs
@@ -285,11 +284,7 @@ fn from_sdk(fs: &t::FileSystem) -> FileSystem {
             .map(|a| Update {
                 status: UpdateStatus::from_wire(a.status().map(|s| s.as_str()).unwrap_or_default()),
                 target_capacity_gib: a.target_file_system_values().and_then(|v| v.storage_capacity()).map(i64::from),
-                target: a
-                    .target_file_system_values()
-                    .and_then(|v| v.lustre_configuration())
-                    .map(LustreSettings::from_sdk)
-                    .unwrap_or_default(),
+                target: a.target_file_system_values().map(LustreSettings::from_sdk).unwrap_or_default(),
                 failure_message: a.failure_details().and_then(|d| d.message()).map(str::to_string),
             })
             .collect(),
@@ -326,27 +321,28 @@ fn association_from_sdk(a: &t::DataRepositoryAssociation) -> Association {
     }
 }
 
-fn events(names: &[&str]) -> Vec<t::EventType> {
-    names.iter().map(|n| t::EventType::from(*n)).collect()
+fn events(events: &[super::EventType]) -> Vec<t::EventType> {
+    events.iter().map(|e| t::EventType::from(e.as_str())).collect()
 }
 
 #[async_trait]
 impl Fsx for AwsFsx {
     async fn create_file_system(&self, spec: &CreateSpec) -> Result<FileSystem, FsxError> {
         let _permit = self.permits.acquire().await.ok();
-        let tags = spec.tags.iter().map(|(k, v)| t::Tag::builder().key(k).value(v).build()).collect::<Vec<_>>();
+        // Intelligent-Tiering is elastic: FSx refuses a StorageCapacity for it.
+        let elastic = spec.storage_type.is_some_and(|s| s.is_elastic());
         let out = self
             .client
             .create_file_system()
             .client_request_token(&spec.client_request_token)
             .file_system_type(t::FileSystemType::Lustre)
-            .storage_capacity(spec.capacity_gib)
+            .set_storage_capacity((!elastic).then_some(spec.capacity_gib))
             .set_storage_type(spec.storage_type.map(|s| s.as_str().into()))
             .subnet_ids(&spec.subnet_id)
             .set_security_group_ids(Some(spec.security_group_ids.clone()))
-            .set_tags(Some(tags))
+            .set_tags(Some(sdk_tags(&spec.tags)))
             .set_kms_key_id(spec.kms_key_id.clone())
-            .set_file_system_type_version(spec.file_system_type_version.clone())
+            .set_file_system_type_version(spec.lustre.file_system_type_version.clone())
             .lustre_configuration(spec.lustre.create_configuration())
             .send()
             .await
@@ -386,13 +382,23 @@ impl Fsx for AwsFsx {
             .collect())
     }
 
-    async fn delete_file_system(&self, id: &str) -> Result<Lifecycle, FsxError> {
+    async fn delete_file_system(
+        &self,
+        id: &str,
+        final_backup: Option<&[(String, String)]>,
+    ) -> Result<Lifecycle, FsxError> {
         let _permit = self.permits.acquire().await.ok();
+        let lustre = match final_backup {
+            None => t::DeleteFileSystemLustreConfiguration::builder().skip_final_backup(true),
+            Some(tags) => t::DeleteFileSystemLustreConfiguration::builder()
+                .skip_final_backup(false)
+                .set_final_backup_tags((!tags.is_empty()).then(|| sdk_tags(tags))),
+        };
         let out = self
             .client
             .delete_file_system()
             .file_system_id(id)
-            .lustre_configuration(t::DeleteFileSystemLustreConfiguration::builder().skip_final_backup(true).build())
+            .lustre_configuration(lustre.build())
             .send()
             .await
             .map_err(self.classify("DeleteFileSystem"))?;
@@ -427,7 +433,6 @@ impl Fsx for AwsFsx {
                 t::AutoExportPolicy::builder().set_events(Some(events(&spec.auto_export_events))).build(),
             );
         }
-        let tags = spec.tags.iter().map(|(k, v)| t::Tag::builder().key(k).value(v).build()).collect::<Vec<_>>();
         let out = self
             .client
             .create_data_repository_association()
@@ -438,7 +443,7 @@ impl Fsx for AwsFsx {
             .batch_import_meta_data_on_create(spec.batch_import_metadata_on_create)
             .set_imported_file_chunk_size(spec.imported_file_chunk_size)
             .s3(s3.build())
-            .set_tags(Some(tags))
+            .set_tags(Some(sdk_tags(&spec.tags)))
             .send()
             .await
             .map_err(self.classify("CreateDataRepositoryAssociation"))?;
@@ -515,7 +520,7 @@ impl Fsx for AwsFsx {
             .set_security_group_ids(Some(spec.security_group_ids.clone()))
             .set_tags(Some(sdk_tags(&spec.tags)))
             .set_kms_key_id(spec.kms_key_id.clone())
-            .set_file_system_type_version(spec.file_system_type_version.clone())
+            .set_file_system_type_version(spec.lustre.file_system_type_version.clone())
             .lustre_configuration(spec.lustre.create_configuration())
             .send()
             .await
@@ -534,12 +539,15 @@ impl Fsx for AwsFsx {
             });
         }
         let _permit = self.permits.acquire().await.ok();
-        let lustre = u.update_configuration();
+        // The version is a top-level field; the rest is LustreConfiguration (sent only when
+        // something in it changes).
+        let rest = LustreSettings { file_system_type_version: None, ..u.clone() };
         let out = self
             .client
             .update_file_system()
             .file_system_id(id)
-            .lustre_configuration(lustre)
+            .set_file_system_type_version(u.file_system_type_version.clone())
+            .set_lustre_configuration((!rest.is_empty()).then(|| rest.update_configuration()))
             .send()
             .await
             .map_err(self.classify("UpdateFileSystem"))?;

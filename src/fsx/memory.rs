@@ -87,6 +87,8 @@ struct State {
     fail_next_associations: VecDeque<String>,
     throttle_next: u32,
     next_id: u64,
+    /// Final backups asked for by DeleteFileSystem: (file system, tags).
+    final_backups: Vec<(String, Vec<(String, String)>)>,
 }
 
 /// See the module docs.
@@ -138,6 +140,11 @@ impl MemoryFsx {
     }
 
     /// The next `n` calls, of any operation, are throttled (what outlives the SDK's retries).
+    /// The final backups DeleteFileSystem was asked for: (file system, tags).
+    pub fn final_backups(&self) -> Vec<(String, Vec<(String, String)>)> {
+        self.state().final_backups.clone()
+    }
+
     pub fn throttle_next(&self, n: u32) {
         self.state().throttle_next = n;
     }
@@ -278,13 +285,17 @@ impl MemoryFsx {
             id: id.clone(),
             lifecycle: Lifecycle::Creating,
             failure_message: None,
-            capacity_gib: i64::from(spec.capacity_gib),
+            // Intelligent-Tiering has no provisioned size.
+            capacity_gib: if spec.storage_type.is_some_and(|s| s.is_elastic()) {
+                0
+            } else {
+                i64::from(spec.capacity_gib)
+            },
             storage_type: spec.storage_type,
             subnet_ids: vec![spec.subnet_id.clone()],
             dns_name: format!("{id}.fsx.us-east-1.amazonaws.com"),
             mount_name: "abcdefgh".into(),
             kms_key_id: spec.kms_key_id.clone(),
-            file_system_type_version: spec.file_system_type_version.clone(),
             lustre: spec.lustre.clone(),
             tags: spec.tags.clone(),
             updates: Vec::new(),
@@ -482,7 +493,11 @@ impl Fsx for MemoryFsx {
         Ok(all)
     }
 
-    async fn delete_file_system(&self, id: &str) -> Result<Lifecycle, FsxError> {
+    async fn delete_file_system(
+        &self,
+        id: &str,
+        final_backup: Option<&[(String, String)]>,
+    ) -> Result<Lifecycle, FsxError> {
         let now = Instant::now();
         let mut s = self.state();
         self.call(&mut s, "DeleteFileSystem")?;
@@ -495,7 +510,13 @@ impl Fsx for MemoryFsx {
         if lifecycle(fs, &timing, now) == Some(Lifecycle::Creating) {
             return Err(FsxError::Invalid { code: "BadRequest".into(), message: "file system is CREATING".into() });
         }
+        let first = fs.deleted.is_none();
         fs.deleted.get_or_insert(now);
+        if let Some(tags) = final_backup
+            && first
+        {
+            s.final_backups.push((id.to_string(), tags.to_vec()));
+        }
         Ok(Lifecycle::Deleting)
     }
 

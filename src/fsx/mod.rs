@@ -60,8 +60,9 @@ wire_enum!(
     DeploymentType { Scratch1 => "SCRATCH_1", Scratch2 => "SCRATCH_2", Persistent1 => "PERSISTENT_1", Persistent2 => "PERSISTENT_2" }
 );
 wire_enum!(
-    /// `StorageType` (Lustre file systems use SSD or HDD).
-    StorageType { Ssd => "SSD", Hdd => "HDD" }
+    /// `StorageType`: SSD, HDD (PERSISTENT_1), or the elastic Intelligent-Tiering class
+    /// (PERSISTENT_2), which has no fixed capacity.
+    StorageType { Ssd => "SSD", Hdd => "HDD", IntelligentTiering => "INTELLIGENT_TIERING" }
 );
 wire_enum!(
     /// `LustreConfiguration.DriveCacheType` (HDD only).
@@ -74,6 +75,22 @@ wire_enum!(
 wire_enum!(
     /// `LustreConfiguration.AutoImportPolicy`.
     AutoImportPolicy { None => "NONE", New => "NEW", NewChanged => "NEW_CHANGED", NewChangedDeleted => "NEW_CHANGED_DELETED" }
+);
+wire_enum!(
+    /// `DataReadCacheConfiguration.SizingMode` (Intelligent-Tiering only).
+    ReadCacheSizingMode {
+        NoCache => "NO_CACHE",
+        UserProvisioned => "USER_PROVISIONED",
+        ProportionalToThroughputCapacity => "PROPORTIONAL_TO_THROUGHPUT_CAPACITY",
+    }
+);
+wire_enum!(
+    /// `LogConfiguration.Level`: which data repository events Lustre logs to CloudWatch Logs.
+    LogLevel { Disabled => "DISABLED", WarnOnly => "WARN_ONLY", ErrorOnly => "ERROR_ONLY", WarnError => "WARN_ERROR" }
+);
+wire_enum!(
+    /// An S3 event type of a data repository association's import or export policy.
+    EventType { New => "NEW", Changed => "CHANGED", Deleted => "DELETED" }
 );
 wire_enum!(
     /// `LustreConfiguration.MetadataConfiguration.Mode` (PERSISTENT_2 only).
@@ -91,6 +108,14 @@ impl Default for DeploymentType {
 impl Default for StorageType {
     fn default() -> Self {
         Self::Ssd
+    }
+}
+
+impl StorageType {
+    /// Intelligent-Tiering is elastic: no `StorageCapacity` is sent, and its size grows with
+    /// the data.
+    pub fn is_elastic(self) -> bool {
+        self == Self::IntelligentTiering
     }
 }
 
@@ -204,8 +229,7 @@ pub struct FileSystem {
     pub dns_name: String,
     pub mount_name: String,
     pub kms_key_id: Option<String>,
-    pub file_system_type_version: Option<String>,
-    /// `LustreConfiguration`, as described.
+    /// `LustreConfiguration` (and `FileSystemTypeVersion`), as described.
     pub lustre: LustreSettings,
     pub tags: Vec<(String, String)>,
     /// `AdministrativeActions` of type FILE_SYSTEM_UPDATE (storage capacity changes).
@@ -256,6 +280,14 @@ impl BackupLifecycle {
         matches!(self, Self::Creating | Self::Transferring | Self::Pending | Self::Copying)
     }
 }
+
+/// Tag key that records, at creation, that DeleteVolume takes a final backup
+/// (`finalBackupOnDelete`): DeleteVolume gets only the volume id.
+pub const FINAL_BACKUP_TAG: &str = "fsx.csi.aws.com/final-backup";
+
+/// Prefix of the tags that carry the final backup's tags (`finalBackupTags`) until deletion:
+/// `<prefix><key>` = value.
+pub const FINAL_BACKUP_TAG_PREFIX: &str = "fsx.csi.aws.com/final-backup-tag/";
 
 /// Tag key that names the CSI snapshot a backup was made for.
 pub const SNAPSHOT_NAME_TAG: &str = "CSISnapshotName";
@@ -313,10 +345,10 @@ pub struct AssociationSpec {
     pub data_repository_path: String,
     pub batch_import_metadata_on_create: bool,
     pub imported_file_chunk_size: Option<i32>,
-    /// S3 event types imported automatically (`NEW`, `CHANGED`, `DELETED`); empty for none.
-    pub auto_import_events: Vec<&'static str>,
+    /// S3 event types imported automatically; empty for none.
+    pub auto_import_events: Vec<EventType>,
     /// S3 event types exported automatically; empty for none.
-    pub auto_export_events: Vec<&'static str>,
+    pub auto_export_events: Vec<EventType>,
     pub tags: Vec<(String, String)>,
 }
 
@@ -330,6 +362,16 @@ impl FileSystem {
     /// driver) created it.
     pub fn volume_name(&self) -> Option<&str> {
         self.tag(VOLUME_NAME_TAG)
+    }
+
+    /// The final backup DeleteVolume takes, if the StorageClass asked for one: its tags.
+    pub fn final_backup(&self) -> Option<Vec<(String, String)>> {
+        (self.tag(FINAL_BACKUP_TAG) == Some("true")).then(|| {
+            self.tags
+                .iter()
+                .filter_map(|(k, v)| Some((k.strip_prefix(FINAL_BACKUP_TAG_PREFIX)?.to_string(), v.clone())))
+                .collect()
+        })
     }
 
     /// The backup this file system was restored from, if this driver restored it.
@@ -357,7 +399,6 @@ pub struct CreateSpec {
     pub tags: Vec<(String, String)>,
     pub storage_type: Option<StorageType>,
     pub kms_key_id: Option<String>,
-    pub file_system_type_version: Option<String>,
     pub lustre: LustreSettings,
 }
 
@@ -436,10 +477,15 @@ pub trait Fsx: Send + Sync + 'static {
     /// per page. Read-only.
     async fn list_file_systems(&self) -> Result<Vec<FileSystem>, FsxError>;
 
-    /// `DeleteFileSystem` with no final backup. Returns the lifecycle FSx reports (normally
-    /// DELETING). Deleting a file system that is already DELETING succeeds; one that is gone
-    /// gives [`FsxError::NotFound`].
-    async fn delete_file_system(&self, id: &str) -> Result<Lifecycle, FsxError>;
+    /// `DeleteFileSystem`: with no final backup when `final_backup` is `None`, else with a
+    /// final backup carrying those tags (`FinalBackupTags`; none: FSx's defaults). Returns the
+    /// lifecycle FSx reports (normally DELETING). Deleting a file system that is already
+    /// DELETING succeeds; one that is gone gives [`FsxError::NotFound`].
+    async fn delete_file_system(
+        &self,
+        id: &str,
+        final_backup: Option<&[(String, String)]>,
+    ) -> Result<Lifecycle, FsxError>;
 
     /// `UpdateFileSystem` with a new `StorageCapacity`. Not idempotent by itself (callers
     /// check `FileSystem::updates` first); FSx refuses it (`Invalid`) while another update is

@@ -9,27 +9,50 @@
 //! mappings [`super::aws`] uses. A new create-only setting is one entry with `read` and
 //! `create`; a mutable one adds `update`.
 //!
-//! The storage type, KMS key and Lustre version are top-level fields of the FSx requests, not
-//! of `LustreConfiguration`, and stay fields of [`super::CreateSpec`] and [`super::FileSystem`].
+//! The Lustre version (`FileSystemTypeVersion`) is a top-level field of the FSx requests, but
+//! `UpdateFileSystem` changes it in place like the others, so it is an entry here too: `read`
+//! takes the described file system as well as its `LustreConfiguration`, and [`super::aws`]
+//! puts the version at the top of the create and update requests. The storage type and KMS
+//! key, fixed at creation and top-level, stay fields of [`super::CreateSpec`] and
+//! [`super::FileSystem`].
 
 use aws_sdk_fsx::types as t;
 
-use super::{AutoImportPolicy, DataCompressionType, DeploymentType, DriveCacheType, MetadataMode};
+use super::{
+    AutoImportPolicy, DataCompressionType, DeploymentType, DriveCacheType, LogLevel, MetadataMode, ReadCacheSizingMode,
+};
 
 /// Reads a wire enum from the SDK's spelling (an unknown value reads as not set).
 fn wire<T: std::str::FromStr>(s: Option<&str>) -> Option<T> {
     s.and_then(|s| s.parse().ok())
 }
 
-fn root_squash(uid_gid: &str) -> t::LustreRootSquashConfiguration {
-    t::LustreRootSquashConfiguration::builder().root_squash(uid_gid).build()
+/// `RootSquashConfiguration`: the squash and the clients it spares travel together.
+fn root_squash(uid_gid: Option<&str>, nids: Option<&Vec<String>>) -> t::LustreRootSquashConfiguration {
+    t::LustreRootSquashConfiguration::builder()
+        .set_root_squash(uid_gid.map(str::to_string))
+        .set_no_squash_nids(nids.cloned())
+        .build()
+}
+
+/// `DataReadCacheConfiguration`: the mode, and the size with USER_PROVISIONED.
+fn read_cache(mode: ReadCacheSizingMode, size_gib: Option<i32>) -> t::LustreReadCacheConfiguration {
+    t::LustreReadCacheConfiguration::builder().sizing_mode(mode.as_str().into()).set_size_gib(size_gib).build()
+}
+
+/// `LogConfiguration`: the level, and the log group it writes to.
+fn log(level: LogLevel, destination: Option<&String>) -> t::LustreLogCreateConfiguration {
+    t::LustreLogCreateConfiguration::builder()
+        .level(level.as_str().into())
+        .set_destination(destination.cloned())
+        .build()
 }
 
 macro_rules! lustre_settings {
     ($(
         $(#[doc = $doc:literal])*
         $field:ident: $ty:ty {
-            read($l:ident) => $read:expr,
+            read($fs:pat, $l:pat) => $read:expr,
             create($cb:ident, $cv:ident, $cs:pat) => $create:expr
             $(, update($ub:ident, $uv:ident, $us:pat) => $update:expr)?
             $(,)?
@@ -79,14 +102,16 @@ macro_rules! lustre_settings {
                     .map(|(name, _)| name)
             }
 
-            /// Reads a described file system's (or an update's target) `LustreConfiguration`.
-            pub(super) fn from_sdk(l: &t::LustreFileSystemConfiguration) -> Self {
+            /// Reads a described file system's (or an administrative action's target values)
+            /// `LustreConfiguration` and `FileSystemTypeVersion`.
+            pub(super) fn from_sdk(fs: &t::FileSystem) -> Self {
+                let l = fs.lustre_configuration();
                 Self {
                     $($field: {
-                        fn read($l: &t::LustreFileSystemConfiguration) -> Option<$ty> {
+                        fn read($fs: &t::FileSystem, $l: Option<&t::LustreFileSystemConfiguration>) -> Option<$ty> {
                             $read
                         }
-                        read(l)
+                        read(fs, l)
                     },)+
                 }
             }
@@ -119,78 +144,78 @@ macro_rules! lustre_settings {
 lustre_settings! {
     /// `DeploymentType`.
     deployment_type: DeploymentType {
-        read(l) => wire(l.deployment_type().map(|d| d.as_str())),
+        read(_, l) => wire(l?.deployment_type().map(|d| d.as_str())),
         create(b, v, _) => b.deployment_type(v.as_str().into()),
     }
     /// `PerUnitStorageThroughput` (MB/s per TiB; PERSISTENT types).
     per_unit_storage_throughput: i32 {
-        read(l) => l.per_unit_storage_throughput(),
+        read(_, l) => l?.per_unit_storage_throughput(),
         create(b, v, _) => b.per_unit_storage_throughput(*v),
         update(b, v, _) => b.per_unit_storage_throughput(*v),
     }
     /// `DriveCacheType` (HDD only).
     drive_cache_type: DriveCacheType {
-        read(l) => wire(l.drive_cache_type().map(|d| d.as_str())),
+        read(_, l) => wire(l?.drive_cache_type().map(|d| d.as_str())),
         create(b, v, _) => b.drive_cache_type(v.as_str().into()),
     }
     /// `DataCompressionType`.
     data_compression_type: DataCompressionType {
-        read(l) => wire(l.data_compression_type().map(|d| d.as_str())),
+        read(_, l) => wire(l?.data_compression_type().map(|d| d.as_str())),
         create(b, v, _) => b.data_compression_type(v.as_str().into()),
         update(b, v, _) => b.data_compression_type(v.as_str().into()),
     }
     /// `ImportPath`: the S3 link of every type but PERSISTENT_2.
     import_path: String {
-        read(l) => l.data_repository_configuration()?.import_path().map(str::to_string),
+        read(_, l) => l?.data_repository_configuration()?.import_path().map(str::to_string),
         create(b, v, _) => b.import_path(v),
     }
     /// `ExportPath`.
     export_path: String {
-        read(l) => l.data_repository_configuration()?.export_path().map(str::to_string),
+        read(_, l) => l?.data_repository_configuration()?.export_path().map(str::to_string),
         create(b, v, _) => b.export_path(v),
     }
     /// `ImportedFileChunkSize` (MiB).
     imported_file_chunk_size: i32 {
-        read(l) => l.data_repository_configuration()?.imported_file_chunk_size(),
+        read(_, l) => l?.data_repository_configuration()?.imported_file_chunk_size(),
         create(b, v, _) => b.imported_file_chunk_size(*v),
     }
     /// `AutoImportPolicy` of the legacy S3 link.
     auto_import_policy: AutoImportPolicy {
-        read(l) => wire(l.data_repository_configuration()?.auto_import_policy().map(|p| p.as_str())),
+        read(_, l) => wire(l?.data_repository_configuration()?.auto_import_policy().map(|p| p.as_str())),
         create(b, v, _) => b.auto_import_policy(v.as_str().into()),
         update(b, v, _) => b.auto_import_policy(v.as_str().into()),
     }
     /// `WeeklyMaintenanceStartTime`: `d:HH:MM`.
     weekly_maintenance_start_time: String {
-        read(l) => l.weekly_maintenance_start_time().map(str::to_string),
+        read(_, l) => l?.weekly_maintenance_start_time().map(str::to_string),
         create(b, v, _) => b.weekly_maintenance_start_time(v),
         update(b, v, _) => b.weekly_maintenance_start_time(v),
     }
     /// `DailyAutomaticBackupStartTime`: `HH:MM`.
     daily_automatic_backup_start_time: String {
-        read(l) => l.daily_automatic_backup_start_time().map(str::to_string),
+        read(_, l) => l?.daily_automatic_backup_start_time().map(str::to_string),
         create(b, v, _) => b.daily_automatic_backup_start_time(v),
         update(b, v, _) => b.daily_automatic_backup_start_time(v),
     }
     /// `AutomaticBackupRetentionDays`.
     automatic_backup_retention_days: i32 {
-        read(l) => l.automatic_backup_retention_days(),
+        read(_, l) => l?.automatic_backup_retention_days(),
         create(b, v, _) => b.automatic_backup_retention_days(*v),
         update(b, v, _) => b.automatic_backup_retention_days(*v),
     }
     /// `CopyTagsToBackups`.
     copy_tags_to_backups: bool {
-        read(l) => l.copy_tags_to_backups(),
+        read(_, l) => l?.copy_tags_to_backups(),
         create(b, v, _) => b.copy_tags_to_backups(*v),
     }
     /// `EfaEnabled` (PERSISTENT_2).
     efa_enabled: bool {
-        read(l) => l.efa_enabled(),
+        read(_, l) => l?.efa_enabled(),
         create(b, v, _) => b.efa_enabled(*v),
     }
     /// `MetadataConfiguration.Mode` (PERSISTENT_2); the request carries `metadata_iops` with it.
     metadata_mode: MetadataMode {
-        read(l) => wire(l.metadata_configuration()?.mode().map(|m| m.as_str())),
+        read(_, l) => wire(l?.metadata_configuration()?.mode().map(|m| m.as_str())),
         create(b, v, s) => b.metadata_configuration(
             t::CreateFileSystemLustreMetadataConfiguration::builder()
                 .mode(v.as_str().into())
@@ -207,7 +232,7 @@ lustre_settings! {
     /// `MetadataConfiguration.Iops` (USER_PROVISIONED mode): sent in the mode's configuration
     /// when a mode is set, alone otherwise (an update of the IOPS only).
     metadata_iops: i32 {
-        read(l) => l.metadata_configuration()?.iops(),
+        read(_, l) => l?.metadata_configuration()?.iops(),
         create(b, _v, _) => b,
         update(b, v, s) => if s.metadata_mode.is_some() {
             b
@@ -217,9 +242,62 @@ lustre_settings! {
     }
     /// `RootSquashConfiguration.RootSquash`: `UID:GID` (`0:0` turns it off).
     root_squash: String {
-        read(l) => l.root_squash_configuration()?.root_squash().map(str::to_string),
-        create(b, v, _) => b.root_squash_configuration(root_squash(v)),
-        update(b, v, _) => b.root_squash_configuration(root_squash(v)),
+        read(_, l) => l?.root_squash_configuration()?.root_squash().map(str::to_string),
+        create(b, v, s) => b.root_squash_configuration(root_squash(Some(v), s.no_squash_nids.as_ref())),
+        update(b, v, s) => b.root_squash_configuration(root_squash(Some(v), s.no_squash_nids.as_ref())),
+    }
+    /// `RootSquashConfiguration.NoSquashNids`: clients root squash does not apply to; sent in
+    /// the root squash configuration when the squash is set, alone otherwise.
+    no_squash_nids: Vec<String> {
+        read(_, l) => Some(l?.root_squash_configuration()?.no_squash_nids().to_vec()).filter(|n| !n.is_empty()),
+        create(b, _v, _) => b,
+        update(b, v, s) => if s.root_squash.is_some() {
+            b
+        } else {
+            b.root_squash_configuration(root_squash(None, Some(v)))
+        },
+    }
+    /// `ThroughputCapacity` (MBps; Intelligent-Tiering only).
+    throughput_capacity: i32 {
+        read(_, l) => l?.throughput_capacity(),
+        create(b, v, _) => b.throughput_capacity(*v),
+        update(b, v, _) => b.throughput_capacity(*v),
+    }
+    /// `DataReadCacheConfiguration.SizingMode` (Intelligent-Tiering only); carries the size.
+    data_read_cache_sizing_mode: ReadCacheSizingMode {
+        read(_, l) => wire(l?.data_read_cache_configuration()?.sizing_mode().map(|m| m.as_str())),
+        create(b, v, s) => b.data_read_cache_configuration(read_cache(*v, s.data_read_cache_size_gib)),
+        update(b, v, s) => b.data_read_cache_configuration(read_cache(*v, s.data_read_cache_size_gib)),
+    }
+    /// `DataReadCacheConfiguration.SizeGiB` (USER_PROVISIONED): sent with the mode; alone, a
+    /// new size of a cache that is already USER_PROVISIONED.
+    data_read_cache_size_gib: i32 {
+        read(_, l) => l?.data_read_cache_configuration()?.size_gib(),
+        create(b, _v, _) => b,
+        update(b, v, s) => if s.data_read_cache_sizing_mode.is_some() {
+            b
+        } else {
+            b.data_read_cache_configuration(read_cache(ReadCacheSizingMode::UserProvisioned, Some(*v)))
+        },
+    }
+    /// `LogConfiguration.Level`; carries the destination.
+    log_level: LogLevel {
+        read(_, l) => wire(l?.log_configuration()?.level().map(|v| v.as_str())),
+        create(b, v, s) => b.log_configuration(log(*v, s.log_destination.as_ref())),
+        update(b, v, s) => b.log_configuration(log(*v, s.log_destination.as_ref())),
+    }
+    /// `LogConfiguration.Destination`: a CloudWatch Logs log group ARN, sent with the level
+    /// (which FSx requires in the same configuration).
+    log_destination: String {
+        read(_, l) => l?.log_configuration()?.destination().map(str::to_string),
+        create(b, _v, _) => b,
+        update(b, _v, _) => b,
+    }
+    /// `FileSystemTypeVersion`: top-level in the requests ([`super::aws`] sends it there).
+    file_system_type_version: String {
+        read(fs, _) => fs.file_system_type_version().map(str::to_string),
+        create(b, _v, _) => b,
+        update(b, _v, _) => b,
     }
 }
 
@@ -245,6 +323,13 @@ mod tests {
             metadata_mode: Some(MetadataMode::UserProvisioned),
             metadata_iops: Some(12000),
             root_squash: Some("65534:65534".into()),
+            no_squash_nids: Some(vec!["10.0.1.6@tcp".into(), "10.0.[2-10].[1-255]@tcp".into()]),
+            throughput_capacity: Some(4000),
+            data_read_cache_sizing_mode: Some(ReadCacheSizingMode::UserProvisioned),
+            data_read_cache_size_gib: Some(64),
+            log_level: Some(LogLevel::WarnError),
+            log_destination: Some("arn:aws:logs:us-east-1:123456789012:log-group:/aws/fsx/team".into()),
+            file_system_type_version: Some("2.15".into()),
         }
     }
 
@@ -276,8 +361,21 @@ mod tests {
             .set_efa_enabled(c.efa_enabled())
             .set_metadata_configuration(metadata)
             .set_root_squash_configuration(c.root_squash_configuration().cloned())
+            .set_throughput_capacity(c.throughput_capacity())
+            .set_data_read_cache_configuration(c.data_read_cache_configuration().cloned())
+            .set_log_configuration(c.log_configuration().map(|l| {
+                t::LustreLogConfiguration::builder()
+                    .set_level(l.level().cloned())
+                    .set_destination(l.destination().map(str::to_string))
+                    .build()
+            }))
             .build();
-        assert_eq!(LustreSettings::from_sdk(&described), want);
+        // The version is top-level (aws.rs sends it there).
+        let fs = t::FileSystem::builder()
+            .lustre_configuration(described)
+            .set_file_system_type_version(want.file_system_type_version.clone())
+            .build();
+        assert_eq!(LustreSettings::from_sdk(&fs), want);
     }
 
     #[test]
@@ -291,7 +389,21 @@ mod tests {
         assert_eq!(u.automatic_backup_retention_days(), Some(7));
         let m = u.metadata_configuration().unwrap();
         assert_eq!((m.mode(), m.iops()), (Some(&t::MetadataConfigurationMode::UserProvisioned), Some(12000)));
-        assert_eq!(u.root_squash_configuration().and_then(|r| r.root_squash()), Some("65534:65534"));
+        let squash = u.root_squash_configuration().unwrap();
+        assert_eq!((squash.root_squash(), squash.no_squash_nids().len()), (Some("65534:65534"), 2));
+        assert_eq!(u.throughput_capacity(), Some(4000));
+        let cache = u.data_read_cache_configuration().unwrap();
+        assert_eq!(
+            (cache.sizing_mode(), cache.size_gib()),
+            (Some(&t::LustreReadCacheSizingMode::UserProvisioned), Some(64))
+        );
+        let log = u.log_configuration().unwrap();
+        assert_eq!((log.level(), log.destination().is_some()), (Some(&t::LustreAccessAuditLogLevel::WarnError), true));
+        // Half of a pair alone still makes a valid configuration.
+        let nids = LustreSettings { no_squash_nids: Some(vec!["10.0.0.1@tcp".into()]), ..Default::default() };
+        assert_eq!(nids.update_configuration().root_squash_configuration().unwrap().no_squash_nids().len(), 1);
+        let size = LustreSettings { data_read_cache_size_gib: Some(128), ..Default::default() }.update_configuration();
+        assert_eq!(size.data_read_cache_configuration().unwrap().size_gib(), Some(128));
         // The IOPS alone (the mode is already USER_PROVISIONED).
         let iops = LustreSettings { metadata_iops: Some(24000), ..Default::default() }.update_configuration();
         let m = iops.metadata_configuration().unwrap();

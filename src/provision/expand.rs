@@ -35,6 +35,12 @@ impl Provisioner {
             return Err(CannotExpand::Scratch1 { id: id.to_string() }.into());
         }
         let storage = fs.storage_type.unwrap_or(StorageType::Ssd);
+        if storage.is_elastic() {
+            // Intelligent-Tiering has no provisioned size (FSx refuses a StorageCapacity for
+            // it): the claim grows, and nothing is asked of FSx.
+            tracing::info!(volume.id = %id, "Intelligent-Tiering grows with its data; nothing to change on FSx");
+            return Ok((required_bytes.max(0) + crate::fsx::GIB - 1) / crate::fsx::GIB);
+        }
         let steps = capacity::steps(deployment, storage, fs.lustre.per_unit_storage_throughput);
         let target = capacity::for_range(steps, &format!("{deployment} {storage}"), required_bytes, limit_bytes)?;
         if fs.capacity_gib >= target {

@@ -263,6 +263,13 @@ impl Provisioner {
     pub fn plan(req: &CreateRequest<'_>) -> Result<(StorageClassParams, i64), ProvisionError> {
         params::check_volume_name(req.name)?;
         let params = StorageClassParams::parse(req.parameters)?;
+        if params.storage_type.is_elastic() {
+            // Intelligent-Tiering has no size to provision: the claim's size is kept as asked
+            // (in whole GiB), and no StorageCapacity is sent.
+            capacity::check_range(req.required_bytes, req.limit_bytes)?;
+            let gib = (req.required_bytes.max(0) + crate::fsx::GIB - 1) / crate::fsx::GIB;
+            return Ok((params, gib.min(i64::from(i32::MAX))));
+        }
         let steps =
             capacity::steps(params.deployment_type, params.storage_type, params.lustre.per_unit_storage_throughput);
         let what = format!("{} {}", params.deployment_type, params.storage_type);
@@ -360,79 +367,101 @@ impl Provisioner {
             return Err(ProvisionError::AlreadyExists { name: name.to_string(), id: fs.id, reason });
         }
         let fs = self.await_available(fs, deadline).await?;
-        // PERSISTENT_2 links S3 through an association, made once the file system is
-        // AVAILABLE; the volume is not reported ready before the association is.
-        let token = token::client_request_token(&format!("{}.dra", fs.id), 0);
-        if let Some(spec) = params.association_spec(&fs.id, token, &fs.tags) {
-            self.ensure_association(&fs, spec, deadline).await?;
+        // Associations link S3 once the file system is AVAILABLE; the volume is not reported
+        // ready before every one of them is.
+        let specs = params.association_specs(&fs.id, &association_tags(&fs.tags));
+        if !specs.is_empty() {
+            self.ensure_associations(&fs, specs, deadline).await?;
         }
         Ok(fs)
     }
 
-    /// Finds or creates the file system's data repository association and waits (without
-    /// API calls) until it is AVAILABLE. One association per volume: an existing one for the
-    /// same file system path is found again, after retries and restarts.
-    async fn ensure_association(
+    /// Finds or creates each of the file system's data repository associations (one listing,
+    /// then a create for each one missing) and waits (without API calls) until every one is
+    /// AVAILABLE. An association is found again by its file system path, after retries and
+    /// restarts; one there linked to another S3 path is a conflict, never replaced.
+    async fn ensure_associations(
         &self,
         fs: &FileSystem,
-        spec: crate::fsx::AssociationSpec,
+        specs: Vec<crate::fsx::AssociationSpec>,
         deadline: Instant,
     ) -> Result<(), ProvisionError> {
         let existing = by(deadline, "DescribeDataRepositoryAssociations", self.fsx.associations_of(&fs.id)).await?;
-        let association = match existing
-            .into_iter()
-            .find(|a| a.file_system_path == spec.file_system_path && a.lifecycle != AssociationLifecycle::Deleting)
-        {
-            Some(a) => {
-                if !params::same_s3_path(&a.data_repository_path, &spec.data_repository_path) {
-                    return Err(ProvisionError::AlreadyExists {
-                        name: fs.volume_name().unwrap_or_default().to_string(),
-                        id: fs.id.clone(),
-                        reason: format!(
-                            "{} is linked to {}, requested {}",
-                            a.file_system_path, a.data_repository_path, spec.data_repository_path
-                        ),
-                    });
+        let mut found = Vec::with_capacity(specs.len());
+        for spec in &specs {
+            let association = match existing
+                .iter()
+                .find(|a| a.file_system_path == spec.file_system_path && a.lifecycle != AssociationLifecycle::Deleting)
+            {
+                Some(a) => {
+                    if !params::same_s3_path(&a.data_repository_path, &spec.data_repository_path) {
+                        return Err(ProvisionError::AlreadyExists {
+                            name: fs.volume_name().unwrap_or_default().to_string(),
+                            id: fs.id.clone(),
+                            reason: format!(
+                                "{} is linked to {}, requested {}",
+                                a.file_system_path, a.data_repository_path, spec.data_repository_path
+                            ),
+                        });
+                    }
+                    a.clone()
                 }
-                a
-            }
-            None => {
-                let a =
-                    by(deadline, "CreateDataRepositoryAssociation", self.fsx.create_data_repository_association(&spec))
-                        .await?;
-                tracing::info!(volume.id = %fs.id, association = %a.id, path = %spec.data_repository_path, "data repository association created");
-                a
-            }
-        };
-        let association = if association.lifecycle.is_in_flight() {
-            let mut rx = self.poller.watch_association(&association.id);
-            match poller::wait_until(&mut rx, deadline, Seen::is_settled).await {
-                Some(Seen::Found(a)) => a,
-                Some(Seen::Gone) => return Err(ProvisionError::Vanished(association.id)),
-                Some(Seen::Pending) | None => {
-                    return Err(ProvisionError::AssociationPending {
-                        id: fs.id.clone(),
-                        association: association.id,
-                        lifecycle: association.lifecycle.to_string(),
-                    });
+                None => {
+                    let a = by(
+                        deadline,
+                        "CreateDataRepositoryAssociation",
+                        self.fsx.create_data_repository_association(spec),
+                    )
+                    .await?;
+                    tracing::info!(volume.id = %fs.id, association = %a.id, path = %spec.data_repository_path, "data repository association created");
+                    a
                 }
-            }
-        } else {
-            association
-        };
-        match &association.lifecycle {
-            AssociationLifecycle::Available => Ok(()),
-            AssociationLifecycle::Failed => {
-                let message = association.failure_message.unwrap_or_else(|| "FSx gave no failure details".into());
-                let message = format!("association {}: {message}", association.id);
-                Err(self.discard(fs, message, |id, message| ProvisionError::AssociationFailed { id, message }).await)
-            }
-            other => Err(ProvisionError::NotUsable {
-                id: fs.id.clone(),
-                lifecycle: format!("linked to S3 by association {} in state {other}", association.id),
-                message: association.failure_message.unwrap_or_else(|| "see the FSx console for details".into()),
-            }),
+            };
+            found.push(association);
         }
+        // Watch every one at once, so the poller describes them together.
+        let mut watches: Vec<_> =
+            found.iter().map(|a| a.lifecycle.is_in_flight().then(|| self.poller.watch_association(&a.id))).collect();
+        for (association, watch) in found.into_iter().zip(watches.iter_mut()) {
+            let association = match watch {
+                None => association,
+                Some(rx) => match poller::wait_until(rx, deadline, Seen::is_settled).await {
+                    Some(Seen::Found(a)) => a,
+                    Some(Seen::Gone) => return Err(ProvisionError::Vanished(association.id)),
+                    Some(Seen::Pending) | None => {
+                        return Err(ProvisionError::AssociationPending {
+                            id: fs.id.clone(),
+                            association: association.id,
+                            lifecycle: association.lifecycle.to_string(),
+                        });
+                    }
+                },
+            };
+            let paths = format!(
+                "{} ({} to {})",
+                association.id, association.file_system_path, association.data_repository_path
+            );
+            match &association.lifecycle {
+                AssociationLifecycle::Available => {}
+                AssociationLifecycle::Failed => {
+                    let message = association.failure_message.unwrap_or_else(|| "FSx gave no failure details".into());
+                    let message = format!("association {paths}: {message}");
+                    return Err(self
+                        .discard(fs, message, |id, message| ProvisionError::AssociationFailed { id, message })
+                        .await);
+                }
+                other => {
+                    return Err(ProvisionError::NotUsable {
+                        id: fs.id.clone(),
+                        lifecycle: format!("linked to S3 by association {paths} in state {other}"),
+                        message: association
+                            .failure_message
+                            .unwrap_or_else(|| "see the FSx console for details".into()),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Waits (without API calls) until `fs` settles, or `deadline`.
@@ -487,7 +516,8 @@ impl Provisioner {
         error: fn(String, String) -> ProvisionError,
     ) -> ProvisionError {
         tracing::warn!(volume.id = %fs.id, reason = %message, "file system cannot be used; deleting it");
-        match self.fsx.delete_file_system(&fs.id).await {
+        // Nothing was ever stored on it: no final backup.
+        match self.fsx.delete_file_system(&fs.id, None).await {
             Ok(_) | Err(FsxError::NotFound(_)) => {
                 crate::metrics::get().failed_cleaned_up();
                 self.index.mark_deleting(&fs.id);
@@ -514,16 +544,40 @@ impl Provisioner {
         }
         let _guard =
             self.busy.try_lock(Key::VolumeId(id.to_string())).ok_or_else(|| ProvisionError::Busy(id.to_string()))?;
-        if self.index.by_id(id).is_some_and(|fs| fs.lifecycle == Lifecycle::Deleting) {
+        let known = self.index.by_id(id);
+        if known.as_ref().is_some_and(|fs| fs.lifecycle == Lifecycle::Deleting) {
             // This process's own DeleteFileSystem was accepted: DELETING counts as done.
             return Ok(());
         }
-        match tokio::time::timeout_at(deadline, self.fsx.delete_file_system(id))
+        // A final backup is recorded on the file system's tags at creation
+        // (finalBackupOnDelete). The index knows them; a file system it does not know is
+        // described once, since deleting it without the backup asked for cannot be undone.
+        let fs = match known {
+            Some(fs) => fs,
+            None => {
+                match by(deadline, "DescribeFileSystems", self.fsx.describe_file_systems(&[id.to_string()])).await {
+                    Ok(found) => match found.into_iter().find(|fs| fs.id == id) {
+                        Some(fs) => fs,
+                        None => return Ok(()),
+                    },
+                    Err(ProvisionError::Fsx(FsxError::NotFound(_))) => {
+                        self.index.remove(id);
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        if fs.lifecycle == Lifecycle::Deleting {
+            return Ok(());
+        }
+        let final_backup = fs.final_backup();
+        match tokio::time::timeout_at(deadline, self.fsx.delete_file_system(id, final_backup.as_deref()))
             .await
             .map_err(|_| ProvisionError::FsxSlow("DeleteFileSystem"))?
         {
             Ok(lifecycle) => {
-                tracing::info!(volume.id = %id, %lifecycle, "DeleteFileSystem accepted");
+                tracing::info!(volume.id = %id, %lifecycle, final_backup = final_backup.is_some(), "DeleteFileSystem accepted");
                 self.index.mark_deleting(id);
                 Ok(())
             }
@@ -571,8 +625,18 @@ async fn by<T>(
     }
 }
 
-/// Why an existing file system's size does not fit a capacity range, if it does not.
+/// The tags an association gets: the file system's, less the driver's records (the final
+/// backup's), which mean nothing on an association.
+fn association_tags(tags: &[(String, String)]) -> Vec<(String, String)> {
+    tags.iter().filter(|(k, _)| !k.starts_with("fsx.csi.aws.com/")).cloned().collect()
+}
+
+/// Why an existing file system's size does not fit a capacity range, if it does not. An
+/// Intelligent-Tiering file system has no fixed size: any range fits.
 fn capacity_mismatch(fs: &FileSystem, required_bytes: i64, limit_bytes: i64) -> Option<String> {
+    if fs.storage_type.is_some_and(|s| s.is_elastic()) {
+        return None;
+    }
     let have = fs.capacity_bytes();
     if have < required_bytes {
         return Some(format!("capacity is {} GiB, below the requested {required_bytes} bytes", fs.capacity_gib));

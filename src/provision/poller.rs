@@ -356,7 +356,6 @@ mod tests {
             tags: vec![("CSIVolumeName".into(), format!("pvc-{i}"))],
             storage_type: None,
             kms_key_id: None,
-            file_system_type_version: None,
             lustre: LustreSettings::default(),
         }
     }

@@ -7,11 +7,12 @@
 //! (checked by a test) all come from this table.
 
 use super::{
-    StorageClassParams, is_daily_time, is_hex_id, is_weekly_time, parse_bool, parse_enum, parse_int, parse_tags,
-    s3_bucket, valid_metadata_iops,
+    StorageClassParams, associations, check_fs_path, is_daily_time, is_hex_id, is_weekly_time, parse_bool, parse_enum,
+    parse_events, parse_int, parse_tags, s3_bucket, valid_metadata_iops,
 };
 use crate::fsx::{
-    AutoImportPolicy, DataCompressionType, DeploymentType, DriveCacheType, FileSystem, MetadataMode, StorageType,
+    AutoImportPolicy, DataCompressionType, DeploymentType, DriveCacheType, FINAL_BACKUP_TAG_PREFIX, FileSystem,
+    LogLevel, MetadataMode, ReadCacheSizingMode, StorageType,
 };
 use crate::text::Shown;
 
@@ -41,6 +42,17 @@ pub const EFA_ENABLED: &str = "efaEnabled";
 pub const METADATA_CONFIGURATION_MODE: &str = "metadataConfigurationMode";
 pub const METADATA_IOPS: &str = "metadataIops";
 pub const ROOT_SQUASH: &str = "rootSquash";
+pub const NO_SQUASH_NIDS: &str = "noSquashNids";
+pub const THROUGHPUT_CAPACITY: &str = "throughputCapacity";
+pub const DATA_READ_CACHE_SIZING_MODE: &str = "dataReadCacheSizingMode";
+pub const DATA_READ_CACHE_SIZE_GIB: &str = "dataReadCacheSizeGiB";
+pub const LUSTRE_LOG_LEVEL: &str = "lustreLogLevel";
+pub const LUSTRE_LOG_DESTINATION: &str = "lustreLogDestination";
+pub const DATA_REPOSITORY_ASSOCIATIONS: &str = "dataRepositoryAssociations";
+pub const AUTO_IMPORT_EVENTS: &str = "autoImportEvents";
+pub const AUTO_EXPORT_EVENTS: &str = "autoExportEvents";
+pub const FINAL_BACKUP_ON_DELETE: &str = "finalBackupOnDelete";
+pub const FINAL_BACKUP_TAGS: &str = "finalBackupTags";
 
 /// Which deployment types take a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +64,8 @@ pub enum Takes {
     Persistent,
     /// PERSISTENT_2 only.
     Persistent2,
+    /// Every type but SCRATCH_1 (data repository associations).
+    NotScratch1,
 }
 
 impl Takes {
@@ -61,6 +75,7 @@ impl Takes {
             Takes::All => true,
             Takes::Persistent => !deployment.is_scratch(),
             Takes::Persistent2 => deployment == DeploymentType::Persistent2,
+            Takes::NotScratch1 => deployment != DeploymentType::Scratch1,
         }
     }
 
@@ -70,6 +85,7 @@ impl Takes {
             Takes::All => "every deployment type",
             Takes::Persistent => "PERSISTENT_1 or PERSISTENT_2",
             Takes::Persistent2 => "PERSISTENT_2",
+            Takes::NotScratch1 => "SCRATCH_2, PERSISTENT_1 or PERSISTENT_2",
         }
     }
 }
@@ -177,9 +193,9 @@ pub const KEYS: &[Key] = &[
     },
     Key {
         name: STORAGE_TYPE,
-        values: "`SSD`, `HDD`",
+        values: "`SSD`, `HDD`, `INTELLIGENT_TIERING`",
         default: "`SSD`",
-        notes: "HDD only with `PERSISTENT_1`",
+        notes: "HDD only with `PERSISTENT_1`; `INTELLIGENT_TIERING` (elastic, see below) only with `PERSISTENT_2`",
         takes: Takes::All,
         mutable: false,
         compare: Some(|p, fs| both(Some(p.storage_type), fs.storage_type)),
@@ -190,9 +206,9 @@ pub const KEYS: &[Key] = &[
     },
     Key {
         name: PER_UNIT_STORAGE_THROUGHPUT,
-        values: "PERSISTENT_1 SSD: 50, 100, 200; PERSISTENT_1 HDD: 12, 40; PERSISTENT_2: 125, 250, 500, 1000",
+        values: "PERSISTENT_1 SSD: 50, 100, 200; PERSISTENT_1 HDD: 12, 40; PERSISTENT_2 SSD: 125, 250, 500, 1000",
         default: "",
-        notes: "required for PERSISTENT types, refused for SCRATCH",
+        notes: "required for PERSISTENT SSD and HDD types, refused for SCRATCH and Intelligent-Tiering",
         takes: Takes::All,
         mutable: true,
         compare: Some(|p, fs| {
@@ -322,15 +338,7 @@ pub const KEYS: &[Key] = &[
         mutable: false,
         compare: None,
         set: |p, v| {
-            let clean = v.starts_with('/')
-                && v.len() <= 4096
-                && !v.contains("//")
-                && (v == "/" || !v.ends_with('/'))
-                && !v.split('/').any(|c| c == "." || c == "..")
-                && !v.chars().any(char::is_control);
-            if !clean {
-                return Err(format!("{} is not a clean absolute path such as / or /data", Shown(v)));
-            }
+            check_fs_path(v)?;
             p.file_system_path = Some(v.to_string());
             Ok(())
         },
@@ -427,12 +435,14 @@ pub const KEYS: &[Key] = &[
     },
     Key {
         name: FILE_SYSTEM_TYPE_VERSION,
-        values: "`2.10`, `2.12`, `2.15`, ...",
+        values: "`2.10`, `2.12`, `2.15`",
         default: "FSx default",
-        notes: "PERSISTENT_2 needs 2.12 or later",
+        notes: "PERSISTENT_2 needs 2.12 or later, and 2.15 with a metadata configuration, EFA or Intelligent-Tiering; in place: an upgrade to 2.12 or 2.15, never a downgrade",
         takes: Takes::All,
-        mutable: false,
-        compare: Some(|p, fs| both(p.file_system_type_version.as_ref(), fs.file_system_type_version.as_ref())),
+        mutable: true,
+        compare: Some(|p, fs| {
+            both(p.lustre.file_system_type_version.as_ref(), fs.lustre.file_system_type_version.as_ref())
+        }),
         set: |p, v| {
             // FSx's versions are 2.10, 2.12, 2.15: one digit, a dot, one or two digits.
             let ok = matches!(v.split_once('.'), Some((major, minor))
@@ -441,7 +451,7 @@ pub const KEYS: &[Key] = &[
             if !ok {
                 return Err(format!("{} is not a Lustre version such as 2.12 or 2.15", Shown(v)));
             }
-            p.file_system_type_version = Some(v.to_string());
+            p.lustre.file_system_type_version = Some(v.to_string());
             Ok(())
         },
     },
@@ -507,7 +517,7 @@ pub const KEYS: &[Key] = &[
         name: ROOT_SQUASH,
         values: "`UID:GID`, such as `65534:65534`",
         default: "none",
-        notes: "root on clients acts as this user and group on the file system",
+        notes: "root on clients acts as this user and group on the file system; `0:0` turns it off",
         takes: Takes::All,
         mutable: true,
         compare: Some(|p, fs| Some((p.lustre.root_squash.clone()?, fs.lustre.root_squash.clone().unwrap_or_default()))),
@@ -522,7 +532,233 @@ pub const KEYS: &[Key] = &[
             Ok(())
         },
     },
+    Key {
+        name: NO_SQUASH_NIDS,
+        values: "comma-separated client NIDs or ranges, such as `10.0.1.6@tcp,10.0.[2-10].[1-255]@tcp` (at most 64)",
+        default: "none",
+        notes: "clients root squash does not apply to; needs `rootSquash`",
+        takes: Takes::All,
+        mutable: true,
+        compare: None,
+        set: |p, v| {
+            let mut nids: Vec<String> = Vec::new();
+            for nid in v.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                if !is_nid(nid) {
+                    return Err(format!(
+                        "{} is not a Lustre NID: an IPv4 address whose parts are numbers or [a-b] ranges, then @tcp (such as 10.0.1.6@tcp or 10.0.[2-10].[1-255]@tcp), 11-43 characters",
+                        Shown(nid)
+                    ));
+                }
+                if !nids.iter().any(|n| n == nid) {
+                    nids.push(nid.to_string());
+                }
+            }
+            if nids.len() > 64 {
+                return Err(format!("{} NIDs given; FSx allows at most 64", nids.len()));
+            }
+            p.lustre.no_squash_nids = (!nids.is_empty()).then_some(nids);
+            Ok(())
+        },
+    },
+    Key {
+        name: THROUGHPUT_CAPACITY,
+        values: "MBps: a multiple of 4000, up to 2000000",
+        default: "",
+        notes: "required with Intelligent-Tiering, refused otherwise; in place only upwards",
+        takes: Takes::Persistent2,
+        mutable: true,
+        compare: Some(|p, fs| both(p.lustre.throughput_capacity, fs.lustre.throughput_capacity)),
+        set: |p, v| {
+            let t = parse_int(v, 4000, 2_000_000)?;
+            if !valid_throughput_capacity(t) {
+                return Err(format!("{t} is not a multiple of 4000 from 4000 to 2000000 (MBps)"));
+            }
+            p.lustre.throughput_capacity = Some(t);
+            Ok(())
+        },
+    },
+    Key {
+        name: DATA_READ_CACHE_SIZING_MODE,
+        values: "`NO_CACHE`, `USER_PROVISIONED`, `PROPORTIONAL_TO_THROUGHPUT_CAPACITY`",
+        default: "",
+        notes: "the SSD read cache; required with Intelligent-Tiering, refused otherwise",
+        takes: Takes::Persistent2,
+        mutable: true,
+        compare: Some(|p, fs| both(p.lustre.data_read_cache_sizing_mode, fs.lustre.data_read_cache_sizing_mode)),
+        set: |p, v| {
+            p.lustre.data_read_cache_sizing_mode = Some(parse_enum(v, ReadCacheSizingMode::ALL)?);
+            Ok(())
+        },
+    },
+    Key {
+        name: DATA_READ_CACHE_SIZE_GIB,
+        values: "GiB: 32 to 131072 per 4000 MBps of `throughputCapacity`",
+        default: "",
+        notes: "needs `USER_PROVISIONED`",
+        takes: Takes::Persistent2,
+        mutable: true,
+        compare: None,
+        set: |p, v| {
+            p.lustre.data_read_cache_size_gib = Some(parse_int(v, 1, i32::MAX)?);
+            Ok(())
+        },
+    },
+    Key {
+        name: LUSTRE_LOG_LEVEL,
+        values: "`DISABLED`, `WARN_ONLY`, `ERROR_ONLY`, `WARN_ERROR`",
+        default: "FSx default (`DISABLED`)",
+        notes: "logs data repository events to CloudWatch Logs",
+        takes: Takes::All,
+        mutable: true,
+        compare: None,
+        set: |p, v| {
+            p.lustre.log_level = Some(parse_enum(v, LogLevel::ALL)?);
+            Ok(())
+        },
+    },
+    Key {
+        name: LUSTRE_LOG_DESTINATION,
+        values: "`arn:aws:logs:<region>:<account>:log-group:/aws/fsx/<name>`",
+        default: "`/aws/fsx/lustre`",
+        notes: "a log group whose name starts with `/aws/fsx`, in the file system's partition, region and account; needs a `lustreLogLevel` other than `DISABLED`",
+        takes: Takes::All,
+        mutable: true,
+        compare: None,
+        set: |p, v| {
+            check_log_destination(v)?;
+            p.lustre.log_destination = Some(v.to_string());
+            Ok(())
+        },
+    },
+    Key {
+        name: DATA_REPOSITORY_ASSOCIATIONS,
+        values: "a JSON list of 1-8 `{\"fileSystemPath\", \"dataRepositoryPath\", \"importedFileChunkSize\"?, \"batchImportMetaDataOnCreate\"?, \"autoImportEvents\"?, \"autoExportEvents\"?}`",
+        default: "",
+        notes: "one S3 link per entry (see below); Lustre 2.12 or later; not with `s3ImportPath`",
+        takes: Takes::NotScratch1,
+        mutable: false,
+        compare: None,
+        set: |p, v| {
+            p.associations = associations::parse(v)?;
+            Ok(())
+        },
+    },
+    Key {
+        name: AUTO_IMPORT_EVENTS,
+        values: "comma-separated `NEW`, `CHANGED`, `DELETED`, or `NONE`",
+        default: "",
+        notes: "the `s3ImportPath` association's import events; not with `autoImportPolicy`",
+        takes: Takes::Persistent2,
+        mutable: false,
+        compare: None,
+        set: |p, v| {
+            p.auto_import_events = Some(parse_events(v)?);
+            Ok(())
+        },
+    },
+    Key {
+        name: AUTO_EXPORT_EVENTS,
+        values: "comma-separated `NEW`, `CHANGED`, `DELETED`, or `NONE`",
+        default: "",
+        notes: "the `s3ImportPath` association's export events; not with `autoExportPolicy`",
+        takes: Takes::Persistent2,
+        mutable: false,
+        compare: None,
+        set: |p, v| {
+            p.auto_export_events = Some(parse_events(v)?);
+            Ok(())
+        },
+    },
+    Key {
+        name: FINAL_BACKUP_ON_DELETE,
+        values: "`true`, `false`",
+        default: "`false`",
+        notes: "a last backup when DeleteVolume deletes the file system; it outlives it",
+        takes: Takes::Persistent,
+        mutable: false,
+        compare: None,
+        set: |p, v| {
+            p.final_backup_on_delete = parse_bool(v)?;
+            Ok(())
+        },
+    },
+    Key {
+        name: FINAL_BACKUP_TAGS,
+        values: "`k=v,k=v`",
+        default: "FSx's (the file system's tags with `copyTagsToBackups`)",
+        notes: "the final backup's tags; needs `finalBackupOnDelete`",
+        takes: Takes::Persistent,
+        mutable: false,
+        compare: None,
+        set: |p, v| {
+            let tags = parse_tags(FINAL_BACKUP_TAGS, v).map_err(|e| e.message)?;
+            // Kept on the file system as tags until DeleteVolume: the key must fit behind the prefix.
+            if let Some((k, _)) = tags.iter().find(|(k, _)| k.chars().count() + FINAL_BACKUP_TAG_PREFIX.len() > 128) {
+                return Err(format!(
+                    "tag key {} is too long: final backup tag keys may have at most {} characters",
+                    Shown(k),
+                    128 - FINAL_BACKUP_TAG_PREFIX.len()
+                ));
+            }
+            p.final_backup_tags = tags;
+            Ok(())
+        },
+    },
 ];
+
+/// `ThroughputCapacity`: a multiple of 4000 MBps up to 2000000. FSx's model bounds the field
+/// to 4000-2000000 (`ThroughputCapacityMbps`), and the user guide allows 4000 and its
+/// multiples; the API reference's prose still names 1000 and 2000, which that bound refuses.
+pub(super) fn valid_throughput_capacity(t: i32) -> bool {
+    (4000..=2_000_000).contains(&t) && t % 4000 == 0
+}
+
+/// A Lustre NID as FSx takes it: `^([0-9\[\]\-]*\.){3}([0-9\[\]\-]*)@tcp$`, 11-43 characters;
+/// each part a number or a `[a-b]` range of numbers up to 255.
+fn is_nid(nid: &str) -> bool {
+    let Some(ip) = nid.strip_suffix("@tcp") else { return false };
+    let byte = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 3
+            && s.bytes().all(|b| b.is_ascii_digit())
+            && s.parse::<u16>().is_ok_and(|n| n <= 255)
+    };
+    let part = |s: &str| match s.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+        Some(range) => {
+            matches!(range.split_once('-'), Some((a, b)) if byte(a) && byte(b) && a.parse::<u16>().ok() <= b.parse::<u16>().ok())
+        }
+        None => byte(s),
+    };
+    (11..=43).contains(&nid.len()) && ip.split('.').count() == 4 && ip.split('.').all(part)
+}
+
+/// A CloudWatch Logs log group ARN FSx can log to: FSx's `GeneralARN` pattern, service
+/// `logs`, a 12-digit account, and a log group named `/aws/fsx...` (the API reference's rule).
+/// The partition, region and account must be the file system's: FSx checks those.
+fn check_log_destination(v: &str) -> Result<(), String> {
+    let accepted = "expected arn:<partition>:logs:<region>:<account>:log-group:/aws/fsx/<name> (a CloudWatch Logs log group whose name starts with /aws/fsx, in the file system's region and account), at most 1024 characters";
+    let parts: Vec<&str> = v.splitn(6, ':').collect();
+    let ok = v.len() <= 1024
+        && !v.chars().any(char::is_control)
+        && parts.len() == 6
+        && parts[0] == "arn"
+        && (1..=63).contains(&parts[1].len())
+        && parts[2] == "logs"
+        && (1..=63).contains(&parts[3].len())
+        && parts[3].bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && parts[4].len() == 12
+        && parts[4].bytes().all(|b| b.is_ascii_digit())
+        && parts[5].strip_prefix("log-group:").is_some_and(|group| {
+            let name = group.strip_suffix(":*").unwrap_or(group);
+            name.starts_with("/aws/fsx")
+                && name.len() <= 512
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-/.#".contains(&b))
+        });
+    if !ok {
+        return Err(format!("{} is not a log group ARN FSx can log to ({accepted})", Shown(v)));
+    }
+    Ok(())
+}
 
 /// The key named `name`, if there is one.
 pub fn find(name: &str) -> Option<&'static Key> {

@@ -8,10 +8,12 @@
 //! - `keys`: every key described once (values, default, which deployment types take it,
 //!   whether FSx can change it later, how it is read); parsing and the README's table come
 //!   from it;
+//! - `associations`: the `dataRepositoryAssociations` JSON list;
 //! - `rules`: the rules between keys;
 //! - `request`: the FSx requests a StorageClass makes, its tags, and the comparison with an
 //!   existing file system.
 
+pub(crate) mod associations;
 pub(crate) mod keys;
 mod mutable;
 mod request;
@@ -23,8 +25,9 @@ pub use mutable::MutableParams;
 use std::collections::HashMap;
 use std::fmt;
 
-use crate::fsx::{AutoImportPolicy, DeploymentType, LustreSettings, StorageType, VOLUME_NAME_TAG};
+use crate::fsx::{AutoImportPolicy, DeploymentType, EventType, LustreSettings, StorageType, VOLUME_NAME_TAG};
 use crate::text::Shown;
+pub use associations::AssociationParams;
 
 /// Keys with this prefix are set by the external-provisioner and are not ours to validate.
 pub const RESERVED_PREFIX: &str = "csi.storage.k8s.io/";
@@ -61,10 +64,20 @@ pub struct StorageClassParams {
     pub file_system_path: Option<String>,
     /// PERSISTENT_2 only: import the bucket's metadata when the association is created.
     pub batch_import_metadata_on_create: Option<bool>,
-    pub file_system_type_version: Option<String>,
+    /// PERSISTENT_2 only: the `s3ImportPath` association's import events, as a subset.
+    pub auto_import_events: Option<Vec<EventType>>,
+    /// PERSISTENT_2 only: its export events.
+    pub auto_export_events: Option<Vec<EventType>>,
+    /// `dataRepositoryAssociations`: one association per entry.
+    pub associations: Vec<AssociationParams>,
+    /// DeleteVolume takes a final backup (`finalBackupOnDelete`).
+    pub final_backup_on_delete: bool,
+    /// The final backup's tags (`finalBackupTags`).
+    pub final_backup_tags: Vec<(String, String)>,
     /// The `LustreConfiguration` settings the keys set directly (throughput, compression,
-    /// maintenance and backup windows, metadata, root squash, ...); the deployment and storage
-    /// types and the S3 link are added by [`StorageClassParams::create_spec`].
+    /// maintenance and backup windows, metadata, root squash, logging, read cache, the Lustre
+    /// version, ...); the deployment type and the S3 link are added by
+    /// [`StorageClassParams::create_spec`].
     pub lustre: LustreSettings,
     pub extra_tags: Vec<(String, String)>,
     /// `csi.storage.k8s.io/pvc/namespace`, `pvc/name`, `pv/name`, when the provisioner runs
@@ -97,6 +110,39 @@ fn parse_bool(value: &str) -> Result<bool, String> {
         "false" | "False" | "FALSE" => Ok(false),
         _ => Err(format!("{} is not true or false", Shown(value))),
     }
+}
+
+/// A subset of S3 event types: `NEW,CHANGED`, `DELETED`, or `NONE` for none.
+fn parse_events(value: &str) -> Result<Vec<EventType>, String> {
+    if value == "NONE" {
+        return Ok(Vec::new());
+    }
+    let mut events = Vec::new();
+    for item in value.split(',').map(str::trim) {
+        let e: EventType = item.parse().map_err(|_| {
+            format!("{} is not NEW, CHANGED or DELETED (give a comma-separated subset, or NONE)", Shown(item))
+        })?;
+        if !events.contains(&e) {
+            events.push(e);
+        }
+    }
+    Ok(events)
+}
+
+/// A clean absolute path in the file system (an association's `FileSystemPath`): `/` or
+/// `/a/b`, no `.`, `..`, empty or trailing components, no control characters, at most 4096
+/// bytes.
+fn check_fs_path(v: &str) -> Result<(), String> {
+    let clean = v.starts_with('/')
+        && v.len() <= 4096
+        && !v.contains("//")
+        && (v == "/" || !v.ends_with('/'))
+        && !v.split('/').any(|c| c == "." || c == "..")
+        && !v.chars().any(|c| c.is_control() || matches!(c, '\u{85}' | '\u{2028}' | '\u{2029}'));
+    if !clean {
+        return Err(format!("{} is not a clean absolute path such as / or /data", Shown(v)));
+    }
+    Ok(())
 }
 
 fn parse_int(value: &str, min: i32, max: i32) -> Result<i32, String> {
@@ -156,6 +202,10 @@ pub fn s3_bucket<'a>(key: &str, path: &'a str) -> Result<&'a str, ParamError> {
     }
     Ok(bucket)
 }
+
+/// Tag keys under this prefix are the driver's records (the final backup's); no StorageClass
+/// or flag may set them.
+const DRIVER_TAG_PREFIX: &str = "fsx.csi.aws.com/";
 
 /// FSx's limit on tags per resource.
 pub const MAX_TAGS: usize = 50;
@@ -260,6 +310,12 @@ pub fn parse_tags(key: &str, value: &str) -> Result<Vec<(String, String)>, Param
         if k.to_ascii_lowercase().starts_with("aws:") {
             return Err(err(key, format!("tag key {k_shown} uses the reserved prefix aws:", k_shown = Shown(k))));
         }
+        if k.starts_with(DRIVER_TAG_PREFIX) {
+            return Err(err(
+                key,
+                format!("tag key {k_shown} uses the driver's prefix {DRIVER_TAG_PREFIX}", k_shown = Shown(k)),
+            ));
+        }
         if k == VOLUME_NAME_TAG {
             return Err(err(key, format!("tag key {VOLUME_NAME_TAG} is set by the driver and cannot be overridden")));
         }
@@ -282,6 +338,8 @@ fn valid_metadata_iops(n: i32) -> bool {
 pub fn allowed_throughputs(deployment: DeploymentType, storage: StorageType) -> &'static [i32] {
     match (deployment, storage) {
         (DeploymentType::Scratch1 | DeploymentType::Scratch2, _) => &[],
+        // Intelligent-Tiering's throughput is a total (throughputCapacity), not per TiB.
+        (_, StorageType::IntelligentTiering) => &[],
         (DeploymentType::Persistent1, StorageType::Hdd) => &[12, 40],
         (DeploymentType::Persistent1, StorageType::Ssd) => &[50, 100, 200],
         (DeploymentType::Persistent2, _) => &[125, 250, 500, 1000],
@@ -535,11 +593,14 @@ mod tests {
         let spec = p.create_spec(1200, "t".into(), vec![]);
         assert_eq!(spec.lustre.import_path, None, "PERSISTENT_2 must not use LustreConfiguration.ImportPath");
         assert_eq!(spec.lustre.auto_import_policy, None);
-        let a = p.association_spec("fs-0123456789abcdef0", "tok".into(), &[]).unwrap();
+        let specs = p.association_specs("fs-0123456789abcdef0", &[]);
+        let a = &specs[0];
+        assert_eq!(specs.len(), 1);
+        assert_eq!(a.client_request_token, "fs-0123456789abcdef0.dra.g0", "the token it always had");
         assert_eq!(a.data_repository_path, "s3://data-bucket/train");
         assert_eq!(a.file_system_path, "/train");
-        assert_eq!(a.auto_import_events, vec!["NEW", "CHANGED"]);
-        assert_eq!(a.auto_export_events, vec!["NEW", "CHANGED", "DELETED"]);
+        assert_eq!(a.auto_import_events, vec![EventType::New, EventType::Changed]);
+        assert_eq!(a.auto_export_events, vec![EventType::New, EventType::Changed, EventType::Deleted]);
         assert!(a.batch_import_metadata_on_create);
 
         let mut other = base.to_vec();
@@ -550,11 +611,217 @@ mod tests {
         assert_eq!(parse(&bad_path).unwrap_err().key, "fileSystemPath");
         let mut plain = base.to_vec();
         plain.push(("s3ImportPath", "s3://data-bucket"));
-        let default_path = parse(&plain).unwrap().association_spec("fs-0123456789abcdef0", "t".into(), &[]).unwrap();
+        let default_path = parse(&plain).unwrap().association_specs("fs-0123456789abcdef0", &[]).remove(0);
         assert_eq!(default_path.file_system_path, "/");
         assert!(default_path.auto_import_events.is_empty());
         // No association without S3.
-        assert!(parse(&base).unwrap().association_spec("fs-0123456789abcdef0", "t".into(), &[]).is_none());
+        assert!(parse(&base).unwrap().association_specs("fs-0123456789abcdef0", &[]).is_empty());
+        // Event subsets the cumulative policies cannot say.
+        let mut subsets = plain.clone();
+        subsets.extend([("autoImportEvents", "DELETED"), ("autoExportEvents", "NEW, CHANGED")]);
+        let a = parse(&subsets).unwrap().association_specs("fs-0123456789abcdef0", &[]).remove(0);
+        assert_eq!(
+            (a.auto_import_events, a.auto_export_events),
+            (vec![EventType::Deleted], vec![EventType::New, EventType::Changed])
+        );
+        let mut none = plain.clone();
+        none.push(("autoImportEvents", "NONE"));
+        assert!(parse(&none).unwrap().association_specs("fs-0123456789abcdef0", &[])[0].auto_import_events.is_empty());
+        let mut both = plain.clone();
+        both.extend([("autoImportEvents", "NEW"), ("autoImportPolicy", "NEW")]);
+        assert_eq!(parse(&both).unwrap_err().key, "autoImportEvents");
+        assert_eq!(
+            parse(&[&plain[..], &[("autoExportEvents", "MOVED")]].concat()).unwrap_err().key,
+            "autoExportEvents"
+        );
+        assert_eq!(parse(&[&base[..], &[("autoImportEvents", "NEW")]].concat()).unwrap_err().key, "autoImportEvents");
+    }
+
+    const P2: [(&str, &str); 3] = [SUBNET, ("deploymentType", "PERSISTENT_2"), ("perUnitStorageThroughput", "125")];
+    const TIERING: [(&str, &str); 5] = [
+        SUBNET,
+        ("deploymentType", "PERSISTENT_2"),
+        ("storageType", "INTELLIGENT_TIERING"),
+        ("throughputCapacity", "4000"),
+        ("dataReadCacheSizingMode", "PROPORTIONAL_TO_THROUGHPUT_CAPACITY"),
+    ];
+
+    fn with(
+        base: &[(&'static str, &'static str)],
+        more: &[(&'static str, &'static str)],
+    ) -> Result<StorageClassParams, ParamError> {
+        parse(&[base, more].concat())
+    }
+
+    #[test]
+    fn intelligent_tiering_and_its_rules() {
+        let p = parse(&TIERING).unwrap();
+        let spec = p.create_spec(0, "t".into(), vec![]);
+        assert_eq!(spec.storage_type, Some(StorageType::IntelligentTiering));
+        assert_eq!(spec.lustre.throughput_capacity, Some(4000));
+        assert_eq!(spec.lustre.per_unit_storage_throughput, None);
+        let refused = |more: &[(&'static str, &'static str)], key: &str, says: &str| {
+            let e = with(&TIERING, more).unwrap_err();
+            assert_eq!(e.key, key, "{more:?}: {e}");
+            assert!(e.message.contains(says), "{more:?}: {e}");
+        };
+        // The tiering keys are PERSISTENT_2's, and so is the storage class.
+        refused(
+            &[("deploymentType", "PERSISTENT_1"), ("perUnitStorageThroughput", "50")],
+            "dataReadCacheSizingMode",
+            "only with PERSISTENT_2",
+        );
+        let p1 = [
+            SUBNET,
+            ("deploymentType", "PERSISTENT_1"),
+            ("perUnitStorageThroughput", "50"),
+            ("storageType", "INTELLIGENT_TIERING"),
+        ];
+        assert!(parse(&p1).unwrap_err().message.contains("only with deploymentType PERSISTENT_2"));
+        refused(&[("perUnitStorageThroughput", "125")], "perUnitStorageThroughput", "throughputCapacity");
+        refused(&[("throughputCapacity", "6000")], "throughputCapacity", "a multiple of 4000");
+        refused(&[("throughputCapacity", "2000")], "throughputCapacity", "from 4000");
+        refused(&[("dataReadCacheSizingMode", "USER_PROVISIONED")], "dataReadCacheSizeGiB", "32 to 131072");
+        refused(
+            &[("dataReadCacheSizingMode", "USER_PROVISIONED"), ("dataReadCacheSizeGiB", "31")],
+            "dataReadCacheSizeGiB",
+            "outside 32 to 131072",
+        );
+        refused(
+            &[("dataReadCacheSizeGiB", "64")],
+            "dataReadCacheSizeGiB",
+            "only to dataReadCacheSizingMode USER_PROVISIONED",
+        );
+        refused(&[("metadataConfigurationMode", "AUTOMATIC")], "metadataConfigurationMode", "AUTOMATIC is for SSD");
+        refused(
+            &[("metadataConfigurationMode", "USER_PROVISIONED"), ("metadataIops", "24000")],
+            "metadataIops",
+            "6000 or 12000",
+        );
+        refused(&[("driveCacheType", "READ")], "driveCacheType", "HDD");
+        refused(&[("fileSystemTypeVersion", "2.12")], "fileSystemTypeVersion", "use 2.15");
+        with(&TIERING, &[("dataReadCacheSizingMode", "USER_PROVISIONED"), ("dataReadCacheSizeGiB", "131072")]).unwrap();
+        // Without Intelligent-Tiering the tiering keys are refused; without them it is.
+        assert_eq!(with(&P2, &[("throughputCapacity", "4000")]).unwrap_err().key, "throughputCapacity");
+        let no_cache: Vec<_> = TIERING.iter().copied().filter(|(k, _)| *k != "dataReadCacheSizingMode").collect();
+        assert_eq!(parse(&no_cache).unwrap_err().key, "dataReadCacheSizingMode");
+        let no_throughput: Vec<_> = TIERING.iter().copied().filter(|(k, _)| *k != "throughputCapacity").collect();
+        assert_eq!(parse(&no_throughput).unwrap_err().key, "throughputCapacity");
+    }
+
+    #[test]
+    fn efa_logging_root_squash_and_version_rules() {
+        let efa = [("efaEnabled", "true")];
+        assert!(with(&P2, &efa).unwrap_err().message.contains("metadata configuration"));
+        with(&P2, &[("efaEnabled", "true"), ("metadataConfigurationMode", "AUTOMATIC")]).unwrap();
+        // EFA on Intelligent-Tiering needs 4000 MBps or a multiple: every accepted throughput is.
+        with(&TIERING, &[("efaEnabled", "true"), ("metadataConfigurationMode", "USER_PROVISIONED"), ("metadataIops", "6000")])
+            .unwrap();
+        let e = with(
+            &P2,
+            &[("efaEnabled", "true"), ("metadataConfigurationMode", "AUTOMATIC"), ("fileSystemTypeVersion", "2.12")],
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "fileSystemTypeVersion");
+
+        let group = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/fsx/ml";
+        let p = parse(&[SUBNET, ("lustreLogLevel", "WARN_ERROR"), ("lustreLogDestination", group)]).unwrap();
+        assert_eq!(p.lustre.log_destination.as_deref(), Some(group));
+        assert_eq!(parse(&[SUBNET, ("lustreLogDestination", group)]).unwrap_err().key, "lustreLogDestination");
+        let e = parse(&[SUBNET, ("lustreLogLevel", "DISABLED"), ("lustreLogDestination", group)]).unwrap_err();
+        assert!(e.message.contains("DISABLED"), "{e}");
+        for bad in [
+            "arn:aws:logs:us-east-1:123456789012:log-group:/var/log/x",
+            "arn:aws:s3:us-east-1:123456789012:log-group:/aws/fsx/x",
+            "arn:aws:logs:us-east-1:1234:log-group:/aws/fsx/x",
+            "/aws/fsx/lustre",
+            "arn:aws:logs:us-east-1:123456789012:log-group:/aws/fsx/a b",
+        ] {
+            assert_eq!(
+                parse(&[SUBNET, ("lustreLogLevel", "WARN_ONLY"), ("lustreLogDestination", bad)]).unwrap_err().key,
+                "lustreLogDestination",
+                "{bad}"
+            );
+        }
+        parse(&[SUBNET, ("lustreLogLevel", "ERROR_ONLY"), ("lustreLogDestination", &format!("{group}:*"))]).unwrap();
+
+        let p =
+            parse(&[SUBNET, ("rootSquash", "65534:65534"), ("noSquashNids", "10.0.1.6@tcp, 10.0.[2-10].[1-255]@tcp")])
+                .unwrap();
+        assert_eq!(p.lustre.no_squash_nids.unwrap().len(), 2);
+        assert_eq!(parse(&[SUBNET, ("noSquashNids", "10.0.1.6@tcp")]).unwrap_err().key, "noSquashNids");
+        assert_eq!(
+            parse(&[SUBNET, ("rootSquash", "0:0"), ("noSquashNids", "10.0.1.6@tcp")]).unwrap_err().key,
+            "noSquashNids"
+        );
+        for bad in ["10.0.1.6", "10.0.1@tcp", "10.0.1.256@tcp", "10.0.[9-2].1@tcp", "a.b.c.d@tcp", "10.0.1.6@o2ib"] {
+            assert_eq!(
+                parse(&[SUBNET, ("rootSquash", "1:1"), ("noSquashNids", bad)]).unwrap_err().key,
+                "noSquashNids",
+                "{bad}"
+            );
+        }
+        let many: Vec<String> = (0..65).map(|i| format!("10.0.0.{i}@tcp")).collect();
+        assert!(
+            parse(&[SUBNET, ("rootSquash", "1:1"), ("noSquashNids", &many.join(","))])
+                .unwrap_err()
+                .message
+                .contains("at most 64")
+        );
+    }
+
+    #[test]
+    fn several_associations_and_final_backups() {
+        let list = r#"[{"fileSystemPath": "/a", "dataRepositoryPath": "s3://bucket-a/x", "autoImportEvents": ["DELETED"]},
+                       {"fileSystemPath": "/b", "dataRepositoryPath": "s3://bucket-b", "autoExportEvents": ["NEW"]}]"#;
+        let p = with(&P2, &[("dataRepositoryAssociations", list)]).unwrap();
+        assert!(p.uses_association());
+        let specs = p.association_specs("fs-0123456789abcdef0", &[]);
+        assert_eq!(specs.len(), 2);
+        assert_ne!(specs[0].client_request_token, specs[1].client_request_token);
+        assert_eq!(specs[0].auto_import_events, vec![EventType::Deleted]);
+        assert_eq!(specs[1].auto_export_events, vec![EventType::New]);
+        let e = with(&P2, &[("dataRepositoryAssociations", list), ("s3ImportPath", "s3://bucket-a")]).unwrap_err();
+        assert_eq!(e.key, "dataRepositoryAssociations");
+        // Other types take associations from Lustre 2.12 on; SCRATCH_1 never.
+        let p1 = [SUBNET, ("deploymentType", "PERSISTENT_1"), ("perUnitStorageThroughput", "50")];
+        assert!(with(&p1, &[("dataRepositoryAssociations", list)]).unwrap_err().message.contains("2.12"));
+        with(&p1, &[("dataRepositoryAssociations", list), ("fileSystemTypeVersion", "2.15")]).unwrap();
+        assert!(
+            parse(&[SUBNET, ("dataRepositoryAssociations", list)])
+                .unwrap_err()
+                .message
+                .contains("SCRATCH_2, PERSISTENT_1 or PERSISTENT_2")
+        );
+        let e = with(&P2, &[("dataRepositoryAssociations", r#"[{"fileSystemPath": "/a"}]"#)]).unwrap_err();
+        assert!(e.key == "dataRepositoryAssociations" && e.message.contains("dataRepositoryPath"), "{e}");
+
+        // Final backups: recorded on the file system's tags, read back at deletion.
+        let p = with(&P2, &[("finalBackupOnDelete", "true"), ("finalBackupTags", "team=ml,keep=yes")]).unwrap();
+        let tags = p.tags("pvc-1", &[]).unwrap();
+        let fs = crate::fsx::FileSystem { tags, ..Default::default() };
+        assert_eq!(fs.final_backup(), Some(vec![("team".into(), "ml".into()), ("keep".into(), "yes".into())]));
+        let plain =
+            crate::fsx::FileSystem { tags: with(&P2, &[]).unwrap().tags("pvc-1", &[]).unwrap(), ..Default::default() };
+        assert_eq!(plain.final_backup(), None);
+        assert_eq!(parse(&[SUBNET, ("finalBackupOnDelete", "true")]).unwrap_err().key, "finalBackupOnDelete");
+        assert_eq!(with(&P2, &[("finalBackupTags", "a=b")]).unwrap_err().key, "finalBackupTags");
+        let p1_s3 = [
+            SUBNET,
+            ("deploymentType", "PERSISTENT_1"),
+            ("perUnitStorageThroughput", "50"),
+            ("s3ImportPath", "s3://bucket-a"),
+        ];
+        assert_eq!(with(&p1_s3, &[("finalBackupOnDelete", "true")]).unwrap_err().key, "finalBackupOnDelete");
+        // The driver's record cannot be forged through extraTags.
+        assert_eq!(parse(&[SUBNET, ("extraTags", "fsx.csi.aws.com/final-backup=true")]).unwrap_err().key, "extraTags");
+        let long = format!("{}=v", "k".repeat(100));
+        assert!(
+            with(&P2, &[("finalBackupOnDelete", "true"), ("finalBackupTags", Box::leak(long.into_boxed_str()))])
+                .unwrap_err()
+                .message
+                .contains("too long")
+        );
     }
 
     #[test]

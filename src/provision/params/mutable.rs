@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 
 use super::{Key, OneOf, ParamError, RESERVED_PREFIX, StorageClassParams, err, keys, rules};
-use crate::fsx::{FileSystem, LustreSettings, MetadataMode, StorageType};
+use crate::fsx::{
+    DeploymentType, FileSystem, LogLevel, LustreSettings, MetadataMode, ReadCacheSizingMode, StorageType,
+};
 
 /// Parsed mutable parameters: the values, and which keys were given.
 #[derive(Clone, Default)]
@@ -87,8 +89,9 @@ impl MutableParams {
             }
         }
         let v = &self.values.lustre;
+        let have = &fs.lustre;
+        let storage = fs.storage_type.unwrap_or(StorageType::Ssd);
         if let Some(t) = v.per_unit_storage_throughput {
-            let storage = fs.storage_type.unwrap_or(StorageType::Ssd);
             if storage == StorageType::Hdd {
                 return Err(err(
                     keys::PER_UNIT_STORAGE_THROUGHPUT,
@@ -99,23 +102,61 @@ impl MutableParams {
         }
         if v.metadata_mode.is_some() || v.metadata_iops.is_some() {
             let hint = " (set it in the same class, or on the file system first)";
-            rules::check_metadata(v.metadata_mode.or(fs.lustre.metadata_mode), v.metadata_iops, hint)?;
+            rules::check_metadata(v.metadata_mode.or(have.metadata_mode), v.metadata_iops, hint)?;
         }
-        if let (Some(iops), Some(have)) = (v.metadata_iops, fs.lustre.metadata_iops)
-            && iops < have
+        if let (Some(iops), Some(had)) = (v.metadata_iops, have.metadata_iops)
+            && iops < had
         {
             return Err(err(
                 keys::METADATA_IOPS,
-                format!("{iops} is below the {have} {} has; FSx can only raise metadata IOPS", fs.id),
+                format!("{iops} is below the {had} {} has; FSx can only raise metadata IOPS", fs.id),
             ));
         }
-        if v.metadata_mode == Some(MetadataMode::Automatic)
-            && fs.lustre.metadata_mode == Some(MetadataMode::UserProvisioned)
+        if v.metadata_mode == Some(MetadataMode::Automatic) && have.metadata_mode == Some(MetadataMode::UserProvisioned)
         {
             return Err(err(
                 keys::METADATA_CONFIGURATION_MODE,
                 format!("{} has USER_PROVISIONED metadata; FSx does not switch it back to AUTOMATIC", fs.id),
             ));
+        }
+        // Intelligent-Tiering: the whole configuration it would have must hold.
+        let tiering_keys = v.throughput_capacity.is_some()
+            || v.data_read_cache_sizing_mode.is_some()
+            || v.data_read_cache_size_gib.is_some();
+        if tiering_keys || (storage.is_elastic() && (v.metadata_mode.is_some() || v.metadata_iops.is_some())) {
+            let mut after = have.clone();
+            after.apply(v);
+            if after.data_read_cache_sizing_mode != Some(ReadCacheSizingMode::UserProvisioned) {
+                after.data_read_cache_size_gib = v.data_read_cache_size_gib;
+            }
+            rules::check_tiering(&after, storage).map_err(|e| ParamError {
+                message: format!("{} ({} is {deployment} {storage})", e.message, fs.id),
+                ..e
+            })?;
+        }
+        if let (Some(t), Some(had)) = (v.throughput_capacity, have.throughput_capacity)
+            && t < had
+        {
+            return Err(err(
+                keys::THROUGHPUT_CAPACITY,
+                format!(
+                    "{t} MBps is below the {had} MBps {} has; FSx can only raise an Intelligent-Tiering file system's throughput",
+                    fs.id
+                ),
+            ));
+        }
+        if v.log_level.is_some() || v.log_destination.is_some() {
+            rules::check_logging(v.log_level.or(have.log_level), v.log_destination.as_deref())?;
+        }
+        if v.no_squash_nids.is_some() && v.root_squash.as_ref().or(have.root_squash.as_ref()).is_none_or(|r| r == "0:0")
+        {
+            return Err(err(
+                keys::NO_SQUASH_NIDS,
+                format!("needs root squash: {} has none, so set {} in the same class", fs.id, keys::ROOT_SQUASH),
+            ));
+        }
+        if let Some(want) = &v.file_system_type_version {
+            check_upgrade(fs, deployment, want)?;
         }
         if self.values.auto_import_policy.is_some() && fs.lustre.import_path.is_none() {
             return Err(err(
@@ -130,8 +171,65 @@ impl MutableParams {
         // autoImportPolicy is read beside the Lustre settings (on PERSISTENT_2 it becomes an
         // association's events); in place it is the legacy link's policy.
         let want = LustreSettings { auto_import_policy: self.values.auto_import_policy, ..v.clone() };
-        Ok(want.changes_from(&fs.lustre))
+        let mut changes = want.changes_from(have);
+        // FSx takes these pairs in one configuration each: a change to either half sends the
+        // whole pair, the other half as requested or as it is, so nothing is reset by omission.
+        if changes.log_level.is_some() || changes.log_destination.is_some() {
+            changes.log_level = want.log_level.or(have.log_level);
+            changes.log_destination = match changes.log_level {
+                Some(LogLevel::Disabled) | None => None,
+                Some(_) => want.log_destination.clone().or_else(|| have.log_destination.clone()),
+            };
+        }
+        if changes.root_squash.is_some() || changes.no_squash_nids.is_some() {
+            changes.root_squash = want.root_squash.clone().or_else(|| have.root_squash.clone());
+            changes.no_squash_nids = match changes.root_squash.as_deref() {
+                Some("0:0") | None => None,
+                Some(_) => want.no_squash_nids.clone().or_else(|| have.no_squash_nids.clone()),
+            };
+        }
+        if changes.data_read_cache_sizing_mode.is_some() || changes.data_read_cache_size_gib.is_some() {
+            changes.data_read_cache_sizing_mode = want.data_read_cache_sizing_mode.or(have.data_read_cache_sizing_mode);
+            changes.data_read_cache_size_gib = match changes.data_read_cache_sizing_mode {
+                Some(ReadCacheSizingMode::UserProvisioned) => {
+                    want.data_read_cache_size_gib.or(have.data_read_cache_size_gib)
+                }
+                _ => None,
+            };
+        }
+        Ok(changes)
     }
+}
+
+/// A Lustre version change FSx makes in place: an upgrade to 2.12 or 2.15, never a
+/// downgrade, and 2.15 for PERSISTENT_2 with a metadata configuration.
+fn check_upgrade(fs: &FileSystem, deployment: DeploymentType, want: &str) -> Result<(), ParamError> {
+    let number = |v: &str| -> Option<(u32, u32)> {
+        let (major, minor) = v.split_once('.')?;
+        Some((major.parse().ok()?, minor.parse().ok()?))
+    };
+    if !matches!(want, "2.12" | "2.15") {
+        return Err(err(
+            keys::FILE_SYSTEM_TYPE_VERSION,
+            format!("{} FSx upgrades file systems to 2.12 or 2.15, not {}", fs.id, crate::text::Shown(want)),
+        ));
+    }
+    let have = fs.lustre.file_system_type_version.as_deref();
+    if let Some(have) = have
+        && number(want) < number(have)
+    {
+        return Err(err(
+            keys::FILE_SYSTEM_TYPE_VERSION,
+            format!("{want} is older than the {have} {} runs; FSx upgrades Lustre, never downgrades it", fs.id),
+        ));
+    }
+    if want == "2.12" && deployment == DeploymentType::Persistent2 && fs.lustre.metadata_mode.is_some() {
+        return Err(err(
+            keys::FILE_SYSTEM_TYPE_VERSION,
+            format!("2.12 cannot run PERSISTENT_2 with a metadata configuration ({}): use 2.15", fs.id),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -154,6 +252,121 @@ mod tests {
             },
             ..FileSystem::default()
         }
+    }
+
+    fn tiering() -> FileSystem {
+        let mut fs = fs(DeploymentType::Persistent2);
+        fs.storage_type = Some(StorageType::IntelligentTiering);
+        fs.lustre.per_unit_storage_throughput = None;
+        fs.lustre.throughput_capacity = Some(4000);
+        fs.lustre.data_read_cache_sizing_mode = Some(ReadCacheSizingMode::NoCache);
+        fs.lustre.file_system_type_version = Some("2.15".into());
+        fs
+    }
+
+    #[test]
+    fn new_settings_change_in_place_within_fsx_rules() {
+        let it = tiering();
+        let mut fast = it.clone();
+        fast.lustre.throughput_capacity = Some(12000);
+        let e = parse(&[("throughputCapacity", "8000")]).unwrap().update_for(&fast).unwrap_err();
+        assert!(e.message.contains("only raise"), "{e}");
+        let e =
+            parse(&[("throughputCapacity", "8000")]).unwrap().update_for(&fs(DeploymentType::Persistent2)).unwrap_err();
+        assert!(e.key == "throughputCapacity" && e.message.contains("INTELLIGENT_TIERING"), "{e}");
+        // The cache size needs USER_PROVISIONED, and fits the throughput.
+        let e = parse(&[("dataReadCacheSizeGiB", "64")]).unwrap().update_for(&it).unwrap_err();
+        assert_eq!(e.key, "dataReadCacheSizeGiB");
+        let e = parse(&[("dataReadCacheSizingMode", "USER_PROVISIONED"), ("dataReadCacheSizeGiB", "200000")])
+            .unwrap()
+            .update_for(&it)
+            .unwrap_err();
+        assert!(e.message.contains("32 to 131072"), "{e}");
+        // More throughput widens the range.
+        let u = parse(&[
+            ("throughputCapacity", "8000"),
+            ("dataReadCacheSizingMode", "USER_PROVISIONED"),
+            ("dataReadCacheSizeGiB", "200000"),
+        ])
+        .unwrap()
+        .update_for(&it)
+        .unwrap();
+        assert_eq!((u.throughput_capacity, u.data_read_cache_size_gib), (Some(8000), Some(200000)));
+        // A new size alone on a USER_PROVISIONED cache carries the mode with it.
+        let mut up = it.clone();
+        up.lustre.data_read_cache_sizing_mode = Some(ReadCacheSizingMode::UserProvisioned);
+        up.lustre.data_read_cache_size_gib = Some(64);
+        let u = parse(&[("dataReadCacheSizeGiB", "128")]).unwrap().update_for(&up).unwrap();
+        assert_eq!(
+            (u.data_read_cache_sizing_mode, u.data_read_cache_size_gib),
+            (Some(ReadCacheSizingMode::UserProvisioned), Some(128))
+        );
+
+        // Logging: a new level keeps the destination; DISABLED drops it.
+        let mut logged = fs(DeploymentType::Persistent2);
+        logged.lustre.log_level = Some(LogLevel::WarnOnly);
+        logged.lustre.log_destination = Some("arn:aws:logs:us-east-1:123456789012:log-group:/aws/fsx/a".into());
+        let u = parse(&[("lustreLogLevel", "WARN_ERROR")]).unwrap().update_for(&logged).unwrap();
+        assert_eq!((u.log_level, u.log_destination.is_some()), (Some(LogLevel::WarnError), true));
+        let u = parse(&[("lustreLogLevel", "DISABLED")]).unwrap().update_for(&logged).unwrap();
+        assert_eq!((u.log_level, u.log_destination), (Some(LogLevel::Disabled), None));
+        let e = parse(&[("lustreLogDestination", "arn:aws:logs:us-east-1:123456789012:log-group:/aws/fsx/b")])
+            .unwrap()
+            .update_for(&fs(DeploymentType::Persistent2))
+            .unwrap_err();
+        assert_eq!(e.key, "lustreLogDestination");
+
+        // NIDs need a squash; a new squash keeps the NIDs.
+        let e =
+            parse(&[("noSquashNids", "10.0.1.6@tcp")]).unwrap().update_for(&fs(DeploymentType::Scratch2)).unwrap_err();
+        assert_eq!(e.key, "noSquashNids");
+        let mut squashed = fs(DeploymentType::Scratch2);
+        squashed.lustre.root_squash = Some("1:1".into());
+        squashed.lustre.no_squash_nids = Some(vec!["10.0.1.6@tcp".into()]);
+        let u = parse(&[("rootSquash", "2:2")]).unwrap().update_for(&squashed).unwrap();
+        assert_eq!(u.no_squash_nids, squashed.lustre.no_squash_nids);
+
+        // Versions: upgrades only, to 2.12 or 2.15; 2.15 where metadata is configured.
+        let mut old = fs(DeploymentType::Scratch2);
+        old.lustre.file_system_type_version = Some("2.10".into());
+        assert_eq!(
+            parse(&[("fileSystemTypeVersion", "2.12")])
+                .unwrap()
+                .update_for(&old)
+                .unwrap()
+                .file_system_type_version
+                .as_deref(),
+            Some("2.12")
+        );
+        let mut new = old.clone();
+        new.lustre.file_system_type_version = Some("2.15".into());
+        assert!(
+            parse(&[("fileSystemTypeVersion", "2.12")])
+                .unwrap()
+                .update_for(&new)
+                .unwrap_err()
+                .message
+                .contains("never downgrades")
+        );
+        assert!(
+            parse(&[("fileSystemTypeVersion", "2.10")])
+                .unwrap()
+                .update_for(&old)
+                .unwrap_err()
+                .message
+                .contains("2.12 or 2.15")
+        );
+        assert!(parse(&[("fileSystemTypeVersion", "2.15")]).unwrap().update_for(&new).unwrap().is_empty());
+        let mut meta = fs(DeploymentType::Persistent2);
+        meta.lustre.metadata_mode = Some(MetadataMode::Automatic);
+        assert!(
+            parse(&[("fileSystemTypeVersion", "2.12")])
+                .unwrap()
+                .update_for(&meta)
+                .unwrap_err()
+                .message
+                .contains("use 2.15")
+        );
     }
 
     #[test]
@@ -199,17 +412,32 @@ mod tests {
             &[("automaticBackupRetentionDays", "3")],
             &[("autoImportPolicy", "NEW")],
             &[("metadataConfigurationMode", "USER_PROVISIONED"), ("metadataIops", "12000")],
-            &[("rootSquash", "0:0")],
+            &[("rootSquash", "1:1"), ("noSquashNids", "10.0.1.6@tcp")],
+            &[
+                ("lustreLogLevel", "WARN_ERROR"),
+                ("lustreLogDestination", "arn:aws:logs:us-east-1:123456789012:log-group:/aws/fsx/a"),
+            ],
+            &[("fileSystemTypeVersion", "2.15")],
+            // Intelligent-Tiering's (on such a file system, below).
+            &[("throughputCapacity", "8000")],
+            &[("dataReadCacheSizingMode", "USER_PROVISIONED"), ("dataReadCacheSizeGiB", "64")],
         ];
         let mut sampled: Vec<&str> = samples.iter().flat_map(|s| s.iter().map(|(k, _)| *k)).collect();
         let mut mutable = mutable_keys();
         sampled.sort_unstable();
         mutable.sort_unstable();
         assert_eq!(sampled, mutable, "every mutable key has a sample, and only those");
-        let mut fs = fs(DeploymentType::Persistent2);
-        fs.lustre.import_path = Some("s3://bucket".into());
+        let mut ssd = fs(DeploymentType::Persistent2);
+        ssd.lustre.import_path = Some("s3://bucket".into());
+        ssd.lustre.file_system_type_version = Some("2.12".into());
+        let tiering = tiering();
         for sample in samples {
-            let update = parse(sample).unwrap().update_for(&fs).unwrap();
+            let fs = if sample[0].0.starts_with("throughput") || sample[0].0.starts_with("dataReadCache") {
+                &tiering
+            } else {
+                &ssd
+            };
+            let update = parse(sample).unwrap().update_for(fs).unwrap();
             assert!(!update.is_empty(), "{sample:?} changes nothing");
             assert_eq!(update.immutable_field(), None, "{sample:?}");
         }
