@@ -105,7 +105,7 @@ fn fsx_accepts(spec: &CreateSpec) -> Result<(), String> {
             return Err("KmsKeyId".into());
         }
     }
-    if let Some(v) = &spec.file_system_type_version {
+    if let Some(v) = &spec.lustre.file_system_type_version {
         let ok = (1..=20).contains(&v.len())
             && v.as_bytes()[0].is_ascii_digit()
             && v.bytes().all(|b| b.is_ascii_digit() || b == b'.');
@@ -117,7 +117,10 @@ fn fsx_accepts(spec: &CreateSpec) -> Result<(), String> {
     let deployment = l.deployment_type.map(|d| d.to_string()).unwrap_or_else(|| "SCRATCH_1".into());
     let storage = spec.storage_type.map(|s| s.to_string()).unwrap_or_else(|| "SSD".into());
     let throughput = l.per_unit_storage_throughput.map(i64::from);
-    if !fsx_emulator::valid_capacity(&deployment, &storage, throughput, i64::from(spec.capacity_gib)) {
+    // Intelligent-Tiering is sent with no StorageCapacity.
+    if storage != "INTELLIGENT_TIERING"
+        && !fsx_emulator::valid_capacity(&deployment, &storage, throughput, i64::from(spec.capacity_gib))
+    {
         return Err(format!("StorageCapacity {} for {deployment} {storage} {throughput:?}", spec.capacity_gib));
     }
     if let Some(t) = l.per_unit_storage_throughput {
@@ -155,6 +158,39 @@ fn fsx_accepts(spec: &CreateSpec) -> Result<(), String> {
     if let Some(i) = l.metadata_iops {
         if !(1500..=192_000).contains(&i) {
             return Err("MetadataConfiguration.Iops".into());
+        }
+    }
+    // The newer fields, by botocore's shapes: ThroughputCapacityMbps 4000-2000000,
+    // LustreNoSquashNids (at most 64 of 11-43 characters matching the NID pattern),
+    // GeneralARN for the log destination, and Intelligent-Tiering's required cache.
+    if let Some(t) = l.throughput_capacity {
+        if !(4000..=2_000_000).contains(&t) || storage != "INTELLIGENT_TIERING" {
+            return Err(format!("ThroughputCapacity {t} on {storage}"));
+        }
+    }
+    if storage == "INTELLIGENT_TIERING" && (l.data_read_cache_sizing_mode.is_none() || deployment != "PERSISTENT_2") {
+        return Err("Intelligent-Tiering needs PERSISTENT_2 and DataReadCacheConfiguration".into());
+    }
+    if let Some(nids) = &l.no_squash_nids {
+        let nid = |n: &str| {
+            (11..=43).contains(&n.len())
+                && n.strip_suffix("@tcp").is_some_and(|ip| {
+                    ip.split('.').count() == 4 && ip.bytes().all(|b| b.is_ascii_digit() || b"[]-.".contains(&b))
+                })
+        };
+        if nids.len() > 64 || !nids.iter().all(|n| nid(n)) || l.root_squash.is_none() {
+            return Err(format!("NoSquashNids {nids:?}"));
+        }
+    }
+    if let Some(d) = &l.log_destination {
+        let parts: Vec<&str> = d.splitn(6, ':').collect();
+        let arn = (8..=1024).contains(&d.len())
+            && parts.len() == 6
+            && parts[0] == "arn"
+            && (parts[4].is_empty() || (parts[4].len() == 12 && parts[4].bytes().all(|b| b.is_ascii_digit())))
+            && !parts[5].starts_with('/');
+        if !arn || matches!(l.log_level, None | Some(fsx_csi_driver::fsx::LogLevel::Disabled)) {
+            return Err(format!("LogConfiguration.Destination {d:?}"));
         }
     }
     Ok(())
@@ -233,6 +269,22 @@ const VALUES: &[&str] = &[
     "\n",
     "..",
     "x\u{0}y",
+    "INTELLIGENT_TIERING",
+    "4000",
+    "8000",
+    "PROPORTIONAL_TO_THROUGHPUT_CAPACITY",
+    "NO_CACHE",
+    "64",
+    "WARN_ERROR",
+    "DISABLED",
+    "arn:aws:logs:us-east-1:123456789012:log-group:/aws/fsx/ml",
+    "65534:65534",
+    "10.0.1.6@tcp,10.0.[2-10].[1-255]@tcp",
+    "DELETED",
+    "NEW,CHANGED",
+    "2.12",
+    r#"[{"fileSystemPath": "/a", "dataRepositoryPath": "s3://bucket-a/x", "autoImportEvents": ["DELETED"]}, {"fileSystemPath": "/b", "dataRepositoryPath": "s3://bucket-b"}]"#,
+    r#"[{"fileSystemPath": "/", "dataRepositoryPath": "s3://bucket-a"}, {"fileSystemPath": "/b", "dataRepositoryPath": "s3://bucket-b"}]"#,
 ];
 
 #[test]
@@ -281,10 +333,10 @@ fn fuzz_mutable_parameters() {
             DeploymentType::Persistent1,
             DeploymentType::Persistent2,
         ][(*kind % 4) as usize];
-        let storage = if *kind & 4 != 0 && deployment == DeploymentType::Persistent1 {
-            StorageType::Hdd
-        } else {
-            StorageType::Ssd
+        let storage = match (*kind & 4 != 0, deployment) {
+            (true, DeploymentType::Persistent1) => StorageType::Hdd,
+            (true, DeploymentType::Persistent2) => StorageType::IntelligentTiering,
+            _ => StorageType::Ssd,
         };
         let mut fs = FileSystem {
             id: "fs-0123456789abcdef0".into(),
@@ -298,7 +350,14 @@ fn fuzz_mutable_parameters() {
         };
         if *have & 1 != 0 && deployment == DeploymentType::Persistent2 {
             fs.lustre.metadata_mode = Some(MetadataMode::UserProvisioned);
-            fs.lustre.metadata_iops = Some(3000);
+            fs.lustre.metadata_iops = Some(if storage.is_elastic() { 6000 } else { 3000 });
+        }
+        if storage.is_elastic() {
+            fs.lustre.throughput_capacity = Some(if *have & 2 != 0 { 8000 } else { 4000 });
+            fs.lustre.data_read_cache_sizing_mode = Some(fsx_csi_driver::fsx::ReadCacheSizingMode::NoCache);
+        }
+        if *have & 4 != 0 {
+            fs.lustre.file_system_type_version = Some("2.15".into());
         }
         match parsed.update_for(&fs) {
             Err(e) => check_refusal(&Status::invalid_argument(e.to_string()), &[Code::InvalidArgument], &raw),
@@ -319,9 +378,110 @@ fn fuzz_mutable_parameters() {
                     );
                 }
                 assert!(u.auto_import_policy.is_none(), "no import path, so no auto import change");
+                if let Some(t) = u.throughput_capacity {
+                    assert!(storage.is_elastic(), "throughput capacity on {storage}");
+                    assert!(t > fs.lustre.throughput_capacity.unwrap_or(0) && t % 4000 == 0, "{t}");
+                }
+                if u.data_read_cache_sizing_mode.is_some() || u.data_read_cache_size_gib.is_some() {
+                    assert!(storage.is_elastic());
+                }
+                if let Some(v) = &u.file_system_type_version {
+                    assert!(v == "2.12" || v == "2.15", "{v}");
+                    assert_ne!(fs.lustre.file_system_type_version.as_deref(), Some("2.15"), "a downgrade or no-op to {v}");
+                }
+                if u.log_destination.is_some() {
+                    assert!(!matches!(u.log_level, None | Some(fsx_csi_driver::fsx::LogLevel::Disabled)));
+                }
+                if u.no_squash_nids.is_some() {
+                    assert!(u.root_squash.as_deref().is_some_and(|r| r != "0:0"), "NIDs without a squash");
+                }
+                assert_eq!(u.immutable_field(), None);
             }
         }
     });
+}
+
+/// `dataRepositoryAssociations`: lists built from parts FSx cares about (paths that nest,
+/// repeat or break the rules, S3 paths that repeat, events, chunk sizes, lengths past 8),
+/// and raw text (deep nesting, huge values). A refusal names the key and is short; an
+/// accepted list is what FSx takes: 1-8 entries, clean paths none inside another, each S3
+/// path once, events without repeats.
+#[test]
+fn fuzz_data_repository_associations() {
+    const PATHS: &[&str] = &["/", "/a", "/a/b", "/b", "/ab", "a", "/a/", "/a/../b", "/c\u{0}", "//x", "/d/e/f"];
+    const S3: &[&str] = &["s3://bucket-a", "s3://bucket-a/", "s3://bucket-a/x", "s3://bucket-b", "s3://B", "bucket", "s3://bucket-c/y"];
+    const EVENTS: &[&str] = &["NEW", "CHANGED", "DELETED", "MOVED", "new"];
+    fn check(value: &str) {
+        let raw: HashMap<String, String> = [
+            ("subnetId", "subnet-0123456789abcdef0"),
+            ("deploymentType", "PERSISTENT_2"),
+            ("perUnitStorageThroughput", "125"),
+            ("dataRepositoryAssociations", value),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        match params::StorageClassParams::parse(&raw) {
+            Err(e) => {
+                assert_eq!(e.key, "dataRepositoryAssociations", "{e}");
+                let text = e.to_string();
+                assert!(text.len() < 1500 && !text.contains('\n'), "{} bytes: {text:?}", text.len());
+            }
+            Ok(p) => {
+                let specs = p.association_specs("fs-0123456789abcdef0", &[]);
+                // An empty value means "not set", as for every key.
+                let want = if value.trim().is_empty() { 0..=0 } else { 1..=8 };
+                assert!(want.contains(&specs.len()), "{} associations from {value:?}", specs.len());
+                for (i, a) in specs.iter().enumerate() {
+                    assert!(a.file_system_path.starts_with('/') && !a.file_system_path.contains(".."));
+                    let mut events = a.auto_import_events.clone();
+                    events.dedup();
+                    assert_eq!(events.len(), a.auto_import_events.len());
+                    for b in &specs[..i] {
+                        let nested = |x: &str, y: &str| y == "/" || x == y || x.starts_with(&format!("{y}/"));
+                        assert!(!nested(&a.file_system_path, &b.file_system_path) && !nested(&b.file_system_path, &a.file_system_path));
+                        assert_ne!(a.data_repository_path.trim_end_matches('/'), b.data_repository_path.trim_end_matches('/'));
+                        assert_ne!(a.client_request_token, b.client_request_token);
+                    }
+                }
+            }
+        }
+    }
+    bolero::check!().with_type::<(Vec<(u8, u8, Option<i32>, Option<bool>, Vec<u8>, Vec<u8>)>, String, u8)>().for_each(
+        |(entries, text, mode)| {
+            match mode % 4 {
+                0 => check(text),
+                1 => check(&format!("{}{}", "[".repeat(usize::from(*mode) * 40), text)),
+                _ => {
+                    let items: Vec<serde_json::Value> = entries
+                        .iter()
+                        .take(12)
+                        .map(|(p, s3, chunk, batch, import, export)| {
+                            let mut v = serde_json::json!({
+                                "fileSystemPath": PATHS[usize::from(*p) % PATHS.len()],
+                                "dataRepositoryPath": S3[usize::from(*s3) % S3.len()],
+                            });
+                            if let Some(c) = chunk {
+                                v["importedFileChunkSize"] = serde_json::json!(c);
+                            }
+                            if let Some(b) = batch {
+                                v["batchImportMetaDataOnCreate"] = serde_json::json!(b);
+                            }
+                            let pick = |e: &Vec<u8>| e.iter().take(4).map(|i| EVENTS[usize::from(*i) % EVENTS.len()]).collect::<Vec<_>>();
+                            if !import.is_empty() {
+                                v["autoImportEvents"] = serde_json::json!(pick(import));
+                            }
+                            if !export.is_empty() {
+                                v["autoExportEvents"] = serde_json::json!(pick(export));
+                            }
+                            v
+                        })
+                        .collect();
+                    check(&serde_json::Value::Array(items).to_string());
+                }
+            }
+        },
+    );
 }
 
 /// Readable corpus: one `key=value` per line; a first line `#name gib` sets the volume name
