@@ -338,6 +338,10 @@ async fn lustre_settings_reach_fsx_and_read_back_through_the_sdk() {
         metadata_mode: Some(MetadataMode::UserProvisioned),
         metadata_iops: Some(3000),
         root_squash: Some("65534:65534".into()),
+        no_squash_nids: Some(vec!["10.0.1.6@tcp".into()]),
+        log_level: Some(fsx_csi_driver::fsx::LogLevel::WarnOnly),
+        log_destination: Some("arn:aws:logs:us-east-1:123456789012:log-group:/aws/fsx/x".into()),
+        file_system_type_version: Some("2.15".into()),
         ..LustreSettings::default()
     };
     let spec = CreateSpec {
@@ -348,7 +352,6 @@ async fn lustre_settings_reach_fsx_and_read_back_through_the_sdk() {
         tags: vec![("CSIVolumeName".into(), "pvc-settings".into())],
         storage_type: Some(StorageType::Ssd),
         kms_key_id: None,
-        file_system_type_version: Some("2.15".into()),
         lustre: lustre.clone(),
     };
     let created = fsx.create_file_system(&spec).await.unwrap();
@@ -371,6 +374,7 @@ async fn lustre_settings_reach_fsx_and_read_back_through_the_sdk() {
     let change = LustreSettings {
         root_squash: Some("0:0".into()),
         weekly_maintenance_start_time: Some("5:06:00".into()),
+        log_level: Some(fsx_csi_driver::fsx::LogLevel::ErrorOnly),
         ..LustreSettings::default()
     };
     fsx.update_lustre(&created.id, &change).await.unwrap();

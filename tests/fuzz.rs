@@ -387,7 +387,11 @@ fn fuzz_mutable_parameters() {
                 }
                 if let Some(v) = &u.file_system_type_version {
                     assert!(v == "2.12" || v == "2.15", "{v}");
-                    assert_ne!(fs.lustre.file_system_type_version.as_deref(), Some("2.15"), "a downgrade or no-op to {v}");
+                    assert_ne!(
+                        fs.lustre.file_system_type_version.as_deref(),
+                        Some("2.15"),
+                        "a downgrade or no-op to {v}"
+                    );
                 }
                 if u.log_destination.is_some() {
                     assert!(!matches!(u.log_level, None | Some(fsx_csi_driver::fsx::LogLevel::Disabled)));
@@ -409,7 +413,8 @@ fn fuzz_mutable_parameters() {
 #[test]
 fn fuzz_data_repository_associations() {
     const PATHS: &[&str] = &["/", "/a", "/a/b", "/b", "/ab", "a", "/a/", "/a/../b", "/c\u{0}", "//x", "/d/e/f"];
-    const S3: &[&str] = &["s3://bucket-a", "s3://bucket-a/", "s3://bucket-a/x", "s3://bucket-b", "s3://B", "bucket", "s3://bucket-c/y"];
+    const S3: &[&str] =
+        &["s3://bucket-a", "s3://bucket-a/", "s3://bucket-a/x", "s3://bucket-b", "s3://B", "bucket", "s3://bucket-c/y"];
     const EVENTS: &[&str] = &["NEW", "CHANGED", "DELETED", "MOVED", "new"];
     fn check(value: &str) {
         let raw: HashMap<String, String> = [
@@ -439,8 +444,14 @@ fn fuzz_data_repository_associations() {
                     assert_eq!(events.len(), a.auto_import_events.len());
                     for b in &specs[..i] {
                         let nested = |x: &str, y: &str| y == "/" || x == y || x.starts_with(&format!("{y}/"));
-                        assert!(!nested(&a.file_system_path, &b.file_system_path) && !nested(&b.file_system_path, &a.file_system_path));
-                        assert_ne!(a.data_repository_path.trim_end_matches('/'), b.data_repository_path.trim_end_matches('/'));
+                        assert!(
+                            !nested(&a.file_system_path, &b.file_system_path)
+                                && !nested(&b.file_system_path, &a.file_system_path)
+                        );
+                        assert_ne!(
+                            a.data_repository_path.trim_end_matches('/'),
+                            b.data_repository_path.trim_end_matches('/')
+                        );
                         assert_ne!(a.client_request_token, b.client_request_token);
                     }
                 }
@@ -448,37 +459,37 @@ fn fuzz_data_repository_associations() {
         }
     }
     bolero::check!().with_type::<(Vec<(u8, u8, Option<i32>, Option<bool>, Vec<u8>, Vec<u8>)>, String, u8)>().for_each(
-        |(entries, text, mode)| {
-            match mode % 4 {
-                0 => check(text),
-                1 => check(&format!("{}{}", "[".repeat(usize::from(*mode) * 40), text)),
-                _ => {
-                    let items: Vec<serde_json::Value> = entries
-                        .iter()
-                        .take(12)
-                        .map(|(p, s3, chunk, batch, import, export)| {
-                            let mut v = serde_json::json!({
-                                "fileSystemPath": PATHS[usize::from(*p) % PATHS.len()],
-                                "dataRepositoryPath": S3[usize::from(*s3) % S3.len()],
-                            });
-                            if let Some(c) = chunk {
-                                v["importedFileChunkSize"] = serde_json::json!(c);
-                            }
-                            if let Some(b) = batch {
-                                v["batchImportMetaDataOnCreate"] = serde_json::json!(b);
-                            }
-                            let pick = |e: &Vec<u8>| e.iter().take(4).map(|i| EVENTS[usize::from(*i) % EVENTS.len()]).collect::<Vec<_>>();
-                            if !import.is_empty() {
-                                v["autoImportEvents"] = serde_json::json!(pick(import));
-                            }
-                            if !export.is_empty() {
-                                v["autoExportEvents"] = serde_json::json!(pick(export));
-                            }
-                            v
-                        })
-                        .collect();
-                    check(&serde_json::Value::Array(items).to_string());
-                }
+        |(entries, text, mode)| match mode % 4 {
+            0 => check(text),
+            1 => check(&format!("{}{}", "[".repeat(usize::from(*mode) * 40), text)),
+            _ => {
+                let items: Vec<serde_json::Value> = entries
+                    .iter()
+                    .take(12)
+                    .map(|(p, s3, chunk, batch, import, export)| {
+                        let mut v = serde_json::json!({
+                            "fileSystemPath": PATHS[usize::from(*p) % PATHS.len()],
+                            "dataRepositoryPath": S3[usize::from(*s3) % S3.len()],
+                        });
+                        if let Some(c) = chunk {
+                            v["importedFileChunkSize"] = serde_json::json!(c);
+                        }
+                        if let Some(b) = batch {
+                            v["batchImportMetaDataOnCreate"] = serde_json::json!(b);
+                        }
+                        let pick = |e: &Vec<u8>| {
+                            e.iter().take(4).map(|i| EVENTS[usize::from(*i) % EVENTS.len()]).collect::<Vec<_>>()
+                        };
+                        if !import.is_empty() {
+                            v["autoImportEvents"] = serde_json::json!(pick(import));
+                        }
+                        if !export.is_empty() {
+                            v["autoExportEvents"] = serde_json::json!(pick(export));
+                        }
+                        v
+                    })
+                    .collect();
+                check(&serde_json::Value::Array(items).to_string());
             }
         },
     );

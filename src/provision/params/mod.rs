@@ -715,8 +715,11 @@ mod tests {
         assert!(with(&P2, &efa).unwrap_err().message.contains("metadata configuration"));
         with(&P2, &[("efaEnabled", "true"), ("metadataConfigurationMode", "AUTOMATIC")]).unwrap();
         // EFA on Intelligent-Tiering needs 4000 MBps or a multiple: every accepted throughput is.
-        with(&TIERING, &[("efaEnabled", "true"), ("metadataConfigurationMode", "USER_PROVISIONED"), ("metadataIops", "6000")])
-            .unwrap();
+        with(
+            &TIERING,
+            &[("efaEnabled", "true"), ("metadataConfigurationMode", "USER_PROVISIONED"), ("metadataIops", "6000")],
+        )
+        .unwrap();
         let e = with(
             &P2,
             &[("efaEnabled", "true"), ("metadataConfigurationMode", "AUTOMATIC"), ("fileSystemTypeVersion", "2.12")],

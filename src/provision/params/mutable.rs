@@ -119,6 +119,17 @@ impl MutableParams {
                 format!("{} has USER_PROVISIONED metadata; FSx does not switch it back to AUTOMATIC", fs.id),
             ));
         }
+        if let (Some(t), Some(had)) = (v.throughput_capacity, have.throughput_capacity)
+            && t < had
+        {
+            return Err(err(
+                keys::THROUGHPUT_CAPACITY,
+                format!(
+                    "{t} MBps is below the {had} MBps {} has; FSx can only raise an Intelligent-Tiering file system's throughput",
+                    fs.id
+                ),
+            ));
+        }
         // Intelligent-Tiering: the whole configuration it would have must hold.
         let tiering_keys = v.throughput_capacity.is_some()
             || v.data_read_cache_sizing_mode.is_some()
@@ -133,17 +144,6 @@ impl MutableParams {
                 message: format!("{} ({} is {deployment} {storage})", e.message, fs.id),
                 ..e
             })?;
-        }
-        if let (Some(t), Some(had)) = (v.throughput_capacity, have.throughput_capacity)
-            && t < had
-        {
-            return Err(err(
-                keys::THROUGHPUT_CAPACITY,
-                format!(
-                    "{t} MBps is below the {had} MBps {} has; FSx can only raise an Intelligent-Tiering file system's throughput",
-                    fs.id
-                ),
-            ));
         }
         if v.log_level.is_some() || v.log_destination.is_some() {
             rules::check_logging(v.log_level.or(have.log_level), v.log_destination.as_deref())?;

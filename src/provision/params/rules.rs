@@ -76,19 +76,18 @@ impl StorageClassParams {
                 format!("{v} cannot be used with {why}: use 2.15 (or leave it out: FSx then picks 2.15)"),
             ));
         }
-        if l.efa_enabled == Some(true) {
-            if l.metadata_mode.is_none() {
-                return Err(err(
-                    keys::EFA_ENABLED,
-                    format!(
-                        "needs a metadata configuration: set {} (AUTOMATIC, or USER_PROVISIONED with {})",
-                        keys::METADATA_CONFIGURATION_MODE,
-                        keys::METADATA_IOPS
-                    ),
-                ));
-            }
-            // With Intelligent-Tiering FSx needs 4000 MBps or a multiple: every throughputCapacity
-            // the key accepts is one (keys::valid_throughput_capacity).
+        // EFA needs a metadata configuration. With Intelligent-Tiering FSx also needs 4000 MBps
+        // or a multiple: every throughputCapacity the key accepts is one
+        // (keys::valid_throughput_capacity).
+        if l.efa_enabled == Some(true) && l.metadata_mode.is_none() {
+            return Err(err(
+                keys::EFA_ENABLED,
+                format!(
+                    "needs a metadata configuration: set {} (AUTOMATIC, or USER_PROVISIONED with {})",
+                    keys::METADATA_CONFIGURATION_MODE,
+                    keys::METADATA_IOPS
+                ),
+            ));
         }
         check_logging(l.log_level, l.log_destination.as_deref())?;
         if l.no_squash_nids.is_some() && l.root_squash.as_deref().is_none_or(|r| r == "0:0") {
@@ -257,10 +256,7 @@ pub(super) fn check_tiering(l: &LustreSettings, storage: StorageType) -> Result<
         return Ok(());
     }
     let Some(throughput) = l.throughput_capacity else {
-        return Err(err(
-            keys::THROUGHPUT_CAPACITY,
-            "is required with Intelligent-Tiering: a multiple of 4000 (MBps)",
-        ));
+        return Err(err(keys::THROUGHPUT_CAPACITY, "is required with Intelligent-Tiering: a multiple of 4000 (MBps)"));
     };
     let Some(mode) = l.data_read_cache_sizing_mode else {
         return Err(err(

@@ -155,6 +155,8 @@ struct UpdateRec {
     /// The LustreConfiguration values that take effect when the update is done (throughput,
     /// metadata), for a settings update.
     lustre: Value,
+    /// The new Lustre version, for an upgrade (`FileSystemTypeVersion`).
+    version: Option<String>,
     fail: Option<String>,
 }
 
@@ -356,6 +358,18 @@ impl Emulator {
     }
 
     /// The next `n` capacity updates end FAILED with `message`.
+    /// A backup's tags, as (key, value).
+    pub fn backup_tags(&self, id: &str) -> Vec<(String, String)> {
+        let inner = self.lock();
+        let Some(b) = inner.backups.get(id) else { return Vec::new() };
+        b.tags
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| Some((t.get("Key")?.as_str()?.to_string(), t.get("Value")?.as_str()?.to_string())))
+            .collect()
+    }
+
     pub fn fail_next_updates(&self, n: usize, message: &str) {
         self.lock().fail_next_updates.extend(std::iter::repeat_n(message.to_string(), n));
     }
@@ -382,6 +396,14 @@ impl Emulator {
     }
 
     /// When association `id` became (or becomes) AVAILABLE.
+    /// An association as DescribeDataRepositoryAssociations shows it.
+    pub fn association(&self, id: &str) -> Option<Value> {
+        let inner = self.lock();
+        let a = inner.associations.get(id)?;
+        let l = dra_lifecycle(a, &inner.config, Instant::now())?;
+        Some(describe_association(a, l))
+    }
+
     pub fn association_available_at(&self, id: &str) -> Option<Instant> {
         self.lock().associations.get(id).map(|a| a.clock.available_at())
     }
@@ -507,6 +529,26 @@ fn capacity(fs: &Fs, config: &Config, now: Instant) -> i64 {
     capacity
 }
 
+/// The Lustre version in effect at `now`: the creation request's (FSx's defaults otherwise),
+/// or that of the last finished upgrade.
+fn version_in_effect(fs: &Fs, config: &Config, now: Instant) -> Value {
+    let lustre = fs.request.get("LustreConfiguration").cloned().unwrap_or_else(|| json!({}));
+    let default = if lustre.get("DeploymentType").and_then(Value::as_str) == Some("PERSISTENT_2") {
+        if lustre.get("MetadataConfiguration").is_some() { "2.15" } else { "2.12" }
+    } else {
+        "2.10"
+    };
+    let mut version = fs.request.get("FileSystemTypeVersion").cloned().unwrap_or(json!(default));
+    for u in &fs.updates {
+        if let Some(v) = &u.version
+            && matches!(update_status(u, config, now), "UPDATED_OPTIMIZING" | "COMPLETED")
+        {
+            version = json!(v);
+        }
+    }
+    version
+}
+
 /// The LustreConfiguration request values in effect at `now`: the creation request's, with
 /// the settings of finished updates laid over.
 fn lustre_in_effect(fs: &Fs, config: &Config, now: Instant) -> Value {
@@ -571,10 +613,20 @@ fn describe(fs: &Fs, lifecycle: &str, config: &Config, now: Instant) -> Value {
         "EfaEnabled",
         "MetadataConfiguration",
         "RootSquashConfiguration",
+        "ThroughputCapacity",
+        "DataReadCacheConfiguration",
     ] {
         if let Some(v) = lustre_req.get(key) {
             lustre[key] = v.clone();
         }
+    }
+    if let Some(log) = lustre_req.get("LogConfiguration") {
+        let mut log = log.clone();
+        // FSx logs to /aws/fsx/lustre unless told otherwise.
+        if log.get("Level").and_then(Value::as_str) != Some("DISABLED") && log.get("Destination").is_none() {
+            log["Destination"] = json!(format!("arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/fsx/lustre"));
+        }
+        lustre["LogConfiguration"] = log;
     }
     if deployment == "SCRATCH_1" {
         lustre["MountName"] = json!("fsx");
@@ -597,7 +649,6 @@ fn describe(fs: &Fs, lifecycle: &str, config: &Config, now: Instant) -> Value {
         "FileSystemId": fs.id,
         "FileSystemType": "LUSTRE",
         "Lifecycle": lifecycle,
-        "StorageCapacity": capacity(fs, config, now),
         "StorageType": req.get("StorageType").cloned().unwrap_or(json!("SSD")),
         "VpcId": "vpc-0123456789abcdef0",
         "SubnetIds": req["SubnetIds"],
@@ -606,8 +657,12 @@ fn describe(fs: &Fs, lifecycle: &str, config: &Config, now: Instant) -> Value {
         "ResourceARN": format!("arn:aws:fsx:{REGION}:{ACCOUNT}:file-system/{}", fs.id),
         "Tags": fs.tags.iter().map(|(k, v)| json!({"Key": k, "Value": v})).collect::<Vec<_>>(),
         "LustreConfiguration": lustre,
-        "FileSystemTypeVersion": req.get("FileSystemTypeVersion").cloned().unwrap_or(json!("2.15")),
+        "FileSystemTypeVersion": version_in_effect(fs, config, now),
     });
+    // An Intelligent-Tiering file system has no provisioned size to report.
+    if req.get("StorageType").and_then(Value::as_str) != Some("INTELLIGENT_TIERING") {
+        out["StorageCapacity"] = json!(capacity(fs, config, now));
+    }
     if let Some(kms) = req.get("KmsKeyId") {
         out["KmsKeyId"] = kms.clone();
     }
@@ -620,10 +675,16 @@ fn describe(fs: &Fs, lifecycle: &str, config: &Config, now: Instant) -> Value {
                 .iter()
                 .map(|u| {
                     let status = update_status(u, config, now);
-                    let target = match u.target {
+                    let mut target = match u.target {
                         Some(gib) => json!({"StorageCapacity": gib}),
                         None => json!({"LustreConfiguration": u.lustre}),
                     };
+                    if let Some(v) = &u.version {
+                        target["FileSystemTypeVersion"] = json!(v);
+                        if u.lustre.as_object().is_some_and(|l| l.is_empty()) {
+                            target.as_object_mut().map(|t| t.remove("LustreConfiguration"));
+                        }
+                    }
                     let mut a = json!({
                         "AdministrativeActionType": "FILE_SYSTEM_UPDATE",
                         "RequestTime": u.request_time,
@@ -662,6 +723,143 @@ fn int(v: &Value, key: &str) -> Option<i64> {
     v.get(key).and_then(Value::as_i64)
 }
 
+/// The LustreConfiguration settings FSx added with Intelligent-Tiering, logging, NID
+/// exceptions and EFA: the same rules on create and (for the mutable ones) on update.
+fn validate_lustre_extras(
+    lustre: &Value,
+    deployment: &str,
+    storage: &str,
+    version: Option<&str>,
+) -> Result<(), ApiError> {
+    let tiering = storage == "INTELLIGENT_TIERING";
+    if tiering && deployment != "PERSISTENT_2" {
+        return Err(ApiError::bad_request(
+            "INTELLIGENT_TIERING is supported only with the PERSISTENT_2 deployment type.",
+        ));
+    }
+    let throughput = int(lustre, "ThroughputCapacity");
+    match (tiering, throughput) {
+        (false, Some(_)) => {
+            return Err(ApiError::bad_request("ThroughputCapacity is supported only with INTELLIGENT_TIERING."));
+        }
+        (true, None) => return Err(ApiError::bad_request("ThroughputCapacity is required with INTELLIGENT_TIERING.")),
+        (true, Some(t)) if !(4000..=2_000_000).contains(&t) || t % 4000 != 0 => {
+            return Err(ApiError::bad_request(format!(
+                "Invalid ThroughputCapacity {t}: use 4000 MBps or a multiple of 4000."
+            )));
+        }
+        _ => {}
+    }
+    match (tiering, lustre.get("DataReadCacheConfiguration")) {
+        (false, Some(_)) => {
+            return Err(ApiError::bad_request(
+                "DataReadCacheConfiguration is supported only with INTELLIGENT_TIERING.",
+            ));
+        }
+        (true, None) => {
+            return Err(ApiError::bad_request("DataReadCacheConfiguration is required with INTELLIGENT_TIERING."));
+        }
+        (true, Some(cache)) => validate_read_cache(cache, throughput.unwrap_or(0))?,
+        _ => {}
+    }
+    if let Some(m) = lustre.get("MetadataConfiguration") {
+        let mode = m.get("Mode").and_then(Value::as_str).unwrap_or("");
+        let iops = m.get("Iops").and_then(Value::as_i64);
+        if tiering && (mode == "AUTOMATIC" || iops.is_some_and(|i| i != 6000 && i != 12000)) {
+            return Err(ApiError::bad_request(
+                "INTELLIGENT_TIERING takes USER_PROVISIONED metadata with 6000 or 12000 IOPS.",
+            ));
+        }
+    }
+    if let Some(log) = lustre.get("LogConfiguration") {
+        validate_log(log)?;
+    }
+    if let Some(squash) = lustre.get("RootSquashConfiguration") {
+        validate_no_squash(squash)?;
+    }
+    if lustre.get("EfaEnabled").and_then(Value::as_bool) == Some(true) {
+        if lustre.get("MetadataConfiguration").is_none() {
+            return Err(ApiError::bad_request("EfaEnabled requires a MetadataConfiguration."));
+        }
+        if tiering && throughput.is_some_and(|t| t % 4000 != 0) {
+            return Err(ApiError::bad_request(
+                "EFA on INTELLIGENT_TIERING needs a ThroughputCapacity of 4000 MBps or a multiple.",
+            ));
+        }
+    }
+    match version {
+        Some("2.10") if deployment == "PERSISTENT_2" => {
+            return Err(ApiError::bad_request("PERSISTENT_2 file systems need Lustre 2.12 or later."));
+        }
+        Some("2.12") if deployment == "PERSISTENT_2" && lustre.get("MetadataConfiguration").is_some() => {
+            return Err(ApiError::bad_request(
+                "Lustre 2.12 is not supported for PERSISTENT_2 with a metadata configuration.",
+            ));
+        }
+        Some("2.10" | "2.12" | "2.15") | None => {}
+        Some(v) => return Err(ApiError::bad_request(format!("Invalid FileSystemTypeVersion {v}."))),
+    }
+    Ok(())
+}
+
+/// `DataReadCacheConfiguration` at `throughput` MBps: 32-131072 GiB per 4000 MBps, a size
+/// only with USER_PROVISIONED.
+fn validate_read_cache(cache: &Value, throughput: i64) -> Result<(), ApiError> {
+    let mode = cache.get("SizingMode").and_then(Value::as_str).unwrap_or("");
+    let size = cache.get("SizeGiB").and_then(Value::as_i64);
+    match (mode, size) {
+        ("USER_PROVISIONED", None) => Err(ApiError::bad_request("SizeGiB is required with USER_PROVISIONED.")),
+        ("USER_PROVISIONED", Some(g)) if g < throughput / 1000 * 8 || g > throughput / 1000 * 32768 => {
+            Err(ApiError::bad_request(format!("SizeGiB {g} is outside the range for {throughput} MBps.")))
+        }
+        ("NO_CACHE" | "PROPORTIONAL_TO_THROUGHPUT_CAPACITY", Some(_)) => {
+            Err(ApiError::bad_request("SizeGiB is supported only with USER_PROVISIONED."))
+        }
+        ("USER_PROVISIONED" | "NO_CACHE" | "PROPORTIONAL_TO_THROUGHPUT_CAPACITY", _) => Ok(()),
+        (other, _) => Err(ApiError::bad_request(format!("Invalid SizingMode {other}."))),
+    }
+}
+
+/// `LogConfiguration`: a level; a destination only when logging, a CloudWatch Logs log
+/// group in this account and region whose name starts with /aws/fsx.
+fn validate_log(log: &Value) -> Result<(), ApiError> {
+    let level = log.get("Level").and_then(Value::as_str).unwrap_or("");
+    if !["DISABLED", "WARN_ONLY", "ERROR_ONLY", "WARN_ERROR"].contains(&level) {
+        return Err(ApiError::bad_request(format!("Invalid LogConfiguration Level '{level}'.")));
+    }
+    if let Some(d) = log.get("Destination").and_then(Value::as_str) {
+        if level == "DISABLED" {
+            return Err(ApiError::bad_request("A Destination cannot be given when Level is DISABLED."));
+        }
+        let prefix = format!("arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/fsx");
+        if !d.starts_with(&prefix) || d.len() > 1024 {
+            return Err(ApiError::bad_request(format!(
+                "Destination must be a CloudWatch Logs log group in {REGION} of {ACCOUNT} whose name begins with /aws/fsx."
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `RootSquashConfiguration.NoSquashNids`: at most 64, FSx's pattern.
+fn validate_no_squash(squash: &Value) -> Result<(), ApiError> {
+    let nids = squash.get("NoSquashNids").and_then(Value::as_array).cloned().unwrap_or_default();
+    if nids.len() > 64 {
+        return Err(ApiError::bad_request("At most 64 NoSquashNids are allowed."));
+    }
+    for nid in &nids {
+        let n = nid.as_str().unwrap_or("");
+        let ok = (11..=43).contains(&n.len())
+            && n.strip_suffix("@tcp").is_some_and(|ip| {
+                ip.split('.').count() == 4 && ip.bytes().all(|b| b.is_ascii_digit() || b"[]-.".contains(&b))
+            });
+        if !ok {
+            return Err(ApiError::bad_request(format!("Invalid NID '{n}'.")));
+        }
+    }
+    Ok(())
+}
+
 /// FSx's Lustre validation for CreateFileSystem.
 fn validate_create(req: &Value) -> Result<(), ApiError> {
     if req.get("FileSystemType").and_then(Value::as_str) != Some("LUSTRE") {
@@ -690,10 +888,29 @@ fn validate_create(req: &Value) -> Result<(), ApiError> {
     let deployment = lustre.get("DeploymentType").and_then(Value::as_str).unwrap_or("SCRATCH_1");
     let storage = req.get("StorageType").and_then(Value::as_str).unwrap_or("SSD");
     let throughput = int(&lustre, "PerUnitStorageThroughput");
-    let capacity = int(req, "StorageCapacity").ok_or_else(|| ApiError::bad_request("StorageCapacity is required."))?;
     if !["SCRATCH_1", "SCRATCH_2", "PERSISTENT_1", "PERSISTENT_2"].contains(&deployment) {
         return Err(ApiError::bad_request(format!("Invalid DeploymentType {deployment}.")));
     }
+    if !["SSD", "HDD", "INTELLIGENT_TIERING"].contains(&storage) {
+        return Err(ApiError::bad_request(format!("Invalid StorageType {storage}.")));
+    }
+    validate_lustre_extras(&lustre, deployment, storage, req.get("FileSystemTypeVersion").and_then(Value::as_str))?;
+    if storage == "INTELLIGENT_TIERING" {
+        // Elastic: no StorageCapacity; the rest of the capacity rules do not apply.
+        if req.get("StorageCapacity").is_some() {
+            return Err(ApiError::bad_request(
+                "StorageCapacity is not supported with the INTELLIGENT_TIERING storage class.",
+            ));
+        }
+        if throughput.is_some() {
+            return Err(ApiError::code(
+                "InvalidPerUnitStorageThroughput",
+                "PerUnitStorageThroughput is not supported with INTELLIGENT_TIERING; use ThroughputCapacity.",
+            ));
+        }
+        return Ok(());
+    }
+    let capacity = int(req, "StorageCapacity").ok_or_else(|| ApiError::bad_request("StorageCapacity is required."))?;
     if storage == "HDD" && deployment != "PERSISTENT_1" {
         return Err(ApiError::bad_request("HDD storage is supported only with the PERSISTENT_1 deployment type."));
     }
@@ -891,11 +1108,45 @@ impl Inner {
         let now = Instant::now();
         let id = req.get("FileSystemId").and_then(Value::as_str).unwrap_or("").to_string();
         let config = self.config.clone();
-        let fs = self.file_systems.get_mut(&id).ok_or_else(|| ApiError::not_found(&id))?;
-        match lifecycle(fs, &config, now) {
-            None => return Err(ApiError::not_found(&id)),
-            Some("DELETING") => {}
-            Some(_) => fs.clock.deleted = Some(now),
+        let fs = self.file_systems.get(&id).ok_or_else(|| ApiError::not_found(&id))?;
+        let lc = lifecycle(fs, &config, now).ok_or_else(|| ApiError::not_found(&id))?;
+        let skip = req.pointer("/LustreConfiguration/SkipFinalBackup").and_then(Value::as_bool).unwrap_or(true);
+        let mut final_backup = None;
+        if !skip && lc != "DELETING" {
+            // FSx takes the final backup as it deletes: only of file systems it can back up.
+            let lustre = lustre_in_effect(fs, &config, now);
+            let deployment = lustre.get("DeploymentType").and_then(Value::as_str).unwrap_or("SCRATCH_1");
+            if deployment.starts_with("SCRATCH") || lustre.get("ImportPath").is_some() {
+                return Err(ApiError::bad_request(format!(
+                    "A final backup cannot be taken of this {deployment} file system; set SkipFinalBackup to true."
+                )));
+            }
+            let copy = lustre.get("CopyTagsToBackups").and_then(Value::as_bool) == Some(true);
+            let tags = match req.pointer("/LustreConfiguration/FinalBackupTags") {
+                Some(t) => t.clone(),
+                None if copy => json!(fs.tags.iter().map(|(k, v)| json!({"Key": k, "Value": v})).collect::<Vec<_>>()),
+                None => json!([]),
+            };
+            let mut request = fs.request.clone();
+            request["LustreConfiguration"] = lustre;
+            request["StorageCapacity"] = json!(capacity(fs, &config, now));
+            let backup_id = format!("backup-{:08x}{}", self.next_id, random_hex(9));
+            self.next_id += 1;
+            final_backup = Some(Bk {
+                id: backup_id,
+                fs_id: id.clone(),
+                file_system: describe(fs, lc, &config, now),
+                source_request: request,
+                tags,
+                clock: Clock::start(now, Duration::from_millis(config.backup_delay_ms), None),
+            });
+        }
+        let fs = self.file_systems.get_mut(&id).expect("checked above");
+        if lc != "DELETING" {
+            fs.clock.deleted = Some(now);
+        }
+        if let Some(b) = final_backup {
+            self.backups.insert(b.id.clone(), b);
         }
         for a in self.associations.values_mut().filter(|a| a.fs_id == id && a.clock.deleted.is_none()) {
             a.clock.deleted = Some(now);
@@ -912,8 +1163,14 @@ impl Inner {
         let lc = lifecycle(fs, &config, now).ok_or_else(|| ApiError::not_found(&id))?;
         let Some(new) = req.get("StorageCapacity").and_then(Value::as_i64) else {
             let changes = req.get("LustreConfiguration").cloned().unwrap_or_else(|| json!({}));
-            return self.update_lustre(&id, changes, fail);
+            let version = req.get("FileSystemTypeVersion").and_then(Value::as_str).map(str::to_string);
+            return self.update_lustre(&id, changes, version, fail);
         };
+        if fs.request.get("StorageType").and_then(Value::as_str) == Some("INTELLIGENT_TIERING") {
+            return Err(ApiError::bad_request(
+                "StorageCapacity cannot be updated on an INTELLIGENT_TIERING file system.",
+            ));
+        }
         if fs.updates.iter().any(|u| matches!(update_status(u, &config, now), "PENDING" | "IN_PROGRESS")) {
             return Err(ApiError::bad_request(
                 "Unable to perform the storage capacity update. There is an update already in progress.",
@@ -951,6 +1208,7 @@ impl Inner {
             request_time: now_unix(),
             target: Some(new),
             lustre: json!({}),
+            version: None,
             fail,
         });
         let lc = lifecycle(fs, &config, now).unwrap_or("AVAILABLE");
@@ -960,16 +1218,23 @@ impl Inner {
     /// UpdateFileSystem of LustreConfiguration settings, with FSx's refusals. Throughput and
     /// metadata changes run as an administrative action (`update_delay_ms`); the others
     /// (maintenance and backup windows, compression, auto import, root squash) apply at once.
-    fn update_lustre(&mut self, id: &str, changes: Value, fail: Option<String>) -> Result<Value, ApiError> {
+    fn update_lustre(
+        &mut self,
+        id: &str,
+        changes: Value,
+        version: Option<String>,
+        fail: Option<String>,
+    ) -> Result<Value, ApiError> {
         let now = Instant::now();
         let config = self.config.clone();
         let fs = self.file_systems.get_mut(id).ok_or_else(|| ApiError::not_found(id))?;
         let lc = lifecycle(fs, &config, now).ok_or_else(|| ApiError::not_found(id))?;
-        let Some(changes) = changes.as_object().filter(|c| !c.is_empty()).cloned() else {
+        let changes = changes.as_object().cloned().unwrap_or_default();
+        if changes.is_empty() && version.is_none() {
             return Err(ApiError::bad_request(
                 "The request changes nothing: give StorageCapacity or LustreConfiguration values.",
             ));
-        };
+        }
         if fs.updates.iter().any(|u| matches!(update_status(u, &config, now), "PENDING" | "IN_PROGRESS")) {
             return Err(ApiError::bad_request("Unable to perform the update. There is an update already in progress."));
         }
@@ -982,7 +1247,7 @@ impl Inner {
         let scratch = deployment.starts_with("SCRATCH");
         let mut delayed = serde_json::Map::new();
         let mut immediate = serde_json::Map::new();
-        for (key, value) in changes {
+        for (key, value) in changes.clone() {
             match key.as_str() {
                 "PerUnitStorageThroughput" => {
                     let allowed: &[i64] = match (deployment.as_str(), storage.as_str()) {
@@ -1027,6 +1292,48 @@ impl Inner {
                     }
                     delayed.insert(key, merged);
                 }
+                "ThroughputCapacity" => {
+                    if storage != "INTELLIGENT_TIERING" {
+                        return Err(ApiError::bad_request(
+                            "ThroughputCapacity is supported only with INTELLIGENT_TIERING.",
+                        ));
+                    }
+                    let t = value.as_i64().unwrap_or(0);
+                    if !(4000..=2_000_000).contains(&t) || t % 4000 != 0 {
+                        return Err(ApiError::bad_request(format!("Invalid ThroughputCapacity {t}.")));
+                    }
+                    if t < int(&lustre, "ThroughputCapacity").unwrap_or(0) {
+                        return Err(ApiError::bad_request("ThroughputCapacity can only be increased."));
+                    }
+                    delayed.insert(key, value);
+                }
+                "DataReadCacheConfiguration" => {
+                    if storage != "INTELLIGENT_TIERING" {
+                        return Err(ApiError::bad_request(
+                            "DataReadCacheConfiguration is supported only with INTELLIGENT_TIERING.",
+                        ));
+                    }
+                    let throughput = changes
+                        .get("ThroughputCapacity")
+                        .and_then(Value::as_i64)
+                        .or_else(|| int(&lustre, "ThroughputCapacity"))
+                        .unwrap_or(0);
+                    validate_read_cache(&value, throughput)?;
+                    delayed.insert(key, value);
+                }
+                "LogConfiguration" => {
+                    validate_log(&value)?;
+                    immediate.insert(key, value);
+                }
+                "RootSquashConfiguration" => {
+                    validate_no_squash(&value)?;
+                    // Either half alone leaves the other as it was.
+                    let mut merged = lustre.get("RootSquashConfiguration").cloned().unwrap_or_else(|| json!({}));
+                    for (k, v) in value.as_object().into_iter().flatten() {
+                        merged[k.as_str()] = v.clone();
+                    }
+                    immediate.insert(key, merged);
+                }
                 "AutomaticBackupRetentionDays" | "DailyAutomaticBackupStartTime" if scratch => {
                     return Err(ApiError::bad_request("Automatic backups are not supported on scratch file systems."));
                 }
@@ -1039,12 +1346,33 @@ impl Inner {
                 | "DailyAutomaticBackupStartTime"
                 | "AutomaticBackupRetentionDays"
                 | "AutoImportPolicy"
-                | "DataCompressionType"
-                | "RootSquashConfiguration"
-                | "LogConfiguration" => {
+                | "DataCompressionType" => {
                     immediate.insert(key, value);
                 }
                 other => return Err(ApiError::bad_request(format!("{other} cannot be updated."))),
+            }
+        }
+        if let Some(v) = &version {
+            // An upgrade to 2.12 or 2.15, newer than what runs; 2.15 for PERSISTENT_2 with
+            // a metadata configuration.
+            let have = version_in_effect(fs, &config, now);
+            let have = have.as_str().unwrap_or("2.10");
+            let number =
+                |v: &str| v.split_once('.').and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?)));
+            if !matches!(v.as_str(), "2.12" | "2.15") {
+                return Err(ApiError::bad_request(format!(
+                    "FileSystemTypeVersion {v} is not a version FSx upgrades to (2.12, 2.15)."
+                )));
+            }
+            if number(v) <= number(have) {
+                return Err(ApiError::bad_request(format!(
+                    "FileSystemTypeVersion {v} must be newer than the current {have}."
+                )));
+            }
+            if v == "2.12" && deployment == "PERSISTENT_2" && lustre.get("MetadataConfiguration").is_some() {
+                return Err(ApiError::bad_request(
+                    "Lustre 2.12 is not supported for PERSISTENT_2 with a metadata configuration.",
+                ));
             }
         }
         let lustre_req = fs.request.as_object_mut().and_then(|r| {
@@ -1056,7 +1384,7 @@ impl Inner {
                 l[k.as_str()] = v;
             }
         }
-        if !delayed.is_empty() {
+        if !delayed.is_empty() || version.is_some() {
             if fail.is_some() {
                 self.fail_next_updates.remove(0);
             }
@@ -1066,6 +1394,7 @@ impl Inner {
                 request_time: now_unix(),
                 target: None,
                 lustre: Value::Object(delayed),
+                version,
                 fail,
             });
         }
@@ -1283,15 +1612,53 @@ impl Inner {
         }
         let deployment =
             fs.request.pointer("/LustreConfiguration/DeploymentType").and_then(Value::as_str).unwrap_or("SCRATCH_1");
-        if deployment != "PERSISTENT_2" {
+        let version = version_in_effect(fs, &config, now);
+        // FSx: every Lustre 2.12 and 2.15 file system but SCRATCH_1 takes associations.
+        if deployment == "SCRATCH_1"
+            || version.as_str() == Some("2.10")
+            || fs.request.pointer("/LustreConfiguration/ImportPath").is_some()
+        {
             return Err(ApiError::code(
                 "UnsupportedOperation",
-                format!("Data repository associations are not supported on {deployment} file systems."),
+                format!(
+                    "Data repository associations are not supported on {deployment} file systems running Lustre {version} or linked with ImportPath."
+                ),
             ));
         }
-        let path = req.get("FileSystemPath").and_then(Value::as_str).unwrap_or("/");
+        let Some(path) = req.get("FileSystemPath").and_then(Value::as_str) else {
+            return Err(ApiError::bad_request("FileSystemPath is required."));
+        };
         if !path.starts_with('/') {
             return Err(ApiError::bad_request("FileSystemPath must start with /."));
+        }
+        let live: Vec<&Dra> = self
+            .associations
+            .values()
+            .filter(|a| a.fs_id == fs_id && dra_lifecycle(a, &config, now).is_some_and(|l| l != "DELETING"))
+            .collect();
+        if live.len() >= 8 {
+            return Err(ApiError::code(
+                "ServiceLimitExceeded",
+                format!("File system {fs_id} already has 8 data repository associations."),
+            ));
+        }
+        let norm = |p: &str| p.trim_end_matches('/').to_string();
+        let nested = |a: &str, b: &str| {
+            let (a, b) = (norm(a), norm(b));
+            b.is_empty() || a == b || a.starts_with(&format!("{b}/"))
+        };
+        for a in &live {
+            let other = a.request.get("FileSystemPath").and_then(Value::as_str).unwrap_or("/");
+            let repo = a.request.get("DataRepositoryPath").and_then(Value::as_str).unwrap_or("");
+            if other != path && (nested(path, other) || nested(other, path)) {
+                return Err(ApiError::bad_request(format!(
+                    "FileSystemPath {path} overlaps the association at {other}."
+                )));
+            }
+            if other != path && norm(repo) == norm(req.get("DataRepositoryPath").and_then(Value::as_str).unwrap_or(""))
+            {
+                return Err(ApiError::bad_request(format!("DataRepositoryPath {repo} is already linked to {fs_id}.")));
+            }
         }
         let repo = req.get("DataRepositoryPath").and_then(Value::as_str).unwrap_or("");
         if !repo.starts_with("s3://") || repo.len() <= 5 {

@@ -240,7 +240,6 @@ async fn listing(d: &Driver, n: usize) -> (u64, Duration) {
                 security_group_ids: Vec::new(),
                 tags: vec![("CSIVolumeName".into(), format!("pvc-account-{i:05}"))],
                 kms_key_id: None,
-                file_system_type_version: None,
                 storage_type: None,
                 lustre: LustreSettings::default(),
             };
