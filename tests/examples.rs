@@ -92,6 +92,21 @@ fn examples_are_accepted_by_the_driver() {
             }
         }
     }
-    assert!(classes >= 8, "{classes} StorageClasses and VolumeAttributesClasses");
+    assert!(classes >= 11, "{classes} StorageClasses and VolumeAttributesClasses");
     assert_eq!((pvs, snapshot_classes), (1, 1));
+}
+
+/// The StorageClasses of the chart's test values (the chart's `storageClasses` value) are
+/// accepted by the driver, so a class the schema lets through is one the driver takes.
+#[test]
+fn the_chart_storage_class_fixture_is_accepted_by_the_driver() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cluster/fixtures/storage-classes-values.yaml");
+    let doc = YamlLoader::load_from_str(&std::fs::read_to_string(&path).unwrap()).unwrap().remove(0);
+    let classes = doc["storageClasses"].as_vec().unwrap();
+    assert!(classes.len() >= 2);
+    for class in classes {
+        let params = map(&class["parameters"]);
+        StorageClassParams::parse(&params).unwrap_or_else(|e| panic!("{}: {e}", class["name"].as_str().unwrap_or("")));
+        lustre::check_options(&strings(&class["mountOptions"])).unwrap();
+    }
 }

@@ -56,6 +56,16 @@ check "helm lint with a values file written for the Go driver's chart" helm lint
 check "the Go chart's values render valid objects" bash -c "helm template fsx deploy/helm/aws-fsx-csi-driver --namespace kube-system --kube-version $K8S_OLDEST -f $fixtures/go-chart-values.yaml >'$tmp/go.yaml' && kubernetes-validate --strict --quiet -k $K8S_OLDEST '$tmp/go.yaml'"
 check "the Go chart's map extraTags and image maps become the driver's and the sidecars' forms" bash -c "grep -q 'value: \"env=prod,team=ml\"' '$tmp/go.yaml' && grep -q 'image: public.ecr.aws/csi-components/csi-provisioner:v5.3.0-eksbuild.1' '$tmp/go.yaml'"
 check "this chart's earlier values (string images, replicas, string extraTags) render valid objects" bash -c "helm template fsx deploy/helm/aws-fsx-csi-driver --namespace kube-system --kube-version $K8S_OLDEST -f $fixtures/previous-values.yaml >'$tmp/prev.yaml' && kubernetes-validate --strict --quiet -k $K8S_OLDEST '$tmp/prev.yaml' && grep -q 'replicas: 3' '$tmp/prev.yaml'"
+check "the chart's storageClasses render valid StorageClasses, numbers and booleans as strings" bash -c "$(declare -f validate); set -e
+  helm template fsx deploy/helm/aws-fsx-csi-driver --namespace kube-system --kube-version $K8S_OLDEST -f $fixtures/storage-classes-values.yaml >'$tmp/sc.yaml'
+  validate '$tmp/sc.yaml'
+  grep -q 'throughputCapacity: \"4000\"' '$tmp/sc.yaml'
+  grep -q 'finalBackupOnDelete: \"true\"' '$tmp/sc.yaml'"
+refused_by_schema() { # a StorageClass parameter the key table does not allow
+  ! helm template fsx deploy/helm/aws-fsx-csi-driver --kube-version "$K8S_OLDEST" --set 'storageClasses[0].name=x' \
+    --set 'storageClasses[0].parameters.subnetId=subnet-0123456789abcdef0' --set "storageClasses[0].parameters.$1" >/dev/null 2>&1
+}
+check "the chart's schema refuses an unknown StorageClass key and a value outside a key's list" bash -c "$(declare -f refused_by_schema); K8S_OLDEST=$K8S_OLDEST; refused_by_schema storageTyp=SSD && refused_by_schema storageType=NVME && ! refused_by_schema storageType=INTELLIGENT_TIERING"
 toggles() { python3 $checks/chart_toggles.py "$root/bin/helm" deploy/helm/aws-fsx-csi-driver "$K8S_OLDEST"; }
 check "every chart toggle renders both ways, and the schema refuses mistyped values" toggles
 check "chart and kustomize base agree" python3 $checks/compare_manifests.py "$tmp/kustomize.yaml" "$tmp/helm.yaml"

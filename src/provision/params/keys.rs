@@ -776,9 +776,76 @@ pub fn reference_table() -> String {
     out
 }
 
+/// The chart's schema for a StorageClass's `parameters` (values.schema.json,
+/// `storageClasses[].parameters`), from [`KEYS`]: every key, with its values as an enum where
+/// the table lists them all, `subnetId` required, the external-provisioner's keys allowed,
+/// and nothing else.
+#[cfg(test)]
+pub fn chart_parameters_schema() -> serde_json::Value {
+    use serde_json::{Value, json};
+    let plain = |s: &str| s.replace('`', "").replace("**", "");
+    let mut properties = serde_json::Map::new();
+    for key in KEYS {
+        let mut description = plain(key.values);
+        if !key.default.is_empty() {
+            description.push_str(&format!("; default: {}", plain(key.default)));
+        }
+        if key.takes != Takes::All {
+            description.push_str(&format!("; {} only", key.takes.describe()));
+        }
+        if !key.notes.is_empty() {
+            description.push_str(&format!("; {}", plain(key.notes)));
+        }
+        // A list of two or more `WORDS` (upper case, digits, `.`, `_`, or true/false) is the
+        // whole set of values; anything else (`subnet-…`, `k=v,k=v`) only shows a form.
+        let items: Vec<&str> = key.values.split(", ").collect();
+        let word = |i: &&str| {
+            i.strip_prefix('`').and_then(|i| i.strip_suffix('`')).is_some_and(|w| {
+                matches!(w, "true" | "false")
+                    || (!w.is_empty()
+                        && w.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_' || b == b'.'))
+            })
+        };
+        let listed = items.len() > 1 && items.iter().all(word);
+        let mut schema = json!({"description": description});
+        if listed {
+            let mut values: Vec<Value> = items.iter().map(|i| json!(i.trim_matches('`'))).collect();
+            if values == [json!("true"), json!("false")] {
+                values.extend([json!(true), json!(false)]);
+            }
+            schema["enum"] = Value::Array(values);
+        } else {
+            schema["type"] = json!(["string", "integer"]);
+        }
+        properties.insert(key.name.to_string(), schema);
+    }
+    json!({
+        "type": "object",
+        "required": [SUBNET_ID],
+        "properties": properties,
+        "patternProperties": {"^csi\\.storage\\.k8s\\.io/": {"type": "string"}},
+        "additionalProperties": false,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The chart's values.schema.json checks a StorageClass's parameters against this table;
+    /// regenerate its `storageClasses.items.properties.parameters` from here.
+    #[test]
+    fn the_chart_schema_lists_every_key() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/helm/aws-fsx-csi-driver/values.schema.json");
+        let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let have = &schema["properties"]["storageClasses"]["items"]["properties"]["parameters"];
+        let want = chart_parameters_schema();
+        assert!(
+            *have == want,
+            "values.schema.json's storageClasses parameters differ from provision/params/keys.rs; replace them with:\n{}",
+            serde_json::to_string(&want).unwrap()
+        );
+    }
 
     #[test]
     fn names_are_unique() {
