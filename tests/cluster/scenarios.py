@@ -289,6 +289,58 @@ def s3_links():
     set_emulator(association_delay_ms=1000)
 
 
+def lustre_options():
+    """3b. Today's FSx options through the real sidecars: a PERSISTENT_2 claim linked to two S3
+    paths (dataRepositoryAssociations, with event subsets) binds once both associations are
+    AVAILABLE; an Intelligent-Tiering claim binds with its own size, no StorageCapacity sent, and
+    grows with no FSx call."""
+    ns = "options"
+    namespace(ns)
+    set_emulator(association_delay_ms=2000)
+    links = [
+        {"fileSystemPath": "/datasets", "dataRepositoryPath": "s3://ml-data/datasets", "autoImportEvents": ["DELETED"]},
+        {"fileSystemPath": "/checkpoints", "dataRepositoryPath": "s3://ml-checkpoints/run-1",
+         "autoExportEvents": ["NEW", "CHANGED"]},
+    ]
+    storage_class("two-links", {
+        "subnetId": SUBNET, "deploymentType": "PERSISTENT_2", "perUnitStorageThroughput": "125",
+        "dataRepositoryAssociations": json.dumps(links),
+    })
+    claim(ns, "two-links", "two-links", "1200Gi")
+    pv = bound(ns, "two-links")
+    fs = [f for f in file_systems() if pv and f["FileSystemId"] == pv_fs(pv)]
+    assocs = fs[0]["Associations"] if fs else []
+    created = time.mktime(time.strptime(pv["metadata"]["creationTimestamp"], "%Y-%m-%dT%H:%M:%SZ")) - time.timezone if pv else 0
+    paths = sorted(a.get("FileSystemPath", "") for a in assocs)
+    check("options: a PERSISTENT_2 claim with two S3 links binds once both associations are AVAILABLE",
+          pv and paths == ["/checkpoints", "/datasets"] and all(a["Lifecycle"] == "AVAILABLE" for a in assocs)
+          and all(created >= int(a["AvailableAtUnix"]) for a in assocs), assocs)
+    events = {a.get("FileSystemPath"): a.get("S3", {}) for a in assocs}
+    check("options: each association carries its own S3 event subset",
+          events.get("/datasets", {}).get("AutoImportPolicy", {}).get("Events") == ["DELETED"]
+          and events.get("/checkpoints", {}).get("AutoExportPolicy", {}).get("Events") == ["NEW", "CHANGED"], events)
+    set_emulator(association_delay_ms=1000)
+
+    storage_class("tiering", {
+        "subnetId": SUBNET, "deploymentType": "PERSISTENT_2", "storageType": "INTELLIGENT_TIERING",
+        "throughputCapacity": "4000", "dataReadCacheSizingMode": "PROPORTIONAL_TO_THROUGHPUT_CAPACITY",
+        "metadataConfigurationMode": "USER_PROVISIONED", "metadataIops": "6000",
+    })
+    claim(ns, "elastic", "tiering", "500Gi")
+    pv = bound(ns, "elastic")
+    fs = [f for f in file_systems() if pv and f["FileSystemId"] == pv_fs(pv)]
+    check("options: an Intelligent-Tiering claim binds with its own size and no StorageCapacity sent",
+          pv and pv["spec"]["capacity"]["storage"] == "500Gi" and fs and fs[0]["StorageType"] == "INTELLIGENT_TIERING"
+          and "StorageCapacity" not in fs[0] and fs[0]["LustreConfiguration"].get("ThroughputCapacity") == 4000,
+          fs[0] if fs else pv)
+    updates = calls("UpdateFileSystem")
+    kubectl("-n", ns, "patch", "pvc", "elastic", "--type", "merge", "-p", '{"spec":{"resources":{"requests":{"storage":"700Gi"}}}}')
+    grown = wait_for("the Intelligent-Tiering claim to grow", lambda: get(
+        "pvc", "-n", ns, "elastic")["status"].get("capacity", {}).get("storage") == "700Gi", 120)
+    check("options: an Intelligent-Tiering claim grows through the resizer with no FSx call",
+          grown and calls("UpdateFileSystem") == updates, calls("UpdateFileSystem") - updates)
+
+
 def expansion(seed_pv):
     """4. Growth through the resizer; SCRATCH_1 cannot grow and the PVC's events say why."""
     ns = "grow"
@@ -938,6 +990,7 @@ def main(argv):
         pv = seed_walkthrough("seed")
         shared_access()
         s3_links()
+        lustre_options()
         expansion(pv)
         reclaim_policies()
         static_provisioning()
