@@ -486,15 +486,32 @@ async fn metrics_count_exactly_what_fsx_answered_and_what_clients_saw() {
     }
     assert_eq!(emulator.calls("CreateFileSystem"), creates_before);
 
-    let text = scrape(port).await;
-    // FSx requests: exactly the emulator's answers, per operation and outcome.
-    let got = samples(&text, "fsx_csi_api_requests_total");
-    let mut want: std::collections::BTreeMap<String, f64> = Default::default();
-    for (op, outcomes) in emulator.outcomes() {
-        for (outcome, n) in outcomes {
-            want.insert(format!(r#"operation="{op}",outcome="{outcome}""#), n as f64);
+    // FSx requests: exactly the emulator's answers, per operation and outcome. A call can be
+    // in flight when the two are read (the start-up listing of backups retries under this
+    // throttling on its own schedule): wait until the driver has counted every answer the
+    // emulator gave, then the two must be equal.
+    let want_now = || {
+        let mut want: std::collections::BTreeMap<String, f64> = Default::default();
+        for (op, outcomes) in emulator.outcomes() {
+            for (outcome, n) in outcomes {
+                want.insert(format!(r#"operation="{op}",outcome="{outcome}""#), n as f64);
+            }
         }
-    }
+        want
+    };
+    let settle = Instant::now() + Duration::from_secs(60);
+    let (text, want) = loop {
+        let want = want_now();
+        let text = scrape(port).await;
+        if samples(&text, "fsx_csi_api_requests_total") == want && want_now() == want {
+            break (text, want);
+        }
+        if Instant::now() > settle {
+            break (text, want);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let got = samples(&text, "fsx_csi_api_requests_total");
     assert_eq!(got, want, "\n{text}");
     assert!(want.keys().any(|k| k.contains("throttled")), "the emulator throttled nothing: {want:?}");
     // Every retry follows a throttle or a server error of the same operation.
