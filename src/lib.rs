@@ -38,7 +38,9 @@
 //!     constant there), and parsing, the comparison with an existing file system and the
 //!     README's table derive from it; `provision::params::mutable` reads
 //!     VolumeAttributesClass parameters from the same table and checks them against the file
-//!     system they would change. A key's FSx side is one entry of `fsx::settings`.
+//!     system they would change; `provision::params::associations` reads the
+//!     `dataRepositoryAssociations` JSON list. A key's FSx side is one entry of
+//!     `fsx::settings`.
 //!   - `provision::capacity`: valid FSx for Lustre sizes per deployment and storage type.
 //!   - `provision::token`: deterministic `ClientRequestToken`s.
 //!   - `provision::index`: one generic in-memory index of named FSx resources: file systems
@@ -49,8 +51,9 @@
 //!     taken) in batches of 50 per tick and wakes the calls waiting on them.
 //!   - [`provision::ProvisionError`] (`provision/error.rs`): why a call did not succeed, a
 //!     typed reason for every refusal.
-//!   - [`provision::Provisioner`]: create (or restore from a backup, with the PERSISTENT_2 S3
-//!     association), expand, modify (`provision/modify.rs`), delete and get; snapshots as
+//!   - [`provision::Provisioner`]: create (or restore from a backup, with its S3
+//!     associations, up to 8), expand, modify (`provision/modify.rs`), delete (with the final
+//!     backup recorded at creation) and get; snapshots as
 //!     backups (`provision/snapshot.rs`); exactly one file system per volume name and one
 //!     backup per snapshot name.
 //! - [`fsx`]: the FSx boundary: a domain trait ([`fsx::Fsx`]), domain types and errors, and

@@ -281,6 +281,10 @@ impl BackupLifecycle {
     }
 }
 
+/// Tag keys under this prefix are the driver's own records on a file system; no StorageClass
+/// or flag may set them, and they are not copied to associations.
+pub const DRIVER_TAG_PREFIX: &str = "fsx.csi.aws.com/";
+
 /// Tag key that records, at creation, that DeleteVolume takes a final backup
 /// (`finalBackupOnDelete`): DeleteVolume gets only the volume id.
 pub const FINAL_BACKUP_TAG: &str = "fsx.csi.aws.com/final-backup";
@@ -557,6 +561,15 @@ mod tests {
         assert!(!is_file_system_id("fs-0123456789abcdef012"));
         assert!(!is_file_system_id("vol-01234567"));
         assert!(!is_file_system_id(""));
+    }
+
+    #[test]
+    fn the_final_backup_records_are_driver_tags() {
+        assert!(FINAL_BACKUP_TAG.starts_with(DRIVER_TAG_PREFIX));
+        assert!(FINAL_BACKUP_TAG_PREFIX.starts_with(DRIVER_TAG_PREFIX));
+        // The marker is not read as a final backup tag itself.
+        let fs = FileSystem { tags: vec![(FINAL_BACKUP_TAG.into(), "true".into())], ..Default::default() };
+        assert_eq!(fs.final_backup(), Some(Vec::new()));
     }
 
     #[test]

@@ -571,7 +571,8 @@ impl Provisioner {
         if fs.lifecycle == Lifecycle::Deleting {
             return Ok(());
         }
-        let final_backup = fs.final_backup();
+        // A FAILED file system holds no data to keep, and FSx cannot back it up.
+        let final_backup = fs.final_backup().filter(|_| fs.lifecycle != Lifecycle::Failed);
         match tokio::time::timeout_at(deadline, self.fsx.delete_file_system(id, final_backup.as_deref()))
             .await
             .map_err(|_| ProvisionError::FsxSlow("DeleteFileSystem"))?
@@ -628,7 +629,7 @@ async fn by<T>(
 /// The tags an association gets: the file system's, less the driver's records (the final
 /// backup's), which mean nothing on an association.
 fn association_tags(tags: &[(String, String)]) -> Vec<(String, String)> {
-    tags.iter().filter(|(k, _)| !k.starts_with("fsx.csi.aws.com/")).cloned().collect()
+    tags.iter().filter(|(k, _)| !k.starts_with(crate::fsx::DRIVER_TAG_PREFIX)).cloned().collect()
 }
 
 /// Why an existing file system's size does not fit a capacity range, if it does not. An

@@ -25,7 +25,9 @@ pub use mutable::MutableParams;
 use std::collections::HashMap;
 use std::fmt;
 
-use crate::fsx::{AutoImportPolicy, DeploymentType, EventType, LustreSettings, StorageType, VOLUME_NAME_TAG};
+use crate::fsx::{
+    AutoImportPolicy, DRIVER_TAG_PREFIX, DeploymentType, EventType, LustreSettings, StorageType, VOLUME_NAME_TAG,
+};
 use crate::text::Shown;
 pub use associations::AssociationParams;
 
@@ -202,10 +204,6 @@ pub fn s3_bucket<'a>(key: &str, path: &'a str) -> Result<&'a str, ParamError> {
     }
     Ok(bucket)
 }
-
-/// Tag keys under this prefix are the driver's records (the final backup's); no StorageClass
-/// or flag may set them.
-const DRIVER_TAG_PREFIX: &str = "fsx.csi.aws.com/";
 
 /// FSx's limit on tags per resource.
 pub const MAX_TAGS: usize = 50;
