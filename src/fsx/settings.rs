@@ -289,7 +289,7 @@ lustre_settings! {
     /// `LogConfiguration.Destination`: a CloudWatch Logs log group ARN, sent with the level
     /// (which FSx requires in the same configuration).
     log_destination: String {
-        read(_, l) => l?.log_configuration()?.destination().map(str::to_string),
+        read(_, l) => l?.log_configuration()?.destination().map(|d| d.strip_suffix(":*").unwrap_or(d).to_string()),
         create(b, _v, _) => b,
         update(b, _v, _) => b,
     }

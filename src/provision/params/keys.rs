@@ -626,7 +626,9 @@ pub const KEYS: &[Key] = &[
         compare: None,
         set: |p, v| {
             check_log_destination(v)?;
-            p.lustre.log_destination = Some(v.to_string());
+            // One spelling of a log group ARN (CloudWatch shows it with ":*"; FSx takes both),
+            // so a destination compares equal to what FSx reports.
+            p.lustre.log_destination = Some(v.strip_suffix(":*").unwrap_or(v).to_string());
             Ok(())
         },
     },

@@ -744,7 +744,9 @@ mod tests {
                 "{bad}"
             );
         }
-        parse(&[SUBNET, ("lustreLogLevel", "ERROR_ONLY"), ("lustreLogDestination", &format!("{group}:*"))]).unwrap();
+        let star = parse(&[SUBNET, ("lustreLogLevel", "ERROR_ONLY"), ("lustreLogDestination", &format!("{group}:*"))])
+            .unwrap();
+        assert_eq!(star.lustre.log_destination.as_deref(), Some(group), "one spelling, as FSx's is read");
 
         let p =
             parse(&[SUBNET, ("rootSquash", "65534:65534"), ("noSquashNids", "10.0.1.6@tcp, 10.0.[2-10].[1-255]@tcp")])
