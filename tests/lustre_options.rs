@@ -177,6 +177,20 @@ async fn several_associations_bind_once_all_are_available() {
     let failed: Vec<_> =
         emulator.file_systems_with_names().into_iter().filter(|f| f.2.as_deref() == Some("pvc-link-fails")).collect();
     assert!(failed.iter().all(|f| f.1 == "DELETING"), "{failed:?}");
+
+    // SCRATCH_2 takes associations too, from Lustre 2.12 on (FSx's default there is 2.10).
+    let scratch = params(&[
+        ("subnetId", SUBNET),
+        ("deploymentType", "SCRATCH_2"),
+        ("fileSystemTypeVersion", "2.15"),
+        ("dataRepositoryAssociations", r#"[{"fileSystemPath": "/in", "dataRepositoryPath": "s3://scratch-input"}]"#),
+    ]);
+    let v = create_until_done(&mut c, "pvc-scratch-link", 1200, scratch, Duration::from_secs(10), 10).await.unwrap();
+    let links: Vec<_> = emulator.associations().into_iter().filter(|a| a.1 == v.volume_id).collect();
+    assert_eq!((links.len(), links[0].2.as_str(), links[0].3.as_str()), (1, "AVAILABLE", "s3://scratch-input"));
+    assert!(
+        emulator.file_system(&v.volume_id).unwrap()["LustreConfiguration"].get("DataRepositoryConfiguration").is_none()
+    );
 }
 
 /// Lustre logging, root squash exceptions and S3 event subsets reach FSx; the pairs change
