@@ -310,3 +310,40 @@ async fn lustre_upgrades_in_place() {
     assert!(e.code() == Code::InvalidArgument && e.message().contains("never downgrades"), "{e:?}");
     assert_eq!(emulator.calls("UpdateFileSystem"), 1);
 }
+
+/// EFA: FSx's rules are checked before any call (a metadata configuration is needed, and 2.15);
+/// a class that meets them creates a file system with EFA on.
+#[tokio::test]
+async fn efa_needs_a_metadata_configuration_and_lustre_2_15() {
+    let (emulator, _driver, mut c) = setup().await;
+    let base = [
+        ("subnetId", SUBNET),
+        ("deploymentType", "PERSISTENT_2"),
+        ("perUnitStorageThroughput", "250"),
+        ("efaEnabled", "true"),
+    ];
+    let refused = |extra: &[(&'static str, &'static str)]| {
+        let mut p = params(&base);
+        p.extend(params(extra));
+        create_request("pvc-efa", 1200, p, Duration::from_secs(5))
+    };
+    let e = c.create_volume(refused(&[])).await.unwrap_err();
+    assert!(
+        e.code() == Code::InvalidArgument && e.message().contains("efaEnabled") && e.message().contains("metadata"),
+        "{e:?}"
+    );
+    let e = c
+        .create_volume(refused(&[("metadataConfigurationMode", "AUTOMATIC"), ("fileSystemTypeVersion", "2.12")]))
+        .await
+        .unwrap_err();
+    assert!(e.code() == Code::InvalidArgument && e.message().contains("fileSystemTypeVersion"), "{e:?}");
+    assert_eq!(emulator.calls("CreateFileSystem"), 0, "refused before any call");
+    let mut ok = params(&base);
+    ok.insert("metadataConfigurationMode".into(), "AUTOMATIC".into());
+    let v = create_until_done(&mut c, "pvc-efa", 1200, ok, Duration::from_secs(10), 5).await.unwrap();
+    let fs = emulator.file_system(&v.volume_id).unwrap();
+    assert_eq!(
+        (fs["LustreConfiguration"]["EfaEnabled"].clone(), fs["FileSystemTypeVersion"].clone()),
+        (json!(true), json!("2.15"))
+    );
+}
