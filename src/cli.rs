@@ -116,6 +116,13 @@ pub struct Cli {
     #[arg(long, env = "REMOVE_NOT_READY_TAINT")]
     pub remove_not_ready_taint: bool,
 
+    /// Node mode: register with the kubelet directly, in place of the node-driver-registrar
+    /// sidecar, telling it this path as the CSI socket (the socket's path on the host, as
+    /// the registrar's flag of the same name takes it). The registration socket goes in
+    /// `<kubelet-dir>/plugins_registry`. Unset: the sidecar registers the plugin.
+    #[arg(long, env = "KUBELET_REGISTRATION_PATH")]
+    pub kubelet_registration_path: Option<String>,
+
     /// Without a command, serve the CSI services of --mode.
     #[command(subcommand)]
     pub command: Option<Command>,

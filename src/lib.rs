@@ -72,6 +72,10 @@
 //!   by the mount table's change notifications.
 //! - [`taint`]: `--remove-not-ready-taint`: the node's `fsx.csi.aws.com/agent-not-ready`
 //!   taint comes off once the kubelet has registered the plugin (its CSINode lists the driver).
+//! - [`registration`]: `--kubelet-registration-path`: the node plugin registers itself with
+//!   the kubelet (the kubelet's `pluginregistration/v1` API on a socket in its
+//!   `plugins_registry`), in place of the node-driver-registrar sidecar, which stays the
+//!   manifests' default.
 //! - [`kube`]: the Kubernetes API for both (kube-rs, the pod's service account).
 //! - [`metrics`]: Prometheus metrics behind `--metrics-address`, recorded at the FSx SDK
 //!   (every HTTP attempt), the gRPC server (every CSI call), the provisioner and the mounts,
@@ -105,6 +109,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod mount;
 pub mod provision;
+pub mod registration;
 pub mod server;
 pub mod taint;
 pub(crate) mod text;
@@ -116,6 +121,14 @@ pub mod testing {
     pub use crate::provision::token::client_request_token;
     pub use crate::server::authority::rewrite_stream;
     pub use crate::server::hpack::{MAX_HEADER_LIST, Patcher, static_entry, write_integer};
+}
+
+/// The kubelet's plugin registration API (`pluginregistration.Registration`,
+/// `proto/kubelet/pluginregistration/v1/api.proto`), served by the node plugin when it
+/// registers itself ([`registration`]).
+#[allow(clippy::all, missing_docs)]
+pub mod pluginregistration {
+    tonic::include_proto!("pluginregistration");
 }
 
 /// Generated CSI v1.12.0 types and service stubs (`proto/csi.proto`).

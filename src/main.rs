@@ -108,10 +108,31 @@ async fn run(cli: Cli) -> Result<(), String> {
         let _ = stop_tx.send(true);
     });
     let mut graceful_rx = stop_rx.clone();
+    let stop_rx_registration = stop_rx.clone();
     let mut grace_rx = stop_rx;
     let graceful = server::serve(listener, services, async move {
         let _ = graceful_rx.wait_for(|stop| *stop).await;
     });
+    // Registers with the kubelet once the CSI socket serves (the kubelet calls it right after).
+    let registration = match (&cli.kubelet_registration_path, cli.mode.node()) {
+        (Some(endpoint), true) => {
+            let service = fsx_csi_driver::registration::RegistrationService::new(endpoint)?;
+            let reg_path = fsx_csi_driver::registration::socket_path(&cli.kubelet_dir);
+            let (listener, reg_socket) = server::bind(&reg_path)
+                .map_err(|e| format!("cannot listen on {} to register with the kubelet: {e}", reg_path.display()))?;
+            tracing::info!(socket = %reg_path.display(), endpoint = %endpoint, "registering with the kubelet");
+            let mut stop = stop_rx_registration;
+            let served = fsx_csi_driver::registration::serve(listener, service, async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            });
+            Some((tokio::spawn(served), reg_socket))
+        }
+        (Some(_), false) => {
+            tracing::warn!("--kubelet-registration-path is for the node plugin (--mode node or all); ignored");
+            None
+        }
+        (None, _) => None,
+    };
     if cli.remove_not_ready_taint && cli.mode.node() {
         remove_not_ready_taint(&cli);
     }
@@ -125,7 +146,15 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
     };
-    // Only this process's own socket: a newer instance may have bound the path since.
+    // The registration socket goes first, so the kubelet deregisters the plugin before its CSI
+    // socket disappears. Only this process's own sockets: a newer instance may have bound
+    // the paths since.
+    if let Some((served, reg_socket)) = registration {
+        served.abort();
+        if !reg_socket.remove() {
+            tracing::info!(socket = %reg_socket.path().display(), "the registration socket is no longer this process's; left in place");
+        }
+    }
     if !socket.remove() {
         tracing::info!(socket = %path.display(), "the socket is no longer this process's; left in place");
     }

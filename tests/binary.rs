@@ -545,3 +545,97 @@ async fn metrics_count_exactly_what_fsx_answered_and_what_clients_saw() {
     drop(c);
     assert!(terminate(&mut child).await.success());
 }
+
+/// `--kubelet-registration-path`: the node plugin registers itself as node-driver-registrar
+/// would. A client calling as the kubelet's plugin watcher does (GetInfo, then
+/// NotifyRegistrationStatus) on `plugins_registry/fsx.csi.aws.com-reg.sock` gets the driver's
+/// name, the CSI socket's host path and a 1.x version; the kubelet's verdict is logged; at exit
+/// the registration socket is removed first, and only this instance's.
+#[tokio::test]
+async fn the_node_plugin_registers_itself_with_the_kubelet() {
+    use fsx_csi_driver::pluginregistration::registration_client::RegistrationClient;
+    use fsx_csi_driver::pluginregistration::{InfoRequest, RegistrationStatus};
+    let dir = tempfile::tempdir().unwrap();
+    let kubelet = dir.path().join("kubelet");
+    std::fs::create_dir(&kubelet).unwrap();
+    let socket = kubelet.join("plugins/fsx.csi.aws.com/csi.sock");
+    let reg = kubelet.join("plugins_registry/fsx.csi.aws.com-reg.sock");
+    let log = dir.path().join("node.log");
+    let host_path = "/var/lib/kubelet/plugins/fsx.csi.aws.com/csi.sock";
+    let spawn = |log: &Path| {
+        Running(
+            Command::new(BIN)
+                .args(["--mode", "node", "--node-id", "n1", "--endpoint", &format!("unix://{}", socket.display())])
+                .arg("--kubelet-dir")
+                .arg(&kubelet)
+                .args(["--kubelet-registration-path", host_path])
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(log).unwrap())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let mut node = spawn(&log);
+    wait_for_socket(&reg).await;
+    let mode = std::fs::metadata(&reg).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the registration socket is root's only");
+    let mut watcher = RegistrationClient::new(connect(&reg).await.unwrap());
+    let info = watcher.get_info(InfoRequest {}).await.unwrap().into_inner();
+    assert_eq!(
+        (info.r#type.as_str(), info.name.as_str(), info.endpoint.as_str()),
+        ("CSIPlugin", "fsx.csi.aws.com", host_path)
+    );
+    assert!(info.supported_versions.iter().all(|v| v.starts_with("1.")) && !info.supported_versions.is_empty());
+    watcher
+        .notify_registration_status(RegistrationStatus { plugin_registered: true, error: String::new() })
+        .await
+        .unwrap();
+    // The endpoint it names serves CSI.
+    assert_eq!(plugin_name(&socket).await, "fsx.csi.aws.com");
+
+    // A second instance refuses to take over the live registration socket.
+    let second = dir.path().join("second.log");
+    let out = Command::new(BIN)
+        .args([
+            "--mode",
+            "node",
+            "--node-id",
+            "n1",
+            "--endpoint",
+            &format!("unix://{}", dir.path().join("other.sock").display()),
+        ])
+        .arg("--kubelet-dir")
+        .arg(&kubelet)
+        .args(["--kubelet-registration-path", host_path])
+        .stderr(std::fs::File::create(&second).unwrap())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = std::fs::read_to_string(&second).unwrap();
+    assert!(err.contains("register with the kubelet") && err.contains("running process"), "{err}");
+
+    assert!(terminate(&mut node).await.success());
+    assert!(!reg.exists() && !socket.exists(), "the sockets outlived the plugin");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("registered with the kubelet"), "{text}");
+
+    // A refusal is logged with the kubelet's reason; a bad path is refused at start.
+    let mut node = spawn(&log);
+    wait_for_socket(&reg).await;
+    let mut watcher = RegistrationClient::new(connect(&reg).await.unwrap());
+    watcher
+        .notify_registration_status(RegistrationStatus { plugin_registered: false, error: "no 1.x version".into() })
+        .await
+        .unwrap();
+    assert!(terminate(&mut node).await.success());
+    assert!(std::fs::read_to_string(&log).unwrap().contains("no 1.x version"));
+    let out = Command::new(BIN)
+        .args(["--mode", "node", "--node-id", "n1", "--endpoint", &format!("unix://{}", socket.display())])
+        .arg("--kubelet-dir")
+        .arg(&kubelet)
+        .args(["--kubelet-registration-path", "relative/csi.sock"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--kubelet-registration-path"));
+}

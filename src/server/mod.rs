@@ -25,7 +25,7 @@
 
 mod admission;
 pub(crate) mod authority;
-mod connections;
+pub(crate) mod connections;
 pub(crate) mod hpack;
 
 use std::future::Future;
