@@ -65,6 +65,12 @@ def main(helm, chart, kube):
          lambda o: "--metrics-address=:3302" in pod(o, "DaemonSet", "fsx-csi-node")["containers"][0]["args"]
          and ("Service", "fsx-csi-node-metrics") in o,
          lambda o: ("Service", "fsx-csi-node-metrics") not in o),
+        ("sidecars.nodeDriverRegistrar.enabled",
+         lambda o: "node-driver-registrar" in [c["name"] for c in pod(o, "DaemonSet", "fsx-csi-node")["containers"]]
+         and not any(a.startswith("--kubelet-registration-path") for a in pod(o, "DaemonSet", "fsx-csi-node")["containers"][0]["args"]),
+         lambda o: "node-driver-registrar" not in [c["name"] for c in pod(o, "DaemonSet", "fsx-csi-node")["containers"]]
+         and "--kubelet-registration-path=/var/lib/kubelet/plugins/fsx.csi.aws.com/csi.sock" in pod(o, "DaemonSet", "fsx-csi-node")["containers"][0]["args"]
+         and "registration-dir" not in [v["name"] for v in pod(o, "DaemonSet", "fsx-csi-node")["volumes"]]),
         ("sidecars.snapshotter.enabled",
          lambda o: "csi-snapshotter" in [c["name"] for c in pod(o, "StatefulSet", "fsx-csi-controller")["containers"]]
          and ("ClusterRole", "fsx-csi-external-snapshotter-role") in o,
