@@ -66,7 +66,9 @@
 //!   kubelet directory without following symlinks), the [`mount::Mounter`] trait with the
 //!   syscall mounter, the bounded worker that keeps a hung Lustre server from freezing the
 //!   plugin (one call per path and lane, a cap on blocked threads), and `mount::ops`, the
-//!   operations built on them (stage, bind, unmount with escalation, health).
+//!   operations built on them (stage, bind, unmount with escalation, health);
+//!   [`mount::client`] tells at start whether the node has the Lustre client module, without
+//!   side effects (`/proc/filesystems`, the kernel's module index).
 //! - [`drain`]: the node plugin's preStop hook (`fsx-csi-driver pre-stop`): on a node being
 //!   drained, wait (bounded) until the kubelet has unmounted every volume of this driver, woken
 //!   by the mount table's change notifications.

@@ -74,6 +74,9 @@ async fn run(cli: Cli) -> Result<(), String> {
     } else {
         None
     };
+    if cli.mode.node() {
+        fsx_csi_driver::mount::client::report(&fsx_csi_driver::mount::client::detect_here());
+    }
     let node = if cli.mode.node() {
         let options = NodeOptions::new(cli.node_id.clone(), cli.kubelet_dir.clone());
         Some(

@@ -18,6 +18,7 @@
 //! | `fsx_csi_duplicate_creations_avoided_total` | | CreateVolume retries answered from the index |
 //! | `fsx_csi_node_operation_duration_seconds` | `operation`, `result` | node mounts, unmounts and stats |
 //! | `fsx_csi_node_blocked_workers` | | calls still stuck on unresponsive file systems |
+//! | `fsx_csi_node_lustre_client` | `state` | 1 for what the node has of the Lustre client module |
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -186,6 +187,11 @@ struct KindLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct NodeLabels {
     operation: &'static str,
     result: &'static str,
@@ -230,6 +236,7 @@ pub struct Metrics {
     duplicates_avoided: Counter,
     node_duration: Histograms<NodeLabels>,
     blocked_workers: Gauge,
+    lustre_client: Family<StateLabel, Gauge>,
 }
 
 fn api_buckets() -> Histogram {
@@ -304,6 +311,12 @@ impl Metrics {
             "Mount, unmount or stats calls still blocked in the kernel after their caller gave up",
             blocked_workers.clone(),
         );
+        let lustre_client = Family::<StateLabel, Gauge>::default();
+        r.register(
+            "node_lustre_client",
+            "1 for what the node has of the Lustre client kernel module (loaded, installed, missing, unknown)",
+            lustre_client.clone(),
+        );
         Self {
             registry: r,
             api_requests,
@@ -317,6 +330,7 @@ impl Metrics {
             duplicates_avoided,
             node_duration,
             blocked_workers,
+            lustre_client,
         }
     }
 
@@ -374,6 +388,13 @@ impl Metrics {
             NodeResult::Refused => "refused",
         };
         self.node_duration.get_or_create(&NodeLabels { operation, result }).observe(took.as_secs_f64());
+    }
+
+    /// What the node has of the Lustre client: 1 for `state`, 0 for the others.
+    pub fn lustre_client(&self, state: &'static str) {
+        for s in crate::mount::client::ClientModule::STATES {
+            self.lustre_client.get_or_create(&StateLabel { state: s }).set(i64::from(*s == state));
+        }
     }
 
     /// A call outlived its caller (+1) or finally returned after that (-1).
@@ -641,7 +662,13 @@ mod tests {
         m.grpc_call("/evil/pvc-1234", 99, Duration::from_secs(3));
         m.set_in_flight(InFlight::Creating, 3);
         m.node_operation("mount", NodeResult::Timeout, Duration::from_secs(100));
+        m.lustre_client("installed");
+        m.lustre_client("missing");
         let text = m.encode();
+        // One state at a time, every state present.
+        assert!(text.contains(r#"fsx_csi_node_lustre_client{state="missing"} 1"#), "{text}");
+        assert!(text.contains(r#"fsx_csi_node_lustre_client{state="installed"} 0"#), "{text}");
+        assert!(text.contains(r#"fsx_csi_node_lustre_client{state="loaded"} 0"#), "{text}");
         assert!(
             text.contains(r#"fsx_csi_api_requests_total{operation="CreateFileSystem",outcome="throttled"} 1"#),
             "{text}"

@@ -618,6 +618,8 @@ async fn the_node_plugin_registers_itself_with_the_kubelet() {
     assert!(!reg.exists() && !socket.exists(), "the sockets outlived the plugin");
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("registered with the kubelet"), "{text}");
+    // The node plugin says at start what the node has of the Lustre client (this machine: none).
+    assert!(text.contains("Lustre client kernel module") && !text.contains("module is loaded"), "{text}");
 
     // A refusal is logged with the kubelet's reason; a bad path is refused at start.
     let mut node = spawn(&log);

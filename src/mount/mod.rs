@@ -10,6 +10,7 @@
 //! - [`Mounter`]: the trait over the syscalls, and [`SyscallMounter`], its real
 //!   implementation on `mount(2)`, `umount2(2)` and `statvfs(3)`. No program is ever executed.
 
+pub mod client;
 pub mod lustre;
 pub mod mountinfo;
 pub(crate) mod ops;
