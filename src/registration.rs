@@ -93,8 +93,8 @@ impl Registration for RegistrationService {
             tracing::info!(endpoint = %self.endpoint, "registered with the kubelet");
             Outcome::Registered
         } else {
-            let mut why = r.error;
-            why.truncate(1024);
+            // The kubelet's text, escaped and bounded (on a character boundary).
+            let why = crate::text::clip(&r.error);
             tracing::error!(error = %crate::text::Field(&why), endpoint = %self.endpoint, "the kubelet refused the registration; the plugin keeps serving and the kubelet retries when the socket is recreated");
             Outcome::Refused(why)
         };
@@ -149,7 +149,19 @@ mod tests {
         }))
         .await
         .unwrap();
-        assert!(matches!(&*status.borrow_and_update(), Outcome::Refused(why) if why.len() == 1024));
+        assert!(
+            matches!(&*status.borrow_and_update(), Outcome::Refused(why) if why.len() <= crate::text::MAX_MESSAGE_BYTES)
+        );
+        // Multibyte text is cut on a character boundary, never mid-character.
+        s.notify_registration_status(Request::new(RegistrationStatus {
+            plugin_registered: false,
+            error: format!("a{}", "é".repeat(3000)),
+        }))
+        .await
+        .unwrap();
+        assert!(
+            matches!(&*status.borrow_and_update(), Outcome::Refused(why) if why.len() <= crate::text::MAX_MESSAGE_BYTES)
+        );
         s.notify_registration_status(Request::new(RegistrationStatus {
             plugin_registered: true,
             error: String::new(),

@@ -69,12 +69,9 @@ pub fn parse(value: &str) -> Result<Vec<AssociationParams>, String> {
     if value.len() > MAX_JSON_BYTES {
         return Err(format!("is {} bytes; at most {MAX_JSON_BYTES} are accepted ({shape})", value.len()));
     }
-    let entries: Vec<Entry> = serde_json::from_str(value).map_err(|e| {
-        // serde_json's message names the field and position, never more than a short excerpt.
-        let mut why = e.to_string();
-        why.truncate(200);
-        format!("is not {shape}: {}", Shown(&why))
-    })?;
+    // serde_json's message names the field and the position; Shown escapes and bounds it.
+    let entries: Vec<Entry> =
+        serde_json::from_str(value).map_err(|e| format!("is not {shape}: {}", Shown(&e.to_string())))?;
     if entries.is_empty() || entries.len() > MAX_ASSOCIATIONS {
         return Err(format!(
             "has {} entries; FSx allows 1 to {MAX_ASSOCIATIONS} data repository associations per file system",
@@ -181,6 +178,11 @@ mod tests {
             assert!(e.contains(says), "{says:?} not in {e:?}");
             assert!(e.len() < 1200, "{}", e.len());
         }
+        // A serde message cut mid-character must not panic (a name of multibyte characters).
+        let field = "é".repeat(300);
+        let e = parse(&format!(r#"[{{"fileSystemPath": "/a", "dataRepositoryPath": "s3://bkt/a", "xy{field}": 1}}]"#))
+            .unwrap_err();
+        assert!(e.contains("unknown field") && e.len() < 1200, "{e}");
         // Siblings with a shared prefix do not overlap.
         parse(&list(&[one("/data", "s3://bkt/a"), one("/data2", "s3://bkt/c")])).unwrap();
     }
