@@ -75,6 +75,7 @@ run_counted "abuse" hack/tiers/abuse.sh
 run_counted "csi-sanity" hack/tiers/sanity.sh
 run_counted "cluster" hack/tiers/control-plane.sh
 run_counted "deploy checks" hack/tiers/deploy.sh
+run_counted "node" hack/tiers/node.sh
 
 echo
 echo "$passed passed, $failed failed"

@@ -10,9 +10,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Node, Taint};
+use k8s_openapi::api::core::v1::{Event, Node, ObjectReference, Taint};
 use k8s_openapi::api::storage::v1::CSINode;
-use kube::api::{Api, WatchEvent, WatchParams};
+use kube::api::{Api, PostParams, WatchEvent, WatchParams};
 use tokio_stream::StreamExt;
 
 use crate::error::Cause;
@@ -290,6 +290,45 @@ impl KubeClient {
             .map_err(|e| KubeError::Config(format!("building the taint patch: {e}")))?;
         bounded(&format!("patch nodes/{name}"), self.client.request::<Node>(request)).await?;
         Ok(removed)
+    }
+
+    /// Posts a Warning event on node `name` (in `default`, where events of cluster-scoped
+    /// objects go), as the kubelet's recorder would: `kubectl describe node` shows it. The
+    /// message is bounded.
+    pub async fn warn_node(&self, name: &str, reason: &str, message: &str) -> Result<(), KubeError> {
+        let node = self.node(name).await?;
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let event = Event {
+            metadata: kube::api::ObjectMeta {
+                // The recorder's naming: the object's name and a unique suffix.
+                name: Some(format!("{name}.{:x}", now.as_nanosecond())),
+                namespace: Some("default".into()),
+                ..Default::default()
+            },
+            involved_object: ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Node".into()),
+                name: Some(name.to_string()),
+                uid: node.metadata.uid.clone(),
+                ..Default::default()
+            },
+            reason: Some(reason.to_string()),
+            message: Some(crate::text::clip(message)),
+            type_: Some("Warning".into()),
+            source: Some(k8s_openapi::api::core::v1::EventSource {
+                component: Some("fsx-csi-node".into()),
+                host: Some(name.to_string()),
+            }),
+            reporting_component: Some(format!("{}/node", crate::DRIVER_NAME)),
+            reporting_instance: Some(name.to_string()),
+            first_timestamp: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now)),
+            last_timestamp: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now)),
+            count: Some(1),
+            ..Default::default()
+        };
+        let api: Api<Event> = Api::namespaced(self.client.clone(), "default");
+        bounded(&format!("create events for nodes/{name}"), api.create(&PostParams::default(), &event)).await?;
+        Ok(())
     }
 
     /// True if the CSINode of node `name` lists `driver` now (absent: false).

@@ -14,7 +14,7 @@ use fsx_csi_driver::error::Chain;
 use fsx_csi_driver::fsx::aws::AwsFsx;
 use fsx_csi_driver::kube::{KubeClient, KubeConfig};
 use fsx_csi_driver::metadata::Imds;
-use fsx_csi_driver::mount::SyscallMounter;
+
 use fsx_csi_driver::mount::paths::KubeletDir;
 use fsx_csi_driver::provision::{Options, Provisioner};
 use fsx_csi_driver::server::{self, Services};
@@ -75,12 +75,12 @@ async fn run(cli: Cli) -> Result<(), String> {
         None
     };
     if cli.mode.node() {
-        fsx_csi_driver::mount::client::report(&fsx_csi_driver::mount::client::detect_here());
+        fsx_csi_driver::mount::client::report(&lustre_client());
     }
     let node = if cli.mode.node() {
         let options = NodeOptions::new(cli.node_id.clone(), cli.kubelet_dir.clone());
         Some(
-            NodeService::new(options, Arc::new(SyscallMounter), Arc::new(Imds))
+            NodeService::new(options, mounter(&cli), Arc::new(Imds))
                 .map_err(|e| format!("cannot start the node service: {e}"))?,
         )
     } else {
@@ -187,6 +187,7 @@ fn remove_not_ready_taint(cli: &Cli) {
         }
     };
     tokio::spawn(async move {
+        fsx_csi_driver::taint::wait_for_client(&client, &node, lustre_client, fsx_csi_driver::taint::RECHECK).await;
         fsx_csi_driver::taint::remove_when_registered(&client, &node).await;
     });
 }
@@ -268,4 +269,32 @@ impl Signals {
             _ = self.int.recv() => tracing::info!("SIGINT: shutting down"),
         }
     }
+}
+
+/// Whether this node has the Lustre client kernel module.
+#[cfg(not(feature = "lustre-stand-in"))]
+fn lustre_client() -> fsx_csi_driver::mount::client::ClientModule {
+    fsx_csi_driver::mount::client::detect_here()
+}
+
+/// Test builds (feature `lustre-stand-in`): the stand-in is the client.
+#[cfg(feature = "lustre-stand-in")]
+fn lustre_client() -> fsx_csi_driver::mount::client::ClientModule {
+    fsx_csi_driver::mount::client::ClientModule::Loaded
+}
+
+/// The node plugin's mounter: `mount(2)` itself.
+#[cfg(not(feature = "lustre-stand-in"))]
+fn mounter(_cli: &Cli) -> Arc<dyn fsx_csi_driver::mount::Mounter> {
+    Arc::new(fsx_csi_driver::mount::SyscallMounter)
+}
+
+/// Test builds (feature `lustre-stand-in`): Lustre stood in by a bind of a directory.
+#[cfg(feature = "lustre-stand-in")]
+fn mounter(cli: &Cli) -> Arc<dyn fsx_csi_driver::mount::Mounter> {
+    tracing::warn!(
+        store = %fsx_csi_driver::mount::stand_in::STORE,
+        "TEST BUILD: Lustre mounts are stood in by bind mounts of directories (feature lustre-stand-in)"
+    );
+    Arc::new(fsx_csi_driver::mount::stand_in::StandInMounter::new(&cli.kubelet_dir))
 }

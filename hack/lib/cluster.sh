@@ -2,6 +2,11 @@
 # emulator and the real CSI sidecars; sourced by hack/cluster.sh (and through it the
 # control-plane tier) and hack/tiers/chart-upgrades.sh, after hack/lib/common.sh.
 #
+# Knobs for the node tier (hack/tiers/node.sh), which runs this in its own network namespace:
+# CLUSTER_API_BIND / CLUSTER_API_ADVERTISE / CLUSTER_API_SANS (the API server's address and
+# extra certificate names), CLUSTER_EXTRA_CONTROLLERS (more kube-controller-manager
+# controllers), CLUSTER_EMULATOR_ADDRESS (where the FSx emulator listens).
+#
 # Layout under $CLUSTER_DIR: pki/ (a CA, the apiserver's serving certificate, client
 # certificates, the service-account key), *.kubeconfig, logs/, pids/, ports, rendered.yaml (the
 # manifests applied). No kubelet runs here: pods stay Pending, claims and volumes bind.
@@ -73,7 +78,7 @@ cluster_pki() {
       if [[ -n ${3:-} ]]; then printf 'subjectAltName=%s\n' "$3" >"$1.ext"; else : >"$1.ext"; fi
       openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -out "$1.crt" -days 2 -extfile "$1.ext" 2>/dev/null
     }
-    cert apiserver "/CN=kube-apiserver" "IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default.svc"
+    cert apiserver "/CN=kube-apiserver" "IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default.svc${CLUSTER_API_SANS:+,$CLUSTER_API_SANS}"
     cert admin "/CN=admin/O=system:masters"
     cert controller-manager "/CN=system:kube-controller-manager"
     openssl genrsa -out sa.key 2048 2>/dev/null
@@ -122,12 +127,15 @@ cluster_control_plane() {
   local p="$CLUSTER_DIR/pki"
   cluster_spawn kube-apiserver "$CLUSTER_BIN/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$etcd_port" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
+    --bind-address "${CLUSTER_API_BIND:-127.0.0.1}" --advertise-address "${CLUSTER_API_ADVERTISE:-127.0.0.1}" \
+    --secure-port "$api_port" --enable-admission-plugins NodeRestriction \
     --tls-cert-file "$p/apiserver.crt" --tls-private-key-file "$p/apiserver.key" --client-ca-file "$p/ca.crt" \
     --service-account-key-file "$p/sa.pub" --service-account-signing-key-file "$p/sa.key" \
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --authorization-mode Node,RBAC --endpoint-reconciler-type none --allow-privileged=true \
-    --service-cluster-ip-range 10.96.0.0/24 --profiling=false --v=1
+    --service-cluster-ip-range 10.96.0.0/24 --profiling=false --v=1 \
+    --kubelet-client-certificate "$p/admin.crt" --kubelet-client-key "$p/admin.key" \
+    --kubelet-preferred-address-types InternalIP
   cluster_kubeconfig "$CLUSTER_DIR/admin.kubeconfig" "client-certificate: $p/admin.crt" "client-key: $p/admin.key"
   cluster_kubeconfig "$CLUSTER_DIR/controller-manager.kubeconfig" "client-certificate: $p/controller-manager.crt" \
     "client-key: $p/controller-manager.key"
@@ -139,7 +147,8 @@ cluster_control_plane() {
     --authentication-kubeconfig "$CLUSTER_DIR/controller-manager.kubeconfig" \
     --authorization-kubeconfig "$CLUSTER_DIR/controller-manager.kubeconfig" \
     --bind-address 127.0.0.1 --secure-port "$(cat "$CLUSTER_DIR/ports/controller-manager")" \
-    --controllers persistentvolume-binder,persistentvolume-expander,pvc-protection,pv-protection,statefulset,deployment,replicaset,serviceaccount \
+    --controllers persistentvolume-binder,persistentvolume-expander,pvc-protection,pv-protection,statefulset,deployment,replicaset,serviceaccount${CLUSTER_EXTRA_CONTROLLERS:+,$CLUSTER_EXTRA_CONTROLLERS} \
+    --root-ca-file "$p/ca.crt" \
     --leader-elect=false --use-service-account-credentials=true --v=1
   cluster_wait 60 "the default service account" "$CLUSTER_DIR/logs/kube-controller-manager.log" \
     kctl -n default get serviceaccount default
@@ -193,10 +202,11 @@ cluster_uninstall() {
 
 # Starts the FSx emulator binary.
 cluster_emulator() {
+  local address=${CLUSTER_EMULATOR_ADDRESS:-127.0.0.1}
   cluster_spawn fsx-emulator "$cluster_root/target/debug/fsx-emulator" --port "$(cat "$CLUSTER_DIR/ports/emulator")" \
-    --create-delay-ms "${EMULATOR_CREATE_DELAY_MS:-2000}" --delete-delay-ms 1000
+    --address "$address" --create-delay-ms "${EMULATOR_CREATE_DELAY_MS:-2000}" --delete-delay-ms 1000
   cluster_wait 30 "the FSx emulator" "$CLUSTER_DIR/logs/fsx-emulator.log" \
-    curl -sf "http://127.0.0.1:$(cat "$CLUSTER_DIR/ports/emulator")/_emulator/stats"
+    curl -sf "http://$address:$(cat "$CLUSTER_DIR/ports/emulator")/_emulator/stats"
 }
 
 # Starts controller replica $1: the driver, the provisioner and the resizer, as one pod would

@@ -9,12 +9,16 @@
 //!   escalation, cleanup, health), built on the pieces above, with one typed error;
 //! - [`Mounter`]: the trait over the syscalls, and [`SyscallMounter`], its real
 //!   implementation on `mount(2)`, `umount2(2)` and `statvfs(3)`. No program is ever executed.
+//! - `stand_in` (test builds only, feature `lustre-stand-in`): Lustre stood in by a bind of a
+//!   directory, for the node tier on a machine without Lustre.
 
 pub mod client;
 pub mod lustre;
 pub mod mountinfo;
 pub(crate) mod ops;
 pub mod paths;
+#[cfg(feature = "lustre-stand-in")]
+pub mod stand_in;
 pub(crate) mod worker;
 
 use std::net::Ipv4Addr;

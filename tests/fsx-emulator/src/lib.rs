@@ -255,7 +255,13 @@ impl IntoResponse for ApiError {
 impl Emulator {
     /// Starts the emulator on `127.0.0.1:<port>` (0 for any) on the current tokio runtime.
     pub async fn start(config: Config, port: u16) -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        Self::start_on(config, std::net::Ipv4Addr::LOCALHOST, port).await
+    }
+
+    /// Starts the emulator on `<address>:<port>`: the node tier serves the controller's pod
+    /// from its node's bridge address, inside a private network namespace.
+    pub async fn start_on(config: Config, address: std::net::Ipv4Addr, port: u16) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind((address, port)).await?;
         let addr = listener.local_addr()?;
         let emulator = Self { inner: Arc::new(Mutex::new(Inner { config, next_id: 1, ..Default::default() })), addr };
         let app = Router::new()

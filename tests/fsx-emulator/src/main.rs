@@ -13,6 +13,9 @@ struct Args {
     /// TCP port on 127.0.0.1 (0 picks a free one).
     #[arg(long, env = "FSX_EMULATOR_PORT", default_value_t = 0)]
     port: u16,
+    /// The IPv4 address to listen on: loopback unless a test runs in its own network namespace.
+    #[arg(long, default_value = "127.0.0.1")]
+    address: std::net::Ipv4Addr,
     /// Milliseconds from CreateFileSystem to AVAILABLE.
     #[arg(long, default_value_t = 2000)]
     create_delay_ms: u64,
@@ -45,7 +48,7 @@ async fn main() -> std::io::Result<()> {
         latency_ms: a.latency_ms,
         ..Config::default()
     };
-    let emulator = Emulator::start(config, a.port).await?;
+    let emulator = Emulator::start_on(config, a.address, a.port).await?;
     println!("listening on {}", emulator.endpoint());
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

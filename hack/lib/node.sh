@@ -1,0 +1,280 @@
+# A Kubernetes node inside the node tier's private namespaces (hack/tiers/node.sh): containerd,
+# the kubelet, kube-scheduler, the pod network, the images. Sourced after common.sh and
+# cluster.sh; needs CLUSTER_DIR, CLUSTER_BIN (the control plane) and NODE_BIN
+# (hack/lib/build-node.sh).
+# shellcheck shell=bash
+
+NODE_NAME=fsx-node-1
+NODE_IP=10.88.0.1
+NODE_SUBNET=10.88.0.0/16
+NODE_SANDBOX_IMAGE=registry.k8s.io/pause:3.10
+NODE_APP_IMAGE=public.ecr.aws/docker/library/busybox:1.36
+NODE_CONTAINERD_SOCK=/run/containerd/containerd.sock
+
+nctr() { "$NODE_BIN/ctr" --address "$NODE_CONTAINERD_SOCK" -n k8s.io "$@"; }
+
+# The namespaces' own /var and /run (tmpfs; /var shared, so Bidirectional mounts propagate),
+# loopback up, and the node's bridge with its address (the CNI bridge plugin adopts it).
+node_namespaces() {
+  mount -t tmpfs -o mode=0755 fsx-node-var /var
+  mount --make-shared /var
+  mount -t tmpfs -o mode=0755 fsx-node-run /run
+  mkdir -p /var/lib/kubelet /var/log/pods /var/lib/containerd /var/lib/cni /run/containerd
+  ip link set lo up
+  ip link add cni0 type bridge
+  ip addr add "$NODE_IP/16" dev cni0
+  ip link set cni0 up
+  mkdir -p "$CLUSTER_DIR/logs" "$CLUSTER_DIR/kubelet-work" "$CLUSTER_DIR/cni/net.d"
+  # The node DaemonSet mounts /lib/modules (type Directory), which every EKS node has; a
+  # machine without it gets one in this namespace only: an overlay on /usr/lib whose upper
+  # layer is the tier's, holding an empty module index for the running kernel.
+  if [[ ! -d /lib/modules ]]; then
+    local lib
+    lib=$(readlink -f /lib)
+    mkdir -p "$CLUSTER_DIR/lib-upper" "$CLUSTER_DIR/lib-work"
+    mount -t overlay fsx-node-lib -o "lowerdir=$lib,upperdir=$CLUSTER_DIR/lib-upper,workdir=$CLUSTER_DIR/lib-work" "$lib"
+    mkdir -p "/lib/modules/$(uname -r)"
+    : >"/lib/modules/$(uname -r)/modules.alias"
+  fi
+}
+
+# kube-proxy's part for the one Service pods use: kubernetes.default (10.96.0.1:443) to the
+# API server, from pods (PREROUTING) and from host-network processes (OUTPUT).
+node_service_dnat() {
+  local api_port
+  api_port=$(cat "$CLUSTER_DIR/ports/apiserver")
+  for chain in PREROUTING OUTPUT; do
+    iptables -t nat -A "$chain" -d 10.96.0.1/32 -p tcp --dport 443 -j DNAT --to-destination "$NODE_IP:$api_port"
+  done
+}
+
+# A client certificate and kubeconfig for a component: name, subject.
+node_client() {
+  local p="$CLUSTER_DIR/pki"
+  (
+    cd "$p"
+    openssl req -newkey rsa:2048 -nodes -keyout "$1.key" -out "$1.csr" -subj "$2" 2>/dev/null
+    openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -out "$1.crt" -days 2 2>/dev/null
+  )
+  cluster_kubeconfig "$CLUSTER_DIR/$1.kubeconfig" "client-certificate: $p/$1.crt" "client-key: $p/$1.key"
+}
+
+node_scheduler() {
+  node_client kube-scheduler "/CN=system:kube-scheduler"
+  cluster_free_port >"$CLUSTER_DIR/ports/scheduler"
+  cluster_spawn kube-scheduler "$NODE_BIN/kube-scheduler" --kubeconfig "$CLUSTER_DIR/kube-scheduler.kubeconfig" \
+    --authentication-kubeconfig "$CLUSTER_DIR/kube-scheduler.kubeconfig" \
+    --authorization-kubeconfig "$CLUSTER_DIR/kube-scheduler.kubeconfig" \
+    --bind-address 127.0.0.1 --secure-port "$(cat "$CLUSTER_DIR/ports/scheduler")" --leader-elect=false --v=1
+}
+
+node_containerd() {
+  cat >"$CLUSTER_DIR/cni/net.d/10-fsx-node.conflist" <<EOF
+{
+  "cniVersion": "1.0.0",
+  "name": "fsx-node",
+  "plugins": [
+    {
+      "type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": false,
+      "ipam": {
+        "type": "host-local", "dataDir": "/var/lib/cni/networks",
+        "ranges": [[{"subnet": "$NODE_SUBNET", "gateway": "$NODE_IP"}]],
+        "routes": [{"dst": "0.0.0.0/0"}]
+      }
+    }
+  ]
+}
+EOF
+  cat >"$CLUSTER_DIR/containerd.toml" <<EOF
+version = 3
+root = "/var/lib/containerd"
+state = "/run/containerd"
+disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.blockfile",
+  "io.containerd.snapshotter.v1.erofs", "io.containerd.tracing.processor.v1.otlp",
+  "io.containerd.internal.v1.tracing"]
+
+[grpc]
+  address = "$NODE_CONTAINERD_SOCK"
+
+[plugins."io.containerd.cri.v1.images".pinned_images]
+  sandbox = "$NODE_SANDBOX_IMAGE"
+
+# A machine whose root lacks CAP_SYS_RESOURCE (this one) cannot lower a process's
+# oom_score_adj: the sandbox's -998 failed runc's init ("failed to update
+# /proc/self/oom_score_adj: Permission denied"). Kept at or above containerd's own instead.
+[plugins."io.containerd.cri.v1.runtime"]
+  restrict_oom_score_adj = true
+
+[plugins."io.containerd.cri.v1.runtime".containerd]
+  default_runtime_name = "runc"
+
+[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
+  runtime_type = "io.containerd.runc.v2"
+
+[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
+  BinaryName = "${NODE_RUNC:-$(command -v runc)}"
+  SystemdCgroup = false
+
+[plugins."io.containerd.cri.v1.runtime".cni]
+  bin_dirs = ["$NODE_BIN/cni"]
+  conf_dir = "$CLUSTER_DIR/cni/net.d"
+EOF
+  cluster_spawn containerd "$NODE_BIN/containerd" --config "$CLUSTER_DIR/containerd.toml" --log-level warn
+  cluster_wait 60 "containerd" "$CLUSTER_DIR/logs/containerd.log" nctr version
+}
+
+# Builds every image the manifests, the examples and the sandbox name, and imports it.
+node_images() {
+  local dir="$CLUSTER_DIR/images" musl="$cluster_root/target/x86_64-unknown-linux-musl/release" img=hack/lib/images.py
+  mkdir -p "$dir"
+  local started=$SECONDS
+  python3 "$img" build "$dir/pause.tar" --name "$NODE_SANDBOX_IMAGE" --file "$NODE_BIN/pause:/pause:0755" \
+    --entrypoint '["/pause"]' --user 65535:65535
+  # The examples' application image: Debian's static busybox with its applets.
+  local links=() a
+  for a in $(/bin/busybox --list); do [[ $a == busybox ]] || links+=(--link "/bin/$a:busybox"); done
+  python3 "$img" build "$dir/busybox.tar" --name "$NODE_APP_IMAGE" --file /bin/busybox:/bin/busybox:0755 \
+    "${links[@]}" --dir /tmp:1777 --dir /data --cmd '["sh"]'
+  for f in "$dir"/*.tar; do nctr images import "$f" >>"$CLUSTER_DIR/logs/images.log" 2>&1; done
+  echo "==> images built and imported in $((SECONDS - started))s"
+}
+
+# The images of one rendered install: the driver (from the Dockerfile's layout), the
+# controller's sidecars (the control plane's builds, with their shared libraries), and the
+# registrar and livenessprobe stand-ins under the names the manifests give. The sidecars'
+# images run as root, as the kubernetes-csi images do (distroless/static, no USER): the CSI
+# socket is 0600.
+node_install_images() { # rendered.yaml
+  local dir="$CLUSTER_DIR/images" musl="$cluster_root/target/x86_64-unknown-linux-musl/release" img=hack/lib/images.py
+  local name base want
+  want=$(python3 "$img" dockerfile Dockerfile)
+  local user entry binary
+  user=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["user"])' "$want")
+  entry=$(python3 -c 'import json,sys; print(json.dumps(json.loads(sys.argv[1])["entrypoint"]))' "$want")
+  binary=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["binary"])' "$want")
+  while read -r name; do
+    base=${name##*/}; base=${base%%:*}
+    local out="$dir/$base.tar"
+    case $base in
+      fsx-csi-driver)
+        # distroless/static's layout: CA bundle, passwd and group with nonroot, /tmp.
+        printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' >"$dir/passwd"
+        printf 'root:x:0:\nnonroot:x:65532:\n' >"$dir/group"
+        python3 "$img" build "$out" --name "$name" --file "$musl/fsx-csi-driver:$binary:0755" \
+          --file /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:0644 \
+          --file "$dir/passwd:/etc/passwd:0644" --file "$dir/group:/etc/group:0644" --dir /tmp:1777 \
+          --dir /home/nonroot:0700 --user "$user" --entrypoint "$entry"
+        ;;
+      csi-provisioner | csi-resizer | csi-snapshotter)
+        python3 "$img" build "$out" --name "$name" --file "$CLUSTER_BIN/$base:/$base:0755" --libs-for "/$base" \
+          --entrypoint "[\"/$base\"]"
+        ;;
+      csi-node-driver-registrar)
+        python3 "$img" build "$out" --name "$name" --file "$musl/csi-sidecar-stand-in:/csi-sidecar-stand-in:0755" \
+          --entrypoint '["/csi-sidecar-stand-in", "registrar"]'
+        ;;
+      livenessprobe)
+        python3 "$img" build "$out" --name "$name" --file "$musl/csi-sidecar-stand-in:/csi-sidecar-stand-in:0755" \
+          --entrypoint '["/csi-sidecar-stand-in", "livenessprobe"]'
+        ;;
+      *) echo "no image for $name" >&2; return 1 ;;
+    esac
+    nctr images import "$out" >>"$CLUSTER_DIR/logs/images.log" 2>&1
+  done < <(sed -n 's/^ *image: *"\{0,1\}\([^" ]*\)"\{0,1\} *$/\1/p' "$1" | sort -u)
+}
+
+node_kubelet() {
+  node_client kubelet "/CN=system:node:$NODE_NAME/O=system:nodes"
+  local healthz
+  healthz=$(cluster_free_port)
+  echo "$healthz" >"$CLUSTER_DIR/ports/kubelet-healthz"
+  cat >"$CLUSTER_DIR/kubelet.yaml" <<EOF
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+containerRuntimeEndpoint: unix://$NODE_CONTAINERD_SOCK
+failCgroupV1: false
+failSwapOn: false
+oomScoreAdj: 0
+cgroupDriver: cgroupfs
+cgroupsPerQOS: false
+enforceNodeAllocatable: ["none"]
+authentication:
+  anonymous: {enabled: false}
+  webhook: {enabled: false}
+  x509: {clientCAFile: $CLUSTER_DIR/pki/ca.crt}
+authorization: {mode: AlwaysAllow}
+address: $NODE_IP
+port: $(cluster_free_port)
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: $healthz
+resolvConf: ""
+volumePluginDir: /var/lib/kubelet-volume-plugins
+volumeStatsAggPeriod: 5s
+serializeImagePulls: false
+evictionHard: {memory.available: "50Mi", nodefs.available: "1%", imagefs.available: "1%"}
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+registerWithTaints:
+  - {key: fsx.csi.aws.com/agent-not-ready, effect: NoExecute}
+EOF
+  # An empty working directory of the tier's own (see the header: the kubelet deletes files).
+  (cd "$CLUSTER_DIR/kubelet-work" && cluster_spawn kubelet "$NODE_BIN/kubelet" --config "$CLUSTER_DIR/kubelet.yaml" \
+    --kubeconfig "$CLUSTER_DIR/kubelet.kubeconfig" --hostname-override "$NODE_NAME" --node-ip "$NODE_IP" \
+    --cert-dir "$CLUSTER_DIR/kubelet-pki" --root-dir /var/lib/kubelet --v=2)
+  cluster_wait 120 "the node to be Ready" "$CLUSTER_DIR/logs/kubelet.log" \
+    sh -c "$CLUSTER_BIN/kubectl --kubeconfig $CLUSTER_DIR/admin.kubeconfig get node $NODE_NAME -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True"
+}
+
+# Renders and applies an install path, with its images; the controller gets what EKS gives
+# it (credentials, region, the FSx endpoint) as environment.
+node_install() { # kustomize|helm
+  cluster_render "$1" "$CLUSTER_DIR/rendered.yaml"
+  node_install_images "$CLUSTER_DIR/rendered.yaml"
+  kctl apply -f "$CLUSTER_DIR/rendered.yaml" >"$CLUSTER_DIR/logs/apply-$1.log"
+  kctl -n "$CLUSTER_NAMESPACE" set env statefulset/fsx-csi-controller -c fsx-plugin \
+    AWS_ENDPOINT_URL_FSX="http://$NODE_IP:$(cat "$CLUSTER_DIR/ports/emulator")" AWS_REGION=us-east-1 \
+    AWS_ACCESS_KEY_ID=node-tier AWS_SECRET_ACCESS_KEY=node-tier AWS_EC2_METADATA_DISABLED=true >/dev/null
+  kctl -n "$CLUSTER_NAMESPACE" rollout status daemonset/fsx-csi-node --timeout=180s >>"$CLUSTER_DIR/logs/apply-$1.log" 2>&1 &&
+    kctl -n "$CLUSTER_NAMESPACE" rollout status statefulset/fsx-csi-controller --timeout=180s >>"$CLUSTER_DIR/logs/apply-$1.log" 2>&1 || {
+    kctl -n "$CLUSTER_NAMESPACE" get pods -o wide >&2
+    kctl -n "$CLUSTER_NAMESPACE" describe pods >"$CLUSTER_DIR/logs/describe-$1.log" 2>&1
+    return 1
+  }
+}
+
+node_uninstall() {
+  [[ -f $CLUSTER_DIR/rendered.yaml ]] || return 0
+  kctl delete -f "$CLUSTER_DIR/rendered.yaml" --ignore-not-found --wait --timeout=120s >>"$CLUSTER_DIR/logs/apply.log" 2>&1 || true
+}
+
+node_down() {
+  # The kubelet first (so it stops restarting containers), then every container, containerd.
+  cluster_stop kubelet
+  if [[ -S $NODE_CONTAINERD_SOCK ]]; then
+    nctr tasks ls -q 2>/dev/null | while read -r t; do nctr tasks kill -s KILL "$t" >/dev/null 2>&1 || true; done
+  fi
+  cluster_stop containerd
+}
+
+# The driver image of the last install has the Dockerfile's binary path, user and entrypoint,
+# and its binary is the static musl build (so the test image and the Dockerfile cannot drift).
+node_image_matches_dockerfile() {
+  python3 - "$CLUSTER_DIR/images/fsx-csi-driver.tar" Dockerfile <<'PY'
+import json, subprocess, sys
+sys.path.insert(0, "hack/lib")
+import images
+got, want = images.archive_config(sys.argv[1]), images.dockerfile(sys.argv[2])
+problems = []
+if got["config"].get("User") != want["user"]:
+    problems.append(f"user {got['config'].get('User')} != {want['user']}")
+if got["config"].get("Entrypoint") != want["entrypoint"]:
+    problems.append(f"entrypoint {got['config'].get('Entrypoint')} != {want['entrypoint']}")
+if want["binary"] not in got["files"]:
+    problems.append(f"{want['binary']} not in the image ({got['files']})")
+print(json.dumps({"image": got, "dockerfile": want}))
+sys.exit("; ".join(problems) if problems else 0)
+PY
+  file -L target/x86_64-unknown-linux-musl/release/fsx-csi-driver | grep -Eq 'statically linked|static-pie linked'
+}
