@@ -134,8 +134,12 @@ node_images() {
   # The examples' application image: Debian's static busybox with its applets.
   local links=() a
   for a in $(/bin/busybox --list); do [[ $a == busybox ]] || links+=(--link "/bin/$a:busybox"); done
+  # And /bin/euid, which prints its effective uid: a setuid-root copy of it shows whether a
+  # mount honours nosuid (busybox drops a setuid for its applets, so it cannot show that).
+  printf '#include <stdio.h>\n#include <unistd.h>\nint main(void) { printf("euid=%%d\\n", (int)geteuid()); return 0; }\n' >"$dir/euid.c"
+  musl-gcc -static -O2 -o "$dir/euid" "$dir/euid.c"
   python3 "$img" build "$dir/busybox.tar" --name "$NODE_APP_IMAGE" --file /bin/busybox:/bin/busybox:0755 \
-    "${links[@]}" --dir /tmp:1777 --dir /data --cmd '["sh"]'
+    --file "$dir/euid:/bin/euid:0755" "${links[@]}" --dir /tmp:1777 --dir /data --cmd '["sh"]'
   for f in "$dir"/*.tar; do nctr images import "$f" >>"$CLUSTER_DIR/logs/images.log" 2>&1; done
   echo "==> images built and imported in $((SECONDS - started))s"
 }
