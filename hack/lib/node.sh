@@ -185,6 +185,8 @@ node_install_images() { # rendered.yaml
       *) echo "no image for $name" >&2; return 1 ;;
     esac
     nctr images import "$out" >>"$CLUSTER_DIR/logs/images.log" 2>&1
+    # The same driver under a second tag, for the DaemonSet roll scenario.
+    if [[ $base == fsx-csi-driver ]]; then nctr images tag --force "$name" "${name%:*}:rolled" >>"$CLUSTER_DIR/logs/images.log" 2>&1; fi
   done < <(sed -n 's/^ *image: *"\{0,1\}\([^" ]*\)"\{0,1\} *$/\1/p' "$1" | sort -u)
 }
 

@@ -400,6 +400,33 @@ def fs_group(install):
     kubectl("delete", "namespace", ns, "--wait=false")
 
 
+def plugin_roll(install, ns, pv):
+    """5. The node plugin's DaemonSet rolled to a new image tag while pods run: their mounts keep
+    working, a new pod of the same claim starts on the new plugin, whose socket the old one's
+    exit left alone."""
+    ds = get("-n", "kube-system", "daemonset", "fsx-csi-node")
+    image = next(c["image"] for c in ds["spec"]["template"]["spec"]["containers"] if c["name"] == "fsx-plugin")
+    old_pods = {p["metadata"]["name"] for p in get("-n", "kube-system", "pods", "-l", "app=fsx-csi-node")["items"]}
+    lines_before = exec_in(ns, "fsx-app", "cat", "/data/out.txt")[1].count("\n")
+    kubectl("-n", "kube-system", "set", "image", "daemonset/fsx-csi-node", f"fsx-plugin={image.rsplit(':', 1)[0]}:rolled")
+    rolled = kubectl("-n", "kube-system", "rollout", "status", "daemonset/fsx-csi-node", "--timeout=180s", check_rc=False, timeout=200)
+    new_pods = {p["metadata"]["name"] for p in get("-n", "kube-system", "pods", "-l", "app=fsx-csi-node")["items"]}
+    if not check(f"{install}: the node plugin rolled to a new image tag", "successfully rolled out" in rolled and not (new_pods & old_pods),
+                 rolled):
+        return
+    more = wait_for("lines written after the roll", lambda: exec_in(ns, "fsx-app", "cat", "/data/out.txt")[1].count("\n") > lines_before + 1, 30)
+    check(f"{install}: the running pod keeps writing through its mount across the roll", more)
+    pod(ns, "after-roll", "fsx-claim", "tail -n 1 /data/out.txt; sleep 3600")
+    started = running(ns, "after-roll")
+    check(f"{install}: a new pod of the same claim starts on the new plugin", started)
+    said = wait_for("its output", lambda: kubectl("-n", ns, "logs", "after-roll", check_rc=False).startswith("hello from FSx"), 30)
+    check(f"{install}: and reads the running pod's lines", said)
+    check(f"{install}: the new plugin's socket is in place after the old one exited",
+          os.path.exists(os.path.join(KUBELET, "plugins/fsx.csi.aws.com/csi.sock")))
+    kubectl("-n", ns, "delete", "pod", "after-roll", "--wait=false")
+    wait_for("after-roll gone", lambda: get("-n", ns, "pod", "after-roll") is None, 60)
+
+
 def cleanup(install, ns, pv):
     """4. Pod deleted → NodeUnpublishVolume; last pod gone → NodeUnstageVolume; nothing left."""
     name = pv["metadata"]["name"]
@@ -432,6 +459,7 @@ def main():
         fs_group(install)
         figures_from_kubelet(install)
         if seeded:
+            plugin_roll(install, *seeded)
             cleanup(install, *seeded)
     except Exception as e:  # noqa: BLE001 - a crash is one failed check, and the count still prints
         check(f"{install}: the scenarios ran to the end", False, repr(e))
