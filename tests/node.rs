@@ -54,6 +54,26 @@ impl Env {
         let dir = tempfile::tempdir().unwrap();
         let kubelet = dir.path().join("kubelet");
         std::fs::create_dir_all(&kubelet).unwrap();
+        Self::serve(dir, kubelet, handle, mounter).await
+    }
+
+    /// The kubelet directory as a node plugin sees it: a shared mount (the DaemonSet's
+    /// `Bidirectional`) whose peer at `<dir>/host` is the host's view of it.
+    async fn shared() -> Self {
+        use nix::mount::MsFlags;
+        let dir = tempfile::tempdir().unwrap();
+        let kubelet = dir.path().join("kubelet");
+        let host = dir.path().join("host");
+        std::fs::create_dir_all(&kubelet).unwrap();
+        std::fs::create_dir_all(&host).unwrap();
+        SyscallMounter.mount(Some("kubelet"), &kubelet, Some("tmpfs"), MsFlags::empty(), None).unwrap();
+        SyscallMounter.mount(None, &kubelet, None, MsFlags::MS_SHARED, None).unwrap();
+        SyscallMounter.mount(Some(kubelet.to_str().unwrap()), &host, None, MsFlags::MS_BIND, None).unwrap();
+        let mounter = TmpfsLustre::default();
+        Self::serve(dir, kubelet, mounter.clone(), Arc::new(mounter)).await
+    }
+
+    async fn serve(dir: tempfile::TempDir, kubelet: PathBuf, handle: TmpfsLustre, mounter: Arc<dyn Mounter>) -> Self {
         let node =
             NodeService::new(NodeOptions::new(Some("node-1".into()), kubelet.clone()), mounter, Arc::new(Unavailable))
                 .unwrap();
@@ -255,6 +275,40 @@ async fn read_only_publish_keeps_nosuid_nodev_noexec_and_atime() {
     }
     env.unstage(VOLUME).await.unwrap();
     assert!(env.mounts().is_empty(), "{:?}", env.mounts());
+}
+
+/// A read-only publish is read-only where the kubelet and the container runtime see it (the
+/// host's peer of the plugin's `Bidirectional` kubelet directory), not only in the plugin's
+/// own mount namespace: a remount does not propagate, so the read-only mount is mounted again.
+/// Found by the node tier: the host's copy of a read-only target was `rw`.
+async fn read_only_publish_is_read_only_on_the_host_too() {
+    let mut env = Env::shared().await;
+    env.stage(VOLUME, "abcdefgh", Duration::from_secs(10)).await.unwrap();
+    env.publish(VOLUME, "ro", true, context("abcdefgh")).await.unwrap();
+    env.publish(VOLUME, "rw", false, context("abcdefgh")).await.unwrap();
+    let host = env.kubelet.parent().unwrap().join("host");
+    let table = mountinfo::parse(&SyscallMounter.mount_table().unwrap());
+    for (pod, read_only) in [("ro", true), ("rw", false)] {
+        let seen = |root: &Path| {
+            let at = root.join(format!("pods/{pod}/volumes/kubernetes.io~csi/pv/mount"));
+            let found: Vec<_> = table.iter().filter(|m| m.mount_point == at).collect();
+            assert_eq!(found.len(), 1, "{pod}: one mount at {} in {table:?}", at.display());
+            found[0].is_read_only()
+        };
+        assert_eq!(seen(&env.kubelet), read_only, "{pod} in the plugin's view");
+        assert_eq!(seen(&host), read_only, "{pod} in the host's view");
+    }
+    // Idempotent: the republished mount is taken as this publish.
+    env.publish(VOLUME, "ro", true, context("abcdefgh")).await.unwrap();
+    for pod in ["ro", "rw"] {
+        env.unpublish(VOLUME, pod).await.unwrap();
+    }
+    env.unstage(VOLUME).await.unwrap();
+    let left: Vec<_> = mountinfo::parse(&SyscallMounter.mount_table().unwrap())
+        .into_iter()
+        .filter(|m| m.mount_point.starts_with(&host) && m.mount_point != host)
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 /// NodeUnpublishVolume and NodeUnstageVolume remove only the empty directories the driver
@@ -818,6 +872,7 @@ fn main() -> ExitCode {
         full_lifecycle,
         repeated_calls_are_idempotent,
         read_only_publish_keeps_nosuid_nodev_noexec_and_atime,
+        read_only_publish_is_read_only_on_the_host_too,
         unpublish_and_unstage_never_delete_the_kubelets_files,
         unpublish_and_unstage_of_missing_paths_are_ok,
         publish_needs_a_staged_volume,

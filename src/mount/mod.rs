@@ -64,6 +64,23 @@ pub trait Mounter: Send + Sync + 'static {
     /// `statvfs(3)` on `path`. May hang on a dead Lustre mount.
     fn statvfs(&self, path: &Path) -> Result<Usage, Errno>;
 
+    /// Mounts, in place of the mount at `name` in the directory `parent` (whose root `top` is
+    /// open), a copy of it as it is now. A remount changes per-mount flags (read-only) only in
+    /// this mount namespace; mount events propagate to the peers of a shared mount (the host's
+    /// view of the kubelet directory, which the container runtime binds into the pod) with
+    /// the flags the mount has when it is made. So a read-only bind is made read-only, then
+    /// cloned (`open_tree`), unmounted, and the clone moved in (`move_mount`), following no
+    /// symlink. `Ok(false)`: the kernel has no `open_tree` (before 5.2); the remount stays
+    /// local. The default does nothing (mounters with no propagation to care about).
+    fn republish(
+        &self,
+        _top: &Path,
+        _parent: std::os::fd::BorrowedFd<'_>,
+        _name: &std::ffi::OsStr,
+    ) -> Result<bool, Errno> {
+        Ok(true)
+    }
+
     /// Resolves a host name to its first IPv4 address (`getaddrinfo`).
     fn resolve(&self, host: &str) -> std::io::Result<Ipv4Addr> {
         lustre::resolve_ipv4(host)
@@ -92,6 +109,26 @@ impl Mounter for SyscallMounter {
 
     fn mount_table(&self) -> std::io::Result<String> {
         std::fs::read_to_string("/proc/self/mountinfo")
+    }
+
+    fn republish(
+        &self,
+        top: &Path,
+        parent: std::os::fd::BorrowedFd<'_>,
+        name: &std::ffi::OsStr,
+    ) -> Result<bool, Errno> {
+        use rustix::mount::{MoveMountFlags, OpenTreeFlags, move_mount, open_tree};
+        let errno = |e: rustix::io::Errno| Errno::from_raw(e.raw_os_error());
+        let clone =
+            match open_tree(rustix::fs::CWD, top, OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC) {
+                Ok(fd) => fd,
+                Err(e) if e == rustix::io::Errno::NOSYS => return Ok(false),
+                Err(e) => return Err(errno(e)),
+            };
+        let at = paths::fd_path(&parent).join(name);
+        nix::mount::umount2(&at, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW)?;
+        move_mount(&clone, "", parent, name, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH).map_err(errno)?;
+        Ok(true)
     }
 
     fn statvfs(&self, path: &Path) -> Result<Usage, Errno> {

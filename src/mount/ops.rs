@@ -428,7 +428,19 @@ fn bind(
             let (parent, name) = dir.open_parent(target)?;
             let top = KubeletDir::open_in(&parent, name, target)?;
             let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | kept;
-            Ok(mounter.mount(None, &fd_path(&top), None, flags, None))
+            if let Err(errno) = mounter.mount(None, &fd_path(&top), None, flags, None) {
+                return Ok(Err(errno));
+            }
+            // The remount is this namespace's alone: the host's copy of the target (what the
+            // runtime gives the pod) is made read-only by mounting the read-only mount again.
+            Ok(match mounter.republish(&fd_path(&top), std::os::fd::AsFd::as_fd(&parent), name) {
+                Ok(true) => Ok(()),
+                Ok(false) => {
+                    tracing::warn!(target = %shown, "this kernel has no open_tree(2) (Linux 5.2): the read-only flag of the target stays in the node plugin's mount namespace; the pod is still read-only through its runtime");
+                    Ok(())
+                }
+                Err(errno) => Err(errno),
+            })
         })();
         let failure = match remount {
             Ok(Ok(())) => None,

@@ -115,6 +115,15 @@ impl Mounter for TmpfsLustre {
         SyscallMounter.statvfs(path)
     }
 
+    fn republish(
+        &self,
+        top: &Path,
+        parent: std::os::fd::BorrowedFd<'_>,
+        name: &std::ffi::OsStr,
+    ) -> Result<bool, Errno> {
+        SyscallMounter.republish(top, parent, name)
+    }
+
     fn resolve(&self, _host: &str) -> std::io::Result<Ipv4Addr> {
         Ok(Ipv4Addr::LOCALHOST)
     }
