@@ -66,14 +66,19 @@
 //!   kubelet directory without following symlinks), the [`mount::Mounter`] trait with the
 //!   syscall mounter, the bounded worker that keeps a hung Lustre server from freezing the
 //!   plugin (one call per path and lane, a cap on blocked threads), and `mount::ops`, the
-//!   operations built on them (stage, bind, unmount with escalation, health);
+//!   operations built on them (stage, bind, unmount with escalation, health; a read-only
+//!   bind is mounted again so that the host's copy, which the runtime gives the pod, is
+//!   read-only too: a remount does not propagate);
 //!   [`mount::client`] tells at start whether the node has the Lustre client module, without
-//!   side effects (`/proc/filesystems`, the kernel's module index).
+//!   side effects (`/proc/filesystems`, the kernel's module index); `mount::stand_in`
+//!   (test builds only, feature `lustre-stand-in`) stands in for Lustre in the node tier.
 //! - [`drain`]: the node plugin's preStop hook (`fsx-csi-driver pre-stop`): on a node being
 //!   drained, wait (bounded) until the kubelet has unmounted every volume of this driver, woken
 //!   by the mount table's change notifications.
 //! - [`taint`]: `--remove-not-ready-taint`: the node's `fsx.csi.aws.com/agent-not-ready`
-//!   taint comes off once the kubelet has registered the plugin (its CSINode lists the driver).
+//!   taint comes off once the kubelet has registered the plugin (its CSINode lists the driver)
+//!   and the node has the Lustre client module (else a Warning event on the Node, checked again
+//!   every minute).
 //! - [`registration`]: `--kubelet-registration-path`: the node plugin registers itself with
 //!   the kubelet (the kubelet's `pluginregistration/v1` API on a socket in its
 //!   `plugins_registry`), in place of the node-driver-registrar sidecar, which stays the

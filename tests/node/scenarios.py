@@ -11,7 +11,6 @@ Environment: CLUSTER_DIR, with the node tier's cluster up and the install applie
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -24,45 +23,8 @@ KUBELET = "/var/lib/kubelet"
 APP_IMAGE = "public.ecr.aws/docker/library/busybox:1.36"
 EXAMPLES = os.path.join(ROOT, "deploy", "examples")
 
-results = []
-figures = []
-
-
-def check(name, ok, detail=""):
-    results.append((name, bool(ok)))
-    print(f"{'ok  ' if ok else 'FAIL'} {name}" + (f": {detail}" if detail and not ok else ""), flush=True)
-    return bool(ok)
-
-
-def kubectl(*args, input=None, check_rc=True, timeout=120):
-    cmd = [os.path.join(BIN, "kubectl"), "--kubeconfig", os.path.join(CLUSTER_DIR, "admin.kubeconfig"), *args]
-    p = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout)
-    if check_rc and p.returncode != 0:
-        raise RuntimeError(f"kubectl {' '.join(args)}: {p.stderr.strip()}")
-    return p.stdout
-
-
-def get(*args):
-    out = kubectl("get", *args, "-o", "json", check_rc=False)
-    return json.loads(out) if out.strip() else None
-
-
-def apply(text):
-    kubectl("apply", "-f", "-", input=text)
-
-
-def wait_for(what, predicate, timeout=120):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            v = predicate()
-        except Exception:  # noqa: BLE001 - the object may not exist yet
-            v = None
-        if v:
-            return v
-        time.sleep(0.25)
-    print(f"     (timed out after {timeout}s waiting for {what})", flush=True)
-    return None
+sys.path.insert(0, os.path.join(ROOT, "tests", "cluster"))
+from kube import apply, check, figures, get, kubectl, results, wait_for  # noqa: E402
 
 
 def exec_in(ns, pod, *command):
@@ -427,6 +389,65 @@ def plugin_roll(install, ns, pv):
     wait_for("after-roll gone", lambda: get("-n", ns, "pod", "after-roll") is None, 60)
 
 
+def drain(install):
+    """6. The node is drained while a pod uses FSx and the node plugin is stopped with it: the
+    plugin's preStop hook holds it until the kubelet has unmounted the pod's volume (through
+    that plugin), then the plugin goes; uncordoned, it comes back."""
+    ns = f"drain-{install}"
+    namespace(ns)
+    kubectl("-n", ns, "apply", "-f", os.path.join(EXAMPLES, "dynamic-provisioning", "storageclass.yaml"))
+    kubectl("-n", ns, "apply", "-f", os.path.join(EXAMPLES, "dynamic-provisioning", "claim.yaml"))
+    pod(ns, "app", "fsx-claim", "sleep 3600")
+    if not check(f"{install}: drain: a pod with an FSx volume runs", running(ns, "app", 240)):
+        return
+    pv = bound_pv(ns, "fsx-claim")["metadata"]["name"]
+    plugin = get("-n", "kube-system", "pods", "-l", "app=fsx-csi-node")["items"][0]["metadata"]["name"]
+    kubectl("cordon", NODE)
+    try:
+        # The plugin is stopped first (as a node going away stops it), then the pod is evicted.
+        kubectl("-n", "kube-system", "delete", "pod", plugin, "--wait=false")
+        time.sleep(1)
+        kubectl("drain", NODE, "--pod-selector=app!=fsx-csi-node,app!=fsx-csi-controller", "--ignore-daemonsets",
+                "--delete-emptydir-data", "--force", "--timeout=120s", check_rc=False, timeout=150)
+        unmounted = plugin_gone = None
+        end = time.time() + 90
+        while time.time() < end and not (unmounted and plugin_gone):
+            if not unmounted and not mounts_of(pv=pv):
+                unmounted = time.time()
+            if not plugin_gone and get("-n", "kube-system", "pod", plugin) is None:
+                plugin_gone = time.time()
+            time.sleep(0.1)
+        check(f"{install}: drain: the evicted pod's volume is unmounted although the plugin was stopped first",
+              unmounted, [m[4] for m in mounts_of(pv=pv)])
+        check(f"{install}: drain: the plugin stayed until then (preStop), and then went",
+              unmounted and plugin_gone and plugin_gone >= unmounted, (unmounted, plugin_gone))
+        if unmounted and plugin_gone:
+            figures.append(f"{install}: drain: the plugin went {plugin_gone - unmounted:.1f}s after the last unmount")
+    finally:
+        kubectl("uncordon", NODE)
+    back = kubectl("-n", "kube-system", "rollout", "status", "daemonset/fsx-csi-node", "--timeout=120s",
+                   check_rc=False, timeout=150)
+    check(f"{install}: drain: uncordoned, the node plugin is back", "successfully rolled out" in back, back)
+    kubectl("delete", "namespace", ns, "--wait=false")
+
+
+def plugin_rss(install):
+    """The node plugin's resident memory as the kernel counts it (this tier shares its PID
+    namespace)."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmd = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+            status = open(f"/proc/{pid}/status").read()
+        except OSError:
+            continue
+        if cmd and cmd[0].endswith(b"/fsx-csi-driver") and b"--mode=node" in cmd:
+            rss = next(int(l.split()[1]) for l in status.splitlines() if l.startswith("VmRSS:"))
+            figures.append(f"{install}: the node plugin's VmRSS as a pod, after the scenarios: {rss / 1024:.1f} MiB")
+            return
+
+
 def cleanup(install, ns, pv):
     """4. Pod deleted → NodeUnpublishVolume; last pod gone → NodeUnstageVolume; nothing left."""
     name = pv["metadata"]["name"]
@@ -461,6 +482,8 @@ def main():
         if seeded:
             plugin_roll(install, *seeded)
             cleanup(install, *seeded)
+        plugin_rss(install)
+        drain(install)
     except Exception as e:  # noqa: BLE001 - a crash is one failed check, and the count still prints
         check(f"{install}: the scenarios ran to the end", False, repr(e))
     for f in figures:
