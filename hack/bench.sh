@@ -30,7 +30,7 @@ taint() {
   CLUSTER_DIR=$(mktemp -d -t fsx-bench-cluster.XXXXXX)
   export CLUSTER_DIR
   trap 'bash hack/cluster.sh down >/dev/null 2>&1 || true' EXIT
-  bash hack/cluster.sh up kustomize >/dev/null
+  bash hack/cluster.sh up --no-node kustomize >/dev/null
   FSX_CSI_DRIVER_BIN=$PWD/$shipped/fsx-csi-driver python3 tests/cluster/scenarios.py --only taint
 }
 case "$what" in

@@ -284,3 +284,55 @@ sys.exit("; ".join(problems) if problems else 0)
 PY
   file -L target/x86_64-unknown-linux-musl/release/fsx-csi-driver | grep -Eq 'statically linked|static-pie linked'
 }
+
+# Builds (cached) what a node needs, from the host: Debian's runc, iptables, static busybox and
+# musl-gcc; the control plane and node binaries; the driver (with lustre-stand-in) and the
+# sidecar stand-ins as static musl release binaries; the emulator. Sets CLUSTER_BIN, NODE_BIN.
+node_build() {
+  local need=()
+  command -v runc >/dev/null || need+=(runc)
+  command -v iptables >/dev/null || need+=(iptables)
+  [[ -x /bin/busybox ]] && file -L /bin/busybox | grep -q 'statically linked' || need+=(busybox-static)
+  command -v musl-gcc >/dev/null || need+=(musl-tools)
+  command -v file >/dev/null || need+=(file)
+  if ((${#need[@]})); then
+    echo "==> installing ${need[*]} (Debian)" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  fi
+  rustup target list --installed | grep -qx x86_64-unknown-linux-musl || rustup target add x86_64-unknown-linux-musl >&2
+  CLUSTER_BIN=$(bash hack/lib/build-control-plane.sh | tail -n 1)
+  NODE_BIN=$(bash hack/lib/build-node.sh | tail -n 1)
+  echo "==> building the node image's binaries (static musl, release; the driver with lustre-stand-in)" >&2
+  CC_x86_64_unknown_linux_musl=musl-gcc cargo build --release --locked --target x86_64-unknown-linux-musl \
+    -p fsx-csi-driver -p fsx-csi-tools --bin fsx-csi-driver --bin csi-sidecar-stand-in \
+    --features fsx-csi-driver/lustre-stand-in >&2
+  cargo build --locked -p fsx-emulator -p fsx-csi-driver >&2
+  export CLUSTER_BIN NODE_BIN
+}
+
+# Inside the private namespaces: the control plane, the emulator, the pod network, containerd,
+# the images and the kubelet, up and Ready.
+node_up() {
+  node_namespaces
+  export CLUSTER_API_BIND=0.0.0.0 CLUSTER_API_ADVERTISE=$NODE_IP CLUSTER_API_SANS="IP:$NODE_IP,IP:10.96.0.1"
+  export CLUSTER_EXTRA_CONTROLLERS=daemonset,garbagecollector,root-ca-cert-publisher,nodelifecycle,namespace
+  cluster_control_plane
+  echo "$CLUSTER_BIN" >"$CLUSTER_DIR/bin-dir"
+  CLUSTER_EMULATOR_ADDRESS=$NODE_IP cluster_emulator
+  node_service_dnat
+  node_scheduler
+  node_containerd
+  node_images
+  node_kubelet
+}
+
+# The cgroups runc made for the node's containers (containerd's namespace k8s.io). Namespaces
+# do not cover /sys/fs/cgroup, and a container killed with its namespace leaves an empty one
+# behind: the tier and the sandbox remove those they made (empty ones only: rmdir).
+node_cgroups() {
+  find /sys/fs/cgroup -maxdepth 4 -type d \( -name k8s.io -o -path '*/k8s.io/*' \) 2>/dev/null | sort
+}
+node_cgroups_cleanup() { # the list taken before
+  local d
+  comm -13 "$1" <(node_cgroups) | sort -r | while read -r d; do rmdir "$d" 2>/dev/null || true; done
+}

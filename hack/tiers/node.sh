@@ -26,8 +26,9 @@
 # machine): everything runs in private mount, network and PID namespaces (unshare), with
 # tmpfs over /var and /run, the kubelet's working directory an empty directory of the tier,
 # and its volume plugin directory moved under /var. After the run the tier checks that
-# nothing outside its own directory changed (a fingerprint of /, /etc, /usr, /var/lib and
-# /opt taken before and after).
+# nothing outside its own directory changed (a fingerprint of /, /etc, /usr, /var/lib, /opt and
+# /root taken before and after), once the empty cgroups runc left for its containers are
+# removed (no namespace covers /sys/fs/cgroup).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=../lib/common.sh
@@ -36,43 +37,30 @@ source hack/lib/common.sh
 if [[ ${1:-} != --inside ]]; then
   [[ $(id -u) -eq 0 ]] || { echo "node: 0 passed, 1 failed (the node tier needs root: mounts, namespaces, runc)"; exit 1; }
   started=$SECONDS
-  # Debian's packages: runc, iptables (the Service DNAT), busybox (the app image), musl-gcc
-  # (the static driver's C parts).
-  need=()
-  command -v runc >/dev/null || need+=(runc)
-  command -v iptables >/dev/null || need+=(iptables)
-  [[ -x /bin/busybox ]] && file -L /bin/busybox | grep -q 'statically linked' || need+=(busybox-static)
-  command -v musl-gcc >/dev/null || need+=(musl-tools)
-  if ((${#need[@]})); then
-    echo "==> installing ${need[*]} (Debian)"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-  fi
-  rustup target list --installed | grep -qx x86_64-unknown-linux-musl || rustup target add x86_64-unknown-linux-musl
-  CLUSTER_BIN=$(bash hack/lib/build-control-plane.sh)
-  NODE_BIN=$(bash hack/lib/build-node.sh)
-  echo "==> building the node image's binaries (static musl, release; the driver with lustre-stand-in)"
-  build_started=$SECONDS
-  CC_x86_64_unknown_linux_musl=musl-gcc cargo build --release --locked --target x86_64-unknown-linux-musl \
-    -p fsx-csi-driver -p fsx-csi-tools --bin fsx-csi-driver --bin csi-sidecar-stand-in \
-    --features fsx-csi-driver/lustre-stand-in
-  cargo build --locked -p fsx-emulator -p fsx-csi-driver
-  echo "==> binaries ready in $((SECONDS - started))s (musl build $((SECONDS - build_started))s)"
+  # shellcheck source=../lib/node.sh
+  source hack/lib/node.sh
+  node_build
+  echo "==> binaries ready in $((SECONDS - started))s"
   CLUSTER_DIR=$(mktemp -d -t fsx-node.XXXXXX)
-  export CLUSTER_DIR CLUSTER_BIN NODE_BIN
+  export CLUSTER_DIR
   fingerprint() {
-    # Names, sizes and mtimes of what a stray kubelet or runtime would touch first.
+    # Names, sizes and mtimes of what a stray kubelet or runtime would touch first, and the
+    # containers' cgroups (which no namespace covers).
     for d in / /etc /usr /usr/bin /bin /var/lib /opt /root; do find "$d" -maxdepth 1 -printf '%p %s %T@\n' 2>/dev/null; done |
       grep -v -e "^/tmp" -e "^/var/lib/apt" -e "^/var/lib/dpkg" -e "^/root/.cache" -e "^/root/.cargo" -e "^/root/go" -e "^/var/lib/systemd" | sort
+    node_cgroups
   }
+  node_cgroups >"$CLUSTER_DIR/cgroups-before"
   fingerprint >"$CLUSTER_DIR/before"
   rc=0
   unshare --mount --net --pid --fork --mount-proc --propagation private bash "$0" --inside 2>&1 |
     tee "$CLUSTER_DIR/inside.log" || rc=$?
   read -r passed failed < <(tier_counts node "$CLUSTER_DIR/inside.log") || { passed=0; failed=1; }
+  node_cgroups_cleanup "$CLUSTER_DIR/cgroups-before"
   fingerprint >"$CLUSTER_DIR/after"
   if diff "$CLUSTER_DIR/before" "$CLUSTER_DIR/after" >"$CLUSTER_DIR/changed"; then
     passed=$((passed + 1))
-    echo "ok   nothing outside the tier's directory changed (/, /etc, /usr, /bin, /var/lib, /opt, /root)"
+    echo "ok   nothing outside the tier's directory changed (/, /etc, /usr, /bin, /var/lib, /opt, /root, the containers' cgroups)"
   else
     failed=$((failed + 1))
     echo "FAIL the node tier changed something outside its directory:"; head -n 20 "$CLUSTER_DIR/changed"
@@ -99,17 +87,7 @@ finish() {
   cluster_down
 }
 trap finish EXIT
-node_namespaces
-export CLUSTER_API_BIND=0.0.0.0 CLUSTER_API_ADVERTISE=$NODE_IP CLUSTER_API_SANS="IP:$NODE_IP,IP:10.96.0.1"
-export CLUSTER_EXTRA_CONTROLLERS=daemonset,garbagecollector,root-ca-cert-publisher,nodelifecycle
-cluster_control_plane
-echo "$CLUSTER_BIN" >"$CLUSTER_DIR/bin-dir"
-CLUSTER_EMULATOR_ADDRESS=$NODE_IP cluster_emulator
-node_service_dnat
-node_scheduler
-node_containerd
-node_images
-node_kubelet
+node_up
 echo "node: stood in here: Lustre (binds of a directory per file system, feature lustre-stand-in), FSx (the emulator),"
 echo "      node-driver-registrar and livenessprobe (csi-sidecar-stand-in), kube-proxy (two DNAT rules)"
 passed=0

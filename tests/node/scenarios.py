@@ -356,7 +356,8 @@ def fs_group(install):
         return
     out = wait_for("the pod's output", lambda: (lambda o: o if ("wrote" in o or "refused" in o) else None)(
         kubectl("-n", ns, "logs", "app", check_rc=False)), 30) or ""
-    check(f"{install}: fsGroup 1234 is a supplementary group of the pod", "1234" in out.splitlines()[0] if out else False, out)
+    ids = [l for l in out.splitlines() if l.startswith("uid=")]
+    check(f"{install}: fsGroup 1234 is a supplementary group of the pod", ids and "1234" in ids[0], out)
     check(f"{install}: the volume root keeps its owner and mode (no recursive chown), so the write is refused",
           "0:0 755" in out and "refused" in out, out)
     kubectl("delete", "namespace", ns, "--wait=false")

@@ -70,7 +70,12 @@ async fn main() {
             csi_address, kubelet_registration_path, plugin_registration_path, http_endpoint, ..
         } => registrar(&csi_address, &kubelet_registration_path, &plugin_registration_path, http_endpoint).await,
         Sidecar::Livenessprobe { csi_address, health_port, probe_timeout, .. } => {
-            livenessprobe(csi_address, health_port, probe_timeout).await
+            // PID 1 of its container: SIGTERM stops it only through a handler.
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
+            tokio::select! {
+                _ = livenessprobe(csi_address, health_port, probe_timeout) => {}
+                _ = term.recv() => {}
+            }
         }
     }
 }
