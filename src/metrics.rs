@@ -568,10 +568,10 @@ where
         // The ready service answers this call; a fresh clone waits for the next readiness.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let path = req.uri().path().to_string();
-        let start = tokio::time::Instant::now();
+        let mut pending = Unanswered { path: Some(req.uri().path().to_string()), start: tokio::time::Instant::now() };
         Box::pin(async move {
             let response = inner.call(req).await;
+            let (Some(path), start) = (pending.path.take(), pending.start) else { return response };
             let code = match &response {
                 Ok(r) => r
                     .headers()
@@ -584,6 +584,21 @@ where
             get().grpc_call(&path, code, start.elapsed());
             response
         })
+    }
+}
+
+/// A call in progress: dropped before it was answered (the client cancelled it or its deadline
+/// passed, and the server dropped the call), it counts as `Canceled`, as the client saw it.
+struct Unanswered {
+    path: Option<String>,
+    start: tokio::time::Instant,
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if let Some(path) = self.path.take() {
+            get().grpc_call(&path, tonic::Code::Cancelled as i32, self.start.elapsed());
+        }
     }
 }
 
@@ -651,6 +666,29 @@ mod tests {
         assert_eq!(Outcome::classify(Some(500), Some("InternalServerError")), Outcome::ServerError);
         assert_eq!(Outcome::classify(Some(503), Some("SlowDown")), Outcome::Throttled);
         assert_eq!(Outcome::classify(None, None), Outcome::NetworkError);
+    }
+
+    /// A call the client gives up on is dropped by the server before it is answered: it is
+    /// counted as Canceled, not forgotten.
+    #[tokio::test]
+    async fn a_call_dropped_before_its_answer_counts_as_canceled() {
+        use tower::{Layer, Service};
+        let count = || {
+            get()
+                .encode()
+                .lines()
+                .find(|l| l.starts_with(r#"fsx_csi_grpc_requests_total{method="ListSnapshots",code="Canceled"}"#))
+                .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        let before = count();
+        let never = tower::service_fn(|_: http::Request<()>| {
+            std::future::pending::<Result<http::Response<()>, std::convert::Infallible>>()
+        });
+        let mut svc = GrpcMetricsLayer.layer(never);
+        let call = svc.call(http::Request::builder().uri("/csi.v1.Controller/ListSnapshots").body(()).unwrap());
+        assert!(tokio::time::timeout(Duration::from_millis(10), call).await.is_err());
+        assert_eq!(count(), before + 1.0);
     }
 
     #[test]
