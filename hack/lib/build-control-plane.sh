@@ -31,9 +31,6 @@ PROVISIONER_VERSION=${PROVISIONER_VERSION:-$(pinned csi-provisioner)}
 RESIZER_VERSION=${RESIZER_VERSION:-$(pinned csi-resizer)}
 SNAPSHOTTER_VERSION=${SNAPSHOTTER_VERSION:-$(pinned csi-snapshotter)}
 BUILD_SCRIPT_VERSION=3  # the cache key: bump it when what is built changes
-minor=${K8S_VERSION#*.}; minor=${minor%%.*}
-major=${K8S_VERSION%%.*}
-staging_version="v0.${K8S_VERSION#*.}"
 provisioner_major=${PROVISIONER_VERSION%%.*}
 resizer_major=${RESIZER_VERSION%%.*}
 # Module paths carry the major version from v2 on.
@@ -59,9 +56,8 @@ export GOFLAGS=-mod=mod GOTOOLCHAIN=local
 mkdir -p "$bin"
 
 # The staging repositories k8s.io/kubernetes replaces, read from its own go.mod.
-gomod=$(go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p')
-mapfile -t staging < <(sed -n 's|^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/src/.*|\1|p' "$gomod" | sort -u)
-[[ ${#staging[@]} -gt 10 ]] || { echo "could not read the staging repositories from $gomod" >&2; exit 1; }
+gomod=$(k8s_gomod "$K8S_VERSION")
+replaces=$(k8s_staging_replaces "$K8S_VERSION" "$gomod")
 ETCD_VERSION=${ETCD_VERSION:-$(sed -n 's|^\s*go.etcd.io/etcd/server/v3 v\([0-9.]*\).*|\1|p' "$gomod" | head -n 1)}
 [[ -n $ETCD_VERSION ]] || { echo "could not read the etcd version from $gomod" >&2; exit 1; }
 {
@@ -74,7 +70,7 @@ ETCD_VERSION=${ETCD_VERSION:-$(sed -n 's|^\s*go.etcd.io/etcd/server/v3 v\([0-9.]
   echo ")"
   echo
   echo "replace ("
-  for s in "${staging[@]}"; do echo "  $s => $s $staging_version"; done
+  echo "$replaces"
   echo ")"
 } | go_wrapper_module "$src" fsx-csi-driver.local/cluster 1.24
 mkdir -p "$src/cmd/etcd"
@@ -100,10 +96,7 @@ grep '^sigs.k8s.io/sig-storage-lib-external-provisioner' "$prov_sum" >go.sum || 
 echo "==> resolving modules (Kubernetes $K8S_VERSION, etcd $ETCD_VERSION, provisioner $PROVISIONER_VERSION, resizer $RESIZER_VERSION, snapshotter $SNAPSHOTTER_VERSION)" >&2
 go mod tidy >&2
 
-ldflags="-s -w"
-for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-  ldflags+=" -X $pkg.gitVersion=v$K8S_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
-done
+ldflags=$(k8s_version_ldflags "$K8S_VERSION")
 build() { go_wrapper_build "$src" "$bin/$1" "$2" "${3:-$ldflags}"; }  # name package [ldflags]
 build etcd ./cmd/etcd "-s -w"
 build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver

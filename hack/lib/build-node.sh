@@ -81,27 +81,20 @@ GO
 fi
 
 # The kubelet and kube-scheduler: k8s.io/kubernetes through a wrapper module, as the control
-# plane (hack/lib/build-control-plane.sh says why).
+# plane (common.sh's k8s_* helpers).
 if [[ ! -x $bin/kubelet || ! -x $bin/kube-scheduler ]]; then
   src="$cache/src"
-  minor=${K8S_VERSION#*.}; minor=${minor%%.*}
-  major=${K8S_VERSION%%.*}
-  gomod=$(go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p')
-  mapfile -t staging < <(sed -n 's|^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/src/.*|\1|p' "$gomod" | sort -u)
-  [[ ${#staging[@]} -gt 10 ]] || { echo "could not read the staging repositories from $gomod" >&2; exit 1; }
+  replaces=$(k8s_staging_replaces "$K8S_VERSION" "$(k8s_gomod "$K8S_VERSION")")
   {
     echo "require k8s.io/kubernetes v$K8S_VERSION"
     echo
     echo "replace ("
-    for s in "${staging[@]}"; do echo "  $s => $s v0.${K8S_VERSION#*.}"; done
+    echo "$replaces"
     echo ")"
   } | go_wrapper_module "$src" fsx-csi-driver.local/node 1.24
   go_wrapper_tools "$src" k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-scheduler
   (cd "$src" && go mod tidy >&2)
-  ldflags="-s -w"
-  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ldflags+=" -X $pkg.gitVersion=v$K8S_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
-  done
+  ldflags=$(k8s_version_ldflags "$K8S_VERSION")
   go_wrapper_build "$src" "$bin/kubelet" k8s.io/kubernetes/cmd/kubelet "$ldflags"
   go_wrapper_build "$src" "$bin/kube-scheduler" k8s.io/kubernetes/cmd/kube-scheduler "$ldflags"
   rm -rf "$src"

@@ -6,6 +6,8 @@
 #                                      lines), for commands `go install` cannot build alone
 #   go_wrapper_tools DIR PKG...        its tools.go, so `go mod tidy` keeps PKG's dependencies
 #   go_wrapper_build DIR OUT PKG FLAGS builds PKG in DIR into OUT (atomically)
+#   k8s_gomod / k8s_staging_replaces / k8s_version_ldflags
+#                                      k8s.io/kubernetes through such a module
 #   tier_counts LABEL FILE             "P F" from the last "LABEL: P passed, F failed" line
 #   cargo_counts FILE                  "P F" summed over cargo test's "test result:" lines
 #   check WHAT COMMAND...              runs a check, prints ok/FAIL, counts in passed/failed
@@ -52,6 +54,29 @@ go_wrapper_tools() { # dir package...
     for p in "$@"; do printf '\t_ "%s"\n' "$p"; done
     printf ')\n'
   } >"$dir/tools.go"
+}
+
+# k8s.io/kubernetes cannot be `go install`ed: its go.mod replaces every staging repository
+# with ./staging/src. A wrapper module requires it and replaces each with its published
+# v0.MINOR.PATCH twin.
+k8s_gomod() { # version: the path of k8s.io/kubernetes's go.mod in the module cache
+  go mod download -json "k8s.io/kubernetes@v$1" | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p'
+}
+
+k8s_staging_replaces() { # version gomod: the wrapper's replace lines, one per staging repository
+  local staging s
+  mapfile -t staging < <(sed -n 's|^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/src/.*|\1|p' "$2" | sort -u)
+  [[ ${#staging[@]} -gt 10 ]] || { echo "could not read the staging repositories from $2" >&2; return 1; }
+  for s in "${staging[@]}"; do echo "  $s => $s v0.${1#*.}"; done
+}
+
+k8s_version_ldflags() { # version: stripped, with the version stamped (kubectl parses the server's)
+  local major=${1%%.*} minor=${1#*.} out="-s -w" pkg
+  minor=${minor%%.*}
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    out+=" -X $pkg.gitVersion=v$1 -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+  done
+  echo "$out"
 }
 
 go_wrapper_build() { # dir output package ldflags (extra environment may be exported by the caller)
