@@ -19,6 +19,7 @@
 //! | `fsx_csi_node_operation_duration_seconds` | `operation`, `result` | node mounts, unmounts and stats |
 //! | `fsx_csi_node_blocked_workers` | | calls still stuck on unresponsive file systems |
 //! | `fsx_csi_node_lustre_client` | `state` | 1 for what the node has of the Lustre client module |
+//! | `fsx_csi_node_lnet_efa` | `state` | 1 for what LNet on the node has of EFA (`efa`, `none`, `unknown`) |
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -237,6 +238,7 @@ pub struct Metrics {
     node_duration: Histograms<NodeLabels>,
     blocked_workers: Gauge,
     lustre_client: Family<StateLabel, Gauge>,
+    lnet_efa: Family<StateLabel, Gauge>,
 }
 
 fn api_buckets() -> Histogram {
@@ -317,6 +319,12 @@ impl Metrics {
             "1 for what the node has of the Lustre client kernel module (loaded, installed, missing, unknown)",
             lustre_client.clone(),
         );
+        let lnet_efa = Family::<StateLabel, Gauge>::default();
+        r.register(
+            "node_lnet_efa",
+            "1 for what LNet on the node has of EFA interfaces (efa, none, unknown: LNet not up or not visible)",
+            lnet_efa.clone(),
+        );
         Self {
             registry: r,
             api_requests,
@@ -331,6 +339,7 @@ impl Metrics {
             node_duration,
             blocked_workers,
             lustre_client,
+            lnet_efa,
         }
     }
 
@@ -394,6 +403,13 @@ impl Metrics {
     pub fn lustre_client(&self, state: &'static str) {
         for s in crate::mount::client::ClientModule::STATES {
             self.lustre_client.get_or_create(&StateLabel { state: s }).set(i64::from(*s == state));
+        }
+    }
+
+    /// What LNet on the node has of EFA ([`crate::mount::lnet::Efa::as_str`]).
+    pub fn lnet_efa(&self, state: &'static str) {
+        for s in crate::mount::lnet::Efa::STATES {
+            self.lnet_efa.get_or_create(&StateLabel { state: s }).set(i64::from(*s == state));
         }
     }
 
@@ -702,11 +718,15 @@ mod tests {
         m.node_operation("mount", NodeResult::Timeout, Duration::from_secs(100));
         m.lustre_client("installed");
         m.lustre_client("missing");
+        m.lnet_efa("unknown");
+        m.lnet_efa("none");
         let text = m.encode();
         // One state at a time, every state present.
         assert!(text.contains(r#"fsx_csi_node_lustre_client{state="missing"} 1"#), "{text}");
         assert!(text.contains(r#"fsx_csi_node_lustre_client{state="installed"} 0"#), "{text}");
         assert!(text.contains(r#"fsx_csi_node_lustre_client{state="loaded"} 0"#), "{text}");
+        assert!(text.contains(r#"fsx_csi_node_lnet_efa{state="none"} 1"#), "{text}");
+        assert!(text.contains(r#"fsx_csi_node_lnet_efa{state="unknown"} 0"#), "{text}");
         assert!(
             text.contains(r#"fsx_csi_api_requests_total{operation="CreateFileSystem",outcome="throttled"} 1"#),
             "{text}"

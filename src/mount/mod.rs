@@ -1,5 +1,7 @@
 //! The mount boundary: everything the node plugin asks of the kernel.
 //!
+//! - [`client`] and [`lnet`]: what the node has of Lustre (the client kernel module) and of
+//!   EFA (LNet's `@efa` interfaces), read without side effects;
 //! - [`lustre`]: source, flag and data building, pure and unit-tested;
 //! - [`mountinfo`]: `/proc/self/mountinfo` parsing, the source of truth for idempotency;
 //! - [`paths`]: request paths checked, then resolved below the kubelet directory without
@@ -13,6 +15,7 @@
 //!   directory, for the node tier on a machine without Lustre.
 
 pub mod client;
+pub mod lnet;
 pub mod lustre;
 pub mod mountinfo;
 pub(crate) mod ops;
