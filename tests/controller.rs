@@ -50,6 +50,18 @@ async fn persistent_2_rounds_2000_to_2400_and_default_is_1200() {
     let v = create_until_done(&mut c, "pvc-p2", 2000, p2, Duration::from_secs(10), 3).await.unwrap();
     assert_eq!(v.capacity_bytes, 2400 * GIB);
     assert_eq!(v.volume_context["mountname"].len(), 8);
+    assert!(!v.volume_context.contains_key("efaEnabled"), "{:?}", v.volume_context);
+
+    // EFA (with the metadata configuration it needs): the context says so, for the node.
+    let efa = params(&[
+        ("subnetId", SUBNET),
+        ("deploymentType", "PERSISTENT_2"),
+        ("perUnitStorageThroughput", "125"),
+        ("efaEnabled", "true"),
+        ("metadataConfigurationMode", "AUTOMATIC"),
+    ]);
+    let v = create_until_done(&mut c, "pvc-p2-efa", 2400, efa, Duration::from_secs(10), 3).await.unwrap();
+    assert_eq!(v.volume_context["efaEnabled"], "true");
 
     let mut req = create_request("pvc-norange", 0, params(&[("subnetId", SUBNET)]), Duration::from_secs(10));
     req.get_mut().capacity_range = None;

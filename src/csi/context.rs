@@ -8,3 +8,6 @@ pub const DNS_NAME: &str = "dnsname";
 pub const MOUNT_NAME: &str = "mountname";
 /// Optional: a subdirectory of the file system to publish instead of its root.
 pub const SUBDIRECTORY: &str = "subdirectory";
+/// Written by this driver when the file system has EFA enabled (`"true"`): the node warns when
+/// it stages such a volume without EFA interfaces in LNet. Optional in static PVs.
+pub const EFA_ENABLED: &str = "efaEnabled";

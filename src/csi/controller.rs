@@ -144,13 +144,17 @@ pub fn failure(e: ControllerError, family: Family) -> Failure {
 
 /// The CSI volume for a file system.
 pub fn volume(fs: &FileSystem) -> Volume {
+    let mut volume_context = HashMap::from([
+        (context::DNS_NAME.to_string(), fs.dns_name.clone()),
+        (context::MOUNT_NAME.to_string(), fs.mount_name.clone()),
+    ]);
+    if fs.lustre.efa_enabled == Some(true) {
+        volume_context.insert(context::EFA_ENABLED.to_string(), "true".to_string());
+    }
     Volume {
         capacity_bytes: fs.capacity_bytes(),
         volume_id: fs.id.clone(),
-        volume_context: HashMap::from([
-            (context::DNS_NAME.to_string(), fs.dns_name.clone()),
-            (context::MOUNT_NAME.to_string(), fs.mount_name.clone()),
-        ]),
+        volume_context,
         content_source: None,
         accessible_topology: Vec::new(),
     }
