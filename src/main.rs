@@ -74,15 +74,21 @@ async fn run(cli: Cli) -> Result<(), String> {
     } else {
         None
     };
-    if cli.mode.node() {
+    let node_api = if cli.mode.node() {
         fsx_csi_driver::mount::client::report(&lustre_client());
-    }
+        fsx_csi_driver::mount::lnet::report(&fsx_csi_driver::mount::lnet::detect_here());
+        node_api(&cli)
+    } else {
+        None
+    };
     let node = if cli.mode.node() {
         let options = NodeOptions::new(cli.node_id.clone(), cli.kubelet_dir.clone());
-        Some(
-            NodeService::new(options, mounter(&cli), Arc::new(Imds))
-                .map_err(|e| format!("cannot start the node service: {e}"))?,
-        )
+        let service = NodeService::new(options, mounter(&cli), Arc::new(Imds))
+            .map_err(|e| format!("cannot start the node service: {e}"))?;
+        Some(match &node_api {
+            Some((client, node)) => service.warn_with(node_warnings(client.clone(), node.clone())),
+            None => service,
+        })
     } else {
         None
     };
@@ -137,7 +143,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         (None, _) => None,
     };
     if cli.remove_not_ready_taint && cli.mode.node() {
-        remove_not_ready_taint(&cli);
+        remove_not_ready_taint(node_api);
     }
     let result = tokio::select! {
         r = graceful => r,
@@ -166,26 +172,47 @@ async fn run(cli: Cli) -> Result<(), String> {
     Ok(())
 }
 
-/// Starts removing the agent-not-ready taint in the background ([`fsx_csi_driver::taint`]),
-/// once the socket serves: it never delays the plugin. Outside a pod, says so once.
-fn remove_not_ready_taint(cli: &Cli) {
+/// The node plugin's client of the Kubernetes API and its node's name, for the taint and the
+/// Node events: only in a pod, with the node name (CSI_NODE_NAME). Without them, says why once;
+/// the log lines stand in for the events.
+fn node_api(cli: &Cli) -> Option<(KubeClient, String)> {
     let Some(node) = cli.node_id.clone() else {
-        tracing::warn!("--remove-not-ready-taint needs the node name (CSI_NODE_NAME); the taint is left alone");
-        return;
+        tracing::info!("no node name (CSI_NODE_NAME): no Node events, and the agent-not-ready taint is left alone");
+        return None;
     };
     if !KubeConfig::in_a_pod() {
-        tracing::info!("not running in a pod (no KUBERNETES_SERVICE_HOST): the agent-not-ready taint is left alone");
-        return;
+        tracing::info!(
+            "not running in a pod (no KUBERNETES_SERVICE_HOST): no Node events, and the agent-not-ready taint is left alone"
+        );
+        return None;
     }
     let file = |var: &str| std::env::var_os(var).filter(|v| !v.is_empty()).map(std::path::PathBuf::from);
-    let config = KubeConfig::in_cluster(file("KUBE_TOKEN_FILE"), file("KUBE_CA_FILE"));
-    let client = match config.and_then(KubeClient::new) {
-        Ok(c) => c,
+    match KubeConfig::in_cluster(file("KUBE_TOKEN_FILE"), file("KUBE_CA_FILE")).and_then(KubeClient::new) {
+        Ok(client) => Some((client, node)),
         Err(e) => {
-            tracing::error!(error = %e, "cannot reach the Kubernetes API; the agent-not-ready taint is left alone");
-            return;
+            tracing::error!(error = %e, "cannot reach the Kubernetes API: no Node events, and the agent-not-ready taint is left alone");
+            None
         }
-    };
+    }
+}
+
+/// Warning events on the node, posted in the background; a failure is logged and changes
+/// nothing else.
+fn node_warnings(client: KubeClient, node: String) -> fsx_csi_driver::csi::node::Warn {
+    Arc::new(move |reason: &'static str, message: String| {
+        let (client, node) = (client.clone(), node.clone());
+        tokio::spawn(async move {
+            if let Err(e) = client.warn_node(&node, reason, &message).await {
+                tracing::warn!(reason, error = %Chain(&e), "cannot post the Node event (the log line before says the same)");
+            }
+        });
+    })
+}
+
+/// Starts removing the agent-not-ready taint in the background ([`fsx_csi_driver::taint`]),
+/// once the socket serves: it never delays the plugin. Without the API ([`node_api`]), nothing.
+fn remove_not_ready_taint(api: Option<(KubeClient, String)>) {
+    let Some((client, node)) = api else { return };
     tokio::spawn(async move {
         fsx_csi_driver::taint::wait_for_client(&client, &node, lustre_client, fsx_csi_driver::taint::RECHECK).await;
         fsx_csi_driver::taint::remove_when_registered(&client, &node).await;
@@ -271,16 +298,10 @@ impl Signals {
     }
 }
 
-/// Whether this node has the Lustre client kernel module.
-#[cfg(not(feature = "lustre-stand-in"))]
+/// Whether this node has the Lustre client kernel module. Test builds with the Lustre stand-in
+/// ask the same question: the node tier gives its node a module index, with or without Lustre.
 fn lustre_client() -> fsx_csi_driver::mount::client::ClientModule {
     fsx_csi_driver::mount::client::detect_here()
-}
-
-/// Test builds (feature `lustre-stand-in`): the stand-in is the client.
-#[cfg(feature = "lustre-stand-in")]
-fn lustre_client() -> fsx_csi_driver::mount::client::ClientModule {
-    fsx_csi_driver::mount::client::ClientModule::Loaded
 }
 
 /// The node plugin's mounter: `mount(2)` itself.

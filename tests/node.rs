@@ -481,6 +481,80 @@ async fn real_lustre_fstype_fails_with_enodev_and_leaves_nothing() {
     assert!(!table.iter().any(|e| e.mount_point.starts_with(&kubelet)));
 }
 
+/// An `efaEnabled` volume staged on a node whose LNet has no `@efa` interface mounts (over
+/// TCP) and gives one Warning per volume; with EFA interfaces, or when LNet cannot be read,
+/// no event. The gauge follows what was read.
+async fn efa_volume_without_efa_interfaces_warns_once_and_mounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubelet = dir.path().join("kubelet");
+    std::fs::create_dir_all(&kubelet).unwrap();
+    let nis = dir.path().join("nis");
+    let mut options = NodeOptions::new(Some("node-1".into()), kubelet.clone());
+    options.lnet_files = vec![nis.clone()];
+    let warned: Arc<std::sync::Mutex<Vec<(String, String)>>> = Default::default();
+    let record = warned.clone();
+    let mounter = TmpfsLustre::default();
+    let node = NodeService::new(options, Arc::new(mounter), Arc::new(Unavailable))
+        .unwrap()
+        .warn_with(Arc::new(move |reason, message| record.lock().unwrap().push((reason.to_string(), message))));
+    let driver = Driver::serve(None, Some(node)).await;
+    let mut client = driver.node_client().await;
+    let gauge = |state: &str| {
+        let line = format!(r#"fsx_csi_node_lnet_efa{{state="{state}"}} 1"#);
+        fsx_csi_driver::metrics::get().encode().lines().any(|l| l == line)
+    };
+    let stage = |vol: &str, efa: bool| {
+        let staging = kubelet.join(format!("plugins/kubernetes.io/csi/fsx.csi.aws.com/{vol}/globalmount"));
+        let mut req = stage_request(vol, &staging.display().to_string(), "abcdefgh");
+        if efa {
+            req.volume_context.insert("efaEnabled".into(), "true".into());
+        }
+        req
+    };
+    std::fs::write(
+        &nis,
+        "nid status alive refs peer rtr max tx min\n0@lo up 0 2 0 0 0 0 0\n10.0.1.5@tcp up -1 1 8 0 256 256 252\n",
+    )
+    .unwrap();
+
+    // A volume without EFA: nothing to say.
+    client.node_stage_volume(stage("fs-00000000000000001", false)).await.unwrap();
+    assert!(warned.lock().unwrap().is_empty());
+    // An EFA volume on a TCP-only node: mounted, one Warning naming the volume and the NIDs.
+    for _ in 0..2 {
+        client.node_stage_volume(stage("fs-00000000000000002", true)).await.unwrap();
+    }
+    {
+        let w = warned.lock().unwrap();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].0, "FsxEfaNotConfigured");
+        assert!(w[0].1.contains("fs-00000000000000002") && w[0].1.contains("0@lo, 10.0.1.5@tcp"), "{}", w[0].1);
+        assert!(w[0].1.contains("lnetctl net add --net efa"), "{}", w[0].1);
+    }
+    assert!(gauge("none"));
+    let staged = mountinfo::parse(&SyscallMounter.mount_table().unwrap())
+        .into_iter()
+        .filter(|e| e.mount_point.starts_with(&kubelet))
+        .count();
+    assert_eq!(staged, 2);
+    // With EFA interfaces: no event.
+    std::fs::write(&nis, "nid status alive refs peer rtr max tx min\n10.0.1.5@tcp up -1 1 8 0 256 256 252\n10.0.1.5@efa up -1 1 8 0 256 256 252\n").unwrap();
+    client.node_stage_volume(stage("fs-00000000000000003", true)).await.unwrap();
+    assert_eq!(warned.lock().unwrap().len(), 1);
+    assert!(gauge("efa"));
+    // LNet cannot be read: a log line, no event.
+    std::fs::remove_file(&nis).unwrap();
+    client.node_stage_volume(stage("fs-00000000000000004", true)).await.unwrap();
+    assert_eq!(warned.lock().unwrap().len(), 1);
+    assert!(gauge("unknown"));
+    for vol in ["fs-00000000000000001", "fs-00000000000000002", "fs-00000000000000003", "fs-00000000000000004"] {
+        let staging = kubelet.join(format!("plugins/kubernetes.io/csi/fsx.csi.aws.com/{vol}/globalmount"));
+        let req =
+            NodeUnstageVolumeRequest { volume_id: vol.into(), staging_target_path: staging.display().to_string() };
+        client.node_unstage_volume(req).await.unwrap();
+    }
+}
+
 async fn bad_input_is_refused_and_changes_nothing() {
     let mut env = Env::new().await;
     let outside = "/tmp/elsewhere/globalmount".to_string();
@@ -879,6 +953,7 @@ fn main() -> ExitCode {
         stuck_mount_answers_in_time_and_blocks_nothing_else,
         concurrent_calls_on_one_volume_are_aborted,
         real_lustre_fstype_fails_with_enodev_and_leaves_nothing,
+        efa_volume_without_efa_interfaces_warns_once_and_mounts,
         bad_input_is_refused_and_changes_nothing,
         stats_condition_and_info,
         symlinks_never_lead_outside_the_kubelet_dir,

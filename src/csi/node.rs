@@ -19,6 +19,7 @@ use super::context;
 use super::{check_capabilities, deadline, observe};
 use crate::guard::{Guard, Guards, Key};
 use crate::metadata::InstanceMetadata;
+use crate::mount::lnet::{self, Efa};
 use crate::mount::lustre::{self, LustreError};
 use crate::mount::ops::{Health, MountError, Mounts, Staged};
 use crate::mount::paths::{KubeletPath, PathError};
@@ -46,14 +47,30 @@ pub struct NodeOptions {
     pub fstype: String,
     /// Caps on the worker threads that hung file systems may hold.
     pub worker_limits: Limits,
+    /// Where LNet lists its interfaces ([`crate::mount::lnet::NIS_FILES`]).
+    pub lnet_files: Vec<PathBuf>,
 }
 
 impl NodeOptions {
     /// Options for the real driver.
     pub fn new(node_id: Option<String>, kubelet_dir: PathBuf) -> Self {
-        Self { node_id, kubelet_dir, fstype: "lustre".into(), worker_limits: Limits::default() }
+        Self {
+            node_id,
+            kubelet_dir,
+            fstype: "lustre".into(),
+            worker_limits: Limits::default(),
+            lnet_files: lnet::default_files(),
+        }
     }
 }
+
+/// Tells the cluster about something that works but not as the user meant: a Warning event
+/// on this node, given its reason and message. It must return at once (post in the
+/// background) and a failure to post must change nothing else.
+pub type Warn = Arc<dyn Fn(&'static str, String) + Send + Sync>;
+
+/// The reason of the Node event for an `efaEnabled` volume staged without EFA interfaces.
+pub const NO_EFA_REASON: &str = "FsxEfaNotConfigured";
 
 /// Why a node call did not succeed; the gRPC code for each is chosen in one place below.
 #[derive(Debug, thiserror::Error)]
@@ -140,6 +157,9 @@ pub struct NodeService {
     metadata: Arc<dyn InstanceMetadata>,
     busy: Arc<Guards>,
     node_id: OnceCell<String>,
+    warn: Option<Warn>,
+    /// The `efaEnabled` volumes already warned about (once per volume per plugin start).
+    efa_warned: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 fn invalid(message: impl Into<String>) -> NodeError {
@@ -179,7 +199,59 @@ impl NodeService {
         metadata: Arc<dyn InstanceMetadata>,
     ) -> std::io::Result<Self> {
         let mounts = Mounts::new(&options.kubelet_dir, mounter, options.worker_limits, &options.fstype)?;
-        Ok(Self { options, mounts, metadata, busy: Guards::new(), node_id: OnceCell::new() })
+        Ok(Self {
+            options,
+            mounts,
+            metadata,
+            busy: Guards::new(),
+            node_id: OnceCell::new(),
+            warn: None,
+            efa_warned: Default::default(),
+        })
+    }
+
+    /// Posts Warning events through `warn` (none without it: the log lines say the same).
+    pub fn warn_with(mut self, warn: Warn) -> Self {
+        self.warn = Some(warn);
+        self
+    }
+
+    /// Once a volume whose context says `efaEnabled` is staged, checks that LNet has EFA
+    /// interfaces: without them the mount works over TCP at a fraction of the throughput the
+    /// file system was sized for. Says so once per volume (a log line and a Warning event on
+    /// the node); never fails the call.
+    fn check_efa(&self, volume_id: &str, volume_context: &std::collections::HashMap<String, String>) {
+        if volume_context.get(context::EFA_ENABLED).map(String::as_str) != Some("true") {
+            return;
+        }
+        let found = lnet::detect(&self.options.lnet_files);
+        crate::metrics::get().lnet_efa(found.as_str());
+        let first = || self.efa_warned.lock().unwrap_or_else(|p| p.into_inner()).insert(volume_id.to_string());
+        match found {
+            Efa::Configured { nids } => {
+                tracing::info!(volume_id, nids = %nids.join(", "), "an efaEnabled file system, and LNet has EFA interfaces")
+            }
+            Efa::NotConfigured { nids } => {
+                if !first() {
+                    return;
+                }
+                let nids = nids.join(", ");
+                tracing::warn!(volume_id, %nids, "an efaEnabled file system is mounted without EFA: this node's LNet has no @efa interface, so its traffic goes over TCP");
+                if let Some(warn) = &self.warn {
+                    warn(
+                        NO_EFA_REASON,
+                        format!(
+                            "FSx for Lustre volume {volume_id} has EFA enabled, but LNet on this node has no EFA interface (its NIDs: {nids}), so the volume is mounted over TCP at a fraction of its throughput. Use an EFA-capable instance type with its EFA interfaces added to LNet before the first mount (lnetctl net add --net efa), as in the FSx for Lustre user guide's EFA client setup."
+                        ),
+                    );
+                }
+            }
+            Efa::Unknown { why } => {
+                if first() {
+                    tracing::warn!(volume_id, reason = %Field(&why), "an efaEnabled file system is mounted, and whether LNet has EFA interfaces cannot be told here (mount the host's /sys/kernel/debug read-only into the plugin, as the manifests do)");
+                }
+            }
+        }
     }
 
     fn check_path(&self, field: &'static str, path: &str) -> Result<KubeletPath, NodeError> {
@@ -235,6 +307,8 @@ impl NodeService {
             Staged::Already => tracing::info!("already staged"),
             Staged::Mounted(call) => tracing::info!(%call, "staged"),
         }
+        // After the mount: LNet is up by then, and lists every interface it will use.
+        self.check_efa(&req.volume_id, &req.volume_context);
         Ok(())
     }
 
