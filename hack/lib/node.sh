@@ -25,17 +25,49 @@ node_namespaces() {
   ip addr add "$NODE_IP/16" dev cni0
   ip link set cni0 up
   mkdir -p "$CLUSTER_DIR/logs" "$CLUSTER_DIR/kubelet-work" "$CLUSTER_DIR/cni/net.d"
-  # The node DaemonSet mounts /lib/modules (type Directory), which every EKS node has; a
-  # machine without it gets one in this namespace only: an overlay on /usr/lib whose upper
-  # layer is the tier's, holding an empty module index for the running kernel.
-  if [[ ! -d /lib/modules ]]; then
+  # The node DaemonSet mounts /lib/modules (type Directory), which every EKS node has; the
+  # plugin reads the module index there to tell whether Lustre can be mounted. The node gets
+  # its own index in this namespace only: a tmpfs over /lib/modules, or, on a machine without
+  # one, an overlay on /usr/lib whose upper layer is the tier's. node_lustre_module sets it.
+  if [[ -d /lib/modules ]]; then
+    mount -t tmpfs -o mode=0755 fsx-node-modules /lib/modules
+  else
     local lib
     lib=$(readlink -f /lib)
     mkdir -p "$CLUSTER_DIR/lib-upper" "$CLUSTER_DIR/lib-work"
     mount -t overlay fsx-node-lib -o "lowerdir=$lib,upperdir=$CLUSTER_DIR/lib-upper,workdir=$CLUSTER_DIR/lib-work" "$lib"
-    mkdir -p "/lib/modules/$(uname -r)"
-    : >"/lib/modules/$(uname -r)/modules.alias"
   fi
+  mkdir -p "/lib/modules/$(uname -r)"
+  node_lustre_module installed
+  # The DaemonSet also mounts debugfs (/sys/kernel/debug), where LNet lists its interfaces;
+  # this node's stands in as a tmpfs listing LNet up over TCP, as after a first Lustre mount.
+  mount -t tmpfs -o mode=0700 fsx-node-debugfs /sys/kernel/debug
+  node_lnet_nids 0@lo "$NODE_IP@tcp"
+}
+
+# The stood-in module index of the running kernel: with the Lustre client (installed) or
+# without it (missing).
+node_lustre_module() {
+  local index
+  index="/lib/modules/$(uname -r)/modules.alias"
+  case $1 in
+    installed) printf 'alias fs-lustre lustre\n' >"$index.new" ;;
+    missing) printf 'alias fs-ext4 ext4\n' >"$index.new" ;;
+  esac
+  mv "$index.new" "$index"
+}
+
+# The stood-in LNet interface list (debugfs lnet/nis, as lnet/lnet/router_proc.c writes it).
+node_lnet_nids() {
+  mkdir -p /sys/kernel/debug/lnet
+  {
+    printf '%-24s %6s %5s %4s %4s %4s %5s %5s %5s\n' nid status alive refs peer rtr max tx min
+    local nid
+    for nid in "$@"; do
+      printf '%-24s %6s %5d %4d %4d %4d %5d %5d %5d\n' "$nid" up -1 1 8 0 256 256 256
+    done
+  } >/sys/kernel/debug/lnet/nis.new
+  mv /sys/kernel/debug/lnet/nis.new /sys/kernel/debug/lnet/nis
 }
 
 # kube-proxy's part for the one Service pods use: kubernetes.default (10.96.0.1:443) to the

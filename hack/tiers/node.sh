@@ -19,6 +19,9 @@
 #   tests/tools/src/bin/csi-sidecar-stand-in.rs takes their place, under their image names,
 #   taking exactly the flags the manifests pass (an unknown flag fails the pod).
 # - kube-proxy: two DNAT rules send the `kubernetes` Service's address to the API server.
+# - The node's kernel, as the plugin reads it: the module index under /lib/modules (with the
+#   Lustre client, or without it for the scenario of a node that cannot mount Lustre) and
+#   debugfs's lnet/nis (LNet up over TCP, or with an @efa interface), both tmpfs files.
 # - What EKS gives the controller (IRSA credentials, the region, the FSx endpoint) is set as
 #   environment on its container.
 #
@@ -89,7 +92,8 @@ finish() {
 trap finish EXIT
 node_up
 echo "node: stood in here: Lustre (binds of a directory per file system, feature lustre-stand-in), FSx (the emulator),"
-echo "      node-driver-registrar and livenessprobe (csi-sidecar-stand-in), kube-proxy (two DNAT rules)"
+echo "      node-driver-registrar and livenessprobe (csi-sidecar-stand-in), kube-proxy (two DNAT rules),"
+echo "      the kernel's Lustre module index and LNet's interface list (files on tmpfs)"
 passed=0
 failed=0
 for install in kustomize helm; do

@@ -449,6 +449,126 @@ def plugin_rss(install):
             return
 
 
+def node_sh(function, *args):
+    """Runs one of hack/lib/node.sh's functions on this node: the stood-in kernel files."""
+    subprocess.run(["bash", "-c", f'source "{ROOT}/hack/lib/node.sh"; "$@"', "node.sh", function, *args],
+                   check=True)
+
+
+def node_events(reason):
+    ev = get("-n", "default", "events", "--field-selector",
+             f"involvedObject.kind=Node,involvedObject.name={NODE},reason={reason}")
+    return (ev or {}).get("items") or []
+
+
+def plugin_pod():
+    pods = get("-n", "kube-system", "pods", "-l", "app=fsx-csi-node")
+    live = [p for p in (pods or {}).get("items") or [] if not p["metadata"].get("deletionTimestamp")]
+    return live[0] if live else None
+
+
+def restart_plugin():
+    """Deletes the node plugin's pod; returns the name of its replacement once it runs."""
+    old = plugin_pod()["metadata"]["name"]
+    kubectl("-n", "kube-system", "delete", "pod", old, "--wait=true", "--timeout=120s", timeout=150)
+
+    def new():
+        p = plugin_pod()
+        return p["metadata"]["name"] if p and p["metadata"]["name"] != old and p["status"].get("phase") == "Running" \
+            else None
+    return wait_for("the node plugin's new pod Running", new, 120)
+
+
+def efa(install):
+    """An efaEnabled file system on a node whose LNet has no @efa interface: the pod runs (over
+    TCP) and the Node gets a Warning naming the volume; with an @efa interface, no Warning."""
+    ns = f"efa-{install}"
+    namespace(ns)
+    sc = json.loads(kubectl("create", "--dry-run=client", "-o", "json", "-f",
+                            os.path.join(EXAMPLES, "dynamic-provisioning", "storageclass.yaml")))
+    sc["metadata"] = {"name": f"fsx-efa-{install}"}
+    sc["parameters"].update({"deploymentType": "PERSISTENT_2", "perUnitStorageThroughput": "125",
+                             "efaEnabled": "true", "metadataConfigurationMode": "AUTOMATIC"})
+    apply(json.dumps(sc))
+    try:
+        handles = []
+        for i, nids in enumerate([("0@lo", "10.88.0.1@tcp"), ("0@lo", "10.88.0.1@tcp", "10.88.0.1@efa")]):
+            node_sh("node_lnet_nids", *nids)
+            claim = f"efa-{i}"
+            apply(json.dumps({
+                "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": claim, "namespace": ns},
+                "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": sc["metadata"]["name"],
+                         "resources": {"requests": {"storage": "1200Gi"}}}}))
+            pod(ns, f"app-{i}", claim, "echo efa > /data/f; sleep 3600")
+            ok = running(ns, f"app-{i}", 240)
+            check(f"{install}: efa: an efaEnabled claim's pod runs ({', '.join(nids)})", ok)
+            pv = bound_pv(ns, claim)
+            attrs = pv["spec"]["csi"].get("volumeAttributes") or {} if pv else {}
+            check(f"{install}: efa: the PV's volume attributes say efaEnabled", attrs.get("efaEnabled") == "true", attrs)
+            handles.append(pv["spec"]["csi"]["volumeHandle"] if pv else "?")
+
+        def warned(handle):
+            return [e for e in node_events("FsxEfaNotConfigured") if handle in e.get("message", "")]
+        got = wait_for("the FsxEfaNotConfigured event", lambda: warned(handles[0]), 60)
+        check(f"{install}: efa: without an @efa interface, a Warning on the Node names the volume and the NIDs",
+              got and got[0]["type"] == "Warning" and "10.88.0.1@tcp" in got[0]["message"],
+              got and got[0].get("message"))
+        log = node_plugin_log()
+        decided = any(handles[1] in line and "LNet has EFA interfaces" in line for line in log.splitlines())
+        check(f"{install}: efa: with an @efa interface the plugin says so, and gives no Warning",
+              decided and not warned(handles[1]), log[-600:])
+    finally:
+        node_sh("node_lnet_nids", "0@lo", "10.88.0.1@tcp")
+        kubectl("delete", "namespace", ns, "--wait=false")
+
+
+def lustre_client_missing(install):
+    """A node without the Lustre client module: the plugin keeps the readiness taint, says why
+    (a log line and a Warning on the Node), and pods that do not tolerate the taint wait; once
+    the module is installed (and the plugin restarted) the taint goes and they run."""
+    taint = "fsx.csi.aws.com/agent-not-ready"
+    ns = f"noclient-{install}"
+    namespace(ns)
+    before = len(node_events("FsxLustreClientMissing"))
+    node_sh("node_lustre_module", "missing")
+    kubectl("taint", "node", NODE, f"{taint}=:NoSchedule")
+    try:
+        plugin = restart_plugin()
+        if not check(f"{install}: no client: the node plugin restarts", plugin):
+            return
+        log = wait_for("the plugin's log line about the module",
+                       lambda: (l := kubectl("-n", "kube-system", "logs", plugin, "-c", "fsx-plugin", check_rc=False))
+                       and "keeping the taint" in l and l, 60) or ""
+        check(f"{install}: no client: the plugin logs that the module is missing and keeps the taint",
+              "Lustre client kernel module is not installed" in log and "keeping the taint" in log, log[-800:])
+        ev = wait_for("the FsxLustreClientMissing event", lambda: len(node_events("FsxLustreClientMissing")) > before, 60)
+        check(f"{install}: no client: a Warning on the Node says so", ev)
+        registered = wait_for("the new plugin registered", lambda: "the kubelet says Registered" in kubectl(
+            "-n", "kube-system", "logs", plugin, "-c", "node-driver-registrar", check_rc=False), 60)
+        taints = [t["key"] for t in get("node", NODE)["spec"].get("taints") or []]
+        check(f"{install}: no client: registered with the kubelet, and still tainted", registered and taint in taints,
+              taints)
+        apply(json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "waits", "namespace": ns},
+                          "spec": {"terminationGracePeriodSeconds": 1, "containers": [
+                              {"name": "app", "image": APP_IMAGE, "command": ["sleep", "3600"]}]}}))
+
+        def unschedulable():
+            p = get("-n", ns, "pod", "waits")
+            conds = [c for c in (p or {}).get("status", {}).get("conditions") or [] if c["type"] == "PodScheduled"]
+            return conds and conds[0].get("reason") == "Unschedulable" and taint in conds[0].get("message", "")
+        check(f"{install}: no client: a pod that tolerates nothing waits for the taint", wait_for(
+            "the pod Unschedulable for the taint", unschedulable, 60))
+        node_sh("node_lustre_module", "installed")
+        check(f"{install}: no client: module installed, the restarted plugin removes the taint",
+              restart_plugin() and wait_for("the taint gone", lambda: taint not in [
+                  t["key"] for t in get("node", NODE)["spec"].get("taints") or []], 90))
+        check(f"{install}: no client: and the waiting pod runs", running(ns, "waits", 120))
+    finally:
+        node_sh("node_lustre_module", "installed")
+        kubectl("taint", "node", NODE, f"{taint}-", check_rc=False)
+        kubectl("delete", "namespace", ns, "--wait=false")
+
+
 def cleanup(install, ns, pv):
     """4. Pod deleted → NodeUnpublishVolume; last pod gone → NodeUnstageVolume; nothing left."""
     name = pv["metadata"]["name"]
@@ -483,8 +603,10 @@ def main():
         if seeded:
             plugin_roll(install, *seeded)
             cleanup(install, *seeded)
+        efa(install)
         plugin_rss(install)
         drain(install)
+        lustre_client_missing(install)
     except Exception as e:  # noqa: BLE001 - a crash is one failed check, and the count still prints
         check(f"{install}: the scenarios ran to the end", False, repr(e))
     for f in figures:
