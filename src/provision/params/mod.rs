@@ -106,7 +106,7 @@ fn parse_enum<T: std::str::FromStr>(value: &str, all: &[&str]) -> Result<T, Stri
     value.parse().map_err(|_| format!("{} is not one of {}", Shown(value), OneOf(all)))
 }
 
-fn parse_bool(value: &str) -> Result<bool, String> {
+pub(crate) fn parse_bool(value: &str) -> Result<bool, String> {
     match value {
         "true" | "True" | "TRUE" => Ok(true),
         "false" | "False" | "FALSE" => Ok(false),
@@ -367,6 +367,10 @@ impl StorageClassParams {
                 if !value.is_empty() && is_tag_text(value) && value.len() <= 256 {
                     p.kubernetes_tags.push((tag.to_string(), value.to_string()));
                 }
+                continue;
+            }
+            // The mode is read before this parser is chosen (crate::subdir::params::mode).
+            if name == crate::subdir::params::PROVISIONING_MODE {
                 continue;
             }
             let Some(key) = keys::find(name) else {
