@@ -56,6 +56,11 @@
 //!     backup recorded at creation) and get; snapshots as
 //!     backups (`provision/snapshot.rs`); exactly one file system per volume name and one
 //!     backup per snapshot name.
+//! - [`subdir`]: subdirectory volumes (`provisioningMode: subdirectory`): a directory per
+//!   claim on an existing file system, its size a Lustre project quota; the StorageClass
+//!   keys, the path pattern, the volume id, the registry the driver keeps on the file system
+//!   (project ids allocated there, so controllers sharing it never collide) and the quota
+//!   ioctls (the crate's one `unsafe` exception).
 //! - [`fsx`]: the FSx boundary: a domain trait ([`fsx::Fsx`]), domain types and errors, and
 //!   [`fsx::aws::AwsFsx`], its implementation on `aws-sdk-fsx`; `fsx/settings.rs` declares
 //!   each Lustre setting once ([`fsx::LustreSettings`]: its field, how it is read from a
@@ -118,6 +123,7 @@ pub mod mount;
 pub mod provision;
 pub mod registration;
 pub mod server;
+pub mod subdir;
 pub mod taint;
 pub(crate) mod text;
 
