@@ -123,6 +123,13 @@ pub struct Cli {
     #[arg(long, env = "KUBELET_REGISTRATION_PATH")]
     pub kubelet_registration_path: Option<String>,
 
+    /// Controller: serve `provisioningMode: subdirectory` StorageClasses, mounting each file
+    /// system they name here (needs the Lustre client on the controller's node and
+    /// CAP_SYS_ADMIN: the chart's subdirectoryVolumes.enabled). Unset: such classes are refused
+    /// with how to enable them.
+    #[arg(long, env = "SUBDIRECTORY_MOUNT_DIR")]
+    pub subdirectory_mount_dir: Option<PathBuf>,
+
     /// Without a command, serve the CSI services of --mode.
     #[command(subcommand)]
     pub command: Option<Command>,

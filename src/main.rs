@@ -58,11 +58,22 @@ async fn run(cli: Cli) -> Result<(), String> {
     let path = server::socket_path(&cli.endpoint)?;
     tracing::info!(driver = DRIVER_NAME, version = VERSION, mode = ?cli.mode, endpoint = %path.display(), "starting");
 
+    let mut subdirs = None;
     let provisioner = if cli.mode.controller() {
         let fsx = AwsFsx::from_env(cli.region.clone()).await;
         tracing::info!(region = fsx.region().as_deref().unwrap_or("(unset)"), "FSx client configured");
+        let fsx: Arc<dyn fsx_csi_driver::fsx::Fsx> = Arc::new(fsx);
+        if let Some(dir) = &cli.subdirectory_mount_dir {
+            tracing::info!(mount_dir = %dir.display(), "subdirectory volumes enabled: file systems are mounted here");
+            let roots = fsx_csi_driver::subdir::roots::LustreRoots::new(dir.clone(), mounter(&cli));
+            subdirs = Some(Arc::new(fsx_csi_driver::subdir::service::Subdirs::new(
+                Arc::clone(&fsx),
+                Arc::new(roots),
+                Arc::new(fsx_csi_driver::subdir::quota::LustreQuotas),
+            )));
+        }
         let provisioner = Provisioner::new(
-            Arc::new(fsx),
+            fsx,
             Options {
                 extra_tags: cli.extra_tags.0.clone(),
                 poll_interval: cli.poll_interval,
@@ -94,7 +105,13 @@ async fn run(cli: Cli) -> Result<(), String> {
     };
     let services = Services {
         identity: IdentityService::new(provisioner.clone()),
-        controller: provisioner.map(ControllerService::new),
+        controller: provisioner.map(|p| {
+            let controller = ControllerService::new(p);
+            match subdirs {
+                Some(s) => controller.with_subdirs(s),
+                None => controller,
+            }
+        }),
         node,
     };
 

@@ -970,3 +970,53 @@ fn fuzz_node_requests() {
     let lines = common::assert_logs_clean(fsx_csi_driver::logging::LogFormat::Text);
     assert!(lines > 0, "the node service logged nothing");
 }
+
+// ---------------------------------------------------------------------------------------
+// Subdirectory volumes: the path pattern and the volume id.
+
+/// Whatever the pattern, the base path and the claim's names, a directory that is accepted is
+/// strictly below the base: relative, no `.`, `..` or empty component, bounded; a refusal
+/// names the key. A subdirectory volume id that parses prints back to itself and fits CSI.
+#[test]
+fn fuzz_subdirectory_patterns_and_ids() {
+    use fsx_csi_driver::subdir::id::SubdirId;
+    use fsx_csi_driver::subdir::params::SubdirParams;
+    use fsx_csi_driver::subdir::pattern::MAX_PATH;
+    bolero::check!().with_type::<(String, String, String, String, String)>().for_each(
+        |(pattern, base, namespace, claim, id)| {
+            let raw = HashMap::from([
+                ("provisioningMode".to_string(), "subdirectory".to_string()),
+                ("fileSystemId".to_string(), "fs-0123456789abcdef0".to_string()),
+                ("subPathPattern".to_string(), pattern.clone()),
+                ("basePath".to_string(), base.clone()),
+                ("csi.storage.k8s.io/pvc/namespace".to_string(), namespace.clone()),
+                ("csi.storage.k8s.io/pvc/name".to_string(), claim.clone()),
+            ]);
+            let refused = |e: params::ParamError| {
+                check_refusal(&Status::invalid_argument(e.to_string()), &[Code::InvalidArgument], &(pattern, base));
+                assert!(e.to_string().contains(&e.key), "{e}");
+            };
+            match SubdirParams::parse(&raw) {
+                Err(e) => refused(e),
+                Ok(p) => match p.directory("pvc-1") {
+                    Err(e) => refused(e),
+                    Ok(dir) => {
+                        assert!(!dir.is_empty() && dir.len() <= MAX_PATH, "{dir:?}");
+                        assert!(!dir.starts_with('/') && !dir.chars().any(char::is_control), "{dir:?}");
+                        assert!(dir.split('/').all(|c| !matches!(c, "" | "." | "..") && c.len() <= 255), "{dir:?}");
+                        let below = p.base.relative();
+                        assert!(
+                            below.is_empty() || dir.starts_with(&format!("{below}/")),
+                            "{dir:?} not below {below:?}"
+                        );
+                        assert!(!dir.starts_with(".fsx-csi-driver"), "{dir:?}");
+                    }
+                },
+            }
+            if let Some(parsed) = SubdirId::parse(id) {
+                assert_eq!(&parsed.to_string(), id);
+                assert!(id.len() <= 128 && is_file_system_id(&parsed.file_system_id), "{id:?}");
+            }
+        },
+    );
+}

@@ -28,17 +28,32 @@ use crate::proto::*;
 use crate::provision::capacity::CapacityError;
 use crate::provision::params::MutableParams;
 use crate::provision::{CreateRequest, ProvisionError, Provisioner, SnapshotRequest};
+use crate::subdir::id::SubdirId;
+use crate::subdir::params::Mode as ProvisioningMode;
+use crate::subdir::service::{SubdirError, SubdirRequest, SubdirVolume, Subdirs};
 use crate::text::{Field, Shown};
 
 /// The controller service.
 pub struct ControllerService {
     provisioner: Arc<Provisioner>,
+    /// Subdirectory volumes, when enabled (`--subdirectory-mount-dir`).
+    subdirs: Option<Arc<Subdirs>>,
 }
 
 impl ControllerService {
     /// A controller over `provisioner`.
     pub fn new(provisioner: Arc<Provisioner>) -> Self {
-        Self { provisioner }
+        Self { provisioner, subdirs: None }
+    }
+
+    /// Also serves subdirectory volumes (`provisioningMode: subdirectory`).
+    pub fn with_subdirs(mut self, subdirs: Arc<Subdirs>) -> Self {
+        self.subdirs = Some(subdirs);
+        self
+    }
+
+    fn subdirs(&self) -> Result<&Subdirs, ControllerError> {
+        self.subdirs.as_deref().ok_or(ControllerError::Subdir(SubdirError::NotEnabled))
     }
 }
 
@@ -53,6 +68,8 @@ pub enum ControllerError {
     UnknownToken { call: &'static str, token: String },
     #[error(transparent)]
     Provision(#[from] ProvisionError),
+    #[error(transparent)]
+    Subdir(#[from] SubdirError),
 }
 
 impl From<FsxError> for ControllerError {
@@ -89,6 +106,22 @@ pub fn failure(e: ControllerError, family: Family) -> Failure {
     let code = match &e {
         ControllerError::Invalid(_) => Code::InvalidArgument,
         ControllerError::UnknownToken { .. } => Code::Aborted,
+        ControllerError::Subdir(d) => match d {
+            SubdirError::Parameter(_) | SubdirError::Invalid(_) => Code::InvalidArgument,
+            SubdirError::FileSystem(_) | SubdirError::NotEnabled => Code::FailedPrecondition,
+            SubdirError::AlreadyExists { .. } => Code::AlreadyExists,
+            SubdirError::Busy(_) => Code::Aborted,
+            SubdirError::NotFound(_) => Code::NotFound,
+            SubdirError::Slow { .. } => Code::DeadlineExceeded,
+            SubdirError::Io { .. } => Code::Internal,
+            SubdirError::Fsx(fsx) => match fsx {
+                FsxError::NotFound(_) => Code::NotFound,
+                FsxError::AccessDenied { .. } => Code::PermissionDenied,
+                FsxError::LimitExceeded(_) => Code::ResourceExhausted,
+                FsxError::Unavailable { .. } | FsxError::BackupBusy(_) => Code::Unavailable,
+                FsxError::Invalid { .. } | FsxError::Incompatible(_) | FsxError::Other { .. } => Code::Internal,
+            },
+        },
         ControllerError::Provision(p) => match p {
             ProvisionError::Parameter(_) | ProvisionError::InvalidName(_) => Code::InvalidArgument,
             ProvisionError::Capacity(CapacityError::Invalid(_)) => Code::InvalidArgument,
@@ -160,6 +193,26 @@ pub fn volume(fs: &FileSystem) -> Volume {
     }
 }
 
+/// How long a read of a subdirectory volume's record may take (the read calls carry no
+/// deadline of their own here).
+const GET_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The CSI volume for a subdirectory volume: the file system's names and the directory, so
+/// the node publishes it as it publishes a static subdirectory PV.
+pub fn subdir_volume(v: &SubdirVolume) -> Volume {
+    Volume {
+        capacity_bytes: v.capacity_bytes,
+        volume_id: v.id.to_string(),
+        volume_context: HashMap::from([
+            (context::DNS_NAME.to_string(), v.dns_name.clone()),
+            (context::MOUNT_NAME.to_string(), v.mount_name.clone()),
+            (context::SUBDIRECTORY.to_string(), format!("/{}", v.path)),
+        ]),
+        content_source: None,
+        accessible_topology: Vec::new(),
+    }
+}
+
 /// The CSI snapshot for a backup: ready once AVAILABLE, the size of the backed-up file
 /// system.
 pub fn snapshot(backup: &Backup) -> Snapshot {
@@ -203,6 +256,11 @@ impl ControllerService {
         deadline: Instant,
     ) -> Result<CreateVolumeResponse, ControllerError> {
         check_capabilities(&req.volume_capabilities).map_err(invalid)?;
+        if crate::subdir::params::mode(&req.parameters).map_err(ProvisionError::Parameter)?
+            == ProvisioningMode::Subdirectory
+        {
+            return self.create_subdir(req, deadline).await;
+        }
         use volume_content_source::Type as Source;
         let source_snapshot = match req.volume_content_source.as_ref().and_then(|s| s.r#type.as_ref()) {
             None => None,
@@ -242,6 +300,36 @@ impl ControllerService {
         Ok(CreateVolumeResponse { volume: Some(volume) })
     }
 
+    /// CreateVolume of a subdirectory class: a directory on an existing file system.
+    async fn create_subdir(
+        &self,
+        req: CreateVolumeRequest,
+        deadline: Instant,
+    ) -> Result<CreateVolumeResponse, ControllerError> {
+        if req.volume_content_source.is_some() {
+            return Err(invalid(
+                "a subdirectory volume cannot be restored from a snapshot or cloned: snapshots are backups of whole file systems; restore the snapshot into a claim of a fileSystem StorageClass",
+            ));
+        }
+        if !req.mutable_parameters.is_empty() {
+            return Err(invalid(
+                "a subdirectory volume has no settings of its own for a VolumeAttributesClass: modify a claim of the whole file system instead",
+            ));
+        }
+        crate::provision::params::check_volume_name(&req.name).map_err(ProvisionError::InvalidName)?;
+        let range = req.capacity_range.unwrap_or_default();
+        let request = SubdirRequest {
+            name: &req.name,
+            required_bytes: range.required_bytes,
+            limit_bytes: range.limit_bytes,
+            parameters: &req.parameters,
+        };
+        // The parameters are checked before anything else, enabled or not.
+        crate::subdir::params::SubdirParams::parse(&req.parameters).map_err(SubdirError::Parameter)?;
+        let v = self.subdirs()?.create(request, deadline).await?;
+        Ok(CreateVolumeResponse { volume: Some(subdir_volume(&v)) })
+    }
+
     async fn delete(
         &self,
         req: DeleteVolumeRequest,
@@ -249,6 +337,10 @@ impl ControllerService {
     ) -> Result<DeleteVolumeResponse, ControllerError> {
         if req.volume_id.is_empty() {
             return Err(invalid("volume_id is required"));
+        }
+        if let Some(id) = SubdirId::parse(&req.volume_id) {
+            self.subdirs()?.delete(&id, deadline).await?;
+            return Ok(DeleteVolumeResponse {});
         }
         self.provisioner.delete(&req.volume_id, deadline).await?;
         Ok(DeleteVolumeResponse {})
@@ -264,7 +356,14 @@ impl ControllerService {
         if req.volume_capabilities.is_empty() {
             return Err(invalid("volume_capabilities must not be empty"));
         }
-        self.provisioner.get(&req.volume_id).await?;
+        match SubdirId::parse(&req.volume_id) {
+            Some(id) => {
+                self.subdirs()?.get(&id, Instant::now() + GET_WITHIN).await?;
+            }
+            None => {
+                self.provisioner.get(&req.volume_id).await?;
+            }
+        }
         Ok(match check_capabilities(&req.volume_capabilities) {
             Ok(()) => ValidateVolumeCapabilitiesResponse {
                 confirmed: Some(validate_volume_capabilities_response::Confirmed {
@@ -318,6 +417,11 @@ impl ControllerService {
         if let Some(cap) = &req.volume_capability {
             check_capabilities(std::slice::from_ref(cap)).map_err(invalid)?;
         }
+        if let Some(id) = SubdirId::parse(&req.volume_id) {
+            let bytes = self.subdirs()?.expand(&id, range.required_bytes, range.limit_bytes, deadline).await?;
+            tracing::info!(capacity_bytes = bytes, "subdirectory volume's quota raised");
+            return Ok(ControllerExpandVolumeResponse { capacity_bytes: bytes, node_expansion_required: false });
+        }
         let gib = self.provisioner.expand(&req.volume_id, range.required_bytes, range.limit_bytes, deadline).await?;
         tracing::info!(capacity_gib = gib, "volume expanded");
         Ok(ControllerExpandVolumeResponse {
@@ -338,6 +442,11 @@ impl ControllerService {
         if req.mutable_parameters.is_empty() {
             return Err(invalid("mutable_parameters must not be empty"));
         }
+        if SubdirId::parse(&req.volume_id).is_some() {
+            return Err(invalid(
+                "a subdirectory volume has no settings of its own: modify a claim of the whole file system instead",
+            ));
+        }
         self.provisioner.modify(&req.volume_id, &req.mutable_parameters, deadline).await?;
         tracing::info!("volume settings in effect");
         Ok(ControllerModifyVolumeResponse {})
@@ -353,6 +462,14 @@ impl ControllerService {
         }
         if req.source_volume_id.is_empty() {
             return Err(invalid("source_volume_id is required"));
+        }
+        if SubdirId::parse(&req.source_volume_id).is_some() {
+            return Err(SubdirError::FileSystem(format!(
+                "a VolumeSnapshot of subdirectory volume {} is not supported: FSx backs up whole file systems; snapshot a claim of the whole file system ({}) instead",
+                req.source_volume_id,
+                req.source_volume_id.split('/').next().unwrap_or_default()
+            ))
+            .into());
         }
         let request =
             SnapshotRequest { name: &req.name, source_volume_id: &req.source_volume_id, parameters: &req.parameters };
@@ -406,6 +523,19 @@ impl ControllerService {
     ) -> Result<ControllerGetVolumeResponse, ControllerError> {
         if req.volume_id.is_empty() {
             return Err(invalid("volume_id is required"));
+        }
+        if let Some(id) = SubdirId::parse(&req.volume_id) {
+            let v = self.subdirs()?.get(&id, Instant::now() + GET_WITHIN).await?;
+            return Ok(ControllerGetVolumeResponse {
+                volume: Some(subdir_volume(&v)),
+                status: Some(controller_get_volume_response::VolumeStatus {
+                    published_node_ids: Vec::new(),
+                    volume_condition: Some(VolumeCondition {
+                        abnormal: false,
+                        message: format!("directory {} on {} is there", Shown(&v.path), v.id.file_system_id),
+                    }),
+                }),
+            });
         }
         let fs = self.provisioner.get(&req.volume_id).await?;
         Ok(ControllerGetVolumeResponse {
@@ -584,6 +714,23 @@ mod tests {
         let invalid = || FsxError::Invalid { code: "BadRequest".into(), message: "file system is CREATING".into() };
         assert_eq!(code(invalid(), Family::Create), Code::InvalidArgument);
         assert_eq!(code(invalid(), Family::Delete), Code::FailedPrecondition);
+    }
+
+    #[test]
+    fn subdirectory_refusals_say_what_to_change() {
+        let param = crate::provision::params::ParamError { key: "uid".into(), message: "m".into() };
+        assert_eq!(code(SubdirError::Parameter(param), Family::Create), Code::InvalidArgument);
+        assert_eq!(code(SubdirError::FileSystem("runs Lustre 2.12".into()), Family::Create), Code::FailedPrecondition);
+        assert_eq!(code(SubdirError::NotEnabled, Family::Create), Code::FailedPrecondition);
+        let slow = SubdirError::Slow {
+            what: "making the volume's directory",
+            fs: "fs-1".into(),
+            why: crate::mount::worker::WorkerError::TimedOut,
+        };
+        assert_eq!(code(slow, Family::Create), Code::DeadlineExceeded);
+        assert_eq!(code(SubdirError::Busy("pvc-1".into()), Family::Delete), Code::Aborted);
+        let text = failure(SubdirError::NotEnabled.into(), Family::Create).status.message().to_string();
+        assert!(text.contains("subdirectoryVolumes.enabled"), "{text}");
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //!   project ids allocated with `link(2)` so that two controllers sharing a file system never
 //!   collide, directories made and removed without following a symlink;
 //! - [`service`]: the controller's create, delete and expand on top of them, the file system
-//!   described once and mounted once ([`service::Roots`]);
+//!   described once and mounted once ([`service::Roots`]; [`roots`] mounts Lustre);
 //! - [`quota`]: the project id and project quota ioctls, behind a seam the tests stand in
 //!   for (the crate's one `unsafe` exception, explained there).
 
@@ -20,4 +20,5 @@ pub mod params;
 pub mod pattern;
 pub mod quota;
 pub mod registry;
+pub mod roots;
 pub mod service;

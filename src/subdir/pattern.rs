@@ -239,6 +239,9 @@ impl Pattern {
             }
         }
         let path = parts.join("/");
+        if parts.first().map(String::as_str) == Some(super::registry::STATE_DIR) {
+            return Err(PatternError::Result { path, why: "the driver's own directory" });
+        }
         if path.len() > MAX_PATH {
             return Err(PatternError::Result { path, why: "a path too long" });
         }
@@ -251,8 +254,13 @@ impl Pattern {
 fn check_value(variable: &'static str, value: &str) -> Result<(), PatternError> {
     let why = if value.len() > 253 {
         Some("longer than a Kubernetes name")
-    } else if !value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.') {
-        Some("not a Kubernetes name (lowercase letters, digits, '-' and '.')")
+    } else if !value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        || !value.starts_with(|c: char| c.is_ascii_alphanumeric())
+        || !value.ends_with(|c: char| c.is_ascii_alphanumeric())
+    {
+        Some(
+            "not a Kubernetes name (lowercase letters, digits, '-' and '.', starting and ending with a letter or digit)",
+        )
     } else if value == "." || value == ".." {
         Some("outside basePath")
     } else {
@@ -331,7 +339,7 @@ mod tests {
     fn hostile_values_are_refused_when_expanded() {
         let base = BasePath::default();
         let p = Pattern::parse("${.PVC.namespace}/${.PVC.name}").unwrap();
-        for value in ["..", ".", "a/b", "A", "x\u{1b}", &"a".repeat(254), ""] {
+        for value in ["..", ".", "a/b", "A", "x\u{1b}", &"a".repeat(254), "", ".fsx-csi-driver", "a-", "-a"] {
             let mut m = metadata();
             m.insert("csi.storage.k8s.io/pvc/name".into(), value.to_string());
             assert!(p.expand(&base, &m, None).is_err(), "{value:?}");
@@ -344,10 +352,18 @@ mod tests {
         let p = Pattern::parse("${.PVC.name}${.PV.name}").unwrap();
         let mut m = metadata();
         m.insert("csi.storage.k8s.io/pvc/name".into(), "a.".into());
+        assert!(p.expand(&base, &m, None).is_err(), "a name ends with a letter or digit");
+        m.insert("csi.storage.k8s.io/pvc/name".into(), "a".into());
         m.insert("csi.storage.k8s.io/pv/name".into(), ".".into());
         assert!(p.expand(&base, &m, None).is_err());
         m.insert("csi.storage.k8s.io/pv/name".into(), "b".into());
-        assert_eq!(p.expand(&base, &m, None).unwrap(), "a.b");
+        assert_eq!(p.expand(&base, &m, None).unwrap(), "ab");
+        // The driver's own directory is never a claim's, however it is reached.
+        let p = Pattern::parse("${.PVC.name}").unwrap();
+        m.insert("csi.storage.k8s.io/pvc/name".into(), "fsx-csi-driver".into());
+        assert!(p.expand(&base, &m, None).is_ok());
+        let p = Pattern::parse(".${.PVC.name}").unwrap();
+        assert!(p.expand(&base, &m, None).is_err());
     }
 
     #[test]

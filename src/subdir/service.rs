@@ -431,6 +431,28 @@ impl Subdirs {
         self.removing.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
+    /// The volume `id` as it is (ControllerGetVolume, ValidateVolumeCapabilities):
+    /// `NotFound` once deleted.
+    pub async fn get(&self, id: &SubdirId, deadline: Instant) -> Result<SubdirVolume, SubdirError> {
+        let key = id.to_string();
+        let fs = self.describe(&id.file_system_id).await?.ok_or_else(|| SubdirError::NotFound(key.clone()))?;
+        Self::check_file_system(&fs, false)?;
+        let registry = self.registry(&fs, deadline).await?;
+        let project = id.project;
+        let record = self
+            .blocking(&fs.id, &key, "reading the volume's record", deadline, move || registry.record(project))
+            .await?
+            .filter(|r| r.state == State::Active)
+            .ok_or(SubdirError::NotFound(key))?;
+        Ok(SubdirVolume {
+            id: id.clone(),
+            capacity_bytes: record.capacity_bytes,
+            path: record.path,
+            dns_name: fs.dns_name.clone(),
+            mount_name: fs.mount_name.clone(),
+        })
+    }
+
     /// Raises the volume's quota to `required_bytes`; returns its capacity.
     pub async fn expand(
         &self,

@@ -257,6 +257,9 @@ async fn expand_raises_the_quota_only() {
     assert_eq!(f.subdirs.expand(&v.id, 2 * GIB, 0, soon()).await.unwrap(), 3 * GIB, "never shrinks");
     let unknown = SubdirId { file_system_id: f.fs.clone(), project: 7 };
     assert!(matches!(f.subdirs.expand(&unknown, GIB, 0, soon()).await, Err(SubdirError::NotFound(_))));
+    assert_eq!(f.subdirs.get(&v.id, soon()).await.unwrap().capacity_bytes, 3 * GIB);
+    f.subdirs.delete(&v.id, soon()).await.unwrap();
+    assert!(matches!(f.subdirs.get(&v.id, soon()).await, Err(SubdirError::NotFound(_))));
 }
 
 #[tokio::test]
