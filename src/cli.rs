@@ -125,7 +125,7 @@ pub struct Cli {
 
     /// Controller: serve `provisioningMode: subdirectory` StorageClasses, mounting each file
     /// system they name here (needs the Lustre client on the controller's node and
-    /// CAP_SYS_ADMIN: the chart's subdirectoryVolumes.enabled). Unset: such classes are refused
+    /// CAP_SYS_ADMIN: the chart's controller.subdirectoryVolumes.enabled). Unset: such classes are refused
     /// with how to enable them.
     #[arg(long, env = "SUBDIRECTORY_MOUNT_DIR")]
     pub subdirectory_mount_dir: Option<PathBuf>,

@@ -58,7 +58,13 @@ fn examples_are_accepted_by_the_driver() {
                 Some("StorageClass") if doc["provisioner"].as_str() == Some("fsx.csi.aws.com") => {
                     classes += 1;
                     let params = map(&doc["parameters"]);
-                    if let Err(e) = StorageClassParams::parse(&params) {
+                    let parsed = match fsx_csi_driver::subdir::params::mode(&params) {
+                        Ok(fsx_csi_driver::subdir::params::Mode::Subdirectory) => {
+                            fsx_csi_driver::subdir::params::SubdirParams::parse(&params).map(|_| ())
+                        }
+                        _ => StorageClassParams::parse(&params).map(|_| ()),
+                    };
+                    if let Err(e) = parsed {
                         panic!("{}: {e}", file.display());
                     }
                     lustre::check_options(&strings(&doc["mountOptions"]))
@@ -92,7 +98,7 @@ fn examples_are_accepted_by_the_driver() {
             }
         }
     }
-    assert!(classes >= 11, "{classes} StorageClasses and VolumeAttributesClasses");
+    assert!(classes >= 12, "{classes} StorageClasses and VolumeAttributesClasses");
     assert_eq!((pvs, snapshot_classes), (1, 1));
 }
 
@@ -106,7 +112,13 @@ fn the_chart_storage_class_fixture_is_accepted_by_the_driver() {
     assert!(classes.len() >= 2);
     for class in classes {
         let params = map(&class["parameters"]);
-        StorageClassParams::parse(&params).unwrap_or_else(|e| panic!("{}: {e}", class["name"].as_str().unwrap_or("")));
+        let parsed = match fsx_csi_driver::subdir::params::mode(&params) {
+            Ok(fsx_csi_driver::subdir::params::Mode::Subdirectory) => {
+                fsx_csi_driver::subdir::params::SubdirParams::parse(&params).map(|_| ())
+            }
+            _ => StorageClassParams::parse(&params).map(|_| ()),
+        };
+        parsed.unwrap_or_else(|e| panic!("{}: {e}", class["name"].as_str().unwrap_or("")));
         lustre::check_options(&strings(&class["mountOptions"])).unwrap();
     }
 }

@@ -60,12 +60,19 @@ check "the chart's storageClasses render valid StorageClasses, numbers and boole
   helm template fsx deploy/helm/aws-fsx-csi-driver --namespace kube-system --kube-version $K8S_OLDEST -f $fixtures/storage-classes-values.yaml >'$tmp/sc.yaml'
   validate '$tmp/sc.yaml'
   grep -q 'throughputCapacity: \"4000\"' '$tmp/sc.yaml'
-  grep -q 'finalBackupOnDelete: \"true\"' '$tmp/sc.yaml'"
+  grep -q 'finalBackupOnDelete: \"true\"' '$tmp/sc.yaml'
+  grep -q 'provisioningMode: \"subdirectory\"' '$tmp/sc.yaml'"
 refused_by_schema() { # a StorageClass parameter the key table does not allow
   ! helm template fsx deploy/helm/aws-fsx-csi-driver --kube-version "$K8S_OLDEST" --set 'storageClasses[0].name=x' \
     --set 'storageClasses[0].parameters.subnetId=subnet-0123456789abcdef0' --set "storageClasses[0].parameters.$1" >/dev/null 2>&1
 }
 check "the chart's schema refuses an unknown StorageClass key and a value outside a key's list" bash -c "$(declare -f refused_by_schema); K8S_OLDEST=$K8S_OLDEST; refused_by_schema storageTyp=SSD && refused_by_schema storageType=NVME && ! refused_by_schema storageType=INTELLIGENT_TIERING"
+subdir_class() { # a subdirectory class with one more parameter: 0 if the schema takes it
+  helm template fsx deploy/helm/aws-fsx-csi-driver --kube-version "$K8S_OLDEST" --set 'storageClasses[0].name=x' \
+    --set 'storageClasses[0].parameters.provisioningMode=subdirectory' \
+    --set 'storageClasses[0].parameters.fileSystemId=fs-0123456789abcdef0' --set "storageClasses[0].parameters.$1" >/dev/null 2>&1
+}
+check "the chart's schema takes a subdirectory class and refuses file system keys in it" bash -c "$(declare -f subdir_class); K8S_OLDEST=$K8S_OLDEST; subdir_class basePath=/k8s && ! subdir_class subnetId=subnet-0123456789abcdef0 && ! subdir_class provisioningMode=dir"
 toggles() { python3 $checks/chart_toggles.py "$root/bin/helm" deploy/helm/aws-fsx-csi-driver "$K8S_OLDEST"; }
 check "every chart toggle renders both ways, and the schema refuses mistyped values" toggles
 check "chart and kustomize base agree" python3 $checks/compare_manifests.py "$tmp/kustomize.yaml" "$tmp/helm.yaml"
@@ -78,6 +85,18 @@ check "with metrics on, the kustomize component and the chart agree, and both va
   helm template fsx deploy/helm/aws-fsx-csi-driver --namespace kube-system --kube-version $K8S_OLDEST --set controller.metrics.enabled=true --set node.metrics.enabled=true >'$tmp/h-metrics.yaml'
   validate '$tmp/k-metrics.yaml'; validate '$tmp/h-metrics.yaml'
   python3 $checks/compare_manifests.py '$tmp/k-metrics.yaml' '$tmp/h-metrics.yaml'"
+# Subdirectory volumes on: likewise, the privileged controller they need.
+mkdir -p "$tmp/subdir-overlay"
+printf 'resources:\n  - %s\ncomponents:\n  - %s\n' "$(python3 -c 'import os,sys; print(os.path.relpath(sys.argv[1], sys.argv[2]))' deploy/kubernetes/overlays/stable "$tmp/subdir-overlay")" \
+  "$(python3 -c 'import os,sys; print(os.path.relpath(sys.argv[1], sys.argv[2]))' deploy/kubernetes/components/subdirectory "$tmp/subdir-overlay")" >"$tmp/subdir-overlay/kustomization.yaml"
+check "with subdirectory volumes on, the kustomize component and the chart agree, both validate, and only then is the controller privileged" bash -c "$(declare -f kustomize validate); set -e
+  kustomize '$tmp/subdir-overlay' >'$tmp/k-subdir.yaml'
+  helm template fsx deploy/helm/aws-fsx-csi-driver --namespace kube-system --kube-version $K8S_OLDEST --set controller.subdirectoryVolumes.enabled=true >'$tmp/h-subdir.yaml'
+  validate '$tmp/k-subdir.yaml'; validate '$tmp/h-subdir.yaml'
+  python3 $checks/compare_manifests.py '$tmp/k-subdir.yaml' '$tmp/h-subdir.yaml'
+  grep -q -- '--subdirectory-mount-dir=/var/lib/fsx-csi-driver/mounts' '$tmp/h-subdir.yaml'
+  [ \$(grep -c 'privileged: true' '$tmp/h-subdir.yaml') -gt \$(grep -c 'privileged: true' '$tmp/helm.yaml') ]
+  ! grep -q -- '--subdirectory-mount-dir' '$tmp/helm.yaml'"
 check "yamllint deploy/" yamllint -s deploy/
 check "IAM policy is valid JSON" python3 -m json.tool deploy/iam-policy.json
 check "IAM policy works in every partition (aws, aws-us-gov, aws-cn): no arn:aws: literal" bash -c "! grep -q 'arn:aws:' deploy/iam-policy.json"

@@ -730,7 +730,7 @@ mod tests {
         assert_eq!(code(slow, Family::Create), Code::DeadlineExceeded);
         assert_eq!(code(SubdirError::Busy("pvc-1".into()), Family::Delete), Code::Aborted);
         let text = failure(SubdirError::NotEnabled.into(), Family::Create).status.message().to_string();
-        assert!(text.contains("subdirectoryVolumes.enabled"), "{text}");
+        assert!(text.contains("controller.subdirectoryVolumes.enabled"), "{text}");
     }
 
     #[test]

@@ -77,7 +77,7 @@ pub enum SubdirError {
     Fsx(#[from] FsxError),
     /// Subdirectory volumes are not enabled in this controller.
     #[error(
-        "provisioningMode: subdirectory is not enabled in this controller: install with the chart value subdirectoryVolumes.enabled=true or the kustomize component deploy/kubernetes/components/subdirectory (it lets the controller mount Lustre)"
+        "provisioningMode: subdirectory is not enabled in this controller: install with the chart value controller.subdirectoryVolumes.enabled=true or the kustomize component deploy/kubernetes/components/subdirectory (it lets the controller mount Lustre)"
     )]
     NotEnabled,
 }

@@ -821,13 +821,38 @@ pub fn chart_parameters_schema() -> serde_json::Value {
         }
         properties.insert(key.name.to_string(), schema);
     }
-    json!({
+    use crate::subdir::params as subdir;
+    properties.insert(
+        subdir::PROVISIONING_MODE.to_string(),
+        json!({"description": "fileSystem (the default): one file system per volume", "enum": ["fileSystem"]}),
+    );
+    let file_systems = json!({
         "type": "object",
         "required": [SUBNET_ID],
         "properties": properties,
         "patternProperties": {"^csi\\.storage\\.k8s\\.io/": {"type": "string"}},
         "additionalProperties": false,
-    })
+    });
+    // A subdirectory class: its own keys only (crate::subdir::params::KEYS).
+    let mut properties = serde_json::Map::new();
+    for (name, values, default) in subdir::KEYS {
+        let schema = if *name == subdir::PROVISIONING_MODE {
+            json!({"description": "subdirectory: a directory per volume on an existing file system", "enum": ["subdirectory"]})
+        } else if *values == "`true` or `false`" {
+            json!({"description": format!("true or false; default: {}", plain(default)), "enum": ["true", "false", true, false]})
+        } else {
+            json!({"description": format!("{}; default: {}", plain(values), plain(default)), "type": ["string", "integer"]})
+        };
+        properties.insert(name.to_string(), schema);
+    }
+    let directories = json!({
+        "type": "object",
+        "required": [subdir::PROVISIONING_MODE, subdir::FILE_SYSTEM_ID],
+        "properties": properties,
+        "patternProperties": {"^csi\\.storage\\.k8s\\.io/": {"type": "string"}},
+        "additionalProperties": false,
+    });
+    json!({"oneOf": [file_systems, directories]})
 }
 
 #[cfg(test)]
