@@ -339,6 +339,9 @@ node_build() {
     -p fsx-csi-driver -p fsx-csi-tools --bin fsx-csi-driver --bin csi-sidecar-stand-in \
     --features fsx-csi-driver/lustre-stand-in >&2
   cargo build --locked -p fsx-emulator -p fsx-csi-driver >&2
+  # The Helm install path renders the chart inside the namespaces, where the Go module proxy
+  # cannot be reached: helm is installed here, before.
+  install_go_tool helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm >&2
   export CLUSTER_BIN NODE_BIN
 }
 

@@ -552,12 +552,17 @@ def lustre_client_missing(install):
                           "spec": {"terminationGracePeriodSeconds": 1, "containers": [
                               {"name": "app", "image": APP_IMAGE, "command": ["sleep", "3600"]}]}}))
 
+        seen = {}
+
         def unschedulable():
+            # The scheduler's wording varies by version ("untolerated taint {key: }" or
+            # "untolerated taint(s)"): Unschedulable, and the node being tainted, is the event.
             p = get("-n", ns, "pod", "waits")
             conds = [c for c in (p or {}).get("status", {}).get("conditions") or [] if c["type"] == "PodScheduled"]
-            return conds and conds[0].get("reason") == "Unschedulable" and taint in conds[0].get("message", "")
+            seen["pod"] = {"nodeName": (p or {}).get("spec", {}).get("nodeName"), "conditions": conds}
+            return conds and conds[0].get("reason") == "Unschedulable" and "taint" in conds[0].get("message", "")
         check(f"{install}: no client: a pod that tolerates nothing waits for the taint", wait_for(
-            "the pod Unschedulable for the taint", unschedulable, 60))
+            "the pod Unschedulable for the taint", unschedulable, 60), seen)
         node_sh("node_lustre_module", "installed")
         check(f"{install}: no client: module installed, the restarted plugin removes the taint",
               restart_plugin() and wait_for("the taint gone", lambda: taint not in [
