@@ -188,9 +188,27 @@ impl SubdirParams {
     }
 }
 
+/// The README's table of subdirectory keys, from [`KEYS`].
+#[cfg(test)]
+pub fn reference_table() -> String {
+    let mut out = String::from("| key | values | default |\n|---|---|---|\n");
+    for (name, values, default) in KEYS {
+        out.push_str(&format!("| `{name}` | {values} | {default} |\n"));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The README's subdirectory key reference is this table; regenerate it from here.
+    #[test]
+    fn the_readme_table_is_the_key_table() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        let table = reference_table();
+        assert!(readme.contains(&table), "README.md's subdirectory key table differs; replace it with:\n\n{table}");
+    }
 
     fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
