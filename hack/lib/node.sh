@@ -129,6 +129,11 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 [grpc]
   address = "$NODE_CONTAINERD_SOCK"
 
+# containerd's "opt" plugin makes /opt/containerd on the machine by default: kept in the tier's
+# directory like every other root and state directory.
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$CLUSTER_DIR/opt"
+
 [plugins."io.containerd.cri.v1.images".pinned_images]
   sandbox = "$NODE_SANDBOX_IMAGE"
 

@@ -373,9 +373,14 @@ def plugin_roll(install, ns, pv):
     lines_before = exec_in(ns, "fsx-app", "cat", "/data/out.txt")[1].count("\n")
     kubectl("-n", "kube-system", "set", "image", "daemonset/fsx-csi-node", f"fsx-plugin={image.rsplit(':', 1)[0]}:rolled")
     rolled = kubectl("-n", "kube-system", "rollout", "status", "daemonset/fsx-csi-node", "--timeout=180s", check_rc=False, timeout=200)
-    new_pods = {p["metadata"]["name"] for p in get("-n", "kube-system", "pods", "-l", "app=fsx-csi-node")["items"]}
+    # The rollout is done when the new pod is available; the old one may still be listed
+    # (terminating) for a moment: wait for it to go, not for a number of seconds.
+    def plugin_pods():
+        return {p["metadata"]["name"] for p in get("-n", "kube-system", "pods", "-l", "app=fsx-csi-node")["items"]}
+    new_pods = wait_for("the old plugin pod to go", lambda: (lambda now: now if now and not (now & old_pods) else None)(
+        plugin_pods()), 120) or plugin_pods()
     if not check(f"{install}: the node plugin rolled to a new image tag", "successfully rolled out" in rolled and not (new_pods & old_pods),
-                 rolled):
+                 f"{rolled}\nold pods: {sorted(old_pods)}; now: {sorted(new_pods)}"):
         return
     more = wait_for("lines written after the roll", lambda: exec_in(ns, "fsx-app", "cat", "/data/out.txt")[1].count("\n") > lines_before + 1, 30)
     check(f"{install}: the running pod keeps writing through its mount across the roll", more)
