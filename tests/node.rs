@@ -195,6 +195,94 @@ async fn full_lifecycle() {
     assert!(!Path::new(&env.staging(VOLUME)).exists());
 }
 
+/// Subdirectory volumes (`provisioningMode: subdirectory`, or static PVs with a
+/// `subdirectory`): the node mounts each file system once and stages each volume as a bind of
+/// its directory; the last unstage, even after a restart of the plugin, unmounts it.
+async fn subdirectory_volumes_share_one_mount_per_file_system() {
+    let mut env = Env::new().await;
+    let subs: Vec<String> = (0..10).map(|i| format!("k8s/team-{i}")).collect();
+    *env.mounter.dirs.lock().unwrap() = subs.clone();
+    let id = |i: usize| format!("{VOLUME}/subdir/{}", 1_000_000 + i);
+    let staging = |env: &Env, i: usize| env.staging(&format!("sub-{i}"));
+    let ctx = |i: usize| {
+        let mut c = context("abcdefgh");
+        c.insert("subdirectory".into(), format!("k8s/team-{i}"));
+        c
+    };
+    for i in 0..10 {
+        let req =
+            NodeStageVolumeRequest { volume_context: ctx(i), ..stage_request(&id(i), &staging(&env, i), "abcdefgh") };
+        env.client.node_stage_volume(req.clone()).await.unwrap();
+        // Idempotent.
+        env.client.node_stage_volume(req).await.unwrap();
+    }
+    let mounts = env.mounts();
+    let shared: Vec<_> = mounts.iter().filter(|m| m.root == Path::new("/")).collect();
+    assert_eq!(shared.len(), 1, "one Lustre mount for ten volumes of one file system: {mounts:?}");
+    let shared = shared[0].clone();
+    assert!(shared.mount_point.starts_with(env.kubelet.join("plugins/fsx.csi.aws.com/lustre")), "{shared:?}");
+    assert!(shared.options.iter().any(|o| o == "nosuid") && shared.options.iter().any(|o| o == "nodev"));
+    assert_eq!(mounts.len(), 11, "{mounts:?}");
+    for i in 0..10 {
+        let m = mounts.iter().find(|m| m.mount_point == Path::new(&staging(&env, i))).unwrap();
+        assert_eq!(
+            (m.device.as_str(), m.root.clone()),
+            (shared.device.as_str(), PathBuf::from(format!("/k8s/team-{i}")))
+        );
+        assert!(!m.options.iter().any(|o| o == "nosuid"), "the volume's own flags, not the shared mount's: {m:?}");
+    }
+
+    // A pod sees only its own directory, and writes land in it.
+    let publish = |i: usize, pod: &str, env: &Env| NodePublishVolumeRequest {
+        volume_id: id(i),
+        staging_target_path: staging(env, i),
+        target_path: env.target(pod),
+        volume_capability: Some(mount_cap(Mode::MultiNodeMultiWriter)),
+        volume_context: ctx(i),
+        ..Default::default()
+    };
+    env.client.node_publish_volume(publish(3, "p3", &env)).await.unwrap();
+    env.client.node_publish_volume(publish(3, "p3", &env)).await.unwrap();
+    env.client.node_publish_volume(publish(4, "p4", &env)).await.unwrap();
+    std::fs::write(Path::new(&env.target("p3")).join("mine.txt"), "team 3").unwrap();
+    assert_eq!(std::fs::read_to_string(shared.mount_point.join("k8s/team-3/mine.txt")).unwrap(), "team 3");
+    assert_eq!(std::fs::read_dir(env.target("p4")).unwrap().count(), 0, "team 4 sees nothing of team 3");
+    let bind = env.mounts().into_iter().find(|m| m.mount_point == Path::new(&env.target("p3"))).unwrap();
+    assert_eq!(bind.root, PathBuf::from("/k8s/team-3"));
+    for pod in ["p3", "p4"] {
+        env.unpublish(&id(if pod == "p3" { 3 } else { 4 }), pod).await.unwrap();
+    }
+
+    // A subdirectory that is not there: refused, and the shared mount still serves the others.
+    let mut missing = stage_request(&id(10), &staging(&env, 10), "abcdefgh");
+    missing.volume_context.insert("subdirectory".into(), "k8s/gone".into());
+    assert!(env.client.node_stage_volume(missing).await.is_err());
+    assert_eq!(env.mounts().len(), 11);
+
+    // Nine unstaged: the shared mount stays for the tenth.
+    for i in 0..9 {
+        let req = NodeUnstageVolumeRequest { volume_id: id(i), staging_target_path: staging(&env, i) };
+        env.client.node_unstage_volume(req).await.unwrap();
+    }
+    assert_eq!(env.mounts().len(), 2, "{:?}", env.mounts());
+
+    // The plugin restarts: a new node service on the same kubelet directory counts from the
+    // mount table, and the last unstage takes the shared mount with it.
+    let node = NodeService::new(
+        NodeOptions::new(Some("node-1".into()), env.kubelet.clone()),
+        Arc::new(env.mounter.clone()),
+        Arc::new(Unavailable),
+    )
+    .unwrap();
+    let restarted = Driver::serve(None, Some(node)).await;
+    let mut client = restarted.node_client().await;
+    let req = NodeUnstageVolumeRequest { volume_id: id(9), staging_target_path: staging(&env, 9) };
+    client.node_unstage_volume(req.clone()).await.unwrap();
+    client.node_unstage_volume(req).await.unwrap();
+    assert!(env.mounts().is_empty(), "{:?}", env.mounts());
+    assert!(!shared.mount_point.exists());
+}
+
 async fn repeated_calls_are_idempotent() {
     let mut env = Env::new().await;
     for _ in 0..3 {
@@ -581,12 +669,22 @@ async fn bad_input_is_refused_and_changes_nothing() {
         assert_eq!(err.code(), Code::InvalidArgument, "{flags:?}: {err:?}");
         assert!(err.message().contains("not allowed"), "{}", err.message());
     }
-    let err = env.client.node_stage_volume(stage_request("fs/../x", &staging, "abcdefgh")).await.unwrap_err();
+    let err = env.client.node_stage_volume(stage_request("fs ../x\n", &staging, "abcdefgh")).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     let mut ctx = context("abcdefgh");
     ctx.insert("subdirectory".into(), "../escape".into());
-    let err = env.publish(VOLUME, "p1", false, ctx).await.unwrap_err();
+    let err = env.publish(VOLUME, "p1", false, ctx.clone()).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
+    let err = env
+        .client
+        .node_stage_volume(NodeStageVolumeRequest {
+            volume_context: ctx,
+            ..stage_request(VOLUME, &staging, "abcdefgh")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("subdirectory"), "{}", err.message());
     assert!(env.mounts().is_empty());
     assert!(!Path::new(&staging).exists());
 }
@@ -944,6 +1042,7 @@ macro_rules! cases {
 fn main() -> ExitCode {
     let cases: Vec<(&str, Case)> = cases![
         full_lifecycle,
+        subdirectory_volumes_share_one_mount_per_file_system,
         repeated_calls_are_idempotent,
         read_only_publish_keeps_nosuid_nodev_noexec_and_atime,
         read_only_publish_is_read_only_on_the_host_too,

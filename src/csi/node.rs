@@ -22,7 +22,7 @@ use crate::metadata::InstanceMetadata;
 use crate::mount::lnet::{self, Efa};
 use crate::mount::lustre::{self, LustreError};
 use crate::mount::ops::{Health, MountError, Mounts, Staged};
-use crate::mount::paths::{KubeletPath, PathError};
+use crate::mount::paths::{KubeletPath, PathError, check_subdirectory};
 use crate::mount::worker::Limits;
 use crate::mount::{Mounter, Usage};
 use crate::proto::node_server::Node;
@@ -166,13 +166,14 @@ fn invalid(message: impl Into<String>) -> NodeError {
     NodeError::Invalid(message.into())
 }
 
-/// A volume id: 1–128 of `[A-Za-z0-9._-]` (file system ids are `fs-…`).
+/// A volume id: 1–128 of `[A-Za-z0-9._/-]` (file system ids are `fs-…`; subdirectory volumes
+/// `fs-…/subdir/<project id>`). The node uses it for locks and logs, never in a path.
 fn check_volume_id(id: &str) -> Result<(), NodeError> {
     if id.is_empty() {
         return Err(invalid("volume_id is required"));
     }
-    if id.len() > 128 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
-        return Err(invalid(format!("volume_id {} must be 1-128 of A-Z a-z 0-9 . _ -", Shown(id))));
+    if id.len() > 128 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/')) {
+        return Err(invalid(format!("volume_id {} must be 1-128 of A-Z a-z 0-9 . _ - /", Shown(id))));
     }
     Ok(())
 }
@@ -302,8 +303,11 @@ impl NodeService {
                 Shown(mount_name)
             )));
         }
+        let sub = req.volume_context.get(context::SUBDIRECTORY).map(String::as_str).unwrap_or("");
+        check_subdirectory(sub).map_err(|why| invalid(format!("volume_context {}: {why}", context::SUBDIRECTORY)))?;
         let _guards = self.lock(&req.volume_id, &req.staging_target_path)?;
-        match self.mounts.stage(&staging, dns_name, mount_name, &options, deadline).await? {
+        // A subdirectory volume is a bind of its directory from the file system's one mount.
+        match self.mounts.stage(&staging, dns_name, mount_name, sub, &options, deadline).await? {
             Staged::Already => tracing::info!("already staged"),
             Staged::Mounted(call) => tracing::info!(%call, "staged"),
         }
@@ -316,7 +320,7 @@ impl NodeService {
         check_volume_id(&req.volume_id)?;
         let staging = self.check_span_path("staging_target_path", &req.staging_target_path)?;
         let _guards = self.lock(&req.volume_id, &req.staging_target_path)?;
-        Ok(self.mounts.unmount_and_remove(&staging, deadline).await?)
+        Ok(self.mounts.unstage(&staging, deadline).await?)
     }
 
     async fn publish(&self, req: NodePublishVolumeRequest, deadline: Instant) -> Result<(), NodeError> {
@@ -509,7 +513,9 @@ mod tests {
     fn volume_ids() {
         check_volume_id("fs-0123456789abcdef0").unwrap();
         assert!(check_volume_id("").is_err());
-        assert!(check_volume_id("fs/../x").is_err());
+        check_volume_id("fs-0123456789abcdef0/subdir/1000000").unwrap();
+        assert!(check_volume_id("fs x").is_err());
+        assert!(check_volume_id("fs\n").is_err());
         assert!(check_volume_id(&"a".repeat(129)).is_err());
     }
 

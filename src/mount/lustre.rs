@@ -131,6 +131,46 @@ pub fn flags_and_data(options: &[String], source: &str) -> Result<(MsFlags, Stri
     Ok((flags, data))
 }
 
+/// The generic options that are per mount point (a bind remount sets them), as opposed to the
+/// file system's: `ro`/`rw`, `[no]suid`, `[no]dev`, `[no]exec` and the atime modes.
+const PER_MOUNT: &[&str] = &[
+    "ro",
+    "rw",
+    "nosuid",
+    "suid",
+    "nodev",
+    "dev",
+    "noexec",
+    "exec",
+    "noatime",
+    "atime",
+    "nodiratime",
+    "diratime",
+    "relatime",
+    "norelatime",
+    "strictatime",
+];
+
+/// Splits checked `options` for a file system mounted once and bound per volume: the options
+/// of the file system's one mount (Lustre's, `sync`, `lazytime`, ...: two volumes share the
+/// mount only if these are equal), and the per-mount flags of the volume's bind (`MS_RDONLY`,
+/// `MS_NOSUID`, ..., with the atime mode as [`flags_and_data`] chooses it).
+pub fn split_per_mount(options: &[String]) -> Result<(Vec<String>, MsFlags), LustreError> {
+    check_options(options)?;
+    let (per_mount, shared): (Vec<String>, Vec<String>) =
+        options.iter().cloned().partition(|o| PER_MOUNT.contains(&o.as_str()));
+    let (flags, _) = flags_and_data(&per_mount, "-")?;
+    let mask = MsFlags::MS_RDONLY
+        | MsFlags::MS_NOSUID
+        | MsFlags::MS_NODEV
+        | MsFlags::MS_NOEXEC
+        | MsFlags::MS_NOATIME
+        | MsFlags::MS_NODIRATIME
+        | MsFlags::MS_RELATIME
+        | MsFlags::MS_STRICTATIME;
+    Ok((shared, flags & mask))
+}
+
 /// Flag names as in the man page: `MS_RDONLY|MS_RELATIME` (or `0`).
 pub fn flag_names(flags: MsFlags) -> String {
     let names: Vec<&str> = flags.iter_names().map(|(name, _)| name).collect();
@@ -267,6 +307,19 @@ mod tests {
     }
 
     /// A "NID" with an option smuggled after it used to be passed through as it was.
+    #[test]
+    fn options_split_into_the_file_systems_and_the_binds() {
+        let o = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let (shared, flags) = split_per_mount(&o(&["flock", "ro", "nosuid", "nodev", "sync", "noatime"])).unwrap();
+        assert_eq!(shared, o(&["flock", "sync"]));
+        assert_eq!(flags, MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOATIME);
+        // No atime option: strictatime, as for a mount of its own.
+        let (shared, flags) = split_per_mount(&o(&["flock", "lazytime"])).unwrap();
+        assert_eq!(shared, o(&["flock", "lazytime"]));
+        assert_eq!(flags, MsFlags::MS_STRICTATIME);
+        assert!(split_per_mount(&o(&["device=x"])).is_err());
+    }
+
     #[test]
     fn only_real_nids_pass_through() {
         let ok = source(&[vec!["10.0.0.1@o2ib1".into()]], "fsx", None, &fake).unwrap();

@@ -120,7 +120,17 @@ pub struct Mounts {
     mounter: Arc<dyn Mounter>,
     workers: Arc<Workers>,
     fstype: String,
+    /// One lock per shared mount ([`SHARED_DIR`]): mounting it and binding a volume from it,
+    /// or unbinding a volume and unmounting it when it was the last, are one step each.
+    shared: std::sync::Mutex<std::collections::HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
 }
+
+/// The directory, below this driver's plugin directory in the kubelet directory, where the
+/// node mounts each file system once for all its subdirectory volumes
+/// (`<kubelet-dir>/plugins/fsx.csi.aws.com/lustre/<mountname>-<hash>`, the hash over the host
+/// and the file system's mount options). Below the kubelet directory, so the mounts propagate
+/// to the host and outlive a restart of the plugin.
+pub const SHARED_DIR: &str = "lustre";
 
 fn worker_error(e: WorkerError, path: &Path, what: &'static str) -> MountError {
     let path = path.display().to_string();
@@ -141,6 +151,7 @@ impl Mounts {
             mounter,
             workers: Arc::new(Workers::with_limits(limits)),
             fstype: fstype.to_string(),
+            shared: Default::default(),
         })
     }
 
@@ -165,20 +176,6 @@ impl Mounts {
         worker::run_beside(&self.workers, path, what, lane, max_on_path, deadline, f)
             .await
             .map_err(|e| worker_error(e, path, what))
-    }
-
-    /// Mounts the Lustre file system `fsname` served by `host` at `staging` with `options`
-    /// (already checked), creating the directory if needed (and removing it again if the mount
-    /// fails). Idempotent: the same file system already there is [`Staged::Already`].
-    pub async fn stage(
-        &self,
-        staging: &KubeletPath,
-        host: &str,
-        fsname: &str,
-        options: &[String],
-        deadline: Instant,
-    ) -> Result<Staged, MountError> {
-        timed("mount", self.stage_inner(staging, host, fsname, options, deadline)).await
     }
 
     async fn stage_inner(
@@ -255,6 +252,10 @@ impl Mounts {
         let stage = mountinfo::at(&table, staging.real())
             .filter(|e| e.fstype == self.fstype)
             .ok_or_else(|| MountError::NotStaged(staging.real().display().to_string()))?;
+        // A subdirectory volume staged as a bind of its directory (see [`Mounts::stage`])
+        // is published whole; one staged as the file system's root (static volumes staged before
+        // shared mounts, or by the Go driver) is published from its subdirectory.
+        let sub = if !sub.is_empty() && stage.root == Path::new("/").join(sub) { "" } else { sub };
         let want_root = if sub.is_empty() { stage.root.clone() } else { stage.root.join(sub) };
         // A bind mount inherits the staged mount's per-mount flags (nosuid, nodev, noexec,
         // atime): the read-only remount must keep them, and an existing target must have them.
@@ -277,12 +278,173 @@ impl Mounts {
         let (mounter, dir) = (Arc::clone(&self.mounter), Arc::clone(&self.dir));
         let (staging, sub, target) = (staging.clone(), sub.to_string(), target.clone());
         let real = target.real().to_path_buf();
-        let remount = read_only.then_some(flags);
+        let remount = read_only.then_some(flags | MsFlags::MS_RDONLY);
         self.bounded(&real, "bind mount", Lane::Change, 1, deadline, move || {
             bind(&*mounter, &dir, &staging, &sub, &target, remount)
         })
         .await??;
         Ok(true)
+    }
+
+    /// Stages the Lustre file system `fsname` served by `host` at `staging` with `options`
+    /// (already checked), creating the directory if needed (and removing it again if the mount
+    /// fails). Idempotent: the same file system already there is [`Staged::Already`].
+    ///
+    /// With a subdirectory `sub` (a subdirectory volume), the file system is mounted once per node (per set of file-system options) in
+    /// [`SHARED_DIR`], and `staging` is a bind of its directory `sub` (opened without
+    /// following a symlink), with the volume's per-mount flags (`ro`, `nosuid`, ...). So ten
+    /// subdirectory volumes of one file system cost one Lustre client instance, not ten.
+    /// A volume staged as the file system's root (before shared mounts) counts as staged.
+    pub async fn stage(
+        &self,
+        staging: &KubeletPath,
+        host: &str,
+        fsname: &str,
+        sub: &str,
+        options: &[String],
+        deadline: Instant,
+    ) -> Result<Staged, MountError> {
+        timed("mount", self.stage_shared_inner(staging, host, fsname, sub, options, deadline)).await
+    }
+
+    async fn stage_shared_inner(
+        &self,
+        staging: &KubeletPath,
+        host: &str,
+        fsname: &str,
+        sub: &str,
+        options: &[String],
+        deadline: Instant,
+    ) -> Result<Staged, MountError> {
+        if sub.is_empty() {
+            return self.stage_inner(staging, host, fsname, options, deadline).await;
+        }
+        paths::check_subdirectory(sub).map_err(|why| PathError::Invalid {
+            field: "subdirectory",
+            path: Shown(sub).to_string(),
+            why,
+        })?;
+        let staged_as = |e: &MountEntry| {
+            e.fstype == self.fstype
+                && lustre::fsname_of(&e.source) == Some(fsname)
+                && (e.root == Path::new("/") || e.root == Path::new("/").join(sub))
+        };
+        if let Some(e) = mountinfo::at(&self.table()?, staging.real()) {
+            if staged_as(e) {
+                return Ok(Staged::Already);
+            }
+            return Err(MountError::StagedElsewhere {
+                path: staging.real().display().to_string(),
+                fstype: e.fstype.clone(),
+                source_text: format!("{}:{}", e.source, e.root.display()),
+            });
+        }
+        let (mut shared, flags) = lustre::split_per_mount(options)?;
+        let root = self.shared_root(host, fsname, &shared)?;
+        // Nothing is ever published from the shared mount itself.
+        shared.extend(["nosuid".to_string(), "nodev".to_string()]);
+        let _held = self.hold_shared(&root, deadline).await?;
+        let mounted = self.stage_inner(&root, host, fsname, &shared, deadline).await?;
+        let (mounter, dir) = (Arc::clone(&self.mounter), Arc::clone(&self.dir));
+        let (from, below, to) = (root.clone(), sub.to_string(), staging.clone());
+        let bound = self
+            .bounded(staging.real(), "bind mount", Lane::Change, 1, deadline, move || {
+                bind(&*mounter, &dir, &from, &below, &to, Some(flags))
+            })
+            .await
+            .and_then(|r| r);
+        if let Err(e) = bound {
+            if let Err(undo) = self.release_shared(&root, deadline).await {
+                tracing::warn!(error = %undo, shared = %root.real().display(), "the shared mount stays after a failed bind");
+            }
+            return Err(e);
+        }
+        let shown = format!("bind of {}/{sub}", root.real().display());
+        Ok(Staged::Mounted(match mounted {
+            Staged::Mounted(call) => format!("{call}, then {shown}"),
+            Staged::Already => shown,
+        }))
+    }
+
+    /// Unmounts and removes `staging`; if it was a bind from a shared mount ([`SHARED_DIR`]) and
+    /// the last use of it, the shared mount goes too. The count comes from the mount table, so
+    /// it survives a restart of the plugin.
+    pub async fn unstage(&self, staging: &KubeletPath, deadline: Instant) -> Result<(), MountError> {
+        timed("unmount", self.unstage_inner(staging, deadline)).await
+    }
+
+    async fn unstage_inner(&self, staging: &KubeletPath, deadline: Instant) -> Result<(), MountError> {
+        let table = self.table()?;
+        let Some(root) = mountinfo::at(&table, staging.real()).and_then(|e| self.shared_root_of(&table, e)) else {
+            return self.unmount_and_remove_inner(staging, deadline).await;
+        };
+        let _held = self.hold_shared(&root, deadline).await?;
+        self.unmount_and_remove_inner(staging, deadline).await?;
+        self.release_shared(&root, deadline).await
+    }
+
+    /// The shared mount of `fsname` from `host` with the file-system options `shared`.
+    fn shared_root(&self, host: &str, fsname: &str, shared: &[String]) -> Result<KubeletPath, MountError> {
+        use sha2::Digest;
+        let mut hash = sha2::Sha256::new();
+        hash.update(host.as_bytes());
+        for o in shared {
+            hash.update([0]);
+            hash.update(o.as_bytes());
+        }
+        let hex: String = hash.finalize()[..6].iter().map(|b| format!("{b:02x}")).collect();
+        let path = self.shared_dir().join(format!("{fsname}-{hex}"));
+        Ok(self.dir.check("shared mount", &path.to_string_lossy())?)
+    }
+
+    fn shared_dir(&self) -> PathBuf {
+        self.dir.real().join("plugins").join(crate::DRIVER_NAME).join(SHARED_DIR)
+    }
+
+    /// The shared mount a staging mount `e` is a bind of, if it is one.
+    fn shared_root_of(&self, table: &[MountEntry], e: &MountEntry) -> Option<KubeletPath> {
+        if e.fstype != self.fstype {
+            return None;
+        }
+        let dir = self.shared_dir();
+        let root = table.iter().find(|r| {
+            r.device == e.device
+                && r.source == e.source
+                && r.fstype == e.fstype
+                && r.root == Path::new("/")
+                && r.mount_point.parent() == Some(dir.as_path())
+        })?;
+        self.dir.check("shared mount", &root.mount_point.to_string_lossy()).ok()
+    }
+
+    async fn hold_shared(
+        &self,
+        root: &KubeletPath,
+        deadline: Instant,
+    ) -> Result<tokio::sync::OwnedMutexGuard<()>, MountError> {
+        let lock = {
+            let mut map = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+            Arc::clone(map.entry(root.real().to_path_buf()).or_default())
+        };
+        tokio::time::timeout_at(deadline, lock.lock_owned()).await.map_err(|_| MountError::TimedOut {
+            what: "waiting for another call on the shared mount",
+            path: root.real().display().to_string(),
+        })
+    }
+
+    /// Unmounts the shared mount `root` (held) if nothing else of it is mounted any more.
+    async fn release_shared(&self, root: &KubeletPath, deadline: Instant) -> Result<(), MountError> {
+        let table = self.table()?;
+        let Some(r) = mountinfo::at(&table, root.real()) else {
+            return Ok(());
+        };
+        let in_use =
+            table.iter().any(|e| e.device == r.device && e.source == r.source && e.mount_point != r.mount_point);
+        if in_use {
+            return Ok(());
+        }
+        tracing::info!(shared = %root.real().display(), "the file system's last subdirectory volume on this node is gone: unmounting it");
+        self.unmount_and_remove_inner(root, deadline).await
     }
 
     /// Unmounts everything stacked at `path`, escalating (plain, `MNT_FORCE`, `MNT_DETACH`) on EBUSY
@@ -393,9 +555,9 @@ impl Mounts {
 }
 
 /// Bind-mounts the staged file system (or its subdirectory `sub`) on `target`, creating
-/// `target` if needed and removing it again if the mount fails. With `read_only_keeping`, the
-/// bind is then remounted read-only with those per-mount flags kept (the staged mount's: a
-/// bind remount replaces them). Every path is resolved below the kubelet directory without
+/// `target` if needed and removing it again if the mount fails. With `remount_with`, the bind
+/// is then remounted with exactly those per-mount flags (a bind remount replaces them all, so
+/// a read-only publish passes `MS_RDONLY` with the staged mount's flags kept). Every path is resolved below the kubelet directory without
 /// following symlinks, including `sub` inside the file system, whose contents users control.
 /// Runs on a worker thread.
 fn bind(
@@ -404,7 +566,7 @@ fn bind(
     staging: &KubeletPath,
     sub: &str,
     target: &KubeletPath,
-    read_only_keeping: Option<MsFlags>,
+    remount_with: Option<MsFlags>,
 ) -> Result<(), MountError> {
     let staged = dir.open(staging)?;
     let source = paths::open_below(&staged, sub, "subdirectory", staging.real())?;
@@ -421,13 +583,13 @@ fn bind(
         undo();
         return Err(MountError::Bind { what: "bind mount on", path: shown, errno });
     }
-    if let Some(kept) = read_only_keeping {
+    if let Some(wanted) = remount_with {
         // The descriptor opened before the mount refers to the directory underneath; the new
         // mount is reached through its name in the parent.
         let remount = (|| -> Result<Result<(), Errno>, PathError> {
             let (parent, name) = dir.open_parent(target)?;
             let top = KubeletDir::open_in(&parent, name, target)?;
-            let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | kept;
+            let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | wanted;
             if let Err(errno) = mounter.mount(None, &fd_path(&top), None, flags, None) {
                 return Ok(Err(errno));
             }
@@ -444,7 +606,7 @@ fn bind(
         })();
         let failure = match remount {
             Ok(Ok(())) => None,
-            Ok(Err(errno)) => Some(MountError::Bind { what: "read-only remount of", path: shown, errno }),
+            Ok(Err(errno)) => Some(MountError::Bind { what: "remount of", path: shown, errno }),
             Err(e) => Some(e.into()),
         };
         if let Some(error) = failure {

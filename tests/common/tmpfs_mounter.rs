@@ -6,6 +6,7 @@
 //! - the mount table reports those tmpfs mounts (recognised by their `…@tcp:/…` source) as
 //!   `lustre`, as a real Lustre client would;
 //! - host names resolve to 127.0.0.1 (there is no DNS here);
+//! - [`TmpfsLustre::dirs`] are made in each new file system;
 //! - [`Blocker`] makes mount, unmount or statvfs calls on a chosen path hang until released.
 
 use std::net::Ipv4Addr;
@@ -68,6 +69,9 @@ pub fn real_path(path: &Path) -> PathBuf {
 #[derive(Default, Clone)]
 pub struct TmpfsLustre {
     pub blocker: Arc<Blocker>,
+    /// Directories made in each new "Lustre" file system, as a controller would have made
+    /// them for subdirectory volumes.
+    pub dirs: Arc<Mutex<Vec<String>>>,
 }
 
 impl Mounter for TmpfsLustre {
@@ -87,7 +91,12 @@ impl Mounter for TmpfsLustre {
                 data.rsplit(',').next().is_some_and(|d| d.starts_with("device=")),
                 "device= is not last in {data:?}"
             );
-            return SyscallMounter.mount(source, target, Some("tmpfs"), flags, Some("size=64m"));
+            SyscallMounter.mount(source, target, Some("tmpfs"), flags, Some("size=64m"))?;
+            let top = real_path(target);
+            for dir in self.dirs.lock().unwrap().iter() {
+                std::fs::create_dir_all(top.join(dir)).map_err(|_| Errno::EIO)?;
+            }
+            return Ok(());
         }
         SyscallMounter.mount(source, target, fstype, flags, data)
     }
