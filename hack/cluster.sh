@@ -122,7 +122,8 @@ case ${1:-} in
     fi
     CLUSTER_BIN=$(bash hack/lib/build-control-plane.sh | tail -n 1)
     echo "$CLUSTER_BIN" >"$CLUSTER_DIR/bin-dir"
-    cargo build --quiet -p fsx-csi-driver -p fsx-emulator
+    # The driver with the Lustre stand-in: subdirectory volumes mount their file systems.
+    cargo build --quiet -p fsx-csi-driver -p fsx-emulator --features fsx-csi-driver/lustre-stand-in
     python3 -c 'import yaml' 2>/dev/null || pip install -q pyyaml
     cluster_log "control plane"
     cluster_control_plane

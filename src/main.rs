@@ -69,7 +69,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             subdirs = Some(Arc::new(fsx_csi_driver::subdir::service::Subdirs::new(
                 Arc::clone(&fsx),
                 Arc::new(roots),
-                Arc::new(fsx_csi_driver::subdir::quota::LustreQuotas),
+                quotas(),
             )));
         }
         let provisioner = Provisioner::new(
@@ -319,6 +319,19 @@ impl Signals {
 /// ask the same question: the node tier gives its node a module index, with or without Lustre.
 fn lustre_client() -> fsx_csi_driver::mount::client::ClientModule {
     fsx_csi_driver::mount::client::detect_here()
+}
+
+/// The controller's project ids and quotas: Lustre's ioctls.
+#[cfg(not(feature = "lustre-stand-in"))]
+fn quotas() -> Arc<dyn fsx_csi_driver::subdir::quota::Quotas> {
+    Arc::new(fsx_csi_driver::subdir::quota::LustreQuotas)
+}
+
+/// Test builds (feature `lustre-stand-in`): kept in extended attributes of the stood-in
+/// file system's directories.
+#[cfg(feature = "lustre-stand-in")]
+fn quotas() -> Arc<dyn fsx_csi_driver::subdir::quota::Quotas> {
+    Arc::new(fsx_csi_driver::subdir::stand_in::StandInQuotas)
 }
 
 /// The node plugin's mounter: `mount(2)` itself.

@@ -164,10 +164,21 @@ cluster_control_plane() {
     --kubeconfig "$CLUSTER_DIR/admin.kubeconfig" --leader-election=false --v=2
 }
 
-# Renders the manifests of an install path: kustomize (the stable overlay) or helm.
+# Renders the manifests of an install path: kustomize (the stable overlay) or helm, with
+# subdirectory volumes enabled as a user enables them (the component, the chart value), so
+# that subdirectory StorageClasses can be tried here.
 cluster_render() { # kustomize|helm output
   case $1 in
-    kustomize) kctl kustomize "$cluster_root/deploy/kubernetes/overlays/stable" >"$2" ;;
+    kustomize)
+      local k="$CLUSTER_DIR/kustomize"
+      mkdir -p "$k"
+      # kustomize takes relative paths only.
+      local rel
+      rel=$(python3 -c 'import os,sys; print(os.path.relpath(sys.argv[1], sys.argv[2]))' "$cluster_root/deploy/kubernetes" "$k")
+      printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - %s/overlays/stable\ncomponents:\n  - %s/components/subdirectory\n' \
+        "$rel" "$rel" >"$k/kustomization.yaml"
+      kctl kustomize "$k" >"$2"
+      ;;
     helm)
       # Rendered for the server's version (helm built from source would assume 1.20).
       local server
@@ -176,7 +187,8 @@ cluster_render() { # kustomize|helm output
       install_go_tool helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm
       "$ROOT/bin/helm" template fsx "$cluster_root/deploy/helm/aws-fsx-csi-driver" \
         --namespace "$CLUSTER_NAMESPACE" --kube-version "$server" \
-        --set controller.metrics.enabled=true --set node.metrics.enabled=true >"$2"
+        --set controller.metrics.enabled=true --set node.metrics.enabled=true \
+        --set controller.subdirectoryVolumes.enabled=true >"$2"
       ;;
     *) echo "unknown install path $1" >&2; return 1 ;;
   esac
@@ -216,12 +228,18 @@ cluster_replica() { # index
   mkdir -p "$CLUSTER_DIR/replica-$i"
   local uts=()
   if [[ $(id -u) -eq 0 ]]; then uts=(unshare --uts --fork sh -c "hostname $host && exec \"\$@\"" sh); fi
+  # Subdirectory volumes: the driver (built with lustre-stand-in) mounts each file system, a
+  # directory of $CLUSTER_DIR/lustre (shared by the replicas, as one file system is), in a
+  # mount namespace of its own, as in its pod.
+  local mountns=()
+  if [[ $(id -u) -eq 0 ]]; then mountns=(unshare --mount --propagation private --fork); fi
   local driver_args
   mapfile -t driver_args < <(python3 "$cluster_root/hack/lib/manifests.py" args "$CLUSTER_DIR/rendered.yaml" \
-    fsx-plugin "$sock" --override poll-interval=500ms --override metrics-address=127.0.0.1:0)
+    fsx-plugin "$sock" --override poll-interval=500ms --override metrics-address=127.0.0.1:0 \
+    --override "subdirectory-mount-dir=$CLUSTER_DIR/replica-$i/mounts" --override "kubelet-dir=$CLUSTER_DIR/lustre")
   cluster_spawn "driver-$i" env AWS_ENDPOINT_URL_FSX="http://127.0.0.1:$(cat "$CLUSTER_DIR/ports/emulator")" \
     AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=cluster AWS_SECRET_ACCESS_KEY=cluster AWS_EC2_METADATA_DISABLED=true \
-    "${uts[@]}" "$cluster_root/target/debug/fsx-csi-driver" "${driver_args[@]}"
+    "${mountns[@]}" "${uts[@]}" "$cluster_root/target/debug/fsx-csi-driver" "${driver_args[@]}"
   cluster_wait 30 "the driver's socket" "$CLUSTER_DIR/logs/driver-$i.log" test -S "$sock"
   local lease=(--leader-election-lease-duration=6s --leader-election-renew-deadline=4s --leader-election-retry-period=1s)
   local sidecar args

@@ -13,7 +13,9 @@
 //! - [`service`]: the controller's create, delete and expand on top of them, the file system
 //!   described once and mounted once ([`service::Roots`]; [`roots`] mounts Lustre);
 //! - [`quota`]: the project id and project quota ioctls, behind a seam the tests stand in
-//!   for (the crate's one `unsafe` exception, explained there).
+//!   for (the crate's one `unsafe` exception, explained there);
+//! - `stand_in` (test builds only, feature `lustre-stand-in`): project ids and quotas in
+//!   extended attributes, for the tiers' stood-in file systems.
 
 pub mod id;
 pub mod params;
@@ -22,3 +24,5 @@ pub mod quota;
 pub mod registry;
 pub mod roots;
 pub mod service;
+#[cfg(any(test, feature = "lustre-stand-in"))]
+pub mod stand_in;

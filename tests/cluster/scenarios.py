@@ -921,6 +921,112 @@ def sidecar_logs_clean(path):
     check(f"{path}: after every scenario, no sidecar was refused an API call", not problems, problems[:3])
 
 
+STAND_IN_STORE = os.path.join(CLUSTER_DIR, "lustre", "plugins", "fsx.csi.aws.com", "fsx-lustre-stand-in")
+
+
+def subdirectory_claims(prefix):
+    """14. provisioningMode: subdirectory (README, "Many claims on one file system"): ten claims
+    of one class on a file system made by an ordinary claim bind with one DescribeFileSystems
+    of it and no CreateFileSystem, each a directory of its own with the class's owner and mode,
+    its project id and its quota (the controller runs with the Lustre stand-in: the file
+    system is a directory of $CLUSTER_DIR/lustre, project ids and limits extended attributes);
+    a claim grows by its quota alone; deleted claims leave nothing behind."""
+    if not IS_ROOT:
+        print("skip subdirectory claims: the controller mounts its file systems in a mount namespace, which needs root; CI runs as root")
+        return
+    ns = f"{prefix}-dirs"
+    namespace(ns)
+    storage_class(f"{prefix}-dirs-fs", {"subnetId": SUBNET, "deploymentType": "SCRATCH_2", "fileSystemTypeVersion": "2.15"})
+    claim(ns, "whole", f"{prefix}-dirs-fs", "1200Gi")
+    whole = bound(ns, "whole")
+    if not check(f"{prefix}: a file system for subdirectory claims binds", whole):
+        return
+    fs = pv_fs(whole)
+    mount_name = whole["spec"]["csi"]["volumeAttributes"]["mountname"]
+    storage_class(f"{prefix}-dirs", {
+        "provisioningMode": "subdirectory", "fileSystemId": fs, "basePath": "/k8s",
+        "subPathPattern": "${.PVC.namespace}/${.PVC.name}", "uid": "1000", "gid": "1000",
+    })
+    stats = emulator("/_emulator/stats")
+    described, created = stats["described"].get(fs, 0), stats["calls"].get("CreateFileSystem", 0)
+    updates = stats["calls"].get("UpdateFileSystem", 0)
+    sizes = {f"team-{i}": f"{i + 1}Gi" for i in range(10)}
+    start = time.time()
+    for name, size in sizes.items():
+        claim(ns, name, f"{prefix}-dirs", size)
+    pvs, took = {}, []
+    for name in sizes:
+        pvs[name] = bound(ns, name, timeout=60)
+        took.append(time.time() - start)
+    if not check(f"{prefix}: ten claims of a subdirectory class bind", all(pvs.values()),
+                 [n for n, pv in pvs.items() if not pv]):
+        return
+    stats = emulator("/_emulator/stats")
+    n_described = stats["described"].get(fs, 0) - described
+    check(f"{prefix}: ten subdirectory claims cost one DescribeFileSystems of the file system and no CreateFileSystem",
+          n_described == 1 and stats["calls"].get("CreateFileSystem", 0) == created,
+          f"{n_described} DescribeFileSystems of {fs}, {stats['calls'].get('CreateFileSystem', 0) - created} creations")
+    figures.append(f"{prefix}: ten subdirectory claims applied → all Bound in {took[-1]:.1f}s "
+                   f"(first {took[0]:.1f}s); {n_described} DescribeFileSystems for the ten")
+    root = os.path.join(STAND_IN_STORE, mount_name)
+    wrong = []
+    for name, pv in pvs.items():
+        attrs = pv["spec"]["csi"].get("volumeAttributes", {})
+        handle = pv_fs(pv)
+        sub = attrs.get("subdirectory", "")
+        if not (handle.startswith(fs + "/subdir/") and attrs.get("dnsname") == whole["spec"]["csi"]["volumeAttributes"]["dnsname"]
+                and attrs.get("mountname") == mount_name and sub.startswith(f"/k8s/{ns}/{name}-")
+                and pv["spec"]["capacity"]["storage"] == sizes[name]):
+            wrong.append((name, handle, attrs, pv["spec"]["capacity"]))
+            continue
+        d = os.path.join(root, sub.lstrip("/"))
+        try:
+            st = os.stat(d)
+            project = os.getxattr(d, "user.fsx-csi-driver.project").decode()
+            limit = os.getxattr(root, f"user.fsx-csi-driver.limit.{project}").decode()
+        except OSError as e:
+            wrong.append((name, d, str(e)))
+            continue
+        want_limit = str(int(sizes[name][:-2]) << 30)
+        if (st.st_uid, st.st_gid, st.st_mode & 0o7777) != (1000, 1000, 0o770) or handle != f"{fs}/subdir/{project}" \
+                or limit != want_limit:
+            wrong.append((name, d, st.st_uid, st.st_gid, oct(st.st_mode), project, limit))
+    check(f"{prefix}: each claim is its own directory (/k8s/<namespace>/<claim>-<suffix>, 1000:1000, 0770), "
+          "its project id in the volume id, its quota its size, its PV the claim's size", not wrong, wrong[:3])
+    dirs = sorted(os.listdir(os.path.join(root, "k8s", ns))) if os.path.isdir(os.path.join(root, "k8s", ns)) else []
+    check(f"{prefix}: exactly one directory per claim", len(dirs) == 10, dirs)
+    # Growth: the quota only.
+    kubectl("-n", ns, "patch", "pvc", "team-0", "--type", "merge", "-p", '{"spec":{"resources":{"requests":{"storage":"3Gi"}}}}')
+    grown = wait_for("team-0 to grow", lambda: (get("pvc", "-n", ns, "team-0") or {}).get("status", {}).get(
+        "capacity", {}).get("storage") == "3Gi", 60)
+    project0 = pv_fs(pvs["team-0"]).rsplit("/", 1)[-1]
+    try:
+        limit0 = os.getxattr(root, f"user.fsx-csi-driver.limit.{project0}").decode()
+    except OSError as e:
+        limit0 = str(e)
+    check(f"{prefix}: a subdirectory claim grows by its quota (3Gi), with no FSx update",
+          grown and limit0 == str(3 << 30) and emulator("/_emulator/stats")["calls"].get("UpdateFileSystem", 0) == updates,
+          limit0)
+    # Deletion: the directories leave the tree, then the trash; the quotas and ids go with them.
+    for name in sizes:
+        kubectl("-n", ns, "delete", "pvc", name, "--wait=false")
+    names = {pv["metadata"]["name"] for pv in pvs.values()}
+    gone = wait_for("the ten PVs to go", lambda: not names & {p["metadata"]["name"] for p in get("pv")["items"]}, 120)
+    state = os.path.join(root, ".fsx-csi-driver")
+
+    def emptied():
+        left = os.listdir(os.path.join(root, "k8s", ns))
+        trash = os.listdir(os.path.join(state, "trash")) if os.path.isdir(os.path.join(state, "trash")) else []
+        projects = os.listdir(os.path.join(state, "projects")) if os.path.isdir(os.path.join(state, "projects")) else []
+        limits = [a for a in os.listxattr(root) if a.startswith("user.fsx-csi-driver.limit.")]
+        return (left, trash, projects, limits) if (left or trash or projects or limits) else None
+
+    wait_for("the directories, their ids and quotas to go", lambda: emptied() is None, 60)
+    check(f"{prefix}: deleted subdirectory claims leave no directory, trash, project id or quota",
+          gone and emptied() is None, emptied())
+    kubectl("-n", ns, "delete", "pvc", "whole", "--wait=false")
+
+
 def install_path_checks(path):
     """9. The install path applied with --authorization-mode Node,RBAC: every object accepted,
     and the sidecars run with the controller's token and the rendered args."""
@@ -960,6 +1066,7 @@ def main(argv):
         node_drain(path)
         not_ready_taint(path)
         snapshots_and_attributes(path)
+        subdirectory_claims("dirs")
         leader_change()
     else:
         install_path_checks(path)
@@ -975,6 +1082,7 @@ def main(argv):
         node_drain(path)
         not_ready_taint(path)
         snapshots_and_attributes(path)
+        subdirectory_claims(path)
         metrics_agree(path, api_start)
     if only != "taint":
         sidecar_logs_clean(path)

@@ -207,6 +207,9 @@ struct Inner {
     next_id: u64,
     /// Largest number of ids seen in one DescribeFileSystems call.
     max_describe_ids: usize,
+    /// DescribeFileSystems calls naming each file system (the listing, without ids, is not
+    /// counted here).
+    described: BTreeMap<String, u64>,
 }
 
 /// A handle on a running emulator. Dropping it does not stop the server; the server stops
@@ -305,6 +308,7 @@ impl Emulator {
         inner.calls.clear();
         inner.outcomes.clear();
         inner.max_describe_ids = 0;
+        inner.described.clear();
     }
 
     /// The largest number of ids seen in one `DescribeFileSystems` call.
@@ -1093,6 +1097,9 @@ impl Inner {
                 return Err(ApiError::bad_request("At most 50 FileSystemIds may be given."));
             }
             self.max_describe_ids = self.max_describe_ids.max(ids.len());
+            for id in ids {
+                *self.described.entry(id.as_str().unwrap_or("").to_string()).or_default() += 1;
+            }
             let mut out = Vec::new();
             for id in ids {
                 let id = id.as_str().unwrap_or("");
@@ -1901,6 +1908,7 @@ async fn stats(State(emu): State<Emulator>) -> Response {
         "file_systems": lifecycles,
         "backups": inner.backups.values().filter_map(|b| inner.describe_backup(b, now)).filter(|d| d["Lifecycle"] != "DELETED").count(),
         "max_describe_ids": inner.max_describe_ids,
+        "described": inner.described,
         "config": inner.config,
     });
     (StatusCode::OK, [("content-type", "application/json")], body.to_string()).into_response()
