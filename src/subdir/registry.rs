@@ -14,9 +14,10 @@
 //! id, with no lock and nothing in memory. The name is then bound the same way
 //! (`volumes/<hash>`); a controller that loses that race gives its id back and takes the
 //! winner's. A crash between the two leaves an id reserved by nobody, never a directory
-//! without a record: the directory is made after both. An id is released only once no
-//! directory holds it (after its trash is emptied); retained and archived directories keep
-//! theirs.
+//! without a record: the directory is made after both, and such an id is released an hour
+//! later, when a controller next opens the registry ([`Registry::collect_orphans`]). An id
+//! is released only once no directory holds it (after its trash is emptied); retained and
+//! archived directories keep theirs.
 //!
 //! **No symlink is ever followed**: every path is walked one component at a time from an open
 //! directory with `O_NOFOLLOW`, so a tenant's symlink (in their directory, or anywhere they
@@ -430,6 +431,55 @@ impl Registry {
         }
     }
 
+    /// Collects what crashed calls left, once they are older than `grace` seconds at `now`:
+    /// project ids reserved and never bound to their volume name (a crash between the two
+    /// links of [`Registry::reserve`], or a lost race whose give-back did not happen), whose
+    /// directory was never made, are released; files staged in `tmp/` and never linked are
+    /// removed. `grace` keeps a reservation another controller is binding at this instant.
+    /// Returns the ids released and the number of staged files removed.
+    pub fn collect_orphans(&self, now: u64, grace: u64) -> io::Result<(Vec<u32>, usize)> {
+        let mut released = Vec::new();
+        for id in self.projects()? {
+            let Some(record) = self.record(id)? else { continue };
+            if record.state != State::Active || record.created.saturating_add(grace) > now {
+                continue;
+            }
+            if self.find(&record.volume)?.is_some_and(|(bound, _)| bound == id) {
+                continue;
+            }
+            // A directory at the path is not this reservation's to judge (it was made only
+            // after a bind, so it is another volume's): leave the id.
+            if self.open_directory(&record.path)?.is_some() {
+                continue;
+            }
+            // Re-read: the record may have been rewritten since (the name bound by now).
+            if self.find(&record.volume)?.is_some_and(|(bound, _)| bound == id) {
+                continue;
+            }
+            self.release(id)?;
+            released.push(id);
+        }
+        let mut staged = 0;
+        for entry in Dir::read_from(self.tmp.as_fd())? {
+            let entry = entry?;
+            let name = entry.file_name();
+            if name.to_bytes() == b"." || name.to_bytes() == b".." {
+                continue;
+            }
+            let Ok(st) = rustix::fs::statat(self.tmp.as_fd(), name, AtFlags::SYMLINK_NOFOLLOW) else { continue };
+            let mtime = u64::try_from(st.st_mtime).unwrap_or(0);
+            if mtime.saturating_add(grace) > now || FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+                continue;
+            }
+            match rustix::fs::unlinkat(self.tmp.as_fd(), name, AtFlags::empty()) {
+                Ok(()) => staged += 1,
+                Err(rustix::io::Errno::NOENT) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok((released, staged))
+    }
+
     /// Removes project `id`'s directory from the trash, however large, following no symlink.
     /// Done when it returns `Ok`; resumable after any failure or restart.
     pub fn empty_trash(&self, id: u32) -> io::Result<()> {
@@ -689,6 +739,41 @@ mod tests {
         assert_eq!(other, id + 1);
         assert_eq!(r.find("pvc-2").unwrap().map(|f| f.0), Some(other));
         assert_eq!(r.find("pvc-3").unwrap().map(|f| f.0), Some(id));
+    }
+
+    #[test]
+    fn reservations_a_crash_left_unbound_are_released_after_the_grace_period() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = registry(dir.path());
+        // A bound volume, and one whose directory was made: never collected.
+        let (bound, _) = r.reserve(&record("pvc-bound", "k8s/bound")).unwrap();
+        let (made, rec) = r.reserve(&record("pvc-made", "k8s/made")).unwrap();
+        r.make_directory(&rec.path, 0, 0, 0o770).unwrap();
+        r.unbind(made, &rec).unwrap();
+        // A crash between the two links: a record, no name.
+        let (orphan, rec) = r.reserve(&record("pvc-crashed", "k8s/crashed")).unwrap();
+        r.unbind(orphan, &rec).unwrap();
+        // The same, but just now (another controller may be binding it).
+        let mut young = record("pvc-young", "k8s/young");
+        young.created = 1000;
+        let (fresh, rec) = r.reserve(&young).unwrap();
+        r.unbind(fresh, &rec).unwrap();
+        // A staged file never linked, and one being written now.
+        std::fs::write(dir.path().join(".fsx-csi-driver/tmp/1.00000000000000aa"), b"{}").unwrap();
+        let (released, staged) = r.collect_orphans(1000, 600).unwrap();
+        assert_eq!(released, vec![orphan]);
+        assert_eq!(staged, 0, "the staged file is younger than the grace period");
+        assert!(r.record(orphan).unwrap().is_none());
+        assert!(r.record(bound).unwrap().is_some() && r.record(made).unwrap().is_some());
+        assert!(r.record(fresh).unwrap().is_some());
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let (released, staged) = r.collect_orphans(now + 3600, 600).unwrap();
+        assert_eq!(released, vec![fresh]);
+        assert_eq!(staged, 1);
+        assert_eq!(r.find("pvc-bound").unwrap().map(|(id, _)| id), Some(bound));
+        // The released id is taken again by the next reservation.
+        let (again, _) = r.reserve(&record("pvc-next", "k8s/next")).unwrap();
+        assert!(again > made);
     }
 
     #[test]

@@ -41,6 +41,10 @@ use crate::text::Shown;
 /// its lifecycle and version rarely do).
 pub const DESCRIBE_TTL: Duration = Duration::from_secs(300);
 
+/// How old a reservation never bound to its name must be before it is released (far longer
+/// than the two links of a reservation take, whatever the file system's latency).
+pub const ORPHAN_GRACE: Duration = Duration::from_secs(3600);
+
 /// The oldest Lustre version whose project quotas FSx enforces.
 pub const QUOTA_VERSION: (u32, u32) = (2, 15);
 
@@ -235,7 +239,23 @@ impl Subdirs {
             }
             Err(e) => tracing::warn!(fs = %fs.id, error = %e, "cannot list the registry's trash"),
         }
+        self.collect_in_background(&fs.id, &registry);
         Ok(registry)
+    }
+
+    /// Releases, off the caller's path, the reservations crashed calls left on `fs`
+    /// ([`Registry::collect_orphans`]); once per registry opening, so once per controller
+    /// start and file system.
+    fn collect_in_background(&self, fs: &str, registry: &Arc<Registry>) {
+        let registry = Arc::clone(registry);
+        let fs = fs.to_string();
+        tokio::task::spawn_blocking(move || match registry.collect_orphans(now_secs(), ORPHAN_GRACE.as_secs()) {
+            Ok((released, staged)) if !released.is_empty() || staged > 0 => {
+                tracing::info!(fs = %fs, ?released, staged, "released project ids reserved by calls that did not finish")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(fs = %fs, error = %e, "cannot collect the registry's unfinished reservations"),
+        });
     }
 
     /// Creates (or finds) the volume `req.name`.
