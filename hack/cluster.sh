@@ -17,7 +17,10 @@
 # and write their files; the API server is reached from the host's 127.0.0.1 through a
 # forwarder. Without root (or with `up --no-node`), only the control plane runs, with the
 # driver and the sidecars as processes: claims bind, grow and are deleted for real, and pods
-# stay Pending. State lives in $CLUSTER_DIR (default /tmp/fsx-csi-cluster). Internal (used by
+# stay Pending. Both install with subdirectory volumes enabled (the kustomize component, the
+# chart value), the controller mounting its stood-in file systems (feature lustre-stand-in) in
+# a mount namespace of its own, which needs root: see deploy/examples/subdirectory/README.md.
+# State lives in $CLUSTER_DIR (default /tmp/fsx-csi-cluster). Internal (used by
 # tests, on the control plane alone): `replica N start|kill|stop`, `reinstall PATH`,
 # `uninstall`.
 set -euo pipefail

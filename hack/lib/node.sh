@@ -279,6 +279,16 @@ node_install() { # kustomize|helm
   kctl -n "$CLUSTER_NAMESPACE" set env statefulset/fsx-csi-controller -c fsx-plugin \
     AWS_ENDPOINT_URL_FSX="http://$NODE_IP:$(cat "$CLUSTER_DIR/ports/emulator")" AWS_REGION=us-east-1 \
     AWS_ACCESS_KEY_ID=node-tier AWS_SECRET_ACCESS_KEY=node-tier AWS_EC2_METADATA_DISABLED=true >/dev/null
+  # Subdirectory volumes (enabled by cluster_render): the controller mounts the file systems
+  # it makes directories on; here a file system is a directory of the node's stand-in store,
+  # which the controller (built with lustre-stand-in) binds from, so it gets that directory
+  # at the same path. Test only: on EKS the controller mounts Lustre over the network.
+  local store=/var/lib/kubelet/plugins/fsx.csi.aws.com/fsx-lustre-stand-in
+  kctl -n "$CLUSTER_NAMESPACE" patch statefulset fsx-csi-controller --type json -p "[
+    {\"op\": \"add\", \"path\": \"/spec/template/spec/volumes/-\",
+     \"value\": {\"name\": \"lustre-stand-in\", \"hostPath\": {\"path\": \"$store\", \"type\": \"DirectoryOrCreate\"}}},
+    {\"op\": \"add\", \"path\": \"/spec/template/spec/containers/0/volumeMounts/-\",
+     \"value\": {\"name\": \"lustre-stand-in\", \"mountPath\": \"$store\"}}]" >/dev/null
   kctl -n "$CLUSTER_NAMESPACE" rollout status daemonset/fsx-csi-node --timeout=180s >>"$CLUSTER_DIR/logs/apply-$1.log" 2>&1 &&
     kctl -n "$CLUSTER_NAMESPACE" rollout status statefulset/fsx-csi-controller --timeout=180s >>"$CLUSTER_DIR/logs/apply-$1.log" 2>&1 || {
     kctl -n "$CLUSTER_NAMESPACE" get pods -o wide >&2

@@ -579,6 +579,77 @@ def lustre_client_missing(install):
         kubectl("delete", "namespace", ns, "--wait=false")
 
 
+def subdirectories(install):
+    """5. Many claims on one file system (deploy/examples/subdirectory, its placeholder id
+    replaced by a file system an ordinary claim made, as the README tells users): two claims
+    bind to directories of it; their pods, as uid 1000, each see and write only their own
+    directory; the node mounts the file system once for both (one stand-in "Lustre" mount below
+    the plugin's lustre/ directory, each staging path a bind of its directory); the last pod
+    gone, that mount goes too."""
+    ns = f"dirs-{install}"
+    namespace(ns)
+    apply(json.dumps({
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": f"dirs-fs-{install}"},
+        "provisioner": "fsx.csi.aws.com", "reclaimPolicy": "Delete",
+        "parameters": {"subnetId": "subnet-0123456789abcdef0", "deploymentType": "SCRATCH_2",
+                       "fileSystemTypeVersion": "2.15"},
+    }))
+    apply(json.dumps({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "whole", "namespace": ns},
+        "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": f"dirs-fs-{install}",
+                 "resources": {"requests": {"storage": "1200Gi"}}},
+    }))
+    whole = bound_pv(ns, "whole")
+    if not check(f"{install}: subdirectories: a file system for them binds", whole):
+        return
+    fs = whole["spec"]["csi"]["volumeHandle"]
+    example = os.path.join(EXAMPLES, "subdirectory")
+    with open(os.path.join(example, "storageclass.yaml")) as f:
+        sc = f.read().replace("fs-0123456789abcdef0", fs)
+    # A StorageClass's parameters cannot change: the other install path's class goes first.
+    kubectl("delete", "storageclass", "fsx-team-dirs", "--ignore-not-found")
+    kubectl("apply", "-f", "-", input=sc)
+    kubectl("-n", ns, "apply", "-f", os.path.join(example, "claims.yaml"))
+    start = time.time()
+    pvs = {c: bound_pv(ns, c, 60) for c in ("team-a", "team-b")}
+    took = time.time() - start
+    if not check(f"{install}: subdirectories: the example's two claims bind to directories of {fs}",
+                 all(pv and pv["spec"]["csi"]["volumeHandle"].startswith(fs + "/subdir/") for pv in pvs.values()),
+                 {c: pv and pv["spec"]["csi"] for c, pv in pvs.items()}):
+        return
+    figures.append(f"{install}: two subdirectory claims bound in {took:.1f}s")
+    with open(os.path.join(example, "pod.yaml")) as f:
+        text = f.read()
+    kubectl("-n", ns, "apply", "-f", "-", input=text)
+    kubectl("-n", ns, "apply", "-f", "-", input=text.replace("team-a", "team-b").replace("team a", "team b"))
+    up = all(running(ns, p) for p in ("team-a-app", "team-b-app"))
+    if not check(f"{install}: subdirectories: the example's pod runs on each claim (as uid 1000)", up):
+        return
+    alone = wait_for("each pod's file", lambda: all(
+        exec_in(ns, p, "ls", "-A", "/data")[1].split() == ["out.txt"] for p in ("team-a-app", "team-b-app")), 30)
+    _, a = exec_in(ns, "team-a-app", "cat", "/data/out.txt")
+    _, b = exec_in(ns, "team-b-app", "cat", "/data/out.txt")
+    check(f"{install}: subdirectories: each pod sees only its own directory and writes there",
+          alone and "hello from team a" in a and "team b" not in a and "hello from team b" in b and "team a" not in b,
+          (a[-200:], b[-200:]))
+    rc, out = exec_in(ns, "team-a-app", "stat", "-c", "%u:%g %a", "/data")
+    check(f"{install}: subdirectories: the pod's /data is the class's 1000:1000 0770", out.strip() == "1000:1000 770",
+          out)
+    shared = [m for m in mounts() if m[4].startswith(f"{KUBELET}/plugins/fsx.csi.aws.com/lustre/")]
+    staged = {c: mounts_of(volume_handle_hash=staging_hash(pv["spec"]["csi"]["volumeHandle"])) for c, pv in pvs.items()}
+    check(f"{install}: subdirectories: the node mounts the file system once for both claims, each staged as a bind of its directory",
+          len(shared) == 1 and all(len(v) == 1 and v[0][3].endswith(pvs[c]["spec"]["csi"]["volumeAttributes"]["subdirectory"])
+                                   for c, v in staged.items()),
+          {"shared": [m[3:5] for m in shared], "staged": {c: [m[3:5] for m in v] for c, v in staged.items()}})
+    figures.append(f"{install}: the node's file-system mounts for two subdirectory volumes of one file system: {len(shared)}")
+    kubectl("-n", ns, "delete", "pod", "team-a-app", "team-b-app", "--wait=false")
+    check(f"{install}: subdirectories: the last pod gone, the file system's mount on the node goes too",
+          wait_for("the shared mount gone", lambda: not [
+              m for m in mounts() if m[4].startswith(f"{KUBELET}/plugins/fsx.csi.aws.com/lustre/")], 90))
+    kubectl("delete", "namespace", ns, "--wait=false")
+    kubectl("delete", "storageclass", "fsx-team-dirs", "--ignore-not-found")
+
+
 def cleanup(install, ns, pv):
     """4. Pod deleted → NodeUnpublishVolume; last pod gone → NodeUnstageVolume; nothing left."""
     name = pv["metadata"]["name"]
@@ -609,6 +680,7 @@ def main():
         read_only(install)
         sharing(install)
         fs_group(install)
+        subdirectories(install)
         figures_from_kubelet(install)
         if seeded:
             plugin_roll(install, *seeded)
