@@ -66,6 +66,11 @@
 //!   each Lustre setting once ([`fsx::LustreSettings`]: its field, how it is read from a
 //!   described file system and sent in a create or an update); unit tests use an in-memory
 //!   implementation on tokio's clock (`fsx::memory`), so the core is tested in paused time.
+//! - [`topology`]: zone-aware placement: a StorageClass's subnets (`subnetIds`) with their
+//!   zones and VPC learned once ([`topology::SubnetZones`]) and checked, the subnet for the
+//!   zone the scheduler chose, and the zone a volume and a node report;
+//!   [`ec2`] learns the zones: `DescribeSubnets` alone, on a narrow signed Query client (not
+//!   `aws-sdk-ec2`, for build time and size).
 //! - [`mount`]: the mount boundary: Lustre source / flag / data building as pure functions,
 //!   `/proc/self/mountinfo` parsing, [`mount::paths`] (request paths resolved below the
 //!   kubelet directory without following symlinks), the [`mount::Mounter`] trait with the
@@ -112,6 +117,7 @@
 pub mod cli;
 pub mod csi;
 pub mod drain;
+pub mod ec2;
 pub mod error;
 pub mod fsx;
 mod guard;
@@ -126,6 +132,7 @@ pub mod server;
 pub mod subdir;
 pub mod taint;
 pub(crate) mod text;
+pub mod topology;
 
 /// Internals that the fuzz targets (`tests/fuzz.rs`) and the attack tools (`csi-abuse`)
 /// drive directly, exported here on purpose and nowhere else: not part of the driver's API.

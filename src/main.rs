@@ -60,7 +60,15 @@ async fn run(cli: Cli) -> Result<(), String> {
 
     let mut subdirs = None;
     let provisioner = if cli.mode.controller() {
-        let fsx = AwsFsx::from_env(cli.region.clone()).await;
+        let shared = fsx_csi_driver::fsx::aws::load_config(cli.region.clone()).await;
+        let fsx = AwsFsx::from_shared(&shared);
+        let subnet_zones = match fsx_csi_driver::ec2::Ec2Subnets::new(&shared) {
+            Ok(ec2) => Some(Arc::new(fsx_csi_driver::topology::SubnetZones::new(Arc::new(ec2)))),
+            Err(e) => {
+                tracing::error!(error = %e, "no EC2 client: subnets' zones are unknown, and StorageClasses of several subnets are refused");
+                None
+            }
+        };
         tracing::info!(region = fsx.region().as_deref().unwrap_or("(unset)"), "FSx client configured");
         let fsx: Arc<dyn fsx_csi_driver::fsx::Fsx> = Arc::new(fsx);
         if let Some(dir) = &cli.subdirectory_mount_dir {
@@ -78,6 +86,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 extra_tags: cli.extra_tags.0.clone(),
                 poll_interval: cli.poll_interval,
                 resync_interval: cli.resync_interval,
+                subnet_zones,
             },
         );
         provisioner.start();
@@ -95,7 +104,11 @@ async fn run(cli: Cli) -> Result<(), String> {
     let node = if cli.mode.node() {
         let options = NodeOptions::new(cli.node_id.clone(), cli.kubelet_dir.clone());
         let service = NodeService::new(options, mounter(&cli), Arc::new(Imds))
-            .map_err(|e| format!("cannot start the node service: {e}"))?;
+            .map_err(|e| format!("cannot start the node service: {e}"))?
+            .zone_from(Arc::new(fsx_csi_driver::topology::LabelOrImds {
+                api: node_api.as_ref().map(|(client, _)| client.clone()),
+                metadata: Arc::new(Imds),
+            }));
         Some(match &node_api {
             Some((client, node)) => service.warn_with(node_warnings(client.clone(), node.clone())),
             None => service,

@@ -482,7 +482,19 @@ async fn identity() {
     assert_eq!(info.name, "fsx.csi.aws.com");
     assert_eq!(info.vendor_version, env!("CARGO_PKG_VERSION"));
     let caps = i.get_plugin_capabilities(GetPluginCapabilitiesRequest {}).await.unwrap().into_inner();
-    assert_eq!(caps.capabilities.len(), 2);
+    assert_eq!(caps.capabilities.len(), 3);
+    let services: Vec<i32> = caps
+        .capabilities
+        .iter()
+        .filter_map(|c| match &c.r#type {
+            Some(plugin_capability::Type::Service(s)) => Some(s.r#type),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        services.contains(&(plugin_capability::service::Type::VolumeAccessibilityConstraints as i32)),
+        "{services:?}"
+    );
     assert_eq!(i.probe(ProbeRequest {}).await.unwrap().into_inner().ready, Some(true));
 }
 

@@ -208,6 +208,7 @@ fn check_create_volume(name: &str, required_gib: i64, raw: &HashMap<String, Stri
         limit_bytes: 0,
         parameters: raw,
         source_snapshot: None,
+        topology: None,
     };
     let planned = Provisioner::plan(&req).and_then(|(p, gib)| {
         let tags = p.tags(name, &[("cluster".into(), "fuzz".into())])?;
@@ -532,6 +533,7 @@ fn real_storage_class_seeds_are_accepted() {
             limit_bytes: 0,
             parameters: &raw,
             source_snapshot: None,
+            topology: None,
         };
         let (p, gib) = Provisioner::plan(&req).unwrap_or_else(|e| panic!("{seed}: {e}"));
         let spec = p.create_spec(gib as i32, client_request_token("pvc-1", 0), p.tags("pvc-1", &[]).unwrap());

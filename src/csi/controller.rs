@@ -32,6 +32,7 @@ use crate::subdir::id::SubdirId;
 use crate::subdir::params::Mode as ProvisioningMode;
 use crate::subdir::service::{SubdirError, SubdirRequest, SubdirVolume, Subdirs};
 use crate::text::{Field, Shown};
+use crate::topology::{PlacementError, Requirement, SubnetError, ZONE_KEY};
 
 /// The controller service.
 pub struct ControllerService {
@@ -124,6 +125,15 @@ pub fn failure(e: ControllerError, family: Family) -> Failure {
         },
         ControllerError::Provision(p) => match p {
             ProvisionError::Parameter(_) | ProvisionError::InvalidName(_) => Code::InvalidArgument,
+            // ResourceExhausted is the CSI answer for "not in this topology": with
+            // WaitForFirstConsumer the external-provisioner then lets the scheduler choose again.
+            ProvisionError::Placement(PlacementError::NoSubnetInZone { .. }) => Code::ResourceExhausted,
+            ProvisionError::Placement(PlacementError::Invalid(_)) => Code::InvalidArgument,
+            ProvisionError::Placement(PlacementError::Subnets(s)) => match s {
+                SubnetError::NotFound { .. } => Code::InvalidArgument,
+                SubnetError::AccessDenied(_) => Code::PermissionDenied,
+                SubnetError::Unavailable(_) => Code::Unavailable,
+            },
             ProvisionError::Capacity(CapacityError::Invalid(_)) => Code::InvalidArgument,
             ProvisionError::Capacity(CapacityError::OutOfRange { .. }) => Code::OutOfRange,
             ProvisionError::AlreadyExists { .. } => Code::AlreadyExists,
@@ -173,6 +183,29 @@ pub fn failure(e: ControllerError, family: Family) -> Failure {
         ControllerError::Provision(ProvisionError::NotReady { .. }) => Failure::at(status, tracing::Level::INFO),
         _ => status.into(),
     }
+}
+
+/// The zones of a CreateVolume's `accessibility_requirements` (other keys are not this
+/// driver's: ignored).
+pub fn requirement(req: Option<&TopologyRequirement>) -> Requirement {
+    let zones = |t: &[Topology]| -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for z in t.iter().filter_map(|t| t.segments.get(ZONE_KEY)) {
+            if !out.contains(z) {
+                out.push(z.clone());
+            }
+        }
+        out
+    };
+    req.map_or_else(Requirement::default, |r| Requirement {
+        requisite: zones(&r.requisite),
+        preferred: zones(&r.preferred),
+    })
+}
+
+/// The topology of a zone.
+pub fn zone_topology(zone: String) -> Topology {
+    Topology { segments: HashMap::from([(ZONE_KEY.to_string(), zone)]) }
 }
 
 /// The CSI volume for a file system.
@@ -282,16 +315,22 @@ impl ControllerService {
             parameters.extend(req.mutable_parameters.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
         let range = req.capacity_range.unwrap_or_default();
+        let topology = requirement(req.accessibility_requirements.as_ref());
         let request = CreateRequest {
             name: &req.name,
             required_bytes: range.required_bytes,
             limit_bytes: range.limit_bytes,
             parameters: &parameters,
             source_snapshot,
+            topology: Some(&topology),
         };
         let fs = self.provisioner.create(request, deadline).await?;
-        tracing::info!(volume.id = %fs.id, capacity_gib = fs.capacity_gib, "volume ready");
+        let zone = self.provisioner.zone_of(&parameters, &fs).await;
+        tracing::info!(volume.id = %fs.id, capacity_gib = fs.capacity_gib, subnet = fs.subnet_ids.first().map_or("", String::as_str), zone = zone.as_deref().unwrap_or(""), "volume ready");
         let mut volume = volume(&fs);
+        if let Some(zone) = zone {
+            volume.accessible_topology = vec![zone_topology(zone)];
+        }
         if fs.storage_type.is_some_and(|s| s.is_elastic()) {
             // Intelligent-Tiering grows with its data: the volume is the size asked for.
             volume.capacity_bytes = range.required_bytes.max(0);

@@ -51,6 +51,10 @@ impl Identity for IdentityService {
                 r#type: service::Type::ControllerService as i32,
             })));
         }
+        // Volumes report their file system's zone, nodes their own (crate::topology).
+        capabilities.push(capability(plugin_capability::Type::Service(plugin_capability::Service {
+            r#type: service::Type::VolumeAccessibilityConstraints as i32,
+        })));
         capabilities.push(capability(plugin_capability::Type::VolumeExpansion(plugin_capability::VolumeExpansion {
             r#type: volume_expansion::Type::Online as i32,
         })));

@@ -29,6 +29,7 @@ use crate::proto::node_server::Node;
 use crate::proto::node_service_capability::{Rpc, Type as CapType, rpc};
 use crate::proto::*;
 use crate::text::{Field, Shown};
+use crate::topology::{NodeZone, ZONE_KEY};
 
 /// The longest any node call works, below the kubelet's 2-minute CSI time-out.
 pub const MAX_OPERATION_TIME: Duration = Duration::from_secs(100);
@@ -87,6 +88,9 @@ pub enum NodeError {
     /// No node id could be found.
     #[error("no node id: set --node-id or CSI_NODE_NAME ({0})")]
     NodeId(String),
+    /// The node's zone could not be learned (the API and the instance metadata failed).
+    #[error("cannot learn this node's zone: {0}")]
+    Zone(String),
     #[error(transparent)]
     Mount(#[from] MountError),
 }
@@ -116,7 +120,7 @@ impl From<NodeError> for Status {
             NodeError::Invalid(_) => Status::invalid_argument(message),
             NodeError::Busy(_) => Status::aborted(message),
             NodeError::NotFound(_) => Status::not_found(message),
-            NodeError::NodeId(_) => Status::unavailable(message),
+            NodeError::NodeId(_) | NodeError::Zone(_) => Status::unavailable(message),
             NodeError::Mount(m) => match m {
                 MountError::Path(p) if p.is_refusal() => Status::invalid_argument(message),
                 MountError::Path(p) if p.is_not_found() => Status::not_found(message),
@@ -158,6 +162,9 @@ pub struct NodeService {
     busy: Arc<Guards>,
     node_id: OnceCell<String>,
     warn: Option<Warn>,
+    /// Where the node's zone comes from (NodeGetInfo's `accessible_topology`).
+    zone_source: Option<Arc<dyn NodeZone>>,
+    zone: OnceCell<Option<String>>,
     /// The `efaEnabled` volumes already warned about (once per volume per plugin start).
     efa_warned: std::sync::Mutex<std::collections::HashSet<String>>,
 }
@@ -207,8 +214,29 @@ impl NodeService {
             busy: Guards::new(),
             node_id: OnceCell::new(),
             warn: None,
+            zone_source: None,
+            zone: OnceCell::new(),
             efa_warned: Default::default(),
         })
+    }
+
+    /// Reports the node's zone from `source` in NodeGetInfo (none without it).
+    pub fn zone_from(mut self, source: Arc<dyn NodeZone>) -> Self {
+        self.zone_source = Some(source);
+        self
+    }
+
+    /// The node's zone, learned once (an error is not remembered: the kubelet retries).
+    async fn zone(&self, node_id: &str) -> Result<Option<String>, NodeError> {
+        let Some(source) = &self.zone_source else { return Ok(None) };
+        self.zone
+            .get_or_try_init(|| async {
+                let zone = source.zone(node_id).await.map_err(NodeError::Zone)?;
+                tracing::info!(zone = zone.as_deref().unwrap_or("(none)"), "the node's zone");
+                Ok(zone)
+            })
+            .await
+            .cloned()
     }
 
     /// Posts Warning events through `warn` (none without it: the log lines say the same).
@@ -499,7 +527,11 @@ impl Node for NodeService {
         let span = info_span!("NodeGetInfo");
         observe(span, async {
             let node_id = self.resolve_node_id().await?;
-            Ok(Response::new(NodeGetInfoResponse { node_id, max_volumes_per_node: 0, accessible_topology: None }))
+            let accessible_topology = self
+                .zone(&node_id)
+                .await?
+                .map(|zone| Topology { segments: std::collections::HashMap::from([(ZONE_KEY.to_string(), zone)]) });
+            Ok(Response::new(NodeGetInfoResponse { node_id, max_volumes_per_node: 0, accessible_topology }))
         })
         .await
     }

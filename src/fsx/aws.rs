@@ -108,17 +108,26 @@ pub struct AwsFsx {
 /// within their callers' deadlines.
 pub const MAX_CONCURRENT_CALLS: usize = 16;
 
+/// The AWS configuration from the environment (credentials chain, region, endpoints), with
+/// `region` if given.
+pub async fn load_config(region: Option<String>) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(region) = region {
+        loader = loader.region(aws_config::Region::new(region));
+    }
+    loader.load().await
+}
+
 impl AwsFsx {
     /// Loads the shared AWS configuration (default credential and region chains) and builds
     /// the client with adaptive retries and bounded time-outs.
     pub async fn from_env(region: Option<String>) -> Self {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(region) = region {
-            loader = loader.region(aws_config::Region::new(region));
-        }
-        let shared = loader.load().await;
-        let conf = aws_sdk_fsx::config::Builder::from(&shared);
-        Self::from_conf(conf)
+        Self::from_shared(&load_config(region).await)
+    }
+
+    /// The client of an SDK configuration ([`load_config`]), shared with the EC2 client.
+    pub fn from_shared(shared: &aws_config::SdkConfig) -> Self {
+        Self::from_conf(aws_sdk_fsx::config::Builder::from(shared))
     }
 
     /// Builds the client from an SDK config builder, adding the driver's retry and time-out

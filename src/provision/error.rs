@@ -12,6 +12,9 @@ use crate::fsx::{DeploymentType, FsxError, Lifecycle};
 pub enum ProvisionError {
     #[error(transparent)]
     Parameter(#[from] ParamError),
+    /// No subnet of the StorageClass can take the file system where it is asked for.
+    #[error(transparent)]
+    Placement(#[from] crate::topology::PlacementError),
     #[error(transparent)]
     InvalidName(#[from] NameError),
     #[error(transparent)]

@@ -35,6 +35,7 @@ use tokio::time::Instant;
 use crate::error::Chain;
 use crate::fsx::{AssociationLifecycle, FileSystem, Fsx, FsxError, Lifecycle, is_file_system_id};
 use crate::guard::{Guards, Key};
+use crate::topology::{self, PlacementError, Requirement, SubnetError, SubnetZones};
 use index::{Backups, FileSystems};
 use params::{ParamError, StorageClassParams, keys};
 
@@ -75,6 +76,9 @@ pub struct Options {
     /// How often the whole account is listed again to refresh the index (see
     /// [`Provisioner::resync`]).
     pub resync_interval: Duration,
+    /// Where subnets' zones are learned (EC2); `None`: unknown, so volumes report no zone and
+    /// a StorageClass of several subnets cannot be served.
+    pub subnet_zones: Option<Arc<SubnetZones>>,
 }
 
 impl Default for Options {
@@ -83,6 +87,7 @@ impl Default for Options {
             extra_tags: Vec::new(),
             poll_interval: Duration::from_secs(15),
             resync_interval: Duration::from_secs(300),
+            subnet_zones: None,
         }
     }
 }
@@ -96,6 +101,8 @@ pub struct CreateRequest<'a> {
     pub parameters: &'a HashMap<String, String>,
     /// `volume_content_source.snapshot`: the backup to restore from.
     pub source_snapshot: Option<&'a str>,
+    /// `accessibility_requirements`, as zones.
+    pub topology: Option<&'a Requirement>,
 }
 
 /// Creates, finds, waits for and deletes file systems. See the module docs.
@@ -280,7 +287,7 @@ impl Provisioner {
     /// Returns the AVAILABLE file system for `req.name`, creating it if needed, or an error
     /// by `deadline`. Idempotent; see the module docs.
     pub async fn create(&self, req: CreateRequest<'_>, deadline: Instant) -> Result<FileSystem, ProvisionError> {
-        let (params, capacity_gib) = Self::plan(&req)?;
+        let (mut params, capacity_gib) = Self::plan(&req)?;
         let tags = params.tags(req.name, &self.options.extra_tags)?;
         if let Some(id) = req.source_snapshot
             && !crate::fsx::is_backup_id(id)
@@ -309,6 +316,14 @@ impl Provisioner {
                 id: fs.id.clone(),
                 reason: format!("it was {was}, and this request asks {asked}"),
             });
+        }
+        // A new file system goes into the subnet of the zone asked for; an existing one stays
+        // where it is (its subnet is compared with the class's below).
+        if existing.is_none() {
+            let requirement = req.topology.cloned().unwrap_or_default();
+            if let Some(subnet) = self.place(&params, &requirement).await? {
+                params.subnet_id = subnet;
+            }
         }
         // A restore has the backup's size, and the keys a backup fixes must be the backup's.
         let (restore, capacity_gib) = match (req.source_snapshot, &existing) {
@@ -374,6 +389,49 @@ impl Provisioner {
             self.ensure_associations(&fs, specs, deadline).await?;
         }
         Ok(fs)
+    }
+
+    /// The subnet a new file system of `params` goes into for `requirement` (see
+    /// [`crate::topology`]); `None`: the class's only subnet, whose zone could not be learned
+    /// because EC2 refused the call (logged: the volume then reports no zone, as before zones
+    /// were known). Zones are learned once per subnet set.
+    async fn place(
+        &self,
+        params: &StorageClassParams,
+        requirement: &Requirement,
+    ) -> Result<Option<String>, ProvisionError> {
+        let single = params.subnet_ids.len() == 1;
+        if single && requirement.is_empty() && !params.zonal_affinity {
+            return Ok(None);
+        }
+        let Some(zones) = &self.options.subnet_zones else {
+            if single {
+                return Ok(None);
+            }
+            return Err(ProvisionError::Placement(PlacementError::Invalid(
+                "this controller cannot learn subnets' zones (no EC2 client): give one subnet".into(),
+            )));
+        };
+        match zones.set(&params.subnet_ids).await {
+            Ok(set) => Ok(Some(topology::place(&set, requirement)?.id.clone())),
+            Err(PlacementError::Subnets(SubnetError::AccessDenied(why))) if single => {
+                tracing::warn!(subnet = %params.subnet_ids[0], error = %why, "the subnet's zone is unknown: the volume reports no zone (allow ec2:DescribeSubnets for zone-aware placement)");
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The zone `fs` reports, if the class asks for zonal affinity and its subnet's zone is
+    /// known (learned when it was placed: no call here, unless the controller restarted since).
+    pub async fn zone_of(&self, parameters: &HashMap<String, String>, fs: &FileSystem) -> Option<String> {
+        let params = StorageClassParams::parse(parameters).ok()?;
+        if !params.zonal_affinity {
+            return None;
+        }
+        let subnet = fs.subnet_ids.first()?;
+        let set = self.options.subnet_zones.as_ref()?.set(&params.subnet_ids).await.ok()?;
+        set.get(subnet).map(|s| s.zone.clone())
     }
 
     /// Finds or creates each of the file system's data repository associations (one listing,

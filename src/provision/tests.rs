@@ -16,7 +16,12 @@ fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
 async fn provisioner(fsx: &Arc<MemoryFsx>) -> Arc<Provisioner> {
     let p = Provisioner::new(
         Arc::clone(fsx) as Arc<dyn Fsx>,
-        Options { extra_tags: Vec::new(), poll_interval: POLL, resync_interval: Duration::from_secs(3600) },
+        Options {
+            extra_tags: Vec::new(),
+            poll_interval: POLL,
+            resync_interval: Duration::from_secs(3600),
+            subnet_zones: None,
+        },
     );
     p.start();
     p.wait_ready(Instant::now() + MIN).await.unwrap();
@@ -36,6 +41,7 @@ async fn create(
         limit_bytes: 0,
         parameters: &parameters,
         source_snapshot: None,
+        topology: None,
     };
     p.create(req, Instant::now() + within).await
 }
@@ -261,6 +267,7 @@ async fn a_restore_is_one_new_file_system_of_the_backups_size_and_type() {
                 limit_bytes: 0,
                 parameters: &parameters,
                 source_snapshot: Some(&id),
+                topology: None,
             };
             p.create(req, Instant::now() + within).await
         }
@@ -294,6 +301,7 @@ async fn a_restore_is_one_new_file_system_of_the_backups_size_and_type() {
         limit_bytes: 0,
         parameters: &params(&P2),
         source_snapshot: Some("backup-0123456789abcdef0"),
+        topology: None,
     };
     assert!(matches!(p.create(missing, Instant::now() + MIN).await, Err(ProvisionError::SnapshotNotFound(_))));
     assert_eq!(fsx.calls("CreateFileSystemFromBackup"), 1);

@@ -72,6 +72,18 @@ pub fn fsx_client(emulator: &Emulator) -> AwsFsx {
     AwsFsx::from_conf(conf)
 }
 
+/// The EC2 client for the emulator's `DescribeSubnets`, as the driver builds it.
+pub fn ec2_client(emulator: &Emulator) -> fsx_csi_driver::ec2::Ec2Subnets {
+    let config = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(
+            aws_sdk_fsx::config::Credentials::new("AKIDTEST", "test-secret-key", None, None, "test"),
+        ))
+        .build();
+    fsx_csi_driver::ec2::Ec2Subnets::with_endpoint(&config, emulator.endpoint()).unwrap()
+}
+
 /// Emulator config with a creation delay.
 pub fn config(create_delay_ms: u64) -> Config {
     Config { create_delay_ms, delete_delay_ms: 200, ..Config::default() }
@@ -100,6 +112,9 @@ impl Driver {
                 extra_tags: vec![("team".into(), "storage".into())],
                 poll_interval: poll,
                 resync_interval: resync,
+                subnet_zones: Some(Arc::new(fsx_csi_driver::topology::SubnetZones::new(Arc::new(ec2_client(
+                    emulator,
+                ))))),
             },
         );
         provisioner.start();

@@ -18,6 +18,8 @@ use crate::text::Shown;
 
 /// The keys' names, for rules and messages that name a key (a typo is then a compile error).
 pub const SUBNET_ID: &str = "subnetId";
+pub const SUBNET_IDS: &str = "subnetIds";
+pub const ZONAL_AFFINITY: &str = "zonalAffinity";
 pub const SECURITY_GROUP_IDS: &str = "securityGroupIds";
 pub const DEPLOYMENT_TYPE: &str = "deploymentType";
 pub const STORAGE_TYPE: &str = "storageType";
@@ -115,6 +117,13 @@ pub struct Key {
 /// How a key compares a request with an existing file system.
 pub type Compare = fn(&StorageClassParams, &FileSystem) -> Option<(String, String)>;
 
+/// An existing file system's subnet must be one of the class's (whichever zone it went to).
+fn compare_subnet(p: &StorageClassParams, fs: &FileSystem) -> Option<(String, String)> {
+    let have = fs.subnet_ids.first()?;
+    let want = if p.subnet_ids.iter().any(|s| s == have) { have.clone() } else { p.subnet_ids.join(",") };
+    Some((want, fs.subnet_ids.join(",")))
+}
+
 /// Compares an optional setting only when both sides have it.
 fn both<T: ToString>(want: Option<T>, have: Option<T>) -> Option<(String, String)> {
     Some((want?.to_string(), have?.to_string()))
@@ -137,16 +146,56 @@ pub const KEYS: &[Key] = &[
     Key {
         name: SUBNET_ID,
         values: "`subnet-…`",
-        default: "**required**",
-        notes: "the file system's subnet",
+        default: "**required** (or `subnetIds`)",
+        notes: "the file system's subnet: `subnetIds` with one subnet",
         takes: Takes::All,
         mutable: false,
-        compare: Some(|p, fs| (!fs.subnet_ids.is_empty()).then(|| (p.subnet_id.clone(), fs.subnet_ids.join(",")))),
+        compare: Some(compare_subnet),
         set: |p, v| {
             if !is_hex_id(v, "subnet-", 24) {
                 return Err(format!("{} is not a subnet id (subnet- followed by 8-17 lowercase hex digits)", Shown(v)));
             }
-            p.subnet_id = v.to_string();
+            p.subnet_ids = vec![v.to_string()];
+            Ok(())
+        },
+    },
+    Key {
+        name: SUBNET_IDS,
+        values: "`subnet-…,subnet-…`",
+        default: "**required** (or `subnetId`)",
+        notes: "the subnets file systems are created in, at most one per Availability Zone, all in one VPC: each file system goes into the subnet of the zone its first pod is scheduled in (`WaitForFirstConsumer`), else the first (see \"Several Availability Zones\")",
+        takes: Takes::All,
+        mutable: false,
+        compare: None,
+        set: |p, v| {
+            for id in v.split(',').map(str::trim) {
+                if !is_hex_id(id, "subnet-", 24) {
+                    return Err(format!(
+                        "{} is not a subnet id (subnet- followed by 8-17 lowercase hex digits); give a comma-separated list",
+                        Shown(id)
+                    ));
+                }
+                if p.subnet_ids.iter().any(|s| s == id) {
+                    return Err(format!("{id} is listed twice"));
+                }
+                p.subnet_ids.push(id.to_string());
+            }
+            if p.subnet_ids.len() > 16 {
+                return Err("at most 16 subnets are allowed (one per Availability Zone)".into());
+            }
+            Ok(())
+        },
+    },
+    Key {
+        name: ZONAL_AFFINITY,
+        values: "`true`, `false`",
+        default: "`true`",
+        notes: "`true`: the PV gets node affinity to its file system's zone, so pods run where the data is; `false`: pods run in any zone, paying cross-zone latency and data transfer",
+        takes: Takes::All,
+        mutable: false,
+        compare: None,
+        set: |p, v| {
+            p.zonal_affinity = parse_bool(v)?;
             Ok(())
         },
     },

@@ -51,7 +51,13 @@ fn err(key: &str, message: impl Into<String>) -> ParamError {
 /// The StorageClass, typed. Built only by [`StorageClassParams::parse`].
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StorageClassParams {
+    /// The subnet the file system is created in: the first of `subnet_ids` until
+    /// [`crate::topology::place`] chooses.
     pub subnet_id: String,
+    /// The StorageClass's subnets (`subnetIds`, or `subnetId` as a list of one), one per zone.
+    pub subnet_ids: Vec<String>,
+    /// The volume reports its file system's zone (`zonalAffinity`, default true).
+    pub zonal_affinity: bool,
     pub security_group_ids: Vec<String>,
     pub deployment_type: DeploymentType,
     pub storage_type: StorageType,
@@ -353,7 +359,7 @@ impl StorageClassParams {
         // hash order.
         let mut names: Vec<&String> = raw.keys().collect();
         names.sort();
-        let mut p = StorageClassParams::default();
+        let mut p = StorageClassParams { zonal_affinity: true, ..StorageClassParams::default() };
         let mut given: Vec<&'static Key> = Vec::new();
         for name in names {
             let value = raw[name].trim();
@@ -385,8 +391,21 @@ impl StorageClassParams {
             (key.set)(&mut p, value).map_err(|message| err(key.name, message))?;
             given.push(key);
         }
-        if p.subnet_id.is_empty() {
-            return Err(err(keys::SUBNET_ID, "is required: the id of the subnet the file system is created in"));
+        let both = [keys::SUBNET_ID, keys::SUBNET_IDS].iter().all(|k| given.iter().any(|g| g.name == *k));
+        if both {
+            return Err(err(
+                &format!("{},{}", keys::SUBNET_ID, keys::SUBNET_IDS),
+                "give one of them: subnetIds lists the subnets (one per Availability Zone), subnetId is a list of one",
+            ));
+        }
+        match p.subnet_ids.first() {
+            Some(first) => p.subnet_id = first.clone(),
+            None => {
+                return Err(err(
+                    keys::SUBNET_IDS,
+                    "is required (or subnetId): the subnets file systems are created in, one per Availability Zone",
+                ));
+            }
         }
         let d = p.deployment_type;
         if let Some(key) = given.iter().find(|k| !k.takes.allows(d)) {

@@ -77,7 +77,21 @@ pub struct Config {
     pub unsupported_operations: Vec<String>,
     /// Time from CreateBackup to AVAILABLE (or FAILED).
     pub backup_delay_ms: u64,
+    /// EC2's subnets (`DescribeSubnets`, on the same port): id → where it is. A well-formed
+    /// subnet id not listed here is in [`DEFAULT_VPC`], in zone `us-east-1a`, `b` or `c` by its
+    /// last hex digit (so every existing test's subnet exists); `subnet-…dead…` ids do not.
+    pub subnets: BTreeMap<String, SubnetPlace>,
 }
+
+/// Where an emulated subnet is.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SubnetPlace {
+    pub zone: String,
+    pub vpc: String,
+}
+
+/// The VPC of subnets the configuration does not place.
+pub const DEFAULT_VPC: &str = "vpc-0123456789abcdef0";
 
 impl Default for Config {
     fn default() -> Self {
@@ -96,6 +110,7 @@ impl Default for Config {
             deny_operations: Vec::new(),
             unsupported_operations: Vec::new(),
             backup_delay_ms: 1_500,
+            subnets: BTreeMap::new(),
         }
     }
 }
@@ -460,6 +475,12 @@ impl Emulator {
             .values()
             .filter_map(|fs| lifecycle(fs, &inner.config, now).map(|l| (fs.id.clone(), l.to_string())))
             .collect()
+    }
+
+    /// The subnet file system `id` was created in.
+    pub fn subnet_of(&self, id: &str) -> Option<String> {
+        let inner = self.lock();
+        inner.file_systems.get(id)?.request["SubnetIds"][0].as_str().map(str::to_string)
     }
 
     /// (id, lifecycle, `CSIVolumeName` tag) of every file system that still exists.
@@ -1812,8 +1833,9 @@ async fn api(State(emu): State<Emulator>, headers: HeaderMap, body: Bytes) -> Re
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .and_then(|t| t.strip_prefix(TARGET_PREFIX))
-        .unwrap_or("")
-        .to_string();
+        .map(str::to_string)
+        .or_else(|| ec2_action(&body))
+        .unwrap_or_default();
     let response = answer(State(emu.clone()), headers, body).await;
     let code = response.headers().get("x-amzn-errortype").and_then(|v| v.to_str().ok()).unwrap_or("");
     let outcome = match response.status().as_u16() {
@@ -1827,6 +1849,9 @@ async fn api(State(emu): State<Emulator>, headers: HeaderMap, body: Bytes) -> Re
 }
 
 async fn answer(State(emu): State<Emulator>, headers: HeaderMap, body: Bytes) -> Response {
+    if !headers.contains_key("x-amz-target") && body.starts_with(b"Action=") {
+        return ec2(&emu, &headers, &body);
+    }
     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
     let Some(operation) = target.strip_prefix(TARGET_PREFIX).map(str::to_string) else {
         return ApiError::code("UnknownOperationException", format!("Unknown target '{target}'.")).into_response();
@@ -1974,6 +1999,104 @@ async fn fail_next(State(emu): State<Emulator>, body: Bytes) -> Response {
         }
         Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
     }
+}
+
+/// The `Action` of an EC2 Query request.
+fn ec2_action(body: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    text.split('&').find_map(|kv| kv.strip_prefix("Action=")).map(str::to_string)
+}
+
+/// Where a subnet is (see [`Config::subnets`]), `None` if it does not exist.
+fn subnet_place(config: &Config, id: &str) -> Option<SubnetPlace> {
+    if let Some(p) = config.subnets.get(id) {
+        return Some(p.clone());
+    }
+    let hex = id.strip_prefix("subnet-")?;
+    if hex.len() < 8 || hex.len() > 17 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) || hex.contains("dead") {
+        return None;
+    }
+    let last = u32::from_str_radix(&hex[hex.len() - 1..], 16).ok()?;
+    let zone = ["a", "b", "c"][(last % 3) as usize];
+    Some(SubnetPlace { zone: format!("{REGION}{zone}"), vpc: DEFAULT_VPC.to_string() })
+}
+
+fn ec2_error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code><Message>{}</Message></Error></Errors><RequestID>emulated</RequestID></Response>",
+        xml_escape(message)
+    );
+    (status, [("content-type", "text/xml;charset=UTF-8")], body).into_response()
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// EC2's Query protocol, `DescribeSubnets` only: the calls are counted (as `DescribeSubnets`)
+/// and denied, throttled or delayed by the same knobs as FSx's; a signature must be present.
+fn ec2(emu: &Emulator, headers: &HeaderMap, body: &[u8]) -> Response {
+    let action = ec2_action(body).unwrap_or_default();
+    let (denied, throttle, config) = {
+        let mut inner = emu.lock();
+        *inner.calls.entry(action.clone()).or_default() += 1;
+        (inner.config.deny_operations.contains(&action), inner.config.throttle_rate, inner.config.clone())
+    };
+    let signed = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.starts_with("AWS4-HMAC-SHA256 ") && a.contains("/ec2/aws4_request"));
+    if !signed {
+        return ec2_error(
+            StatusCode::UNAUTHORIZED,
+            "AuthFailure",
+            "AWS was not able to validate the provided access credentials",
+        );
+    }
+    if action != "DescribeSubnets" {
+        return ec2_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidAction",
+            &format!("The action {action} is not valid for this web service."),
+        );
+    }
+    if denied {
+        return ec2_error(
+            StatusCode::FORBIDDEN,
+            "UnauthorizedOperation",
+            "You are not authorized to perform this operation. User: arn:aws:iam::123456789012:role/driver is not authorized to perform: ec2:DescribeSubnets",
+        );
+    }
+    if throttle > 0.0 && rand::random::<f64>() < throttle {
+        return ec2_error(StatusCode::SERVICE_UNAVAILABLE, "RequestLimitExceeded", "Request limit exceeded.");
+    }
+    let text = String::from_utf8_lossy(body);
+    let ids: Vec<&str> = text
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .filter(|(k, _)| k.starts_with("SubnetId."))
+        .map(|(_, v)| v)
+        .collect();
+    let mut items = String::new();
+    for id in &ids {
+        let Some(place) = subnet_place(&config, id) else {
+            return ec2_error(
+                StatusCode::BAD_REQUEST,
+                "InvalidSubnetID.NotFound",
+                &format!("The subnet ID '{id}' does not exist"),
+            );
+        };
+        items.push_str(&format!(
+            "<item><subnetId>{}</subnetId><state>available</state><vpcId>{}</vpcId><cidrBlock>10.0.0.0/24</cidrBlock><availabilityZone>{}</availabilityZone><tagSet><item><key>Name</key><value>emulated</value></item></tagSet></item>",
+            xml_escape(id),
+            xml_escape(&place.vpc),
+            xml_escape(&place.zone)
+        ));
+    }
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<DescribeSubnetsResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>emulated</requestId><subnetSet>{items}</subnetSet></DescribeSubnetsResponse>"
+    );
+    (StatusCode::OK, [("content-type", "text/xml;charset=UTF-8")], body).into_response()
 }
 
 #[cfg(test)]
