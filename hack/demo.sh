@@ -43,7 +43,7 @@ endpoint=$(sed -n 's/^listening on //p' "$tmp/emulator.out")
 [[ -n "$endpoint" ]] || { echo "emulator did not start"; cat "$tmp/emulator.out"; exit 1; }
 echo "    $endpoint"
 
-export AWS_ENDPOINT_URL_FSX="$endpoint" AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
+export AWS_ENDPOINT_URL_FSX="$endpoint" AWS_ENDPOINT_URL_EC2="$endpoint" AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
 export AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo-secret
 socket="$tmp/csi.sock"
 kubelet="$tmp/kubelet"

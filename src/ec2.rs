@@ -21,6 +21,7 @@ use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvid
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 
+use crate::metrics::Outcome;
 use crate::topology::{Subnet, SubnetError, SubnetLookup};
 
 /// The EC2 API version of the Query protocol.
@@ -144,7 +145,19 @@ impl SubnetLookup for Ec2Subnets {
         let mut backoff = Duration::from_millis(200);
         let mut last = SubnetError::Unavailable("no attempt".into());
         for attempt in 1..=ATTEMPTS {
-            let error = match self.attempt(&body).await {
+            let started = std::time::Instant::now();
+            let answer = self.attempt(&body).await;
+            let outcome = match &answer {
+                Ok((200, _)) => Outcome::Success,
+                Ok((status, body)) => match parse_error(body).0.as_str() {
+                    "RequestLimitExceeded" | "Throttling" | "ThrottlingException" => Outcome::Throttled,
+                    _ if *status >= 500 => Outcome::ServerError,
+                    _ => Outcome::ClientError,
+                },
+                Err(_) => Outcome::NetworkError,
+            };
+            crate::metrics::get().api_attempt("DescribeSubnets", outcome, started.elapsed(), attempt > 1);
+            let error = match answer {
                 Ok((200, answer)) => return parse_subnets(&answer),
                 Ok((status, answer)) => {
                     let (code, message) = parse_error(&answer);

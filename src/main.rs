@@ -137,7 +137,12 @@ async fn run(cli: Cli) -> Result<(), String> {
     // Signal handlers go in before the socket exists, so a SIGTERM right after start still
     // shuts down cleanly.
     let signals = Signals::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    let (listener, socket) = server::bind(&path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+    // 0660: the sidecars reach the socket through its group, the directory's. In the
+    // controller's pod that is the pod's fsGroup (an emptyDir is given it, setgid), which every
+    // container has, so they connect even when the driver runs as root (subdirectory volumes)
+    // and they do not. On the node the directory is root's.
+    let (listener, socket) =
+        server::bind_with_mode(&path, 0o660).map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
     tracing::info!(socket = %path.display(), "listening");
     // On SIGTERM/SIGINT, stop accepting calls and let running ones finish, for at most
     // SHUTDOWN_GRACE: a call waiting on a creation must not hold up a rollout.

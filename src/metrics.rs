@@ -7,7 +7,7 @@
 //!
 //! | metric | labels | recorded in |
 //! |---|---|---|
-//! | `fsx_csi_api_requests_total` | `operation`, `outcome` | every HTTP attempt to FSx (`fsx::aws::ApiMetrics`, an SDK interceptor) |
+//! | `fsx_csi_api_requests_total` | `operation`, `outcome` | every HTTP attempt to FSx (`fsx::aws::ApiMetrics`, an SDK interceptor), and to EC2's `DescribeSubnets` (`ec2`) |
 //! | `fsx_csi_api_request_duration_seconds` | `operation` | the same attempts |
 //! | `fsx_csi_api_retries_total` | `operation` | attempts after the first of one SDK call |
 //! | `fsx_csi_grpc_requests_total` | `method`, `code` | every CSI call ([`GrpcMetricsLayer`]) |
@@ -49,6 +49,8 @@ const OPERATIONS: &[&str] = &[
     "DescribeBackups",
     "DeleteBackup",
     "CreateFileSystemFromBackup",
+    // EC2 (src/ec2.rs): the one EC2 call, counted with FSx's.
+    "DescribeSubnets",
 ];
 
 /// The CSI methods; anything else is counted as `other`.

@@ -60,6 +60,7 @@ fn spawn_driver(emulator: &Emulator, socket: &Path, log: &Path, extra: &[&str]) 
             ])
             .args(extra)
             .env("AWS_ENDPOINT_URL_FSX", emulator.endpoint())
+            .env("AWS_ENDPOINT_URL_EC2", emulator.endpoint())
             .env("AWS_REGION", "us-east-1")
             .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
             .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
@@ -102,7 +103,8 @@ async fn secrets_never_reach_the_logs_even_at_trace() {
     let log = dir.path().join("driver.log");
     let mut child = spawn_driver(&emulator, &socket, &log, &["--log-format", "json"]);
     wait_for_socket(&socket).await;
-    assert_eq!(std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777, 0o600);
+    // Group-readable for the pod's sidecars (the directory's group), never others'.
+    assert_eq!(std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777, 0o660);
 
     let channel = connect(&socket).await.unwrap();
     let mut c = ControllerClient::new(channel.clone());

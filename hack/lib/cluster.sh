@@ -238,6 +238,7 @@ cluster_replica() { # index
     fsx-plugin "$sock" --override poll-interval=500ms --override metrics-address=127.0.0.1:0 \
     --override "subdirectory-mount-dir=$CLUSTER_DIR/replica-$i/mounts" --override "kubelet-dir=$CLUSTER_DIR/lustre")
   cluster_spawn "driver-$i" env AWS_ENDPOINT_URL_FSX="http://127.0.0.1:$(cat "$CLUSTER_DIR/ports/emulator")" \
+    AWS_ENDPOINT_URL_EC2="http://127.0.0.1:$(cat "$CLUSTER_DIR/ports/emulator")" \
     AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=cluster AWS_SECRET_ACCESS_KEY=cluster AWS_EC2_METADATA_DISABLED=true \
     "${mountns[@]}" "${uts[@]}" "$cluster_root/target/debug/fsx-csi-driver" "${driver_args[@]}"
   cluster_wait 30 "the driver's socket" "$CLUSTER_DIR/logs/driver-$i.log" test -S "$sock"

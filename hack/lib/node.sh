@@ -10,6 +10,9 @@ NODE_SUBNET=10.88.0.0/16
 NODE_SANDBOX_IMAGE=registry.k8s.io/pause:3.10
 NODE_APP_IMAGE=public.ecr.aws/docker/library/busybox:1.36
 NODE_CONTAINERD_SOCK=/run/containerd/containerd.sock
+# The node's Availability Zone, as EKS labels its nodes: the emulator's zone of the examples'
+# subnet-0123456789abcdef0 (the plugin reports it; PVs of that subnet get it as node affinity).
+NODE_ZONE=us-east-1a
 
 nctr() { "$NODE_BIN/ctr" --address "$NODE_CONTAINERD_SOCK" -n k8s.io "$@"; }
 
@@ -265,7 +268,8 @@ EOF
   # An empty working directory of the tier's own (see the header: the kubelet deletes files).
   (cd "$CLUSTER_DIR/kubelet-work" && cluster_spawn kubelet "$NODE_BIN/kubelet" --config "$CLUSTER_DIR/kubelet.yaml" \
     --kubeconfig "$CLUSTER_DIR/kubelet.kubeconfig" --hostname-override "$NODE_NAME" --node-ip "$NODE_IP" \
-    --cert-dir "$CLUSTER_DIR/kubelet-pki" --root-dir /var/lib/kubelet --v=2)
+    --cert-dir "$CLUSTER_DIR/kubelet-pki" --root-dir /var/lib/kubelet --v=2 \
+    --node-labels "topology.kubernetes.io/zone=$NODE_ZONE")
   cluster_wait 120 "the node to be Ready" "$CLUSTER_DIR/logs/kubelet.log" \
     sh -c "$CLUSTER_BIN/kubectl --kubeconfig $CLUSTER_DIR/admin.kubeconfig get node $NODE_NAME -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True"
 }
@@ -277,7 +281,8 @@ node_install() { # kustomize|helm
   node_install_images "$CLUSTER_DIR/rendered.yaml"
   kctl apply -f "$CLUSTER_DIR/rendered.yaml" >"$CLUSTER_DIR/logs/apply-$1.log"
   kctl -n "$CLUSTER_NAMESPACE" set env statefulset/fsx-csi-controller -c fsx-plugin \
-    AWS_ENDPOINT_URL_FSX="http://$NODE_IP:$(cat "$CLUSTER_DIR/ports/emulator")" AWS_REGION=us-east-1 \
+    AWS_ENDPOINT_URL_FSX="http://$NODE_IP:$(cat "$CLUSTER_DIR/ports/emulator")" \
+    AWS_ENDPOINT_URL_EC2="http://$NODE_IP:$(cat "$CLUSTER_DIR/ports/emulator")" AWS_REGION=us-east-1 \
     AWS_ACCESS_KEY_ID=node-tier AWS_SECRET_ACCESS_KEY=node-tier AWS_EC2_METADATA_DISABLED=true >/dev/null
   # Subdirectory volumes (enabled by cluster_render): the controller mounts the file systems
   # it makes directories on; here a file system is a directory of the node's stand-in store,

@@ -1,6 +1,8 @@
 //! The gRPC server on a unix socket.
 //!
-//! [`bind`] creates the socket with mode 0600 in a directory that is never world-writable. A
+//! [`bind`] creates the socket with mode 0600 in a directory that is never world-writable
+//! ([`bind_with_mode`]: the CSI socket is 0660, for the pod's other containers through the
+//! directory's group; see `main.rs`). A
 //! socket file on which a process still accepts connections belongs to a live driver (two
 //! instances overlap during a DaemonSet update with surge, or a manual restart): it is never
 //! taken over, and start-up fails naming the path (the kubelet restarts the pod once the old
@@ -146,9 +148,14 @@ fn is_live(path: &Path) -> io::Result<bool> {
     }
 }
 
-/// Binds a unix socket at `path` with mode 0600, creating its directory (mode 0750) if needed.
-/// Refuses a path where a live process listens, or that is not a socket.
+/// [`bind_with_mode`] with mode 0600: the owner only.
 pub fn bind(path: &Path) -> io::Result<(UnixListener, SocketFile)> {
+    bind_with_mode(path, 0o600)
+}
+
+/// Binds a unix socket at `path` with `mode`, creating its directory (mode 0750) if needed.
+/// Refuses a path where a live process listens, or that is not a socket.
+pub fn bind_with_mode(path: &Path, mode: u32) -> io::Result<(UnixListener, SocketFile)> {
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {
             if is_live(path)? {
@@ -176,7 +183,7 @@ pub fn bind(path: &Path) -> io::Result<(UnixListener, SocketFile)> {
         std::fs::DirBuilder::new().recursive(true).mode(0o750).create(dir)?;
     }
     let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o770))?;
     let meta = std::fs::symlink_metadata(path)?;
     Ok((listener, SocketFile { path: path.to_path_buf(), dev: meta.dev(), ino: meta.ino() }))
 }

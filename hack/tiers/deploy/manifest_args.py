@@ -54,7 +54,7 @@ def main(driver, emulator, manifests):
         for manifest in manifests:
             for workload, c, pod in plugin_containers(manifest):
                 runs += 1
-                env = {"PATH": os.environ.get("PATH", ""), "AWS_ENDPOINT_URL_FSX": endpoint, "AWS_REGION": "us-east-1",
+                env = {"PATH": os.environ.get("PATH", ""), "AWS_ENDPOINT_URL_FSX": endpoint, "AWS_ENDPOINT_URL_EC2": endpoint, "AWS_REGION": "us-east-1",
                        "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_EC2_METADATA_DISABLED": "true"}
                 sock = os.path.join(tmp, f"{runs}.sock")
                 for e in c.get("env", []):

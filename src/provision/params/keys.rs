@@ -877,7 +877,7 @@ pub fn chart_parameters_schema() -> serde_json::Value {
     );
     let file_systems = json!({
         "type": "object",
-        "required": [SUBNET_ID],
+        "anyOf": [{"required": [SUBNET_ID]}, {"required": [SUBNET_IDS]}],
         "properties": properties,
         "patternProperties": {"^csi\\.storage\\.k8s\\.io/": {"type": "string"}},
         "additionalProperties": false,

@@ -446,8 +446,8 @@ mod tests {
     #[test]
     fn subnet_is_required_and_checked() {
         let e = parse(&[]).unwrap_err();
-        assert_eq!(e.key, "subnetId");
-        assert!(e.to_string().contains("required"));
+        assert_eq!(e.key, "subnetIds");
+        assert!(e.to_string().contains("required (or subnetId)"), "{e}");
         let e = parse(&[("subnetId", "subnet-XYZ")]).unwrap_err();
         assert_eq!(e.key, "subnetId");
     }

@@ -1840,7 +1840,7 @@ async fn api(State(emu): State<Emulator>, headers: HeaderMap, body: Bytes) -> Re
     let code = response.headers().get("x-amzn-errortype").and_then(|v| v.to_str().ok()).unwrap_or("");
     let outcome = match response.status().as_u16() {
         200..=299 => "success",
-        _ if code == "ThrottlingException" => "throttled",
+        _ if code == "ThrottlingException" || code == "RequestLimitExceeded" => "throttled",
         500.. => "server_error",
         _ => "client_error",
     };
@@ -2026,7 +2026,7 @@ fn ec2_error(status: StatusCode, code: &str, message: &str) -> Response {
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code><Message>{}</Message></Error></Errors><RequestID>emulated</RequestID></Response>",
         xml_escape(message)
     );
-    (status, [("content-type", "text/xml;charset=UTF-8")], body).into_response()
+    (status, [("content-type", "text/xml;charset=UTF-8"), ("x-amzn-errortype", code)], body).into_response()
 }
 
 fn xml_escape(s: &str) -> String {

@@ -206,6 +206,7 @@ impl Driver {
             .arg(dir.join("kubelet"))
             .args(["--metrics-address", &format!("127.0.0.1:{metrics}")])
             .env("AWS_ENDPOINT_URL_FSX", fsx)
+            .env("AWS_ENDPOINT_URL_EC2", fsx)
             .env("AWS_REGION", "us-east-1")
             .env("AWS_ACCESS_KEY_ID", "abuse")
             .env("AWS_SECRET_ACCESS_KEY", "abuse")

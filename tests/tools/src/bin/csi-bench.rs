@@ -85,6 +85,7 @@ async fn controller(bin: &Path, volumes: usize, delay: u64, jitter: u64, poll_s:
         .args(["--poll-interval", &format!("{poll_s}s")])
         .args(["--metrics-address", &format!("127.0.0.1:{metrics_port}")])
         .env("AWS_ENDPOINT_URL_FSX", emulator.endpoint())
+        .env("AWS_ENDPOINT_URL_EC2", emulator.endpoint())
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "bench")
         .env("AWS_SECRET_ACCESS_KEY", "bench")

@@ -68,6 +68,7 @@ impl Controller {
             .args(["--mode", "controller", "--endpoint", &format!("unix://{}", self.socket.display())])
             .args(["--poll-interval", "500ms"])
             .env("AWS_ENDPOINT_URL_FSX", &self.endpoint)
+            .env("AWS_ENDPOINT_URL_EC2", &self.endpoint)
             .env("AWS_REGION", "us-east-1")
             .env("AWS_ACCESS_KEY_ID", "chaos")
             .env("AWS_SECRET_ACCESS_KEY", "chaos")

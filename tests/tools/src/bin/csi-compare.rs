@@ -93,6 +93,7 @@ impl Driver {
         }
         let child = cmd
             .env("AWS_ENDPOINT_URL_FSX", endpoint)
+            .env("AWS_ENDPOINT_URL_EC2", endpoint)
             .env("AWS_REGION", "us-east-1")
             .env("AWS_ACCESS_KEY_ID", "compare")
             .env("AWS_SECRET_ACCESS_KEY", "compare")

@@ -95,9 +95,22 @@ async fn run(args: Args) {
             .endpoint_url(emulator.endpoint())
             .region(aws_sdk_fsx::config::Region::new("us-east-1"))
             .credentials_provider(aws_sdk_fsx::config::Credentials::new("AKIDTEST", "test", None, None, "test"));
+        // Subnets' zones from the emulator's EC2 DescribeSubnets, as the driver learns them.
+        let ec2_config = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(
+                aws_sdk_fsx::config::Credentials::new("AKIDTEST", "test", None, None, "test"),
+            ))
+            .build();
+        let ec2 = fsx_csi_driver::ec2::Ec2Subnets::with_endpoint(&ec2_config, emulator.endpoint()).expect("EC2 client");
         let provisioner = Provisioner::new(
             Arc::new(AwsFsx::from_conf(conf)),
-            Options { poll_interval: Duration::from_millis(args.poll_ms), ..Options::default() },
+            Options {
+                poll_interval: Duration::from_millis(args.poll_ms),
+                subnet_zones: Some(Arc::new(fsx_csi_driver::topology::SubnetZones::new(Arc::new(ec2)))),
+                ..Options::default()
+            },
         );
         provisioner.start();
         if args.report_calls {
