@@ -130,6 +130,7 @@ case ${1:-} in
     python3 -c 'import yaml' 2>/dev/null || pip install -q pyyaml
     cluster_log "control plane"
     cluster_control_plane
+    cluster_scheduler
     cluster_log "FSx emulator"
     cluster_emulator
     cluster_log "installing ($path)"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds a Kubernetes control plane and the CSI sidecars from the Go module proxy, without
-# containers: etcd, kube-apiserver, kube-controller-manager, kubectl, csi-provisioner,
+# containers: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, csi-provisioner,
 # csi-resizer, csi-snapshotter and snapshot-controller (with the VolumeSnapshot CRDs of the same
 # release). The binaries are kept under ~/.cache with a version stamp, so a second run costs
 # nothing. Prints the bin directory on its last line.
@@ -30,7 +30,7 @@ K8S_VERSION=${K8S_VERSION:-1.37.2}
 PROVISIONER_VERSION=${PROVISIONER_VERSION:-$(pinned csi-provisioner)}
 RESIZER_VERSION=${RESIZER_VERSION:-$(pinned csi-resizer)}
 SNAPSHOTTER_VERSION=${SNAPSHOTTER_VERSION:-$(pinned csi-snapshotter)}
-BUILD_SCRIPT_VERSION=3  # the cache key: bump it when what is built changes
+BUILD_SCRIPT_VERSION=4  # the cache key: bump it when what is built changes
 provisioner_major=${PROVISIONER_VERSION%%.*}
 resizer_major=${RESIZER_VERSION%%.*}
 # Module paths carry the major version from v2 on.
@@ -43,7 +43,7 @@ snapshotter_module=$(module_of github.com/kubernetes-csi/external-snapshotter "$
 stamp="k8s-$K8S_VERSION-etcd-${ETCD_VERSION:-default}-provisioner-$PROVISIONER_VERSION-resizer-$RESIZER_VERSION-snapshotter-$SNAPSHOTTER_VERSION-b$BUILD_SCRIPT_VERSION"
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/fsx-csi-driver/cluster/$stamp"
 bin="$cache/bin"
-tools=(etcd kube-apiserver kube-controller-manager kubectl csi-provisioner csi-resizer csi-snapshotter snapshot-controller)
+tools=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl csi-provisioner csi-resizer csi-snapshotter snapshot-controller)
 have_all() { for t in "${tools[@]}"; do [[ -x $bin/$t ]] || return 1; done; [[ -s $cache/crd/snapshot-crds.yaml ]]; }
 if have_all; then
   echo "$bin"
@@ -89,7 +89,8 @@ func main() { etcdmain.Main(os.Args) }
 GO
 go_wrapper_tools "$src" "$provisioner_module/cmd/csi-provisioner" "$resizer_module/cmd/csi-resizer" \
   "$snapshotter_module/cmd/csi-snapshotter" "$snapshotter_module/cmd/snapshot-controller" \
-  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl
+  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler \
+  k8s.io/kubernetes/cmd/kubectl
 # Seed go.sum with the provisioner's own lines for the modules the checksum database may lack.
 prov_sum=$(go mod download -json "$provisioner_module@$PROVISIONER_VERSION" | sed -n 's/.*"Dir": "\(.*\)",*/\1/p')/go.sum
 grep '^sigs.k8s.io/sig-storage-lib-external-provisioner' "$prov_sum" >go.sum || true
@@ -101,6 +102,7 @@ build() { go_wrapper_build "$src" "$bin/$1" "$2" "${3:-$ldflags}"; }  # name pac
 build etcd ./cmd/etcd "-s -w"
 build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
 build kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager
+build kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler
 build kubectl k8s.io/kubernetes/cmd/kubectl
 build csi-provisioner "$provisioner_module/cmd/csi-provisioner" "-s -w -X main.version=$PROVISIONER_VERSION"
 build csi-resizer "$resizer_module/cmd/csi-resizer" "-s -w -X main.version=$RESIZER_VERSION"

@@ -81,6 +81,7 @@ cluster_pki() {
     cert apiserver "/CN=kube-apiserver" "IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default.svc${CLUSTER_API_SANS:+,$CLUSTER_API_SANS}"
     cert admin "/CN=admin/O=system:masters"
     cert controller-manager "/CN=system:kube-controller-manager"
+    cert scheduler "/CN=system:kube-scheduler"
     openssl genrsa -out sa.key 2048 2>/dev/null
     openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
   )
@@ -109,6 +110,18 @@ EOF
 }
 
 kctl() { "$CLUSTER_BIN/kubectl" --kubeconfig "$CLUSTER_DIR/admin.kubeconfig" "$@"; }
+
+# Starts kube-scheduler (the control plane alone: WaitForFirstConsumer claims of pods on
+# Node objects, for zone-aware placement; the node tier starts its own).
+cluster_scheduler() {
+  local p="$CLUSTER_DIR/pki"
+  cluster_kubeconfig "$CLUSTER_DIR/scheduler.kubeconfig" "client-certificate: $p/scheduler.crt" "client-key: $p/scheduler.key"
+  cluster_free_port >"$CLUSTER_DIR/ports/scheduler"
+  cluster_spawn kube-scheduler "$CLUSTER_BIN/kube-scheduler" --kubeconfig "$CLUSTER_DIR/scheduler.kubeconfig" \
+    --authentication-kubeconfig "$CLUSTER_DIR/scheduler.kubeconfig" \
+    --authorization-kubeconfig "$CLUSTER_DIR/scheduler.kubeconfig" \
+    --bind-address 127.0.0.1 --secure-port "$(cat "$CLUSTER_DIR/ports/scheduler")" --leader-elect=false --v=1
+}
 
 # Starts etcd, kube-apiserver and kube-controller-manager; waits until the API answers.
 cluster_control_plane() {

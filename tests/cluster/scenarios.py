@@ -921,6 +921,93 @@ def sidecar_logs_clean(path):
     check(f"{path}: after every scenario, no sidecar was refused an API call", not problems, problems[:3])
 
 
+ZONE_KEY = "topology.kubernetes.io/zone"
+# The emulator's subnets: zone us-east-1a, b or c by the last hex digit.
+ZONE_SUBNETS = {"us-east-1a": "subnet-0123456789abcdef0", "us-east-1b": "subnet-0123456789abcdef1",
+                "us-east-1c": "subnet-0123456789abcdef2"}
+
+
+def zone_node(name, zone):
+    """A Node in `zone` that the scheduler can place pods on, with the CSINode its node plugin
+    would have made (the driver, the zone key), as a kubelet on EKS registers them."""
+    apply(json.dumps({"apiVersion": "v1", "kind": "Node",
+                      "metadata": {"name": name, "labels": {ZONE_KEY: zone, "kubernetes.io/hostname": name}}}))
+    status = {"status": {
+        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "stand-in",
+                        "lastHeartbeatTime": None, "lastTransitionTime": None}],
+        "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "20"},
+        "capacity": {"cpu": "4", "memory": "8Gi", "pods": "20"}}}
+    kubectl("patch", "node", name, "--subresource=status", "--type=merge", "-p", json.dumps(status))
+    apply(json.dumps({"apiVersion": "storage.k8s.io/v1", "kind": "CSINode", "metadata": {"name": name},
+                      "spec": {"drivers": [{"name": "fsx.csi.aws.com", "nodeID": name, "topologyKeys": [ZONE_KEY]}]}}))
+
+
+def zones(prefix):
+    """15. One StorageClass over three zones (subnetIds), WaitForFirstConsumer: a claim of a pod
+    pinned to each zone's node gets its file system in that zone's subnet, and its PV node
+    affinity to that zone (kube-scheduler places the pods, the external-provisioner passes the
+    chosen node's zone); a pod pinned to a zone with no subnet gets a ProvisioningFailed event
+    naming its zone and the class's, and no file system."""
+    ns = f"{prefix}-zones"
+    namespace(ns)
+    nodes = {zone: f"fsx-zone-{zone[-1]}" for zone in [*ZONE_SUBNETS, "us-east-1d"]}
+    for zone, node in nodes.items():
+        zone_node(node, zone)
+    sc = f"{prefix}-zones"
+    apply(json.dumps({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": sc},
+                      "provisioner": "fsx.csi.aws.com", "reclaimPolicy": "Delete",
+                      "volumeBindingMode": "WaitForFirstConsumer",
+                      "parameters": {"subnetIds": ",".join(ZONE_SUBNETS.values()), "deploymentType": "SCRATCH_2"}}))
+    subnet_calls = calls("DescribeSubnets")
+    for zone, node in nodes.items():
+        claim(ns, f"data-{zone[-1]}", sc, "1200Gi")
+        apply(json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"app-{zone[-1]}", "namespace": ns},
+                          "spec": {"nodeSelector": {"kubernetes.io/hostname": node}, "terminationGracePeriodSeconds": 0,
+                                   "containers": [{"name": "app", "image": "busybox", "command": ["sleep", "3600"],
+                                                   "volumeMounts": [{"name": "d", "mountPath": "/data"}]}],
+                                   "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": f"data-{zone[-1]}"}}]}}))
+    wrong = {}
+    for zone, subnet in ZONE_SUBNETS.items():
+        pv = bound(ns, f"data-{zone[-1]}", timeout=120)
+        if not pv:
+            wrong[zone] = "not bound"
+            continue
+        terms = pv["spec"].get("nodeAffinity", {}).get("required", {}).get("nodeSelectorTerms", [])
+        affinity = [(e["key"], e.get("values")) for t in terms for e in t.get("matchExpressions", [])]
+        fs = [f for f in file_systems() if f["FileSystemId"] == pv_fs(pv)]
+        got = fs[0].get("SubnetIds", [None])[0] if fs else None
+        if affinity != [(ZONE_KEY, [zone])] or got != subnet:
+            wrong[zone] = {"affinity": affinity, "subnet": got}
+    check(f"{prefix}: a WaitForFirstConsumer claim of a pod in each zone gets that zone's subnet and node affinity",
+          not wrong, wrong)
+    placed = wait_for("the pods placed", lambda: all(
+        (get("pod", "-n", ns, f"app-{z[-1]}") or {}).get("spec", {}).get("nodeName") == n
+        for z, n in nodes.items() if z in ZONE_SUBNETS), 60)
+    check(f"{prefix}: and kube-scheduler places each pod on its zone's node", placed)
+    n = calls("DescribeSubnets") - subnet_calls
+    check(f"{prefix}: one DescribeSubnets for the class's three subnets", n == 1, f"{n} calls")
+
+    def refused():
+        for e in events(ns, "data-d"):
+            if e.get("reason") == "ProvisioningFailed" and "us-east-1d" in e.get("message", ""):
+                return e["message"]
+        return None
+
+    message = wait_for("the zone-d claim's ProvisioningFailed event", refused, 90)
+    check(f"{prefix}: a pod in a zone without a subnet: ProvisioningFailed naming its zone and the class's zones",
+          message and "us-east-1a, us-east-1b, us-east-1c" in message, message)
+    pending = get("pvc", "-n", ns, "data-d") or {}
+    check(f"{prefix}: and no file system for it, the claim Pending",
+          not by_volume_name("pvc-" + pending.get("metadata", {}).get("uid", "none"))
+          and pending.get("status", {}).get("phase") == "Pending", pending.get("status"))
+    # Nodes without kubelets cannot confirm a pod's end: force-delete, then the rest.
+    kubectl("-n", ns, "delete", "pod", "--all", "--force", "--grace-period=0", check_rc=False)
+    kubectl("delete", "namespace", ns, "--wait=false")
+    for node in nodes.values():
+        kubectl("delete", "node", node, "--ignore-not-found", check_rc=False)
+        kubectl("delete", "csinode", node, "--ignore-not-found", check_rc=False)
+
+
 STAND_IN_STORE = os.path.join(CLUSTER_DIR, "lustre", "plugins", "fsx.csi.aws.com", "fsx-lustre-stand-in")
 
 
@@ -1067,6 +1154,7 @@ def main(argv):
         not_ready_taint(path)
         snapshots_and_attributes(path)
         subdirectory_claims("dirs")
+        zones("zones")
         leader_change()
     else:
         install_path_checks(path)
@@ -1083,6 +1171,7 @@ def main(argv):
         not_ready_taint(path)
         snapshots_and_attributes(path)
         subdirectory_claims(path)
+        zones(path)
         metrics_agree(path, api_start)
     if only != "taint":
         sidecar_logs_clean(path)
