@@ -185,6 +185,14 @@ fn check_volume_id(id: &str) -> Result<(), NodeError> {
     Ok(())
 }
 
+/// The `subdirectory` of a volume context, relative to the file system's root: the
+/// controller writes it as `/k8s/…` (and users write static PVs either way), so one leading
+/// `/` is dropped; anything else is checked as given.
+fn subdirectory(context: &std::collections::HashMap<String, String>) -> &str {
+    let sub = context.get(context::SUBDIRECTORY).map(String::as_str).unwrap_or("");
+    sub.strip_prefix('/').unwrap_or(sub)
+}
+
 /// The mount options of a volume capability (checked against the allow-list).
 fn mount_options(cap: &Option<VolumeCapability>) -> Result<Vec<String>, NodeError> {
     let cap = cap.as_ref().ok_or_else(|| invalid("volume_capability is required"))?;
@@ -331,7 +339,7 @@ impl NodeService {
                 Shown(mount_name)
             )));
         }
-        let sub = req.volume_context.get(context::SUBDIRECTORY).map(String::as_str).unwrap_or("");
+        let sub = subdirectory(&req.volume_context);
         check_subdirectory(sub).map_err(|why| invalid(format!("volume_context {}: {why}", context::SUBDIRECTORY)))?;
         let _guards = self.lock(&req.volume_id, &req.staging_target_path)?;
         // A subdirectory volume is a bind of its directory from the file system's one mount.
@@ -360,7 +368,7 @@ impl NodeService {
         let target = self.check_span_path("target_path", &req.target_path)?;
         let options = mount_options(&req.volume_capability)?;
         let read_only = req.readonly || options.iter().any(|f| f == "ro");
-        let sub = req.volume_context.get(context::SUBDIRECTORY).map(String::as_str).unwrap_or("");
+        let sub = subdirectory(&req.volume_context);
         let _guards = self.lock(&req.volume_id, &req.target_path)?;
         if !self.mounts.publish(&staging, sub, &target, read_only, deadline).await? {
             tracing::info!("already published");
