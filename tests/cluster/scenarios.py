@@ -938,6 +938,9 @@ def zone_node(name, zone):
         "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "20"},
         "capacity": {"cpu": "4", "memory": "8Gi", "pods": "20"}}}
     kubectl("patch", "node", name, "--subresource=status", "--type=merge", "-p", json.dumps(status))
+    # The taint the API server puts on a new Node, which the node lifecycle controller (not run
+    # here) lifts once the Node is Ready.
+    kubectl("taint", "node", name, "node.kubernetes.io/not-ready:NoSchedule-", check_rc=False)
     apply(json.dumps({"apiVersion": "storage.k8s.io/v1", "kind": "CSINode", "metadata": {"name": name},
                       "spec": {"drivers": [{"name": "fsx.csi.aws.com", "nodeID": name, "topologyKeys": [ZONE_KEY]}]}}))
 
