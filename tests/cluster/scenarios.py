@@ -482,7 +482,10 @@ set -eu
 K=$1; LOG=$2; shift 2
 mount -t tmpfs fsx "$K/pods/uid-1/volumes/kubernetes.io~csi/pv-drain/mount"
 mount -t tmpfs ebs "$K/pods/uid-2/volumes/kubernetes.io~csi/pv-other/mount"
-"$@" >"$LOG" 2>&1 &
+# Emptied here, not by the background job's redirection: the loop below must never read the
+# previous run's log (it could before the job's shell had opened the file).
+: >"$LOG"
+"$@" >>"$LOG" 2>&1 &
 pid=$!
 i=0
 while ! grep -q "waiting for unmounts" "$LOG"; do
