@@ -358,7 +358,8 @@ node_build() {
   CC_x86_64_unknown_linux_musl=musl-gcc cargo build --release --locked --target x86_64-unknown-linux-musl \
     -p fsx-csi-driver -p fsx-csi-tools --bin fsx-csi-driver --bin csi-sidecar-stand-in \
     --features fsx-csi-driver/lustre-stand-in >&2
-  cargo build --locked -p fsx-emulator -p fsx-csi-driver >&2
+  # The same debug build as the control-plane tier's (with the stand-in), so neither rebuilds it.
+  cargo build --locked -p fsx-emulator -p fsx-csi-driver --features fsx-csi-driver/lustre-stand-in >&2
   # The Helm install path renders the chart inside the namespaces, where the Go module proxy
   # cannot be reached: helm is installed here, before.
   install_go_tool helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm >&2
