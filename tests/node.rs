@@ -720,6 +720,8 @@ async fn stats_condition_and_info() {
 
     let info = env.client.node_get_info(NodeGetInfoRequest {}).await.unwrap().into_inner();
     assert_eq!(info.node_id, "node-1");
+    // No zone known here: a topology with no segment (the capability is advertised).
+    assert_eq!(info.accessible_topology, Some(Topology::default()));
     let caps = env.client.node_get_capabilities(NodeGetCapabilitiesRequest {}).await.unwrap().into_inner();
     assert_eq!(caps.capabilities.len(), 3);
 }

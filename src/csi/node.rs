@@ -535,10 +535,10 @@ impl Node for NodeService {
         let span = info_span!("NodeGetInfo");
         observe(span, async {
             let node_id = self.resolve_node_id().await?;
-            let accessible_topology = self
-                .zone(&node_id)
-                .await?
-                .map(|zone| Topology { segments: std::collections::HashMap::from([(ZONE_KEY.to_string(), zone)]) });
+            // Always set, as the plugin advertises VOLUME_ACCESSIBILITY_CONSTRAINTS: a node with
+            // no zone reports no segment (its CSINode then lists no topology key).
+            let segments = self.zone(&node_id).await?.map(|zone| (ZONE_KEY.to_string(), zone));
+            let accessible_topology = Some(Topology { segments: segments.into_iter().collect() });
             Ok(Response::new(NodeGetInfoResponse { node_id, max_volumes_per_node: 0, accessible_topology }))
         })
         .await
