@@ -14,6 +14,7 @@
 //! | `fsx_csi_grpc_request_duration_seconds` | `method` | the same calls |
 //! | `fsx_csi_file_systems_in_flight` | `kind` (`creating`, `growing`, `modifying`, `associating`, `backing_up`) | the poller, every tick |
 //! | `fsx_csi_file_system_creation_seconds` | | FSx's CreationTime to the poll that saw AVAILABLE |
+//! | `fsx_csi_oldest_creation_in_flight_seconds` | | the poller: the oldest creation still waited on (0 if none) |
 //! | `fsx_csi_failed_file_systems_cleaned_up_total` | | FAILED file systems (or S3 links) deleted |
 //! | `fsx_csi_duplicate_creations_avoided_total` | | CreateVolume retries answered from the index |
 //! | `fsx_csi_node_operation_duration_seconds` | `operation`, `result` | node mounts, unmounts and stats |
@@ -234,6 +235,7 @@ pub struct Metrics {
     grpc_requests: Family<GrpcLabels, Counter>,
     grpc_duration: Histograms<MethodLabel>,
     in_flight: Family<KindLabel, Gauge>,
+    oldest_creation: Gauge,
     creation: Histogram,
     cleaned_up: Counter,
     duplicates_avoided: Counter,
@@ -281,6 +283,13 @@ impl Metrics {
             "file_systems_in_flight",
             "File systems being created or grown, and S3 links being created, that the controller waits on",
             in_flight.clone(),
+        );
+        let oldest_creation = Gauge::default();
+        r.register_with_unit(
+            "oldest_creation_in_flight",
+            "Age of the oldest file system the controller waits on to become AVAILABLE (since FSx's CreationTime; 0 when none)",
+            Unit::Seconds,
+            oldest_creation.clone(),
         );
         // 1 to about 68 minutes.
         let creation = Histogram::new(exponential_buckets(60.0, 1.5, 12));
@@ -335,6 +344,7 @@ impl Metrics {
             grpc_requests,
             grpc_duration,
             in_flight,
+            oldest_creation,
             creation,
             cleaned_up,
             duplicates_avoided,
@@ -373,6 +383,11 @@ impl Metrics {
             InFlight::BackingUp => "backing_up",
         };
         self.in_flight.get_or_create(&KindLabel { kind }).set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// The age of the oldest creation in flight (`None`: none).
+    pub fn set_oldest_creation(&self, age: Option<Duration>) {
+        self.oldest_creation.set(age.map_or(0, |a| i64::try_from(a.as_secs()).unwrap_or(i64::MAX)));
     }
 
     /// A file system became AVAILABLE `took` after FSx's CreationTime.

@@ -22,6 +22,8 @@ HELM_VERSION=v3.22.0
 KUSTOMIZE_VERSION=v5.8.1
 ACTIONLINT_VERSION=v1.7.12
 CSI_SANITY_VERSION=v5.4.0
+# promtool (checks and unit-tests the chart's alerts); Prometheus 3.x modules are v0.3xx.
+PROMTOOL_VERSION=v0.316.0
 
 ensure_go() { # why
   command -v go >/dev/null && return

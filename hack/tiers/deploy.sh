@@ -3,8 +3,9 @@
 # example validate strictly against Kubernetes 1.30 and the newest version
 # kubernetes-validate knows; helm lint; the chart and the kustomize base agree; yamllint;
 # and the binary starts with the manifests' own container args.
-# Installs kubernetes-validate, yamllint (PyPI), helm (go install) and, without kubectl,
-# kustomize (go install). Ends with "deploy checks: N passed, M failed".
+# Installs kubernetes-validate, yamllint (PyPI), helm and promtool (go install) and, without
+# kubectl, kustomize (go install). Also checks the chart's dashboard and alerts
+# (deploy/monitoring.py). Ends with "deploy checks: N passed, M failed".
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=../lib/common.sh
@@ -25,7 +26,8 @@ else
   kustomize() { command kustomize build "$@"; }
 fi
 
-cargo build --quiet -p fsx-csi-driver -p fsx-emulator
+# The same debug build as the control-plane and node tiers' (with the stand-in): no rebuild.
+cargo build --quiet -p fsx-csi-driver -p fsx-emulator --features fsx-csi-driver/lustre-stand-in
 
 tmp=$(mktemp -d -t fsx-deploy.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
@@ -97,6 +99,12 @@ check "with subdirectory volumes on, the kustomize component and the chart agree
   grep -q -- '--subdirectory-mount-dir=/var/lib/fsx-csi-driver/mounts' '$tmp/h-subdir.yaml'
   [ \$(grep -c 'privileged: true' '$tmp/h-subdir.yaml') -gt \$(grep -c 'privileged: true' '$tmp/helm.yaml') ]
   ! grep -q -- '--subdirectory-mount-dir' '$tmp/helm.yaml'"
+# The dashboard and the alerts: queries against a running driver's metrics, the rules through
+# promtool (check, and the unit tests in tests/monitoring), a runbook line per alert.
+install_go_tool promtool "$PROMTOOL_VERSION" github.com/prometheus/prometheus/cmd/promtool
+check "the chart's Grafana dashboard and PrometheusRule (promtool check and test rules)" \
+  python3 $checks/monitoring.py "$root/bin/helm" "$root/bin/promtool" "$root/target/debug/fsx-csi-driver" \
+  deploy/helm/aws-fsx-csi-driver "$K8S_OLDEST"
 check "yamllint deploy/" yamllint -s deploy/
 check "IAM policy is valid JSON" python3 -m json.tool deploy/iam-policy.json
 check "IAM policy works in every partition (aws, aws-us-gov, aws-cn): no arn:aws: literal" bash -c "! grep -q 'arn:aws:' deploy/iam-policy.json"

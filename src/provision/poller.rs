@@ -240,18 +240,27 @@ impl Poller {
     /// Sets the in-flight gauges: file systems by why they are watched, and associations.
     fn report_in_flight(&self) {
         let (mut creating, mut growing, mut modifying) = (0, 0, 0);
+        let mut oldest: Option<std::time::SystemTime> = None;
         {
             let watched = lock(&self.file_systems);
             let kinds = self.kinds.lock().unwrap_or_else(|p| p.into_inner());
-            for id in watched.keys() {
+            for (id, tx) in watched.iter() {
                 match kinds.get(id) {
                     Some(InFlight::Growing) => growing += 1,
                     Some(InFlight::Modifying) => modifying += 1,
-                    _ => creating += 1,
+                    _ => {
+                        creating += 1;
+                        if let Seen::Found(fs) = &*tx.borrow()
+                            && let Some(at) = fs.created_at
+                        {
+                            oldest = Some(oldest.map_or(at, |o| o.min(at)));
+                        }
+                    }
                 }
             }
         }
         let m = crate::metrics::get();
+        m.set_oldest_creation(oldest.and_then(|at| at.elapsed().ok()));
         m.set_in_flight(InFlight::Creating, creating);
         m.set_in_flight(InFlight::Growing, growing);
         m.set_in_flight(InFlight::Modifying, modifying);
