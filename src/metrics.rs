@@ -724,6 +724,43 @@ mod tests {
         assert_eq!(count(), before + 1.0);
     }
 
+    /// The README's metric table lists exactly what the registry serves (the chart's dashboard
+    /// and alerts are checked against that table: hack/tiers/deploy/monitoring.py).
+    #[test]
+    fn the_readme_metric_table_is_the_registry() {
+        let m = Metrics::new();
+        // One sample in every family, so that each is encoded.
+        m.api_attempt("CreateFileSystem", Outcome::Success, Duration::from_millis(20), true);
+        m.grpc_call("/csi.v1.Controller/CreateVolume", 0, Duration::from_secs(1));
+        m.set_in_flight(InFlight::Creating, 1);
+        m.node_operation("mount", NodeResult::Success, Duration::from_secs(1));
+        m.lustre_client("installed");
+        m.lnet_efa("none");
+        let mut served: Vec<(String, String)> = m
+            .encode()
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_once(' '))
+            .map(|(name, kind)| {
+                let name = if kind == "counter" { format!("{name}_total") } else { name.to_string() };
+                (name, kind.to_string())
+            })
+            .collect();
+        served.sort();
+        let readme = include_str!("../README.md");
+        let table = readme.split("\n## Metrics\n").nth(1).unwrap().split("\n## ").next().unwrap();
+        let mut listed: Vec<(String, String)> = table
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `fsx_csi_"))
+            .filter_map(|l| {
+                let (name, rest) = l.split_once("` | ")?;
+                Some((format!("fsx_csi_{name}"), rest.split(' ').next()?.to_string()))
+            })
+            .collect();
+        listed.sort();
+        assert_eq!(listed, served, "README.md's metric table (name, type) against the registry");
+    }
+
     #[test]
     fn labels_stay_in_fixed_sets_and_names_follow_conventions() {
         let m = Metrics::new();

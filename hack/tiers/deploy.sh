@@ -99,12 +99,11 @@ check "with subdirectory volumes on, the kustomize component and the chart agree
   grep -q -- '--subdirectory-mount-dir=/var/lib/fsx-csi-driver/mounts' '$tmp/h-subdir.yaml'
   [ \$(grep -c 'privileged: true' '$tmp/h-subdir.yaml') -gt \$(grep -c 'privileged: true' '$tmp/helm.yaml') ]
   ! grep -q -- '--subdirectory-mount-dir' '$tmp/helm.yaml'"
-# The dashboard and the alerts: queries against a running driver's metrics, the rules through
+# The dashboard and the alerts: queries against the driver's metrics, the rules through
 # promtool (check, and the unit tests in tests/monitoring), a runbook line per alert.
 install_go_tool promtool "$PROMTOOL_VERSION" github.com/prometheus/prometheus/cmd/promtool
 check "the chart's Grafana dashboard and PrometheusRule (promtool check and test rules)" \
-  python3 $checks/monitoring.py "$root/bin/helm" "$root/bin/promtool" "$root/target/debug/fsx-csi-driver" \
-  deploy/helm/aws-fsx-csi-driver "$K8S_OLDEST"
+  python3 $checks/monitoring.py "$root/bin/helm" "$root/bin/promtool" deploy/helm/aws-fsx-csi-driver "$K8S_OLDEST"
 check "yamllint deploy/" yamllint -s deploy/
 check "IAM policy is valid JSON" python3 -m json.tool deploy/iam-policy.json
 check "IAM policy works in every partition (aws, aws-us-gov, aws-cn): no arn:aws: literal" bash -c "! grep -q 'arn:aws:' deploy/iam-policy.json"
