@@ -10,6 +10,7 @@ below the pod's terminationGracePeriodSeconds.
 usage: manifest_args.py DRIVER_BIN EMULATOR_BIN MANIFEST.yaml...
 """
 import re
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -94,6 +95,8 @@ def main(driver, emulator, manifests):
     finally:
         emu.terminate()
         emu.wait()
+        # The kubelet directories and sockets of the runs (nothing is mounted there).
+        shutil.rmtree(tmp, ignore_errors=True)
     print(f"manifest args: {runs - failures} started, {failures} failed")
     return 1 if failures or runs == 0 else 0
 

@@ -206,7 +206,10 @@ async fn run(a: Args) -> Result<(), String> {
     }
     println!("    deleted {}", volume.volume_id);
 
-    step(7, "FSx API calls made, by operation (from the emulator's counters)");
+    step(
+        7,
+        "AWS API calls made, by operation (from the emulator's counters; DescribeSubnets is EC2, once per set of subnets)",
+    );
     let stats =
         fsx_csi_tools::http_get(&a.emulator, "/_emulator/stats").await.map_err(|e| format!("emulator stats: {e}"))?;
     let calls = stats.split("\"calls\":{").nth(1).and_then(|s| s.split('}').next()).unwrap_or("");
