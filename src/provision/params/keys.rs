@@ -117,6 +117,24 @@ pub struct Key {
 /// How a key compares a request with an existing file system.
 pub type Compare = fn(&StorageClassParams, &FileSystem) -> Option<(String, String)>;
 
+/// A comma-separated list of AWS ids (`prefix` and 8-17 lowercase hex digits, at most
+/// `max_len` bytes), each checked; the message names the first that is not one.
+fn id_list<'v>(v: &'v str, prefix: &str, max_len: usize, what: &str) -> Result<Vec<&'v str>, String> {
+    v.split(',')
+        .map(str::trim)
+        .map(|id| {
+            if is_hex_id(id, prefix, max_len) {
+                Ok(id)
+            } else {
+                Err(format!(
+                    "{} is not a {what} ({prefix} followed by 8-17 lowercase hex digits); give a comma-separated list",
+                    Shown(id)
+                ))
+            }
+        })
+        .collect()
+}
+
 /// An existing file system's subnet must be one of the class's (whichever zone it went to).
 fn compare_subnet(p: &StorageClassParams, fs: &FileSystem) -> Option<(String, String)> {
     let have = fs.subnet_ids.first()?;
@@ -168,13 +186,7 @@ pub const KEYS: &[Key] = &[
         mutable: false,
         compare: None,
         set: |p, v| {
-            for id in v.split(',').map(str::trim) {
-                if !is_hex_id(id, "subnet-", 24) {
-                    return Err(format!(
-                        "{} is not a subnet id (subnet- followed by 8-17 lowercase hex digits); give a comma-separated list",
-                        Shown(id)
-                    ));
-                }
+            for id in id_list(v, "subnet-", 24, "subnet id")? {
                 if p.subnet_ids.iter().any(|s| s == id) {
                     return Err(format!("{id} is listed twice"));
                 }
@@ -208,13 +220,7 @@ pub const KEYS: &[Key] = &[
         mutable: false,
         compare: None,
         set: |p, v| {
-            for sg in v.split(',').map(str::trim) {
-                if !is_hex_id(sg, "sg-", 20) {
-                    return Err(format!(
-                        "{} is not a security group id (sg- followed by 8-17 lowercase hex digits); give a comma-separated list",
-                        Shown(sg)
-                    ));
-                }
+            for sg in id_list(v, "sg-", 20, "security group id")? {
                 if !p.security_group_ids.iter().any(|s| s == sg) {
                     p.security_group_ids.push(sg.to_string());
                 }
