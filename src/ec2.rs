@@ -147,26 +147,31 @@ impl SubnetLookup for Ec2Subnets {
         for attempt in 1..=ATTEMPTS {
             let started = std::time::Instant::now();
             let answer = self.attempt(&body).await;
-            let outcome = match &answer {
-                Ok((200, _)) => Outcome::Success,
-                Ok((status, body)) => match parse_error(body).0.as_str() {
-                    "RequestLimitExceeded" | "Throttling" | "ThrottlingException" => Outcome::Throttled,
-                    _ if *status >= 500 => Outcome::ServerError,
-                    _ => Outcome::ClientError,
-                },
-                Err(_) => Outcome::NetworkError,
-            };
-            crate::metrics::get().api_attempt("DescribeSubnets", outcome, started.elapsed(), attempt > 1);
-            let error = match answer {
-                Ok((200, answer)) => return parse_subnets(&answer),
+            let (outcome, error) = match answer {
+                Ok((200, answer)) => {
+                    crate::metrics::get().api_attempt(
+                        "DescribeSubnets",
+                        Outcome::Success,
+                        started.elapsed(),
+                        attempt > 1,
+                    );
+                    return parse_subnets(&answer);
+                }
                 Ok((status, answer)) => {
                     let (code, message) = parse_error(&answer);
-                    match classify(status, &code, &message, ids) {
-                        Retry::No(e) => return Err(e),
-                        Retry::Yes(e) => e,
-                    }
+                    let outcome = match code.as_str() {
+                        "RequestLimitExceeded" | "Throttling" | "ThrottlingException" => Outcome::Throttled,
+                        _ if status >= 500 => Outcome::ServerError,
+                        _ => Outcome::ClientError,
+                    };
+                    (outcome, classify(status, &code, &message, ids))
                 }
-                Err(e) => e,
+                Err(e) => (Outcome::NetworkError, Retry::Yes(e)),
+            };
+            crate::metrics::get().api_attempt("DescribeSubnets", outcome, started.elapsed(), attempt > 1);
+            let error = match error {
+                Retry::No(e) => return Err(e),
+                Retry::Yes(e) => e,
             };
             tracing::debug!(attempt, error = %error, "DescribeSubnets failed");
             last = error;

@@ -42,31 +42,29 @@ pub struct LabelOrImds {
 #[async_trait]
 impl NodeZone for LabelOrImds {
     async fn zone(&self, name: &str) -> Result<Option<String>, String> {
-        let mut why = String::from("no Kubernetes API");
-        if let Some(api) = &self.api {
-            match api.node(name).await {
+        // Why the API gave no zone; `None` when the API answered that the node has none (or
+        // there is no API), so that no instance metadata means no zone rather than an error.
+        let api_failed = match &self.api {
+            None => None,
+            Some(api) => match api.node(name).await {
                 Ok(node) => {
                     if let Some(zone) = node.metadata.labels.as_ref().and_then(|l| l.get(ZONE_KEY)) {
                         return Ok(Some(zone.clone()));
                     }
-                    why = format!("node {name} has no {ZONE_KEY} label");
+                    None
                 }
-                Err(e) => why = format!("reading node {name}: {}", crate::error::Chain(&e)),
-            }
-        }
-        match self.metadata.availability_zone().await {
-            Ok(zone) if !zone.is_empty() => Ok(Some(zone)),
-            Ok(_) => Ok(None),
-            // Not on EC2 and no label: the node has no zone (it reports no topology).
-            Err(imds) if self.api.is_some() && why.contains("label") => {
-                tracing::info!(why = %why, imds = %imds, "this node has no zone");
+                Err(e) => Some(format!("reading node {name}: {}", crate::error::Chain(&e))),
+            },
+        };
+        match (self.metadata.availability_zone().await, api_failed) {
+            (Ok(zone), _) if !zone.is_empty() => Ok(Some(zone)),
+            (Ok(_), _) => Ok(None),
+            // Not on EC2, and the API has no zone for it: the node reports no topology.
+            (Err(imds), None) => {
+                tracing::info!(imds = %imds, "neither the Node's label nor the instance metadata gives a zone: this node reports none");
                 Ok(None)
             }
-            Err(imds) if self.api.is_none() => {
-                tracing::info!(imds = %imds, "no Kubernetes API and no instance metadata: this node reports no zone");
-                Ok(None)
-            }
-            Err(imds) => Err(format!("{why}; the instance metadata: {imds}")),
+            (Err(imds), Some(api)) => Err(format!("{api}; the instance metadata: {imds}")),
         }
     }
 }
