@@ -88,9 +88,12 @@ pub struct Cli {
     #[arg(long, env = "EXTRA_TAGS", value_parser = parse_tag_list, default_value = "")]
     pub extra_tags: Tags,
 
-    /// How often the controller describes file systems that are being created or updated.
-    #[arg(long, env = "POLL_INTERVAL", value_parser = parse_duration, default_value = "15s")]
-    pub poll_interval: Duration,
+    /// How often the controller describes file systems, associations and backups in flight,
+    /// fixed. Unset: adaptively, rarely early in a creation and every second once it is due
+    /// (from what this controller has seen such work take), at no more FSx calls than a 15 s
+    /// poll makes.
+    #[arg(long, env = "POLL_INTERVAL", value_parser = parse_duration)]
+    pub poll_interval: Option<Duration>,
 
     /// How often the controller re-lists the account to refresh its index of file systems, so a
     /// standby replica that takes over leadership knows what the previous leader created. Keep it

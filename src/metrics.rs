@@ -204,7 +204,7 @@ struct NodeLabels {
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// What is in flight at FSx, by kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum InFlight {
     Creating,
     Growing,

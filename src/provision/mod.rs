@@ -12,6 +12,7 @@
 //! 5. the call then waits on the `poller`, making no calls of its own, until AVAILABLE or
 //!    its deadline; a FAILED file system is deleted and the next retry starts clean.
 
+pub mod cadence;
 pub(crate) mod capacity;
 mod error;
 mod expand;
@@ -39,6 +40,7 @@ use crate::topology::{self, PlacementError, Requirement, SubnetError, SubnetZone
 use index::{Backups, FileSystems};
 use params::{ParamError, StorageClassParams, keys};
 
+use cadence::Cadence;
 pub use error::{CannotExpand, CannotRestore, CannotSnapshot, Pending, ProvisionError};
 use listing::Listing;
 use poller::{Poller, Seen};
@@ -71,8 +73,9 @@ const MAX_GENERATION_STEPS: u32 = 8;
 pub struct Options {
     /// Tags added to every file system (`--extra-tags`).
     pub extra_tags: Vec<(String, String)>,
-    /// How often in-flight file systems are described.
-    pub poll_interval: Duration,
+    /// How often in-flight resources are described (`--poll-interval`); `None`: adaptively
+    /// ([`cadence`]).
+    pub poll_interval: Option<Duration>,
     /// How often the whole account is listed again to refresh the index (see
     /// [`Provisioner::resync`]).
     pub resync_interval: Duration,
@@ -85,7 +88,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             extra_tags: Vec::new(),
-            poll_interval: Duration::from_secs(15),
+            poll_interval: None,
             resync_interval: Duration::from_secs(300),
             subnet_zones: None,
         }
@@ -127,8 +130,12 @@ impl Provisioner {
     pub fn new(fsx: Arc<dyn Fsx>, options: Options) -> Arc<Self> {
         let index = Arc::new(FileSystems::default());
         let backup_index = Arc::new(Backups::default());
-        let poller =
-            Poller::new(Arc::clone(&fsx), Arc::clone(&index), Arc::clone(&backup_index), options.poll_interval);
+        let poller = Poller::new(
+            Arc::clone(&fsx),
+            Arc::clone(&index),
+            Arc::clone(&backup_index),
+            Cadence::new(options.poll_interval),
+        );
         Arc::new(Self {
             fsx,
             index,

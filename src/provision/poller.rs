@@ -2,18 +2,21 @@
 //! data repository associations being created, and backups being taken.
 //!
 //! Calls that wait for a lifecycle change do not call FSx themselves: they [`Poller::watch`]
-//! the id and sleep on a channel. Once per tick the poller describes every watched id in
-//! calls of up to 50 ids (`DescribeFileSystems`, `DescribeDataRepositoryAssociations`,
-//! `DescribeBackups`),
-//! records file systems in the [`Index`], and wakes the waiters. An idle poller makes no calls.
+//! the id and sleep on a channel. The poller describes watched ids in calls of up to 50 ids
+//! (`DescribeFileSystems`, `DescribeDataRepositoryAssociations`, `DescribeBackups`) when the
+//! [`Cadence`] says one is due (every resource every `--poll-interval` when that is set, else
+//! adaptively: rarely early in a creation, every second when it is due), records file
+//! systems in the [`Index`], and wakes the waiters. An idle poller makes no calls.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
 
+use super::cadence::{Cadence, Class, Track};
 use super::index::{Backups, FileSystems};
 use crate::error::Chain;
 use crate::fsx::{Association, Backup, DESCRIBE_BATCH, FileSystem, Fsx, FsxError, Lifecycle};
@@ -46,8 +49,16 @@ pub trait Tracked: Clone + Send + Sync + 'static {
     /// their indexes).
     fn record(_index: &FileSystems, _backups: &Backups, _id: &str, _seen: &Seen<Self>) {}
     /// When FSx accepted its creation, if this is a file system that has become usable.
-    fn created_and_usable(&self) -> Option<std::time::SystemTime> {
+    fn created_and_usable(&self) -> Option<SystemTime> {
         None
+    }
+    /// When FSx accepted its creation (for the cadence: how far along it is).
+    fn created_at(&self) -> Option<SystemTime> {
+        None
+    }
+    /// Its class for the cadence, watched as `kind`.
+    fn class(&self, kind: InFlight) -> Class {
+        Class::of(kind)
     }
 }
 
@@ -70,8 +81,14 @@ impl Tracked for FileSystem {
             Seen::Pending => {}
         }
     }
-    fn created_and_usable(&self) -> Option<std::time::SystemTime> {
+    fn created_and_usable(&self) -> Option<SystemTime> {
         matches!(self.lifecycle, Lifecycle::Available | Lifecycle::Updating).then_some(self.created_at).flatten()
+    }
+    fn created_at(&self) -> Option<SystemTime> {
+        self.created_at
+    }
+    fn class(&self, kind: InFlight) -> Class {
+        Class::file_system(kind, self)
     }
 }
 
@@ -106,6 +123,9 @@ impl Tracked for Backup {
             Seen::Pending => {}
         }
     }
+    fn created_at(&self) -> Option<SystemTime> {
+        self.created_at
+    }
 }
 
 impl<T: Tracked> Seen<T> {
@@ -132,104 +152,112 @@ pub async fn wait_until<T: Clone>(
     }
 }
 
-type Watches<T> = Mutex<HashMap<String, watch::Sender<Seen<T>>>>;
+/// One watched resource: its waiters' channel, why it is watched and its schedule.
+struct Watched<T> {
+    tx: watch::Sender<Seen<T>>,
+    kind: InFlight,
+    track: Track,
+    /// The class and start were taken from a description (not guessed at watch time).
+    described: bool,
+}
+
+type Watches<T> = Mutex<HashMap<String, Watched<T>>>;
 
 /// The batched poller. See the module docs.
 pub struct Poller {
     fsx: Arc<dyn Fsx>,
     index: Arc<FileSystems>,
     backup_index: Arc<Backups>,
-    interval: Duration,
+    cadence: Cadence,
     file_systems: Watches<FileSystem>,
     associations: Watches<Association>,
     backups: Watches<Backup>,
-    /// Why each watched file system is watched (for the metrics).
-    kinds: Mutex<HashMap<String, InFlight>>,
     wake: Notify,
 }
 
-fn lock<T>(m: &Watches<T>) -> std::sync::MutexGuard<'_, HashMap<String, watch::Sender<Seen<T>>>> {
+fn lock<T>(m: &Watches<T>) -> std::sync::MutexGuard<'_, HashMap<String, Watched<T>>> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn subscribe<T>(m: &Watches<T>, id: &str) -> watch::Receiver<Seen<T>> {
-    let mut map = lock(m);
-    match map.get(id) {
-        Some(tx) => tx.subscribe(),
-        None => {
-            let (tx, rx) = watch::channel(Seen::Pending);
-            map.insert(id.to_string(), tx);
-            rx
-        }
-    }
+/// How long ago `at` was, on tokio's clock: `now` minus its age (bounded to a day, since a
+/// clock far off says nothing useful).
+fn instant_of(at: SystemTime, now: Instant) -> Option<Instant> {
+    let age = SystemTime::now().duration_since(at).ok()?;
+    (age < Duration::from_secs(86_400)).then(|| now.checked_sub(age)).flatten()
 }
 
 impl Poller {
-    /// A poller that describes watched resources every `interval`.
-    pub fn new(
-        fsx: Arc<dyn Fsx>,
-        index: Arc<FileSystems>,
-        backup_index: Arc<Backups>,
-        interval: Duration,
-    ) -> Arc<Self> {
+    /// A poller that describes watched resources at `cadence`.
+    pub fn new(fsx: Arc<dyn Fsx>, index: Arc<FileSystems>, backup_index: Arc<Backups>, cadence: Cadence) -> Arc<Self> {
         Arc::new(Self {
             fsx,
             index,
             backup_index,
-            interval,
+            cadence,
             file_systems: Mutex::default(),
             associations: Mutex::default(),
             backups: Mutex::default(),
-            kinds: Mutex::default(),
             wake: Notify::new(),
         })
+    }
+
+    /// What this controller expects work of `class` to take (the cadence's estimate).
+    pub fn expected(&self, class: &Class) -> Duration {
+        self.cadence.expected(class)
+    }
+
+    fn subscribe<T>(&self, m: &Watches<T>, id: &str, kind: InFlight) -> watch::Receiver<Seen<T>> {
+        let rx = {
+            let mut map = lock(m);
+            match map.get(id) {
+                // A file system being created stays "creating" if a growth is asked meanwhile.
+                Some(w) => w.tx.subscribe(),
+                None => {
+                    let (tx, rx) = watch::channel(Seen::Pending);
+                    let now = Instant::now();
+                    let mut track = Track::new(Class::of(kind), now, now);
+                    // The caller has just seen it in flight.
+                    track.last_busy = Some(now);
+                    // The first description: at the cadence's first step, not at once (the
+                    // caller has just seen it in flight).
+                    self.cadence.described(&mut track, now, None);
+                    map.insert(id.to_string(), Watched { tx, kind, track, described: false });
+                    rx
+                }
+            }
+        };
+        self.report_in_flight();
+        self.wake.notify_one();
+        rx
     }
 
     /// Starts (or joins) watching file system `id`, being created. The receiver sees every
     /// new observation until the file system is no longer being created or updated.
     pub fn watch(&self, id: &str) -> watch::Receiver<Observation> {
-        self.set_kind(id, InFlight::Creating);
-        let rx = subscribe(&self.file_systems, id);
-        self.report_in_flight();
-        self.wake.notify_one();
-        rx
+        self.subscribe(&self.file_systems, id, InFlight::Creating)
     }
 
     /// Starts (or joins) watching file system `id`, being grown (see [`Poller::watch`]).
     pub fn watch_growth(&self, id: &str) -> watch::Receiver<Observation> {
-        self.set_kind(id, InFlight::Growing);
-        let rx = subscribe(&self.file_systems, id);
-        self.report_in_flight();
-        self.wake.notify_one();
-        rx
+        self.subscribe(&self.file_systems, id, InFlight::Growing)
     }
 
     /// Starts (or joins) watching file system `id`, whose settings are being changed
     /// (ModifyVolume; see [`Poller::watch`]).
     pub fn watch_modification(&self, id: &str) -> watch::Receiver<Observation> {
-        self.set_kind(id, InFlight::Modifying);
-        let rx = subscribe(&self.file_systems, id);
-        self.report_in_flight();
-        self.wake.notify_one();
-        rx
+        self.subscribe(&self.file_systems, id, InFlight::Modifying)
     }
 
     /// Starts (or joins) watching backup `id`, being taken. It stays watched, with or without
     /// receivers, until it settles, so a CreateSnapshot that answered "not ready" leaves the
     /// poller to keep the index current for its retries.
     pub fn watch_backup(&self, id: &str) -> watch::Receiver<Seen<Backup>> {
-        let rx = subscribe(&self.backups, id);
-        self.report_in_flight();
-        self.wake.notify_one();
-        rx
+        self.subscribe(&self.backups, id, InFlight::BackingUp)
     }
 
     /// Starts (or joins) watching data repository association `id`.
     pub fn watch_association(&self, id: &str) -> watch::Receiver<Seen<Association>> {
-        let rx = subscribe(&self.associations, id);
-        self.report_in_flight();
-        self.wake.notify_one();
-        rx
+        self.subscribe(&self.associations, id, InFlight::Associating)
     }
 
     /// Number of resources being watched.
@@ -240,21 +268,17 @@ impl Poller {
     /// Sets the in-flight gauges: file systems by why they are watched, and associations.
     fn report_in_flight(&self) {
         let (mut creating, mut growing, mut modifying) = (0, 0, 0);
-        let mut oldest: Option<std::time::SystemTime> = None;
-        {
-            let watched = lock(&self.file_systems);
-            let kinds = self.kinds.lock().unwrap_or_else(|p| p.into_inner());
-            for (id, tx) in watched.iter() {
-                match kinds.get(id) {
-                    Some(InFlight::Growing) => growing += 1,
-                    Some(InFlight::Modifying) => modifying += 1,
-                    _ => {
-                        creating += 1;
-                        if let Seen::Found(fs) = &*tx.borrow()
-                            && let Some(at) = fs.created_at
-                        {
-                            oldest = Some(oldest.map_or(at, |o| o.min(at)));
-                        }
+        let mut oldest: Option<SystemTime> = None;
+        for w in lock(&self.file_systems).values() {
+            match w.kind {
+                InFlight::Growing => growing += 1,
+                InFlight::Modifying => modifying += 1,
+                _ => {
+                    creating += 1;
+                    if let Seen::Found(fs) = &*w.tx.borrow()
+                        && let Some(at) = fs.created_at
+                    {
+                        oldest = Some(oldest.map_or(at, |o| o.min(at)));
                     }
                 }
             }
@@ -268,41 +292,77 @@ impl Poller {
         m.set_in_flight(InFlight::BackingUp, lock(&self.backups).len());
     }
 
-    fn set_kind(&self, id: &str, kind: InFlight) {
-        let mut kinds = self.kinds.lock().unwrap_or_else(|p| p.into_inner());
-        // A file system being created stays "creating" if a growth is asked meanwhile.
-        kinds.entry(id.to_string()).or_insert(kind);
+    /// When the next description is due, if anything is watched.
+    fn next_due(&self) -> Option<Instant> {
+        fn min<T>(m: &Watches<T>) -> Option<Instant> {
+            lock(m).values().map(|w| w.track.next).min()
+        }
+        [min(&self.file_systems), min(&self.associations), min(&self.backups)].into_iter().flatten().min()
     }
 
     /// Runs the poll loop forever (until the runtime stops).
     pub async fn run(self: Arc<Self>) {
         loop {
-            if self.in_flight() == 0 {
-                self.wake.notified().await;
+            if let Cadence::Fixed(every) = self.cadence {
+                if self.in_flight() == 0 {
+                    self.wake.notified().await;
+                    continue;
+                }
+                tokio::time::sleep(every).await;
+                self.tick().await;
                 continue;
             }
-            tokio::time::sleep(self.interval).await;
-            self.tick().await;
+            match self.next_due() {
+                None => self.wake.notified().await,
+                Some(at) => {
+                    // A new watch may be due sooner: look again when one comes.
+                    tokio::select! {
+                        () = tokio::time::sleep_until(at) => self.poll_due().await,
+                        () = self.wake.notified() => {}
+                    }
+                }
+            }
         }
     }
 
-    /// One poll: describes every watched id in batches and publishes the results.
+    /// One poll of everything watched, in batches, publishing the results.
     pub async fn tick(&self) {
-        self.poll(&self.file_systems).await;
-        self.poll(&self.associations).await;
-        self.poll(&self.backups).await;
+        self.poll(&self.file_systems, true).await;
+        self.poll(&self.associations, true).await;
+        self.poll(&self.backups, true).await;
         self.report_in_flight();
     }
 
-    async fn poll<T: Tracked>(&self, watches: &Watches<T>) {
-        let ids: Vec<String> = lock(watches).keys().cloned().collect();
-        for batch in ids.chunks(DESCRIBE_BATCH) {
-            match T::fetch(&*self.fsx, batch).await {
-                Ok(found) => self.publish_batch(watches, batch, found),
+    /// One poll of what is due (each call filled up with what is not, which rides free).
+    pub async fn poll_due(&self) {
+        self.poll(&self.file_systems, false).await;
+        self.poll(&self.associations, false).await;
+        self.poll(&self.backups, false).await;
+        self.report_in_flight();
+    }
+
+    async fn poll<T: Tracked>(&self, watches: &Watches<T>, all: bool) {
+        let now = Instant::now();
+        // Due ids first, then the rest by when they are due: calls are made for batches
+        // holding a due id, and the batch that has room takes the soonest of the rest.
+        let mut order: Vec<(bool, Instant, String)> =
+            lock(watches).iter().map(|(id, w)| (all || w.track.next <= now, w.track.next, id.clone())).collect();
+        order.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        for batch in order.chunks(DESCRIBE_BATCH) {
+            let due = batch.iter().filter(|(d, _, _)| *d).count();
+            if due == 0 {
+                break;
+            }
+            let share = 1.0 / due as f64;
+            let ids: Vec<String> = batch.iter().map(|(_, _, id)| id.clone()).collect();
+            let paid: Vec<bool> = batch.iter().map(|(d, _, _)| *d).collect();
+            self.charge(watches, &ids, &paid, share);
+            match T::fetch(&*self.fsx, &ids).await {
+                Ok(found) => self.publish_batch(watches, &ids, found),
                 Err(FsxError::NotFound(_)) => {
                     // One of the batch is gone and FSx refuses the whole call: ask one by one
                     // (rare: only after an out-of-band deletion).
-                    for id in batch {
+                    for id in &ids {
                         match T::fetch(&*self.fsx, std::slice::from_ref(id)).await {
                             Ok(found) => self.publish_batch(watches, std::slice::from_ref(id), found),
                             Err(FsxError::NotFound(_)) => self.publish(watches, id, Seen::Gone),
@@ -313,8 +373,20 @@ impl Poller {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(error = %Chain(&e), batch = batch.len(), "describing in-flight resources failed; retrying next tick")
+                    tracing::warn!(error = %Chain(&e), batch = ids.len(), "describing in-flight resources failed; retrying next tick")
                 }
+            }
+        }
+    }
+
+    /// Pays for a call about to be made and schedules the next one for each id in it (a
+    /// failed call is retried at the same cadence).
+    fn charge<T>(&self, watches: &Watches<T>, ids: &[String], paid: &[bool], share: f64) {
+        let now = Instant::now();
+        let mut map = lock(watches);
+        for (id, paid) in ids.iter().zip(paid) {
+            if let Some(w) = map.get_mut(id) {
+                self.cadence.described(&mut w.track, now, paid.then_some(share));
             }
         }
     }
@@ -332,20 +404,45 @@ impl Poller {
     fn publish<T: Tracked>(&self, watches: &Watches<T>, id: &str, seen: Seen<T>) {
         T::record(&self.index, &self.backup_index, id, &seen);
         let settled = seen.is_settled();
+        let now = Instant::now();
         let mut map = lock(watches);
-        if let Some(tx) = map.get(id) {
-            tx.send_replace(seen.clone());
-        }
-        if settled {
-            // Waiters keep the last value; the channel closes once they have read it.
-            map.remove(id);
-            drop(map);
-            let kind = self.kinds.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
-            if let (Some(InFlight::Creating), Seen::Found(x)) = (kind, &seen)
-                && let Some(took) = x.created_and_usable().and_then(|t| t.elapsed().ok())
+        let Some(w) = map.get_mut(id) else { return };
+        if let Seen::Found(x) = &seen
+            && !w.described
+        {
+            // What it is and how far along, from its description: the schedule set at watch
+            // time is set again from those.
+            w.described = true;
+            w.track.class = x.class(w.kind);
+            // Watched right after the call that started it, or later (a retry after a
+            // restart): the earlier of the two.
+            if matches!(w.kind, InFlight::Creating | InFlight::BackingUp)
+                && let Some(started) = x.created_at().and_then(|at| instant_of(at, now))
             {
-                crate::metrics::get().file_system_created(took);
+                w.track.started = w.track.started.min(started);
             }
+            if !settled {
+                self.cadence.described(&mut w.track, now, None);
+            }
+        }
+        w.tx.send_replace(seen.clone());
+        if !settled {
+            w.track.last_busy = Some(now);
+            return;
+        }
+        // Waiters keep the last value; the channel closes once they have read it.
+        let Some(w) = map.remove(id) else { return };
+        drop(map);
+        // Done between the last busy sighting and now. The estimate takes now, the late end:
+        // an estimate too long costs a slower approach, one too short spends the credit on
+        // polls before the end; near the end polls are a second apart, so the error is small.
+        if w.track.last_busy.is_some() && matches!(seen, Seen::Found(_)) {
+            self.cadence.observed(&w.track.class, now.saturating_duration_since(w.track.started));
+        }
+        if let (InFlight::Creating, Seen::Found(x)) = (w.kind, &seen)
+            && let Some(took) = x.created_and_usable().and_then(|t| t.elapsed().ok())
+        {
+            crate::metrics::get().file_system_created(took);
         }
     }
 }
@@ -376,8 +473,12 @@ mod tests {
         for i in 0..120 {
             ids.push(fsx.create_file_system(&spec(i)).await.unwrap().id);
         }
-        let poller =
-            Poller::new(fsx.clone(), Arc::new(FileSystems::default()), Arc::default(), Duration::from_secs(15));
+        let poller = Poller::new(
+            fsx.clone(),
+            Arc::new(FileSystems::default()),
+            Arc::default(),
+            Cadence::Fixed(Duration::from_secs(15)),
+        );
         let mut rxs: Vec<_> = ids.iter().map(|id| poller.watch(id)).collect();
         poller.tick().await;
         assert_eq!(fsx.calls("DescribeFileSystems"), 3, "120 ids in 3 calls of at most 50");
@@ -405,8 +506,12 @@ mod tests {
         let b = fsx.create_file_system(&spec(2)).await.unwrap().id;
         fsx.delete_out_of_band(&b);
         tokio::time::advance(Duration::from_secs(2)).await;
-        let poller =
-            Poller::new(fsx.clone(), Arc::new(FileSystems::default()), Arc::default(), Duration::from_secs(15));
+        let poller = Poller::new(
+            fsx.clone(),
+            Arc::new(FileSystems::default()),
+            Arc::default(),
+            Cadence::Fixed(Duration::from_secs(15)),
+        );
         let (mut ra, mut rb) = (poller.watch(&a), poller.watch(&b));
         poller.tick().await;
         assert!(matches!(&*ra.borrow_and_update(), Seen::Found(_)));

@@ -18,7 +18,7 @@ async fn provisioner(fsx: &Arc<MemoryFsx>) -> Arc<Provisioner> {
         Arc::clone(fsx) as Arc<dyn Fsx>,
         Options {
             extra_tags: Vec::new(),
-            poll_interval: POLL,
+            poll_interval: Some(POLL),
             resync_interval: Duration::from_secs(3600),
             subnet_zones: None,
         },
@@ -346,4 +346,47 @@ async fn deletion_is_idempotent_and_bounded_by_the_deadline() {
     assert_eq!(fsx.calls("DeleteFileSystem"), 1, "a DELETING file system is not deleted again");
     p.delete("fs-0123456789abcdef0", Instant::now() + MIN).await.unwrap();
     p.delete("not-an-id", Instant::now() + MIN).await.unwrap();
+}
+
+/// The adaptive cadence (no `--poll-interval`): once this controller has seen one creation of
+/// a class, the next ones are noticed within a second or two of AVAILABLE, for fewer describes
+/// per volume than a 15 s poll makes, and the more volumes, the fewer per volume.
+#[tokio::test(start_paused = true)]
+async fn the_adaptive_cadence_binds_within_seconds_of_available_for_less_than_a_fixed_poll() {
+    for creation in [3 * MIN, 10 * MIN] {
+        let fsx = Arc::new(MemoryFsx::new(Timing { create: creation, ..Timing::default() }));
+        let p = Provisioner::new(
+            Arc::clone(&fsx) as Arc<dyn Fsx>,
+            Options { resync_interval: Duration::from_secs(3600), ..Options::default() },
+        );
+        p.start();
+        p.wait_ready(Instant::now() + MIN).await.unwrap();
+        // Cold: the prior (6 min for scratch) is wrong, so this one may be noticed late, but no
+        // later than twice the base interval.
+        let start = Instant::now();
+        create(&p, "pvc-cold", &[], 20 * MIN).await.unwrap();
+        assert!(start.elapsed() <= creation + 2 * POLL, "{:?}", start.elapsed());
+        for n in [1usize, 50] {
+            let before = fsx.calls("DescribeFileSystems");
+            let start = Instant::now();
+            let mut calls = tokio::task::JoinSet::new();
+            for i in 0..n {
+                let p = Arc::clone(&p);
+                calls.spawn(async move {
+                    create(&p, &format!("pvc-warm-{n}-{i}"), &[], 20 * MIN).await.unwrap();
+                    start.elapsed()
+                });
+            }
+            let done = calls.join_all().await;
+            let lag = done.iter().max().unwrap().saturating_sub(creation);
+            assert!(lag <= Duration::from_secs(2), "{n} volumes: bound {lag:?} after AVAILABLE");
+            let per_volume = (fsx.calls("DescribeFileSystems") - before) as f64 / n as f64;
+            let fixed = (creation.as_secs() / POLL.as_secs()) as f64;
+            assert!(per_volume <= fixed, "{n} volumes: {per_volume} describes per volume, a 15 s poll makes {fixed}");
+            eprintln!("{creation:?} x {n}: lag {lag:?}, {per_volume:.2} describes per volume");
+            if n == 50 {
+                assert!(per_volume <= 1.0, "50 volumes share each describe: {per_volume} per volume");
+            }
+        }
+    }
 }

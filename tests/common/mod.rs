@@ -110,7 +110,7 @@ impl Driver {
             Arc::new(fsx_client(emulator)),
             Options {
                 extra_tags: vec![("team".into(), "storage".into())],
-                poll_interval: poll,
+                poll_interval: Some(poll),
                 resync_interval: resync,
                 subnet_zones: Some(Arc::new(fsx_csi_driver::topology::SubnetZones::new(Arc::new(ec2_client(
                     emulator,

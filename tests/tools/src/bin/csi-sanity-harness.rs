@@ -107,7 +107,7 @@ async fn run(args: Args) {
         let provisioner = Provisioner::new(
             Arc::new(AwsFsx::from_conf(conf)),
             Options {
-                poll_interval: Duration::from_millis(args.poll_ms),
+                poll_interval: Some(Duration::from_millis(args.poll_ms)),
                 subnet_zones: Some(Arc::new(fsx_csi_driver::topology::SubnetZones::new(Arc::new(ec2)))),
                 ..Options::default()
             },

@@ -1,0 +1,259 @@
+//! When the poller describes what is in flight next: rarely early in a creation, every second
+//! once it is due, and never more, per resource, than a fixed poll at the base interval would
+//! cost on average.
+//!
+//! Each watched resource has a [`Track`]: when its work started, its class (what kind of work,
+//! on what: deployment type, storage type and size for a file system) and a call budget. The
+//! class's expected duration is the median of the last durations this controller observed for
+//! it, else a prior from what FSx usually takes ([`prior`]). Until the expected end the next
+//! poll is half the remaining time away (at most twice the base interval, at least
+//! [`FAST`]); from then on every [`FAST`]. A resource earns one call per base interval of its
+//! work (plus [`INITIAL_CREDIT`]) and pays for the calls it asked for, a batch's call shared
+//! by the resources that were due; without credit it falls back to the base interval, which is
+//! what a fixed poll costs. Many resources in flight share each call, so they can afford the
+//! fast cadence throughout: the cost per resource falls with their number.
+//!
+//! `--poll-interval` set: [`Cadence::Fixed`], every resource every interval, as before.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::fsx::FileSystem;
+use crate::metrics::InFlight;
+
+/// The cadence once a resource is due.
+pub const FAST: Duration = Duration::from_secs(1);
+/// The base interval of the adaptive cadence: the budget is one call per this much work.
+pub const BASE: Duration = Duration::from_secs(15);
+/// Calls a resource may spend before it has earned them (the first polls of a short wait).
+pub const INITIAL_CREDIT: f64 = 4.0;
+/// The most credit a resource saves up.
+const MAX_CREDIT: f64 = 30.0;
+/// Observed durations kept per class; the estimate is their median.
+const KEPT: usize = 5;
+
+/// What a resource is, for its expected duration.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Class {
+    pub kind: InFlight,
+    /// Deployment type, storage type and size band (empty where it does not matter).
+    pub detail: String,
+}
+
+impl Class {
+    /// A class with no detail (associations, backups).
+    pub fn of(kind: InFlight) -> Self {
+        Self { kind, detail: String::new() }
+    }
+
+    /// The class of work `kind` on file system `fs`: sizes are banded by powers of two of
+    /// 1200 GiB, since FSx's time grows with size but not linearly.
+    pub fn file_system(kind: InFlight, fs: &FileSystem) -> Self {
+        let band = (fs.capacity_gib.max(1) as f64 / 1200.0).log2().max(0.0).floor() as u32;
+        let deployment = fs.lustre.deployment_type.as_ref().map_or("SCRATCH_1", |d| d.as_str());
+        let storage = fs.storage_type.as_ref().map_or("SSD", |s| s.as_str());
+        Self { kind, detail: format!("{deployment}/{storage}/{band}") }
+    }
+}
+
+/// What FSx usually takes, before this controller has seen any: FSx documents creations of
+/// "several minutes" for scratch file systems and longer for persistent ones; storage
+/// capacity changes take minutes before the optimization that follows in the background.
+pub fn prior(class: &Class) -> Duration {
+    let min = |m: u64| Duration::from_secs(m * 60);
+    match class.kind {
+        InFlight::Creating => {
+            if class.detail.starts_with("PERSISTENT") {
+                min(10)
+            } else {
+                min(6)
+            }
+        }
+        InFlight::Growing => min(10),
+        InFlight::Modifying => min(3),
+        InFlight::Associating => min(1),
+        InFlight::BackingUp => min(5),
+    }
+}
+
+/// One watched resource's schedule.
+#[derive(Debug, Clone)]
+pub struct Track {
+    pub class: Class,
+    /// When its work started (a file system's creation time, when known).
+    pub started: Instant,
+    /// The last time it was seen still in flight.
+    pub last_busy: Option<Instant>,
+    /// When it should be described next.
+    pub next: Instant,
+    credit: f64,
+    earned_at: Instant,
+}
+
+impl Track {
+    /// A resource whose work started at `started`, first described right away.
+    pub fn new(class: Class, started: Instant, now: Instant) -> Self {
+        Self { class, started, last_busy: None, next: now, credit: INITIAL_CREDIT, earned_at: now }
+    }
+
+    /// The credit left, in calls.
+    pub fn credit(&self) -> f64 {
+        self.credit
+    }
+}
+
+/// How often in-flight resources are described.
+pub enum Cadence {
+    /// Every resource every interval (`--poll-interval`).
+    Fixed(Duration),
+    /// As the module docs say, with what was observed per class.
+    Adaptive(Mutex<HashMap<Class, VecDeque<Duration>>>),
+}
+
+impl std::fmt::Debug for Cadence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cadence::Fixed(d) => write!(f, "Fixed({d:?})"),
+            Cadence::Adaptive(_) => write!(f, "Adaptive"),
+        }
+    }
+}
+
+impl Cadence {
+    /// `--poll-interval`: fixed when set, adaptive when not.
+    pub fn new(fixed: Option<Duration>) -> Self {
+        match fixed {
+            Some(d) => Cadence::Fixed(d),
+            None => Cadence::Adaptive(Mutex::default()),
+        }
+    }
+
+    fn learned(&self) -> Option<std::sync::MutexGuard<'_, HashMap<Class, VecDeque<Duration>>>> {
+        match self {
+            Cadence::Fixed(_) => None,
+            Cadence::Adaptive(m) => Some(m.lock().unwrap_or_else(|p| p.into_inner())),
+        }
+    }
+
+    /// How long work of `class` is expected to take: the median of what was observed, else
+    /// the prior.
+    pub fn expected(&self, class: &Class) -> Duration {
+        let Some(learned) = self.learned() else { return prior(class) };
+        match learned.get(class) {
+            Some(seen) if !seen.is_empty() => {
+                let mut v: Vec<Duration> = seen.iter().copied().collect();
+                v.sort();
+                v[v.len() / 2]
+            }
+            _ => prior(class),
+        }
+    }
+
+    /// Records that work of `class` took `took`.
+    pub fn observed(&self, class: &Class, took: Duration) {
+        if let Some(mut learned) = self.learned() {
+            let seen = learned.entry(class.clone()).or_default();
+            if seen.len() == KEPT {
+                seen.pop_front();
+            }
+            seen.push_back(took);
+        }
+    }
+
+    /// After `track` was described at `now` (as one of `sharing` resources due for that
+    /// call), pays its share and sets when it is described next.
+    pub fn described(&self, track: &mut Track, now: Instant, share: Option<f64>) {
+        track.credit = (track.credit
+            + now.saturating_duration_since(track.earned_at).as_secs_f64() / BASE.as_secs_f64())
+        .min(MAX_CREDIT);
+        track.earned_at = now;
+        if let Some(share) = share {
+            track.credit -= share;
+        }
+        track.next = now + self.interval(track, now);
+    }
+
+    /// The wait before `track`'s next description.
+    fn interval(&self, track: &Track, now: Instant) -> Duration {
+        if let Cadence::Fixed(d) = self {
+            return *d;
+        }
+        let due = track.started + self.expected(&track.class);
+        let wanted = if due > now { ((due - now) / 2).clamp(FAST, 2 * BASE) } else { FAST };
+        // Out of credit: what a fixed poll at the base interval costs, no more.
+        if track.credit < 1.0 && wanted < BASE { BASE } else { wanted }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Polls a resource that settles after `took` (expected `expected`) alone, as the poller
+    /// does; returns the calls made and the lag from done to noticed.
+    fn alone(took: Duration, expected: Duration) -> (u32, Duration) {
+        let cadence = Cadence::new(None);
+        let class = Class::of(InFlight::BackingUp);
+        cadence.observed(&class, expected);
+        let t0 = Instant::now();
+        let mut track = Track::new(class, t0, t0);
+        let mut calls = 0;
+        loop {
+            let now = track.next;
+            calls += 1;
+            if now >= t0 + took {
+                return (calls, now - (t0 + took));
+            }
+            cadence.described(&mut track, now, Some(1.0));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_known_duration_is_noticed_within_a_second_for_less_than_a_fixed_poll_costs() {
+        for minutes in [3, 10] {
+            let took = Duration::from_secs(minutes * 60);
+            let (calls, lag) = alone(took, took);
+            assert!(lag <= FAST, "{minutes} min: noticed {lag:?} late");
+            let fixed = (took.as_secs() / BASE.as_secs()) as u32;
+            assert!(calls <= fixed, "{minutes} min: {calls} calls, a 15 s poll makes {fixed}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wrong_estimate_costs_no_more_than_the_base_interval_after_the_credit() {
+        // Expected 3 min, takes 10: fast polls until the credit is spent, then every 15 s.
+        let (calls, lag) = alone(Duration::from_secs(600), Duration::from_secs(180));
+        assert!(lag <= BASE, "{lag:?}");
+        assert!(calls <= 600 / 15 + INITIAL_CREDIT as u32 + 2, "{calls}");
+        // Expected 10 min, takes 3: the early cadence is at most twice the base interval.
+        let (_, lag) = alone(Duration::from_secs(180), Duration::from_secs(600));
+        assert!(lag <= 2 * BASE, "{lag:?}");
+    }
+
+    #[test]
+    fn the_estimate_is_the_median_of_the_last_observations_else_the_prior() {
+        let cadence = Cadence::new(None);
+        let class = Class { kind: InFlight::Creating, detail: "PERSISTENT_2/SSD/0".into() };
+        assert_eq!(cadence.expected(&class), Duration::from_secs(600));
+        for s in [100, 900, 200, 300, 250, 260] {
+            cadence.observed(&class, Duration::from_secs(s));
+        }
+        // The first (100 s) fell out; median of 900, 200, 300, 250, 260.
+        assert_eq!(cadence.expected(&class), Duration::from_secs(260));
+        let fixed = Cadence::new(Some(Duration::from_secs(15)));
+        fixed.observed(&class, Duration::from_secs(1));
+        assert_eq!(fixed.expected(&class), Duration::from_secs(600));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fixed_interval_stays_fixed() {
+        let cadence = Cadence::new(Some(Duration::from_secs(7)));
+        let now = Instant::now();
+        let mut track = Track::new(Class::of(InFlight::Associating), now, now);
+        cadence.described(&mut track, now, Some(1.0));
+        assert_eq!(track.next, now + Duration::from_secs(7));
+    }
+}
