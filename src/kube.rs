@@ -1,6 +1,7 @@
 //! The Kubernetes API, for the node plugin: its preStop hook reads its Node
 //! ([`crate::drain`]), and at start it removes the `agent-not-ready` taint once the kubelet has
-//! registered it ([`crate::taint`]). kube-rs on rustls (aws-lc-rs, the provider the AWS SDK
+//! registered it ([`crate::taint`]); and for the controller: events on claims and
+//! VolumeSnapshots ([`crate::events`]). kube-rs on rustls (aws-lc-rs, the provider the AWS SDK
 //! already builds), with the pod's service account.
 //!
 //! The configuration is the in-cluster one (`KUBERNETES_SERVICE_HOST` / `_PORT`, the projected
@@ -201,6 +202,34 @@ fn pem_certificates(pem: &[u8], path: &Path) -> Result<Vec<Vec<u8>>, KubeError> 
     Ok(out)
 }
 
+/// The object an event is about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ObjectRef {
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    pub namespace: String,
+    pub name: String,
+    pub uid: Option<String>,
+}
+
+impl ObjectRef {
+    /// A PersistentVolumeClaim.
+    pub fn claim(namespace: &str, name: &str, uid: Option<String>) -> Self {
+        Self { api_version: "v1", kind: "PersistentVolumeClaim", namespace: namespace.into(), name: name.into(), uid }
+    }
+
+    /// A VolumeSnapshot.
+    pub fn snapshot(namespace: &str, name: &str) -> Self {
+        Self {
+            api_version: "snapshot.storage.k8s.io/v1",
+            kind: "VolumeSnapshot",
+            namespace: namespace.into(),
+            name: name.into(),
+            uid: None,
+        }
+    }
+}
+
 /// A client for the API server of the cluster this pod runs in.
 #[derive(Clone)]
 pub struct KubeClient {
@@ -329,6 +358,89 @@ impl KubeClient {
         let api: Api<Event> = Api::namespaced(self.client.clone(), "default");
         bounded(&format!("create events for nodes/{name}"), api.create(&PostParams::default(), &event)).await?;
         Ok(())
+    }
+
+    /// Creates an event on `object` (count 1), as the event recorder does; returns its name.
+    pub async fn create_event(
+        &self,
+        object: &ObjectRef,
+        kind: &str,
+        reason: &str,
+        message: &str,
+        component: &str,
+        instance: &str,
+    ) -> Result<String, KubeError> {
+        if !crate::events::is_object_name(&object.namespace) || !crate::events::is_object_name(&object.name) {
+            return Err(KubeError::Config(format!(
+                "{}/{} is not a Kubernetes object name",
+                Shown(&object.namespace),
+                Shown(&object.name)
+            )));
+        }
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let name = format!("{}.{:x}", object.name, now.as_nanosecond());
+        let time = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now);
+        let event = Event {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(object.namespace.clone()),
+                ..Default::default()
+            },
+            involved_object: ObjectReference {
+                api_version: Some(object.api_version.into()),
+                kind: Some(object.kind.into()),
+                name: Some(object.name.clone()),
+                namespace: Some(object.namespace.clone()),
+                uid: object.uid.clone(),
+                ..Default::default()
+            },
+            reason: Some(reason.to_string()),
+            message: Some(crate::text::clip(message)),
+            type_: Some(kind.to_string()),
+            source: Some(k8s_openapi::api::core::v1::EventSource {
+                component: Some(component.to_string()),
+                host: Some(instance.to_string()),
+            }),
+            reporting_component: Some(component.to_string()),
+            reporting_instance: Some(instance.to_string()),
+            first_timestamp: Some(time.clone()),
+            last_timestamp: Some(time),
+            count: Some(1),
+            ..Default::default()
+        };
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &object.namespace);
+        let what = format!("create events for {}/{}", object.kind.to_lowercase(), object.name);
+        bounded(&what, api.create(&PostParams::default(), &event)).await?;
+        Ok(name)
+    }
+
+    /// Counts one more occurrence of event `name` (a merge patch of its count, last timestamp
+    /// and message, as the event recorder aggregates). `Ok(false)`: the event is gone.
+    pub async fn bump_event(&self, namespace: &str, name: &str, count: i32, message: &str) -> Result<bool, KubeError> {
+        let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
+        let patch = serde_json::json!({
+            "count": count,
+            "lastTimestamp": now,
+            "message": crate::text::clip(message),
+        });
+        let api: Api<Event> = Api::namespaced(self.client.clone(), namespace);
+        let params = kube::api::PatchParams::default();
+        match bounded(&format!("patch events/{name}"), api.patch(name, &params, &kube::api::Patch::Merge(&patch))).await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The claim bound to PersistentVolume `volume` (its claimRef), if any.
+    pub async fn claim_of_volume(&self, volume: &str) -> Result<Option<ObjectRef>, KubeError> {
+        if !crate::events::is_object_name(volume) {
+            return Ok(None);
+        }
+        let api: Api<k8s_openapi::api::core::v1::PersistentVolume> = Api::all(self.client.clone());
+        let pv = bounded(&format!("get persistentvolumes/{volume}"), api.get_opt(volume)).await?;
+        Ok(pv.and_then(|pv| pv.spec?.claim_ref).and_then(|r| Some(ObjectRef::claim(&r.namespace?, &r.name?, r.uid))))
     }
 
     /// True if the CSINode of node `name` lists `driver` now (absent: false).

@@ -93,6 +93,9 @@
 //!   the kubelet (the kubelet's `pluginregistration/v1` API on a socket in its
 //!   `plugins_registry`), in place of the node-driver-registrar sidecar, which stays the
 //!   manifests' default.
+//! - [`events`]: the controller's events on claims (creation, progress once a minute, S3
+//!   links, FAILED, growth) and VolumeSnapshots, queued without blocking and aggregated as
+//!   the event recorder does (one series per object and reason, its count patched).
 //! - [`kube`]: the Kubernetes API for both (kube-rs, the pod's service account).
 //! - [`metrics`]: Prometheus metrics behind `--metrics-address`, recorded at the FSx SDK
 //!   (every HTTP attempt), the gRPC server (every CSI call), the provisioner and the mounts,
@@ -119,6 +122,7 @@ pub mod csi;
 pub mod drain;
 pub mod ec2;
 pub mod error;
+pub mod events;
 pub mod fsx;
 mod guard;
 pub mod kube;

@@ -87,6 +87,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 poll_interval: cli.poll_interval,
                 resync_interval: cli.resync_interval,
                 subnet_zones,
+                events: controller_events(),
             },
         );
         provisioner.start();
@@ -226,6 +227,27 @@ fn node_api(cli: &Cli) -> Option<(KubeClient, String)> {
         Ok(client) => Some((client, node)),
         Err(e) => {
             tracing::error!(error = %e, "cannot reach the Kubernetes API: no Node events, and the agent-not-ready taint is left alone");
+            None
+        }
+    }
+}
+
+/// The controller's events on claims and VolumeSnapshots: posted to the API in a pod (the
+/// pod's service account, or KUBE_TOKEN_FILE / KUBE_CA_FILE), else written to the log.
+fn controller_events() -> Option<Arc<dyn fsx_csi_driver::events::Events>> {
+    if !KubeConfig::in_a_pod() {
+        tracing::info!("not running in a pod (no KUBERNETES_SERVICE_HOST): events on claims go to the log");
+        return None;
+    }
+    let file = |var: &str| std::env::var_os(var).filter(|v| !v.is_empty()).map(std::path::PathBuf::from);
+    match KubeConfig::in_cluster(file("KUBE_TOKEN_FILE"), file("KUBE_CA_FILE")).and_then(KubeClient::new) {
+        Ok(client) => {
+            let host =
+                std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+            Some(fsx_csi_driver::events::KubeEvents::start(client, "fsx-csi-controller", &host))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot reach the Kubernetes API: events on claims go to the log");
             None
         }
     }

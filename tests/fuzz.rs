@@ -209,6 +209,7 @@ fn check_create_volume(name: &str, required_gib: i64, raw: &HashMap<String, Stri
         parameters: raw,
         source_snapshot: None,
         topology: None,
+        claim: None,
     };
     let planned = Provisioner::plan(&req).and_then(|(p, gib)| {
         let tags = p.tags(name, &[("cluster".into(), "fuzz".into())])?;
@@ -534,6 +535,7 @@ fn real_storage_class_seeds_are_accepted() {
             parameters: &raw,
             source_snapshot: None,
             topology: None,
+            claim: None,
         };
         let (p, gib) = Provisioner::plan(&req).unwrap_or_else(|e| panic!("{seed}: {e}"));
         let spec = p.create_spec(gib as i32, client_request_token("pvc-1", 0), p.tags("pvc-1", &[]).unwrap());

@@ -13,6 +13,7 @@
 //! `Unavailable`, `ResourceExhausted`); a creation that FAILED and was cleaned up is final
 //! (`Internal`), so a deleted PVC is not provisioned again in the background.
 
+use crate::events::{self, Claim};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -316,6 +317,7 @@ impl ControllerService {
         }
         let range = req.capacity_range.unwrap_or_default();
         let topology = requirement(req.accessibility_requirements.as_ref());
+        let claim = Claim::from_parameters(&req.parameters, events::PVC_NAME, events::PVC_NAMESPACE);
         let request = CreateRequest {
             name: &req.name,
             required_bytes: range.required_bytes,
@@ -323,6 +325,7 @@ impl ControllerService {
             parameters: &parameters,
             source_snapshot,
             topology: Some(&topology),
+            claim: claim.as_ref(),
         };
         let fs = self.provisioner.create(request, deadline).await?;
         let zone = self.provisioner.zone_of(&parameters, &fs).await;
@@ -510,8 +513,13 @@ impl ControllerService {
             ))
             .into());
         }
-        let request =
-            SnapshotRequest { name: &req.name, source_volume_id: &req.source_volume_id, parameters: &req.parameters };
+        let of = Claim::from_parameters(&req.parameters, events::SNAPSHOT_NAME, events::SNAPSHOT_NAMESPACE);
+        let request = SnapshotRequest {
+            name: &req.name,
+            source_volume_id: &req.source_volume_id,
+            parameters: &req.parameters,
+            snapshot: of.as_ref(),
+        };
         let backup = self.provisioner.snapshot(request, deadline).await?;
         tracing::info!(snapshot.id = %backup.id, lifecycle = %backup.lifecycle, "snapshot answered");
         Ok(CreateSnapshotResponse { snapshot: Some(snapshot(&backup)) })

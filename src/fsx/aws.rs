@@ -295,6 +295,7 @@ fn from_sdk(fs: &t::FileSystem) -> FileSystem {
                 target_capacity_gib: a.target_file_system_values().and_then(|v| v.storage_capacity()).map(i64::from),
                 target: a.target_file_system_values().map(LustreSettings::from_sdk).unwrap_or_default(),
                 failure_message: a.failure_details().and_then(|d| d.message()).map(str::to_string),
+                progress_percent: a.progress_percent(),
             })
             .collect(),
     }
@@ -312,6 +313,7 @@ fn backup_from_sdk(b: &t::Backup) -> Backup {
         file_system: b.file_system().map(from_sdk).unwrap_or_default(),
         created_at: b.creation_time().and_then(|t| std::time::SystemTime::try_from(*t).ok()),
         tags: tags_from_sdk(b.tags()),
+        progress_percent: b.progress_percent(),
     }
 }
 

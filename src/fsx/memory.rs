@@ -224,6 +224,7 @@ fn describe(fs: &Fs, timing: &Timing, now: Instant) -> Option<FileSystem> {
                 status,
                 target_capacity_gib: u.capacity,
                 target: u.lustre.clone(),
+                progress_percent: None,
             }
         })
         .collect();
@@ -354,6 +355,7 @@ impl Fsx for MemoryFsx {
             file_system: fs,
             created_at: Some(std::time::SystemTime::now()),
             tags: spec.tags.clone(),
+            progress_percent: None,
         };
         s.backup_tokens.insert(spec.client_request_token.clone(), (spec.file_system_id.clone(), id.clone()));
         let b = Bk { base, created: now, fail, deleted: false };

@@ -247,6 +247,8 @@ pub struct Update {
     /// The Lustre settings the update changes, when it changes settings (ModifyVolume).
     pub target: LustreSettings,
     pub failure_message: Option<String>,
+    /// `ProgressPercent`, when FSx gives one.
+    pub progress_percent: Option<i32>,
 }
 
 impl Update {
@@ -311,6 +313,8 @@ pub struct Backup {
     pub file_system: FileSystem,
     pub created_at: Option<std::time::SystemTime>,
     pub tags: Vec<(String, String)>,
+    /// `ProgressPercent`, when FSx gives one.
+    pub progress_percent: Option<i32>,
 }
 
 impl Backup {

@@ -152,6 +152,11 @@ impl Cadence {
         }
     }
 
+    /// True if this controller has seen work of `class` end.
+    pub fn has_seen(&self, class: &Class) -> bool {
+        self.learned().is_some_and(|l| l.get(class).is_some_and(|v| !v.is_empty()))
+    }
+
     /// Records that work of `class` took `took`.
     pub fn observed(&self, class: &Class, took: Duration) {
         if let Some(mut learned) = self.learned() {

@@ -5,9 +5,12 @@
 use tokio::time::Instant;
 
 use super::poller::{self, Seen};
+use super::progress;
 use super::{CannotExpand, Pending, ProvisionError, Provisioner, by, capacity};
+use crate::events::Kind;
 use crate::fsx::{DeploymentType, FileSystem, StorageType, UpdateStatus, is_file_system_id};
 use crate::guard::Key;
+use crate::metrics::InFlight;
 
 impl Provisioner {
     /// Grows file system `id` to the smallest valid size within the range, waiting (without
@@ -63,10 +66,23 @@ impl Provisioner {
                 // capacity::for_range caps the target at i32::MAX.
                 by(deadline, "UpdateFileSystem", self.fsx.update_storage_capacity(id, target as i32)).await?;
                 tracing::info!(volume.id = %id, from_gib = fs.capacity_gib, to_gib = target, "UpdateFileSystem accepted");
+                if let Some(volume) = fs.volume_name() {
+                    self.progress.post(
+                        volume,
+                        true,
+                        Kind::Normal,
+                        progress::reason::GROWING,
+                        format!(
+                            "Growing {id} from {} to {target} GiB; FSx takes minutes for the new size, then optimizes in the background",
+                            fs.capacity_gib
+                        ),
+                    );
+                }
                 target
             }
         };
         let mut rx = self.poller.watch_growth(id);
+        self.follow_file_system(&fs, InFlight::Growing, rx.clone());
         let outcome = |o: &Seen<FileSystem>| match o {
             Seen::Pending => None,
             Seen::Gone => Some(Err(ProvisionError::NotFound(id.to_string()))),

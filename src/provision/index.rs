@@ -462,6 +462,7 @@ mod tests {
             file_system: FileSystem { id: source.into(), ..FileSystem::default() },
             created_at: None,
             tags: vec![(SNAPSHOT_NAME_TAG.into(), name.into())],
+            progress_percent: None,
         }
     }
 

@@ -21,6 +21,7 @@ mod listing;
 mod modify;
 pub mod params;
 mod poller;
+mod progress;
 mod snapshot;
 pub(crate) mod token;
 
@@ -34,6 +35,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::error::Chain;
+use crate::events::{Claim, Events, Kind};
 use crate::fsx::{AssociationLifecycle, FileSystem, Fsx, FsxError, Lifecycle, is_file_system_id};
 use crate::guard::{Guards, Key};
 use crate::topology::{self, PlacementError, Requirement, SubnetError, SubnetZones};
@@ -82,6 +84,8 @@ pub struct Options {
     /// Where subnets' zones are learned (EC2); `None`: unknown, so volumes report no zone and
     /// a StorageClass of several subnets cannot be served.
     pub subnet_zones: Option<Arc<SubnetZones>>,
+    /// Where events on claims and VolumeSnapshots go (`None`: the log).
+    pub events: Option<Arc<dyn Events>>,
 }
 
 impl Default for Options {
@@ -91,6 +95,7 @@ impl Default for Options {
             poll_interval: None,
             resync_interval: Duration::from_secs(300),
             subnet_zones: None,
+            events: None,
         }
     }
 }
@@ -106,6 +111,8 @@ pub struct CreateRequest<'a> {
     pub source_snapshot: Option<&'a str>,
     /// `accessibility_requirements`, as zones.
     pub topology: Option<&'a Requirement>,
+    /// The claim it is for (events go on it).
+    pub claim: Option<&'a Claim>,
 }
 
 /// Creates, finds, waits for and deletes file systems. See the module docs.
@@ -120,6 +127,8 @@ pub struct Provisioner {
     file_systems: Listing,
     /// The start-up listing of backups: CreateSnapshot and ListSnapshots wait on it.
     backups: Listing,
+    /// Events on claims and snapshots.
+    progress: progress::Progress,
     /// The account's backups could not be listed for lack of permission (logged once).
     backups_denied: AtomicBool,
 }
@@ -136,11 +145,15 @@ impl Provisioner {
             Arc::clone(&backup_index),
             Cadence::new(options.poll_interval),
         );
+        let progress = progress::Progress::new(
+            options.events.clone().unwrap_or_else(|| Arc::new(crate::events::Logged) as Arc<dyn Events>),
+        );
         Arc::new(Self {
             fsx,
             index,
             backup_index,
             poller,
+            progress,
             busy: Guards::new(),
             options,
             file_systems: Listing::new("file systems"),
@@ -307,6 +320,9 @@ impl Provisioner {
             .busy
             .try_lock(Key::VolumeName(name.to_string()))
             .ok_or_else(|| ProvisionError::Busy(name.to_string()))?;
+        if let Some(claim) = req.claim {
+            self.progress.remember(name, claim);
+        }
         // A volume that exists answers a retry as it is, whatever happened to its source
         // backup since; a request for that name with another content source is not a retry.
         let existing = self.index.by_name(name).filter(|fs| fs.lifecycle != Lifecycle::Deleting);
@@ -380,6 +396,27 @@ impl Provisioner {
                 continue;
             }
             self.index.upsert(&fs);
+            if fs.lifecycle == Lifecycle::Creating {
+                let what = match &restore {
+                    Some(backup) => format!("Restoring backup {backup} as FSx for Lustre file system"),
+                    None => "Creating FSx for Lustre file system".into(),
+                };
+                let class = cadence::Class::file_system(crate::metrics::InFlight::Creating, &fs);
+                self.progress.post(
+                    name,
+                    false,
+                    Kind::Normal,
+                    progress::reason::CREATING,
+                    format!(
+                        "{what} {} in {}, {}, {} GiB; FSx usually takes 5 to 15 minutes (expected: {})",
+                        fs.id,
+                        params.subnet_id,
+                        params.deployment_type,
+                        fs.capacity_gib,
+                        self.poller.expected_text(&class),
+                    ),
+                );
+            }
             break fs;
         };
 
@@ -479,6 +516,18 @@ impl Provisioner {
                     )
                     .await?;
                     tracing::info!(volume.id = %fs.id, association = %a.id, path = %spec.data_repository_path, "data repository association created");
+                    if let Some(volume) = fs.volume_name() {
+                        self.progress.post(
+                            volume,
+                            false,
+                            Kind::Normal,
+                            progress::reason::LINKING,
+                            format!(
+                                "Linking {} of {} to {} (association {}); the volume is ready once every link is AVAILABLE",
+                                spec.file_system_path, fs.id, spec.data_repository_path, a.id
+                            ),
+                        );
+                    }
                     a
                 }
             };
@@ -491,7 +540,23 @@ impl Provisioner {
             let association = match watch {
                 None => association,
                 Some(rx) => match poller::wait_until(rx, deadline, Seen::is_settled).await {
-                    Some(Seen::Found(a)) => a,
+                    Some(Seen::Found(a)) => {
+                        if a.lifecycle == AssociationLifecycle::Available
+                            && let Some(volume) = fs.volume_name()
+                        {
+                            self.progress.post(
+                                volume,
+                                false,
+                                Kind::Normal,
+                                progress::reason::LINKED,
+                                format!(
+                                    "{} of {} is linked to {} (association {})",
+                                    a.file_system_path, fs.id, a.data_repository_path, a.id
+                                ),
+                            );
+                        }
+                        a
+                    }
                     Some(Seen::Gone) => return Err(ProvisionError::Vanished(association.id)),
                     Some(Seen::Pending) | None => {
                         return Err(ProvisionError::AssociationPending {
@@ -512,7 +577,9 @@ impl Provisioner {
                     let message = association.failure_message.unwrap_or_else(|| "FSx gave no failure details".into());
                     let message = format!("association {paths}: {message}");
                     return Err(self
-                        .discard(fs, message, |id, message| ProvisionError::AssociationFailed { id, message })
+                        .discard(fs, message, progress::reason::LINK_FAILED, |id, message| {
+                            ProvisionError::AssociationFailed { id, message }
+                        })
                         .await);
                 }
                 other => {
@@ -533,6 +600,7 @@ impl Provisioner {
     async fn await_available(&self, fs: FileSystem, deadline: Instant) -> Result<FileSystem, ProvisionError> {
         let fs = if fs.lifecycle == Lifecycle::Creating {
             let mut rx = self.poller.watch(&fs.id);
+            self.follow_file_system(&fs, crate::metrics::InFlight::Creating, rx.clone());
             let created = |o: &Seen<FileSystem>| {
                 !matches!(o, Seen::Pending | Seen::Found(FileSystem { lifecycle: Lifecycle::Creating, .. }))
             };
@@ -568,7 +636,11 @@ impl Provisioner {
     /// next token generation.
     async fn clean_up_failed(&self, fs: FileSystem) -> ProvisionError {
         let message = fs.failure_message.clone().unwrap_or_else(|| "FSx gave no failure details".into());
-        self.discard(&fs, message, |id, message| ProvisionError::CreationFailed { id, message }).await
+        self.discard(&fs, message, progress::reason::FAILED, |id, message| ProvisionError::CreationFailed {
+            id,
+            message,
+        })
+        .await
     }
 
     /// Deletes a file system that cannot become a volume (its creation or its S3 link
@@ -578,12 +650,24 @@ impl Provisioner {
         &self,
         fs: &FileSystem,
         message: String,
+        reason: &'static str,
         error: fn(String, String) -> ProvisionError,
     ) -> ProvisionError {
         tracing::warn!(volume.id = %fs.id, reason = %message, "file system cannot be used; deleting it");
+        let volume = fs.volume_name().unwrap_or_default();
         // Nothing was ever stored on it: no final backup.
         match self.fsx.delete_file_system(&fs.id, None).await {
             Ok(_) | Err(FsxError::NotFound(_)) => {
+                self.progress.post(
+                    volume,
+                    false,
+                    Kind::Warning,
+                    reason,
+                    format!(
+                        "{} FAILED: {message}. The driver deleted it; the provisioner's next attempt creates a new file system (a new request token)",
+                        fs.id
+                    ),
+                );
                 crate::metrics::get().failed_cleaned_up();
                 self.index.mark_deleting(&fs.id);
                 if let Some(name) = fs.volume_name() {
@@ -595,6 +679,17 @@ impl Provisioner {
             // Not deleted yet: the next retry finds it FAILED in the index and tries again.
             Err(e) => {
                 tracing::warn!(volume.id = %fs.id, error = %Chain(&e), "deleting the FAILED file system failed; a retry will try again");
+                self.progress.post(
+                    volume,
+                    false,
+                    Kind::Warning,
+                    reason,
+                    format!(
+                        "{} FAILED: {message}. Deleting it failed ({}); the provisioner's next attempt deletes it again, then creates a new one",
+                        fs.id,
+                        Chain(&e)
+                    ),
+                );
                 ProvisionError::Fsx(e)
             }
         }

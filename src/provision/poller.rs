@@ -206,6 +206,12 @@ impl Poller {
         self.cadence.expected(class)
     }
 
+    /// The estimate in words: "about 6m12s, as it took here" or "about 6m00s".
+    pub fn expected_text(&self, class: &Class) -> String {
+        let about = format!("about {}", crate::events::elapsed(self.cadence.expected(class)));
+        if self.cadence.has_seen(class) { format!("{about}, as such work took on this controller") } else { about }
+    }
+
     fn subscribe<T>(&self, m: &Watches<T>, id: &str, kind: InFlight) -> watch::Receiver<Seen<T>> {
         let rx = {
             let mut map = lock(m);

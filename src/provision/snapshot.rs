@@ -6,6 +6,10 @@
 //! answers `ready_to_use = false` until the poller has seen it AVAILABLE, and the
 //! csi-snapshotter calls again.
 
+use super::cadence::Class;
+use super::progress;
+use crate::events::{Claim, Event, Kind, Subject};
+use crate::metrics::InFlight;
 use std::collections::HashMap;
 
 use tokio::time::Instant;
@@ -27,6 +31,8 @@ pub struct SnapshotRequest<'a> {
     pub source_volume_id: &'a str,
     /// The VolumeSnapshotClass parameters.
     pub parameters: &'a HashMap<String, String>,
+    /// The VolumeSnapshot it is for (events go on it).
+    pub snapshot: Option<&'a Claim>,
 }
 
 /// The tags of a new backup: `CSISnapshotName` first, then the driver's `--extra-tags`, the
@@ -141,6 +147,19 @@ impl Provisioner {
         let backup = by(deadline, "CreateBackup", self.fsx.create_backup(&spec)).await?;
         tracing::info!(snapshot.id = %backup.id, volume.id = %source, lifecycle = %backup.lifecycle, generation, "CreateBackup answered");
         self.backup_index.upsert(&backup);
+        if let Some(of) = req.snapshot
+            && backup.lifecycle.is_in_flight()
+        {
+            let subject = Subject::Snapshot { namespace: of.namespace.clone(), name: of.name.clone() };
+            let expected = self.poller.expected_text(&Class::of(InFlight::BackingUp));
+            self.progress.events.post(Event {
+                subject: subject.clone(),
+                kind: Kind::Normal,
+                reason: progress::reason::BACKUP_STARTED,
+                message: format!("Taking backup {} of {source} (expected: {expected})", backup.id),
+            });
+            self.follow_backup(&backup, subject, self.poller.watch_backup(&backup.id));
+        }
         self.settle_backup(backup).await
     }
 

@@ -21,6 +21,7 @@ async fn provisioner(fsx: &Arc<MemoryFsx>) -> Arc<Provisioner> {
             poll_interval: Some(POLL),
             resync_interval: Duration::from_secs(3600),
             subnet_zones: None,
+            events: None,
         },
     );
     p.start();
@@ -42,6 +43,7 @@ async fn create(
         parameters: &parameters,
         source_snapshot: None,
         topology: None,
+        claim: None,
     };
     p.create(req, Instant::now() + within).await
 }
@@ -190,7 +192,11 @@ const P2: [(&str, &str); 2] = [("deploymentType", "PERSISTENT_2"), ("perUnitStor
 
 async fn take_snapshot(p: &Provisioner, name: &str, source: &str) -> Result<crate::fsx::Backup, ProvisionError> {
     let parameters = HashMap::new();
-    p.snapshot(SnapshotRequest { name, source_volume_id: source, parameters: &parameters }, Instant::now() + MIN).await
+    p.snapshot(
+        SnapshotRequest { name, source_volume_id: source, parameters: &parameters, snapshot: None },
+        Instant::now() + MIN,
+    )
+    .await
 }
 
 #[tokio::test(start_paused = true)]
@@ -268,6 +274,7 @@ async fn a_restore_is_one_new_file_system_of_the_backups_size_and_type() {
                 parameters: &parameters,
                 source_snapshot: Some(&id),
                 topology: None,
+                claim: None,
             };
             p.create(req, Instant::now() + within).await
         }
@@ -302,6 +309,7 @@ async fn a_restore_is_one_new_file_system_of_the_backups_size_and_type() {
         parameters: &params(&P2),
         source_snapshot: Some("backup-0123456789abcdef0"),
         topology: None,
+        claim: None,
     };
     assert!(matches!(p.create(missing, Instant::now() + MIN).await, Err(ProvisionError::SnapshotNotFound(_))));
     assert_eq!(fsx.calls("CreateFileSystemFromBackup"), 1);
@@ -389,4 +397,59 @@ async fn the_adaptive_cadence_binds_within_seconds_of_available_for_less_than_a_
             }
         }
     }
+}
+
+/// Events on the claim: the creation, progress at most once a minute (the recorder aggregates
+/// them into one series), AVAILABLE; and a FAILED creation's Warning saying what the driver did.
+#[tokio::test(start_paused = true)]
+async fn a_creation_tells_its_claim_how_it_goes_and_a_failure_what_was_done() {
+    let fsx = Arc::new(MemoryFsx::new(Timing::default()));
+    fsx.fail_next_creates(1, "subnet has no free IP addresses");
+    let recorded = Arc::new(crate::events::Recorded::default());
+    let p = Provisioner::new(
+        Arc::clone(&fsx) as Arc<dyn Fsx>,
+        Options {
+            poll_interval: Some(POLL),
+            resync_interval: Duration::from_secs(3600),
+            events: Some(Arc::clone(&recorded) as Arc<dyn Events>),
+            ..Options::default()
+        },
+    );
+    p.start();
+    p.wait_ready(Instant::now() + MIN).await.unwrap();
+    let claim = Claim { namespace: "team-a".into(), name: "data".into() };
+    let parameters = params(&[]);
+    let req = CreateRequest {
+        name: "pvc-0f6c2b0a-7d1e-4c55-9a1b-2f3e4d5c6b7a",
+        required_bytes: 1200 * crate::fsx::GIB,
+        limit_bytes: 0,
+        parameters: &parameters,
+        source_snapshot: None,
+        topology: None,
+        claim: Some(&claim),
+    };
+    let failed = p.create(req, Instant::now() + 20 * MIN).await.unwrap_err();
+    let fs = p.create(req, Instant::now() + 20 * MIN).await.unwrap();
+    // The follower posts the end once the poller's observation reaches it.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let events = recorded.all();
+    let reasons: Vec<&str> = events.iter().map(|e| e.reason).collect();
+    let count = |r: &str| reasons.iter().filter(|x| **x == r).count();
+    assert!(events.iter().all(|e| e.subject == crate::events::Subject::volume(req.name, Some(&claim))));
+    assert_eq!(count(progress::reason::CREATING), 2, "{reasons:?}");
+    let warning = events.iter().find(|e| e.reason == progress::reason::FAILED).expect("a FAILED warning");
+    assert_eq!(warning.kind, Kind::Warning);
+    assert!(warning.message.contains("no free IP") && warning.message.contains("deleted it"), "{}", warning.message);
+    assert!(failed.to_string().contains("no free IP"), "{failed}");
+    // Two 10-minute creations: at most one progress event a minute each.
+    let progress = count(progress::reason::PROGRESS);
+    assert!((10..=20).contains(&progress), "{progress} progress events: {reasons:?}");
+    let available = events.iter().find(|e| e.reason == progress::reason::AVAILABLE).expect("AVAILABLE");
+    assert!(available.message.contains(&fs.id), "{}", available.message);
+    let creating = events.iter().find(|e| e.reason == progress::reason::CREATING).unwrap();
+    assert!(
+        creating.message.contains("subnet-0123456789abcdef0") && creating.message.contains("1200 GiB"),
+        "{}",
+        creating.message
+    );
 }

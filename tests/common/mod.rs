@@ -115,6 +115,7 @@ impl Driver {
                 subnet_zones: Some(Arc::new(fsx_csi_driver::topology::SubnetZones::new(Arc::new(ec2_client(
                     emulator,
                 ))))),
+                events: None,
             },
         );
         provisioner.start();
