@@ -95,6 +95,11 @@ pub struct Cli {
     #[arg(long, env = "POLL_INTERVAL", value_parser = parse_duration)]
     pub poll_interval: Option<Duration>,
 
+    /// The most often the controller posts a progress event on a claim (or VolumeSnapshot)
+    /// while FSx creates, grows or backs it up; repeated events are one aggregated series.
+    #[arg(long, env = "PROGRESS_EVENT_INTERVAL", value_parser = parse_duration, default_value = "1m")]
+    pub progress_event_interval: Duration,
+
     /// How often the controller re-lists the account to refresh its index of file systems, so a
     /// standby replica that takes over leadership knows what the previous leader created. Keep it
     /// well inside FSx's ClientRequestToken window.

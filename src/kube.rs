@@ -111,7 +111,9 @@ impl KubeError {
                 let hint = match s.code {
                     401 => " (the service account token was not accepted)".to_string(),
                     403 => {
-                        format!(" (the node plugin's ClusterRole fsx-csi-node-role must allow {verb} on {resource})")
+                        format!(
+                            " (the service account's ClusterRole, fsx-csi-node-role for the node plugin or fsx-csi-controller-role for the controller, must allow {verb} on {resource})"
+                        )
                     }
                     _ => String::new(),
                 };
@@ -557,7 +559,7 @@ mod tests {
         let e = KubeError::from_kube("patch nodes/n", kube::Error::Api(Box::new(status)));
         let text = e.to_string();
         assert!(text.contains("patch nodes/n") && text.contains("403"), "{text}");
-        assert!(text.contains("fsx-csi-node-role must allow patch on nodes"), "{text}");
+        assert!(text.contains("must allow patch on nodes"), "{text}");
         let status = kube::core::Status::failure("conflict", "Conflict").with_code(409);
         assert!(KubeError::from_kube("x", kube::Error::Api(Box::new(status))).is_conflict());
     }

@@ -88,6 +88,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 resync_interval: cli.resync_interval,
                 subnet_zones,
                 events: controller_events(),
+                progress_every: cli.progress_event_interval,
             },
         );
         provisioner.start();

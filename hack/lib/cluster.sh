@@ -208,7 +208,7 @@ cluster_render() { # kustomize|helm output
 }
 
 # Applies an install path's manifests; the controller's service account token and
-# kubeconfig are made for the sidecars.
+# kubeconfig are made for the sidecars (and the token file for the driver's events).
 cluster_install() { # kustomize|helm
   cluster_render "$1" "$CLUSTER_DIR/rendered.yaml"
   kctl apply -f "$CLUSTER_DIR/rendered.yaml" >"$CLUSTER_DIR/logs/apply.log"
@@ -217,6 +217,8 @@ cluster_install() { # kustomize|helm
   echo "$sa" >"$CLUSTER_DIR/service-account"
   token=$(kctl -n "$CLUSTER_NAMESPACE" create token "$sa" --duration 24h)
   cluster_kubeconfig "$CLUSTER_DIR/controller.kubeconfig" "token: $token"
+  # The driver reads the same token as a file, as it reads its projected token in the pod.
+  (umask 077 && printf '%s' "$token" >"$CLUSTER_DIR/controller.token")
 }
 
 # Removes what cluster_install applied.
@@ -249,10 +251,13 @@ cluster_replica() { # index
   local driver_args
   mapfile -t driver_args < <(python3 "$cluster_root/hack/lib/manifests.py" args "$CLUSTER_DIR/rendered.yaml" \
     fsx-plugin "$sock" --override poll-interval=500ms --override metrics-address=127.0.0.1:0 \
+    --override progress-event-interval=2s \
     --override "subdirectory-mount-dir=$CLUSTER_DIR/replica-$i/mounts" --override "kubelet-dir=$CLUSTER_DIR/lustre")
   cluster_spawn "driver-$i" env AWS_ENDPOINT_URL_FSX="http://127.0.0.1:$(cat "$CLUSTER_DIR/ports/emulator")" \
     AWS_ENDPOINT_URL_EC2="http://127.0.0.1:$(cat "$CLUSTER_DIR/ports/emulator")" \
     AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=cluster AWS_SECRET_ACCESS_KEY=cluster AWS_EC2_METADATA_DISABLED=true \
+    KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT="$(cat "$CLUSTER_DIR/ports/apiserver")" \
+    KUBE_TOKEN_FILE="$CLUSTER_DIR/controller.token" KUBE_CA_FILE="$CLUSTER_DIR/pki/ca.crt" \
     "${mountns[@]}" "${uts[@]}" "$cluster_root/target/debug/fsx-csi-driver" "${driver_args[@]}"
   cluster_wait 30 "the driver's socket" "$CLUSTER_DIR/logs/driver-$i.log" test -S "$sock"
   local lease=(--leader-election-lease-duration=6s --leader-election-renew-deadline=4s --leader-election-retry-period=1s)

@@ -86,6 +86,8 @@ pub struct Options {
     pub subnet_zones: Option<Arc<SubnetZones>>,
     /// Where events on claims and VolumeSnapshots go (`None`: the log).
     pub events: Option<Arc<dyn Events>>,
+    /// The most often a progress event is posted per resource (`--progress-event-interval`).
+    pub progress_every: Duration,
 }
 
 impl Default for Options {
@@ -96,6 +98,7 @@ impl Default for Options {
             resync_interval: Duration::from_secs(300),
             subnet_zones: None,
             events: None,
+            progress_every: progress::PROGRESS_EVERY,
         }
     }
 }
@@ -147,6 +150,7 @@ impl Provisioner {
         );
         let progress = progress::Progress::new(
             options.events.clone().unwrap_or_else(|| Arc::new(crate::events::Logged) as Arc<dyn Events>),
+            options.progress_every,
         );
         Arc::new(Self {
             fsx,

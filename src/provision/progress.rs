@@ -3,7 +3,7 @@
 //! it ends, and the same for growth, S3 links and backups.
 //!
 //! A follower task per resource reads the poller's observations (no calls of its own) and
-//! posts the progress events at most once per [`PROGRESS_EVERY`]; it ends when the resource
+//! posts the progress events at most once per `--progress-event-interval` ([`PROGRESS_EVERY`] by default); it ends when the resource
 //! settles. One follower per resource, however many CSI calls wait on it.
 
 use std::collections::HashSet;
@@ -20,7 +20,7 @@ use crate::events::{Claim, Event, Events, Kind, Subject, elapsed};
 use crate::fsx::{Backup, BackupLifecycle, FileSystem, Lifecycle};
 use crate::metrics::InFlight;
 
-/// The most often a progress event is posted for one resource.
+/// The most often a progress event is posted for one resource, by default.
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(60);
 
 /// Claims remembered per volume name, at most (the oldest entries are dropped in bulk).
@@ -48,13 +48,14 @@ pub mod reason {
 /// resources have a follower.
 pub(super) struct Progress {
     pub events: Arc<dyn Events>,
+    every: Duration,
     claims: Mutex<std::collections::HashMap<String, Claim>>,
     followed: Arc<Mutex<HashSet<String>>>,
 }
 
 impl Progress {
-    pub fn new(events: Arc<dyn Events>) -> Self {
-        Self { events, claims: Mutex::default(), followed: Arc::default() }
+    pub fn new(events: Arc<dyn Events>, every: Duration) -> Self {
+        Self { events, every, claims: Mutex::default(), followed: Arc::default() }
     }
 
     /// Remembers that `volume` is `claim`'s.
@@ -144,6 +145,7 @@ impl Provisioner {
         let Some(subject) = self.progress.subject(&volume, kind != InFlight::Creating) else { return };
         let Some(followed) = self.progress.follow(&fs.id) else { return };
         let events = Arc::clone(&self.progress.events);
+        let every = self.progress.every;
         let expected = self.poller.expected(&Class::file_system(kind, fs));
         let created_at = (kind == InFlight::Creating).then_some(fs.created_at).flatten();
         let id = fs.id.clone();
@@ -154,13 +156,13 @@ impl Provisioner {
             let _followed = followed;
             let mut rx = rx;
             let start = origin(created_at);
-            let mut next = Instant::now() + PROGRESS_EVERY;
+            let mut next = Instant::now() + every;
             loop {
                 match next_step(&mut rx, next).await {
                     Step::Changed => continue,
                     Step::Lost => return,
                     Step::Tick => {
-                        next += PROGRESS_EVERY;
+                        next += every;
                         let state = match &*rx.borrow() {
                             Seen::Found(fs) => {
                                 let update = fs.updates.iter().find(|u| u.is_running());
@@ -221,6 +223,7 @@ impl Provisioner {
     pub(super) fn follow_backup(&self, backup: &Backup, subject: Subject, rx: watch::Receiver<Seen<Backup>>) {
         let Some(followed) = self.progress.follow(&backup.id) else { return };
         let events = Arc::clone(&self.progress.events);
+        let every = self.progress.every;
         let expected = self.poller.expected(&Class::of(InFlight::BackingUp));
         let (id, source, created_at) = (backup.id.clone(), backup.file_system.id.clone(), backup.created_at);
         let post = move |kind: Kind, reason: &'static str, message: String| {
@@ -230,13 +233,13 @@ impl Provisioner {
             let _followed = followed;
             let mut rx = rx;
             let start = origin(created_at);
-            let mut next = Instant::now() + PROGRESS_EVERY;
+            let mut next = Instant::now() + every;
             loop {
                 match next_step(&mut rx, next).await {
                     Step::Changed => continue,
                     Step::Lost => return,
                     Step::Tick => {
-                        next += PROGRESS_EVERY;
+                        next += every;
                         let state = match &*rx.borrow() {
                             Seen::Found(b) => format!("{}{}", b.lifecycle, percent(b.progress_percent)),
                             _ => "not described yet".into(),

@@ -22,6 +22,7 @@ async fn provisioner(fsx: &Arc<MemoryFsx>) -> Arc<Provisioner> {
             resync_interval: Duration::from_secs(3600),
             subnet_zones: None,
             events: None,
+            progress_every: Duration::from_secs(60),
         },
     );
     p.start();

@@ -303,6 +303,66 @@ def lustre_options():
           grown and calls("UpdateFileSystem") == updates, calls("UpdateFileSystem") - updates)
 
 
+def driver_events(ns, name):
+    """The events the driver's controller posted on object ns/name, by reason."""
+    out = {}
+    for e in events(ns, name):
+        if (e.get("source") or {}).get("component") == "fsx-csi-controller":
+            out.setdefault(e["reason"], []).append(e)
+    return out
+
+
+def claim_events(prefix):
+    """The controller's events on a claim while FSx works (the driver runs with
+    --progress-event-interval=2s): a slow creation shows its start, progress aggregated into one
+    series whose count grows, and AVAILABLE, all on the claim `kubectl describe pvc` shows; a
+    FAILED creation shows a Warning with FSx's reason and what the driver did."""
+    ns = f"{prefix}-events"
+    namespace(ns)
+    storage_class(f"{prefix}-events", {"subnetId": SUBNET, "deploymentType": "SCRATCH_2"})
+    set_emulator(create_delay_ms=10000)
+    try:
+        claim(ns, "slow", f"{prefix}-events", "1200Gi")
+        mid = wait_for("a progress event on the claim", lambda: driver_events(ns, "slow").get("FileSystemProgress"), 60)
+        pv = bound(ns, "slow", 120)
+    finally:
+        set_emulator(create_delay_ms=2000)
+    seen = wait_for("the AVAILABLE event", lambda: (lambda d: d if "FileSystemAvailable" in d else None)(
+        driver_events(ns, "slow")), 30) or driver_events(ns, "slow")
+    progress = seen.get("FileSystemProgress", [])
+    creating = seen.get("FileSystemCreating", [])
+    fs = pv_fs(pv)
+    check(f"{prefix}: the claim's events say which file system is created where, and how long FSx takes",
+          len(creating) == 1 and fs in creating[0]["message"] and SUBNET in creating[0]["message"]
+          and "SCRATCH_2" in creating[0]["message"], [e["message"] for e in creating])
+    counts = [e.get("count", 1) for e in progress]
+    check(f"{prefix}: progress during a slow creation is one aggregated event whose count grows",
+          len(progress) == 1 and mid and counts[0] > mid[0].get("count", 1) >= 1 and "CREATING" in mid[0]["message"],
+          [(e.get("count"), e["message"]) for e in progress])
+    available = seen.get("FileSystemAvailable", [])
+    check(f"{prefix}: the claim's events say when the file system is AVAILABLE",
+          len(available) == 1 and fs in available[0]["message"], [e["message"] for e in available])
+    claim_uid = (get("pvc", "-n", ns, "slow") or {}).get("metadata", {}).get("uid")
+    described = kubectl("-n", ns, "describe", "pvc", "slow", check_rc=False)
+    check(f"{prefix}: kubectl describe pvc shows them (the events carry the claim's uid)",
+          all(e["involvedObject"].get("uid") == claim_uid for r in seen.values() for e in r)
+          and "FileSystemProgress" in described and "FileSystemAvailable" in described, described[-1500:])
+    if progress:
+        figures.append(f"{prefix}: a 10 s creation → {counts[0]} progress events in one series "
+                       f"(every 2 s); {sum(len(v) for v in seen.values())} event objects on the claim")
+
+    emulator("/_emulator/fail-next-creates", {"count": 1, "message": "The subnet has no free IP addresses"})
+    claim(ns, "unlucky", f"{prefix}-events", "1200Gi")
+    pv = bound(ns, "unlucky", 120)
+    seen = driver_events(ns, "unlucky")
+    failed = seen.get("FileSystemFailed", [])
+    check(f"{prefix}: a FAILED creation is a Warning with FSx's reason and what the driver did, then the claim binds",
+          pv and len(failed) == 1 and failed[0]["type"] == "Warning" and "no free IP" in failed[0]["message"]
+          and "deleted it" in failed[0]["message"] and len(seen.get("FileSystemCreating", [])) == 1
+          and seen["FileSystemCreating"][0].get("count") == 2,
+          {r: [(e.get("count"), e["message"]) for e in v] for r, v in seen.items()})
+
+
 def expansion(seed_pv):
     """4. Growth through the resizer; SCRATCH_1 cannot grow and the PVC's events say why."""
     ns = "grow"
@@ -1156,6 +1216,7 @@ def main(argv):
         reclaim_policies()
         static_provisioning()
         bad_input()
+        claim_events("events")
         node_drain(path)
         not_ready_taint(path)
         snapshots_and_attributes(path)
@@ -1173,6 +1234,7 @@ def main(argv):
             kubectl("-n", ns, "patch", "pvc", "data", "--type", "merge", "-p", '{"spec":{"resources":{"requests":{"storage":"2400Gi"}}}}')
             check(f"{path}: a claim grows through the resizer with the chart's RBAC", wait_for("growth", lambda: get(
                 "pvc", "-n", ns, "data")["status"].get("capacity", {}).get("storage") == "2400Gi", 120))
+        claim_events(path)
         node_drain(path)
         not_ready_taint(path)
         snapshots_and_attributes(path)

@@ -116,6 +116,7 @@ impl Driver {
                     emulator,
                 ))))),
                 events: None,
+                progress_every: Duration::from_secs(60),
             },
         );
         provisioner.start();
