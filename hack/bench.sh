@@ -4,6 +4,9 @@
 # static musl binary (installs the musl target and musl-gcc if missing).
 #   hack/bench.sh              controller and node
 #   hack/bench.sh controller   200 concurrent volumes: FSx calls, bind lag, peak RSS
+#   hack/bench.sh cadence      the adaptive poll at the defaults: creations, growths and backups
+#                              of 3 and 10 minutes, 1/50/200 creations at once (about 21 min), then
+#                              creations up to 20 s longer at random (FSx's spread)
 #   hack/bench.sh node         start-up, idle RSS, publish latency, RSS with 200 targets
 #   hack/bench.sh chaos        100 volumes created and deleted under SIGKILLs, throttling and 5xx
 #   hack/bench.sh taint        the node plugin removing the agent-not-ready taint on a real
@@ -36,8 +39,9 @@ taint() {
 case "$what" in
   controller) bench controller ;;
   node) bench node ;;
+  cadence) bench cadence; echo; bench cadence --jitter-s 20 --volumes 1,50 ;;
   chaos) chaos ;;
   taint) taint ;;
-  all) bench controller; echo; bench node; echo; chaos; echo; taint ;;
-  *) echo "usage: hack/bench.sh [controller|node|chaos|taint]"; exit 2 ;;
+  all) bench controller; echo; bench node; echo; chaos; echo; taint; echo; bench cadence ;;
+  *) echo "usage: hack/bench.sh [controller|node|chaos|taint|cadence]"; exit 2 ;;
 esac

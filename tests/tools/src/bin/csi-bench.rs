@@ -4,6 +4,13 @@
 //!   in-process emulator with realistic (scaled) creation delays; 200 volumes created
 //!   concurrently by provisioner-like retry loops. Prints FSx calls per operation and per
 //!   volume, the time from AVAILABLE to CreateVolume success (p50/p99) and peak RSS.
+//! - `csi-bench cadence`: the controller at its defaults (the adaptive poll, no
+//!   `--poll-interval`) against emulators whose creations, growths and backups take 3 and 10
+//!   minutes, for 1, 50 and 200 concurrent creations, with provisioner-like callers (5 min call
+//!   timeout, backoff from 1 s to 30 s): the time from done to the CSI call's answer, and the
+//!   describe calls per volume beside what a fixed 15 s poll makes. Every scenario runs at
+//!   once, each with its own emulator and driver, so the whole takes about twice the longest
+//!   duration (a first and a second of each, as a fresh and a running controller see them).
 //! - `csi-bench node`: time from start to socket ready and idle RSS of the real binary in
 //!   node mode; then, through the test harness (real node service, tmpfs for lustre, needs
 //!   root), NodePublish latency p50/p99 for an already-staged volume and RSS with 200 targets.
@@ -49,6 +56,21 @@ enum What {
         /// Each CreateVolume call's gRPC timeout (the provisioner's --timeout), in seconds.
         #[arg(long, default_value_t = 10)]
         call_timeout_s: u64,
+    },
+    /// The adaptive poll at the defaults: done -> answered, and describes per volume.
+    Cadence {
+        /// How long FSx takes (each of creation, growth, backup), in minutes.
+        #[arg(long, value_delimiter = ',', default_value = "3,10")]
+        minutes: Vec<u64>,
+        /// Concurrent creations.
+        #[arg(long, value_delimiter = ',', default_value = "1,50,200")]
+        volumes: Vec<usize>,
+        /// Each call's gRPC timeout (the sidecars' --timeout), in seconds.
+        #[arg(long, default_value_t = 300)]
+        call_timeout_s: u64,
+        /// A random extra time per creation, up to this many seconds (FSx's spread).
+        #[arg(long, default_value_t = 0)]
+        jitter_s: u64,
     },
     /// Node plugin start-up, memory and publish latency.
     Node {
@@ -192,6 +214,310 @@ async fn controller(bin: &Path, volumes: usize, delay: u64, jitter: u64, poll_s:
     println!(
         "  targets (<=1 CreateFileSystem/volume, Describe within bound, RSS < 30 MiB): {}",
         if ok { "met" } else { "NOT MET" }
+    );
+}
+
+/// A driver in controller mode at its defaults (plus `extra` flags) against `emulator`.
+struct Driver {
+    /// Killed when the scenario ends.
+    _child: Killed,
+    channel: tonic::transport::Channel,
+    dir: PathBuf,
+}
+
+impl Driver {
+    async fn start(bin: &Path, emulator: &Emulator, tag: &str, extra: &[&str]) -> Self {
+        let dir = std::env::temp_dir().join(format!("fsx-bench-{}-{tag}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("csi.sock");
+        let child = Command::new(bin.join("fsx-csi-driver"))
+            .args(["--mode", "controller", "--endpoint", &format!("unix://{}", socket.display())])
+            .args(extra)
+            .env("AWS_ENDPOINT_URL_FSX", emulator.endpoint())
+            .env("AWS_ENDPOINT_URL_EC2", emulator.endpoint())
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "bench")
+            .env("AWS_SECRET_ACCESS_KEY", "bench")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("RUST_LOG", "warn")
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start fsx-csi-driver");
+        let child = Killed(child);
+        wait_socket(&socket, Instant::now()).await;
+        let channel = fsx_csi_tools::connect(&socket).await.unwrap();
+        Self { _child: child, channel, dir }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Calls `f` as a sidecar does: each call bounded by `timeout`, "not yet" answers retried
+/// after a backoff from 1 s doubling to 30 s (the sidecars' retry interval flags).
+async fn as_a_sidecar<T, F, Fut>(timeout: Duration, mut f: F) -> T
+where
+    F: FnMut(Duration) -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        match f(timeout).await {
+            Ok(v) => return v,
+            Err(s) if matches!(s.code(), Code::DeadlineExceeded | Code::Aborted | Code::Unavailable) => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+            Err(s) => panic!("{}: {}", s.code(), s.message()),
+        }
+    }
+}
+
+fn request<T>(msg: T, timeout: Duration) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.set_timeout(timeout);
+    r
+}
+
+fn class(pairs: &[(&str, &str)]) -> std::collections::HashMap<String, String> {
+    let mut p: std::collections::HashMap<String, String> =
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    p.insert("subnetId".into(), "subnet-0123456789abcdef0".into());
+    p
+}
+
+async fn create_volume(
+    channel: &tonic::transport::Channel,
+    name: String,
+    params: &[(&str, &str)],
+    timeout: Duration,
+) -> String {
+    let c = ControllerClient::new(channel.clone());
+    let req = CreateVolumeRequest {
+        name,
+        capacity_range: Some(CapacityRange { required_bytes: 1200 * GIB, limit_bytes: 0 }),
+        volume_capabilities: vec![cap()],
+        parameters: class(params),
+        ..Default::default()
+    };
+    as_a_sidecar(timeout, |t| {
+        let mut c = c.clone();
+        let req = req.clone();
+        async move { c.create_volume(request(req, t)).await }
+    })
+    .await
+    .into_inner()
+    .volume
+    .unwrap()
+    .volume_id
+}
+
+/// One figure line of the cadence bench.
+struct Row {
+    what: String,
+    lags: Vec<Duration>,
+    describes: u64,
+    per_volume_fixed: f64,
+    volumes: usize,
+}
+
+impl Row {
+    fn print(&self) {
+        let mut lags = self.lags.clone();
+        lags.sort();
+        let per = self.describes as f64 / self.volumes as f64;
+        println!(
+            "  {:<44} done -> answered p50 {:>5.2} s  p99 {:>5.2} s  max {:>5.2} s   describes/volume {:>6.2} (15 s poll: {:>6.2})",
+            self.what,
+            percentile(&lags, 0.5).as_secs_f64(),
+            percentile(&lags, 0.99).as_secs_f64(),
+            lags.last().copied().unwrap_or_default().as_secs_f64(),
+            per,
+            self.per_volume_fixed,
+        );
+    }
+}
+
+/// What a fixed 15 s poll costs per volume for `volumes` in flight for `took`.
+fn fixed_cost(volumes: usize, took: Duration) -> f64 {
+    (volumes.div_ceil(50) as f64 * (took.as_secs_f64() / 15.0).ceil()) / volumes as f64
+}
+
+/// Creations of `minutes` each: `volumes` at once; with 1, a second one after the first.
+async fn cadence_creations(bin: PathBuf, minutes: u64, volumes: usize, timeout: Duration, jitter_s: u64) -> Vec<Row> {
+    let took = Duration::from_secs(minutes * 60);
+    let config = Config {
+        create_delay_ms: took.as_millis() as u64,
+        create_jitter_ms: jitter_s * 1000,
+        delete_delay_ms: 1000,
+        ..Config::default()
+    };
+    let emulator = Emulator::start(config, 0).await.unwrap();
+    let driver = Driver::start(&bin, &emulator, &format!("create-{minutes}-{volumes}"), &[]).await;
+    let rounds = if volumes == 1 { 2 } else { 1 };
+    let mut rows = Vec::new();
+    for round in 0..rounds {
+        let before = emulator.calls("DescribeFileSystems");
+        let mut tasks = Vec::new();
+        for i in 0..volumes {
+            let channel = driver.channel.clone();
+            tasks.push(tokio::spawn(async move {
+                let id = create_volume(
+                    &channel,
+                    format!("pvc-cadence-{round}-{i:04}"),
+                    &[("deploymentType", "SCRATCH_2")],
+                    timeout,
+                )
+                .await;
+                (id, Instant::now())
+            }));
+        }
+        let mut lags = Vec::new();
+        for t in tasks {
+            let (id, done) = t.await.unwrap();
+            lags.push(done.saturating_duration_since(emulator.available_at(&id).unwrap()));
+        }
+        let which = match (volumes, round) {
+            (1, 0) => " (a fresh controller's first)",
+            (1, _) => " (the next, as a running controller)",
+            _ => " (a fresh controller)",
+        };
+        rows.push(Row {
+            what: format!("creation {minutes} min x {volumes}{which}"),
+            lags,
+            describes: emulator.calls("DescribeFileSystems") - before,
+            per_volume_fixed: fixed_cost(volumes, took),
+            volumes,
+        });
+    }
+    drop(driver);
+    rows
+}
+
+/// Growths of `minutes` each, one after another (a fresh controller's first, then the next).
+async fn cadence_growths(bin: PathBuf, minutes: u64, timeout: Duration) -> Vec<Row> {
+    let took = Duration::from_secs(minutes * 60);
+    let config = Config {
+        create_delay_ms: 500,
+        update_delay_ms: took.as_millis() as u64,
+        optimize_delay_ms: 1000,
+        delete_delay_ms: 1000,
+        ..Config::default()
+    };
+    let emulator = Emulator::start(config, 0).await.unwrap();
+    let driver = Driver::start(&bin, &emulator, &format!("grow-{minutes}"), &[]).await;
+    let mut ids = Vec::new();
+    for i in 0..2 {
+        ids.push(
+            create_volume(&driver.channel, format!("pvc-grow-{i}"), &[("deploymentType", "SCRATCH_2")], timeout).await,
+        );
+    }
+    let mut rows = Vec::new();
+    for (round, id) in ids.iter().enumerate() {
+        let before = emulator.calls("DescribeFileSystems");
+        let start = Instant::now();
+        let c = ControllerClient::new(driver.channel.clone());
+        as_a_sidecar(timeout, |t| {
+            let mut c = c.clone();
+            let req = ControllerExpandVolumeRequest {
+                volume_id: id.clone(),
+                capacity_range: Some(CapacityRange { required_bytes: 2400 * GIB, limit_bytes: 0 }),
+                ..Default::default()
+            };
+            async move { c.controller_expand_volume(request(req, t)).await }
+        })
+        .await;
+        rows.push(Row {
+            what: format!(
+                "growth {minutes} min{}",
+                if round == 0 { " (a fresh controller's first)" } else { " (the next)" }
+            ),
+            lags: vec![start.elapsed().saturating_sub(took)],
+            describes: emulator.calls("DescribeFileSystems") - before,
+            per_volume_fixed: fixed_cost(1, took),
+            volumes: 1,
+        });
+    }
+    rows
+}
+
+/// Backups of `minutes` each, one after another; the snapshotter's calls come every 200 ms
+/// (they read the index the poller keeps, no FSx call of their own).
+async fn cadence_backups(bin: PathBuf, minutes: u64, timeout: Duration) -> Vec<Row> {
+    let took = Duration::from_secs(minutes * 60);
+    let config = Config {
+        create_delay_ms: 500,
+        backup_delay_ms: took.as_millis() as u64,
+        delete_delay_ms: 1000,
+        ..Config::default()
+    };
+    let emulator = Emulator::start(config, 0).await.unwrap();
+    let driver = Driver::start(&bin, &emulator, &format!("backup-{minutes}"), &[]).await;
+    let persistent = [("deploymentType", "PERSISTENT_2"), ("perUnitStorageThroughput", "125")];
+    let id = create_volume(&driver.channel, "pvc-backup".into(), &persistent, timeout).await;
+    let mut rows = Vec::new();
+    for round in 0..2 {
+        let before = emulator.calls("DescribeBackups");
+        let start = Instant::now();
+        let mut c = ControllerClient::new(driver.channel.clone());
+        loop {
+            let req = CreateSnapshotRequest {
+                source_volume_id: id.clone(),
+                name: format!("snapshot-{round}"),
+                ..Default::default()
+            };
+            match c.create_snapshot(request(req, timeout)).await {
+                Ok(r) if r.get_ref().snapshot.as_ref().is_some_and(|s| s.ready_to_use) => break,
+                Ok(_) => {}
+                Err(s) if matches!(s.code(), Code::DeadlineExceeded | Code::Aborted | Code::Unavailable) => {}
+                Err(s) => panic!("CreateSnapshot: {}: {}", s.code(), s.message()),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        rows.push(Row {
+            what: format!(
+                "backup {minutes} min{}",
+                if round == 0 { " (a fresh controller's first)" } else { " (the next)" }
+            ),
+            lags: vec![start.elapsed().saturating_sub(took)],
+            describes: emulator.calls("DescribeBackups") - before,
+            per_volume_fixed: fixed_cost(1, took),
+            volumes: 1,
+        });
+    }
+    rows
+}
+
+async fn cadence(bin: &Path, minutes: &[u64], volumes: &[usize], timeout: Duration, jitter_s: u64) {
+    println!(
+        "cadence: the controller at its defaults (adaptive poll), callers with a {} s timeout and 1-30 s backoff, creations {}; every scenario at once, each with its own emulator and driver",
+        timeout.as_secs(),
+        if jitter_s == 0 {
+            "exactly as long as said".to_string()
+        } else {
+            format!("up to {jitter_s} s longer at random")
+        }
+    );
+    let mut tasks = Vec::new();
+    for &m in minutes {
+        for &n in volumes {
+            tasks.push(tokio::spawn(cadence_creations(bin.to_path_buf(), m, n, timeout, jitter_s)));
+        }
+        tasks.push(tokio::spawn(cadence_growths(bin.to_path_buf(), m, timeout)));
+        tasks.push(tokio::spawn(cadence_backups(bin.to_path_buf(), m, timeout)));
+    }
+    let started = Instant::now();
+    for t in tasks {
+        for row in t.await.unwrap() {
+            row.print();
+        }
+    }
+    println!(
+        "  (all in {:.0} s; describes: DescribeFileSystems for creations and growths, DescribeBackups for backups)",
+        started.elapsed().as_secs_f64()
     );
 }
 
@@ -357,5 +683,8 @@ async fn main() {
             controller(&a.bin_dir, volumes, create_delay_ms, create_jitter_ms, poll_interval_s, call_timeout_s).await
         }
         What::Node { targets } => node(&a.bin_dir, targets).await,
+        What::Cadence { minutes, volumes, call_timeout_s, jitter_s } => {
+            cadence(&a.bin_dir, &minutes, &volumes, Duration::from_secs(call_timeout_s), jitter_s).await
+        }
     }
 }
