@@ -48,7 +48,12 @@
 //!     `--resync-interval`).
 //!   - `provision::poller`: one background poller that describes everything in flight (file
 //!     systems being created, grown or modified, S3 associations being created, backups being
-//!     taken) in batches of 50 per tick and wakes the calls waiting on them.
+//!     taken) in batches of 50 and wakes the calls waiting on them;
+//!     [`provision::cadence`] says when each is described next: rarely early, every second
+//!     once due (from what this controller saw such work take), within a budget of one call
+//!     per 15 s of work shared by a batch (or a fixed `--poll-interval`).
+//!   - `provision::progress`: the events on the claim while FSx works (one follower task per
+//!     resource reading the poller's observations: progress at most once a minute, the end).
 //!   - [`provision::ProvisionError`] (`provision/error.rs`): why a call did not succeed, a
 //!     typed reason for every refusal.
 //!   - [`provision::Provisioner`]: create (or restore from a backup, with its S3

@@ -4,14 +4,17 @@
 //!
 //! Each watched resource has a [`Track`]: when its work started, its class (what kind of work,
 //! on what: deployment type, storage type and size for a file system) and a call budget. The
-//! class's expected duration is the median of the last durations this controller observed for
-//! it, else a prior from what FSx usually takes ([`prior`]). Until the expected end the next
-//! poll is half the remaining time away (at most twice the base interval, at least
-//! [`FAST`]); from then on every [`FAST`]. A resource earns one call per base interval of its
-//! work (plus [`INITIAL_CREDIT`]) and pays for the calls it asked for, a batch's call shared
-//! by the resources that were due; without credit it falls back to the base interval, which is
-//! what a fixed poll costs. Many resources in flight share each call, so they can afford the
-//! fast cadence throughout: the cost per resource falls with their number.
+//! class is due from the shortest of the last durations this controller observed for it
+//! (each one the time the poll saw it done, a second late at most once the estimate is
+//! good), else from a prior of what FSx usually takes ([`prior`]). Until then the next poll is
+//! half the remaining time away (at most twice the base interval); from then on every
+//! [`FAST`] (every [`ALONE`] for a resource alone in flight, whose calls nobody shares). A
+//! resource earns one call per base interval of its work (plus [`INITIAL_CREDIT`]) and pays
+//! for the calls it asked for, a batch's call shared by the resources that were due; without
+//! credit it falls back to the base interval, which is what a fixed poll costs. With `k` of
+//! a kind in flight each call is shared `k` ways, so the early cadence is also at most
+//! `2 x base / k` (never under [`EARLY_FLOOR`]): many creations are watched closely even when
+//! the estimate is wrong, at a cost per resource that still falls with their number.
 //!
 //! `--poll-interval` set: [`Cadence::Fixed`], every resource every interval, as before.
 
@@ -26,13 +29,17 @@ use crate::metrics::InFlight;
 
 /// The cadence once a resource is due.
 pub const FAST: Duration = Duration::from_secs(1);
+/// The cadence once due, for a resource alone in flight (it pays each call in full).
+pub const ALONE: Duration = Duration::from_secs(2);
+/// The shortest early cadence, however many share the calls.
+pub const EARLY_FLOOR: Duration = Duration::from_secs(3);
 /// The base interval of the adaptive cadence: the budget is one call per this much work.
 pub const BASE: Duration = Duration::from_secs(15);
 /// Calls a resource may spend before it has earned them (the first polls of a short wait).
 pub const INITIAL_CREDIT: f64 = 4.0;
 /// The most credit a resource saves up.
 const MAX_CREDIT: f64 = 30.0;
-/// Observed durations kept per class; the estimate is their median.
+/// Observed durations kept per class; the class is due from the shortest.
 const KEPT: usize = 5;
 
 /// What a resource is, for its expected duration.
@@ -138,18 +145,11 @@ impl Cadence {
         }
     }
 
-    /// How long work of `class` is expected to take: the median of what was observed, else
-    /// the prior.
+    /// How long work of `class` is expected to take at least: the shortest of what was
+    /// observed lately (a single slow one does not make the next late), else the prior.
     pub fn expected(&self, class: &Class) -> Duration {
         let Some(learned) = self.learned() else { return prior(class) };
-        match learned.get(class) {
-            Some(seen) if !seen.is_empty() => {
-                let mut v: Vec<Duration> = seen.iter().copied().collect();
-                v.sort();
-                v[v.len() / 2]
-            }
-            _ => prior(class),
-        }
+        learned.get(class).and_then(|seen| seen.iter().min().copied()).unwrap_or_else(|| prior(class))
     }
 
     /// True if this controller has seen work of `class` end.
@@ -168,9 +168,9 @@ impl Cadence {
         }
     }
 
-    /// After `track` was described at `now` (as one of `sharing` resources due for that
-    /// call), pays its share and sets when it is described next.
-    pub fn described(&self, track: &mut Track, now: Instant, share: Option<f64>) {
+    /// After `track` was described at `now`, pays its `share` of the call (none: it rode
+    /// along) and sets when it is described next, `peers` of its kind being in flight.
+    pub fn described(&self, track: &mut Track, now: Instant, share: Option<f64>, peers: usize) {
         track.credit = (track.credit
             + now.saturating_duration_since(track.earned_at).as_secs_f64() / BASE.as_secs_f64())
         .min(MAX_CREDIT);
@@ -178,18 +178,25 @@ impl Cadence {
         if let Some(share) = share {
             track.credit -= share;
         }
-        track.next = now + self.interval(track, now);
+        track.next = now + self.interval(track, now, peers);
     }
 
-    /// The wait before `track`'s next description.
-    fn interval(&self, track: &Track, now: Instant) -> Duration {
+    /// The wait before `track`'s next description, `peers` of its kind being in flight.
+    fn interval(&self, track: &Track, now: Instant, peers: usize) -> Duration {
         if let Cadence::Fixed(d) = self {
             return *d;
         }
+        let sharing = peers.clamp(1, crate::fsx::DESCRIBE_BATCH as usize) as u32;
+        let fast = if sharing == 1 { ALONE } else { FAST };
         let due = track.started + self.expected(&track.class);
-        let wanted = if due > now { ((due - now) / 2).clamp(FAST, 2 * BASE) } else { FAST };
+        let wanted = if due > now {
+            let approach = ((due - now) / 2).clamp(fast, 2 * BASE);
+            approach.min((2 * BASE / sharing).max(EARLY_FLOOR))
+        } else {
+            fast
+        };
         // Out of credit: what a fixed poll at the base interval costs, no more.
-        if track.credit < 1.0 && wanted < BASE { BASE } else { wanted }
+        if track.credit < 1.0 / f64::from(sharing) && wanted < BASE { BASE } else { wanted }
     }
 }
 
@@ -212,7 +219,7 @@ mod tests {
             if now >= t0 + took {
                 return (calls, now - (t0 + took));
             }
-            cadence.described(&mut track, now, Some(1.0));
+            cadence.described(&mut track, now, Some(1.0), 1);
         }
     }
 
@@ -239,15 +246,15 @@ mod tests {
     }
 
     #[test]
-    fn the_estimate_is_the_median_of_the_last_observations_else_the_prior() {
+    fn the_estimate_is_the_shortest_of_the_last_observations_else_the_prior() {
         let cadence = Cadence::new(None);
         let class = Class { kind: InFlight::Creating, detail: "PERSISTENT_2/SSD/0".into() };
         assert_eq!(cadence.expected(&class), Duration::from_secs(600));
         for s in [100, 900, 200, 300, 250, 260] {
             cadence.observed(&class, Duration::from_secs(s));
         }
-        // The first (100 s) fell out; median of 900, 200, 300, 250, 260.
-        assert_eq!(cadence.expected(&class), Duration::from_secs(260));
+        // The first (100 s) fell out; the shortest of 900, 200, 300, 250, 260.
+        assert_eq!(cadence.expected(&class), Duration::from_secs(200));
         let fixed = Cadence::new(Some(Duration::from_secs(15)));
         fixed.observed(&class, Duration::from_secs(1));
         assert_eq!(fixed.expected(&class), Duration::from_secs(600));
@@ -258,7 +265,7 @@ mod tests {
         let cadence = Cadence::new(Some(Duration::from_secs(7)));
         let now = Instant::now();
         let mut track = Track::new(Class::of(InFlight::Associating), now, now);
-        cadence.described(&mut track, now, Some(1.0));
+        cadence.described(&mut track, now, Some(1.0), 1);
         assert_eq!(track.next, now + Duration::from_secs(7));
     }
 }

@@ -226,7 +226,7 @@ impl Poller {
                     track.last_busy = Some(now);
                     // The first description: at the cadence's first step, not at once (the
                     // caller has just seen it in flight).
-                    self.cadence.described(&mut track, now, None);
+                    self.cadence.described(&mut track, now, None, map.len() + 1);
                     map.insert(id.to_string(), Watched { tx, kind, track, described: false });
                     rx
                 }
@@ -390,9 +390,10 @@ impl Poller {
     fn charge<T>(&self, watches: &Watches<T>, ids: &[String], paid: &[bool], share: f64) {
         let now = Instant::now();
         let mut map = lock(watches);
+        let peers = map.len();
         for (id, paid) in ids.iter().zip(paid) {
             if let Some(w) = map.get_mut(id) {
-                self.cadence.described(&mut w.track, now, paid.then_some(share));
+                self.cadence.described(&mut w.track, now, paid.then_some(share), peers);
             }
         }
     }
@@ -412,6 +413,7 @@ impl Poller {
         let settled = seen.is_settled();
         let now = Instant::now();
         let mut map = lock(watches);
+        let peers = map.len();
         let Some(w) = map.get_mut(id) else { return };
         if let Seen::Found(x) = &seen
             && !w.described
@@ -428,7 +430,7 @@ impl Poller {
                 w.track.started = w.track.started.min(started);
             }
             if !settled {
-                self.cadence.described(&mut w.track, now, None);
+                self.cadence.described(&mut w.track, now, None, peers);
             }
         }
         w.tx.send_replace(seen.clone());
