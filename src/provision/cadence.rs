@@ -186,7 +186,7 @@ impl Cadence {
         if let Cadence::Fixed(d) = self {
             return *d;
         }
-        let sharing = peers.clamp(1, crate::fsx::DESCRIBE_BATCH as usize) as u32;
+        let sharing = peers.clamp(1, crate::fsx::DESCRIBE_BATCH) as u32;
         let fast = if sharing == 1 { ALONE } else { FAST };
         let due = track.started + self.expected(&track.class);
         let wanted = if due > now {
