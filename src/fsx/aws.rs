@@ -336,6 +336,18 @@ fn events(events: &[super::EventType]) -> Vec<t::EventType> {
     events.iter().map(|e| t::EventType::from(e.as_str())).collect()
 }
 
+/// An SDK call's future, boxed: it is tens of KiB, and inline it would size every method's
+/// future, allocated when the method is called, that is while it waits for a permit. Boxed, it
+/// is allocated only once the call may go, so a thousand waiting calls cost a thousand small
+/// futures, not a thousand large ones.
+trait BoxedCall: std::future::Future + Sized {
+    fn boxed_call(self) -> std::pin::Pin<Box<Self>> {
+        Box::pin(self)
+    }
+}
+
+impl<F: std::future::Future> BoxedCall for F {}
+
 #[async_trait]
 impl Fsx for AwsFsx {
     async fn create_file_system(&self, spec: &CreateSpec) -> Result<FileSystem, FsxError> {
@@ -356,6 +368,7 @@ impl Fsx for AwsFsx {
             .set_file_system_type_version(spec.lustre.file_system_type_version.clone())
             .lustre_configuration(spec.lustre.create_configuration())
             .send()
+            .boxed_call()
             .await
             .map_err(self.classify("CreateFileSystem"))?;
         out.file_system()
@@ -370,6 +383,7 @@ impl Fsx for AwsFsx {
             .describe_file_systems()
             .set_file_system_ids(Some(ids.to_vec()))
             .send()
+            .boxed_call()
             .await
             .map_err(self.classify("DescribeFileSystems"))?;
         Ok(out.file_systems().iter().map(from_sdk).collect())
@@ -411,6 +425,7 @@ impl Fsx for AwsFsx {
             .file_system_id(id)
             .lustre_configuration(lustre.build())
             .send()
+            .boxed_call()
             .await
             .map_err(self.classify("DeleteFileSystem"))?;
         Ok(out.lifecycle().map(|l| Lifecycle::from_wire(l.as_str())).unwrap_or(Lifecycle::Deleting))
@@ -424,6 +439,7 @@ impl Fsx for AwsFsx {
             .file_system_id(id)
             .storage_capacity(capacity_gib)
             .send()
+            .boxed_call()
             .await
             .map_err(self.classify("UpdateFileSystem"))?;
         out.file_system()
@@ -456,6 +472,7 @@ impl Fsx for AwsFsx {
             .s3(s3.build())
             .set_tags(Some(sdk_tags(&spec.tags)))
             .send()
+            .boxed_call()
             .await
             .map_err(self.classify("CreateDataRepositoryAssociation"))?;
         out.association()
@@ -470,6 +487,7 @@ impl Fsx for AwsFsx {
             .describe_data_repository_associations()
             .set_association_ids(Some(ids.to_vec()))
             .send()
+            .boxed_call()
             .await
             .map_err(self.classify("DescribeDataRepositoryAssociations"))?;
         Ok(out.associations().iter().map(association_from_sdk).collect())
@@ -499,6 +517,7 @@ impl Fsx for AwsFsx {
             .file_system_id(&spec.file_system_id)
             .set_tags(Some(sdk_tags(&spec.tags)))
             .send()
+            .boxed_call()
             .await
             .map_err(self.classify("CreateBackup"))?;
         out.backup()
@@ -516,7 +535,14 @@ impl Fsx for AwsFsx {
 
     async fn delete_backup(&self, id: &str) -> Result<BackupLifecycle, FsxError> {
         let _permit = self.permits.acquire().await.ok();
-        let out = self.client.delete_backup().backup_id(id).send().await.map_err(self.classify("DeleteBackup"))?;
+        let out = self
+            .client
+            .delete_backup()
+            .backup_id(id)
+            .send()
+            .boxed_call()
+            .await
+            .map_err(self.classify("DeleteBackup"))?;
         Ok(out.lifecycle().map(|l| BackupLifecycle::from_wire(l.as_str())).unwrap_or(BackupLifecycle::Deleted))
     }
 
@@ -534,6 +560,7 @@ impl Fsx for AwsFsx {
             .set_file_system_type_version(spec.lustre.file_system_type_version.clone())
             .lustre_configuration(spec.lustre.create_configuration())
             .send()
+            .boxed_call()
             .await
             .map_err(self.classify("CreateFileSystemFromBackup"))?;
         out.file_system()
@@ -560,6 +587,7 @@ impl Fsx for AwsFsx {
             .set_file_system_type_version(u.file_system_type_version.clone())
             .set_lustre_configuration((!rest.is_empty()).then(|| rest.update_configuration()))
             .send()
+            .boxed_call()
             .await
             .map_err(self.classify("UpdateFileSystem"))?;
         out.file_system()

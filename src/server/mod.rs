@@ -67,6 +67,12 @@ pub struct Limits {
     pub handshake_time: Duration,
     /// Calls in progress, request bodies' time and shared byte budget.
     pub admission: admission::Bounds,
+    /// The HTTP/2 connection window: what a stalled peer can make the server buffer per
+    /// connection. h2 also bounds the framing overhead of small DATA frames buffered at once
+    /// to half of it (and closes the connection with ENHANCE_YOUR_CALM beyond): each call's
+    /// request is one small frame, so the window must hold `max_streams` of them arriving at
+    /// once (about 160 bytes of budget each).
+    pub connection_window: u32,
     /// An idle connection is pinged this often, and dropped if the ping is not answered
     /// within `keepalive_timeout`.
     pub keepalive: Duration,
@@ -84,6 +90,7 @@ impl Limits {
         admission: admission::Bounds { max_calls: 512, body_time: Duration::from_secs(10), max_body_bytes: 8 << 20 },
         keepalive: Duration::from_secs(60),
         keepalive_timeout: Duration::from_secs(20),
+        connection_window: 256 * 1024,
     };
 
     /// The controller's (and both modes'): the external-provisioner runs up to its worker
@@ -93,6 +100,9 @@ impl Limits {
         max_connections: 64,
         max_streams: 2048,
         admission: admission::Bounds { max_calls: 2048, max_body_bytes: 16 << 20, ..Self::NODE.admission },
+        // 2048 requests arriving at once (a provisioner with that many workers): 2048 x 160
+        // bytes of small-frame budget, which is half the window.
+        connection_window: 1024 * 1024,
         ..Self::NODE
     };
 
@@ -213,10 +223,10 @@ pub async fn serve_with(
         .max_frame_size(authority::MAX_FRAME as u32)
         .http2_max_local_error_reset_streams(Some(limits.max_error_resets))
         .http2_max_pending_accept_reset_streams(Some(20))
-        // HTTP/2's default windows: what a stalled peer can make the server buffer per stream
-        // and per connection (CSI messages are a few KiB).
+        // What a stalled peer can make the server buffer per stream (HTTP/2's default; CSI
+        // messages are a few KiB) and per connection (see Limits::connection_window).
         .initial_stream_window_size(65_535)
-        .initial_connection_window_size(256 * 1024)
+        .initial_connection_window_size(limits.connection_window)
         .http2_keepalive_interval(Some(limits.keepalive))
         .http2_keepalive_timeout(Some(limits.keepalive_timeout))
         .layer(crate::metrics::GrpcMetricsLayer)
@@ -277,6 +287,40 @@ mod tests {
         assert!(sock.exists());
         assert!(new.remove());
         assert!(!sock.exists());
+    }
+
+    /// A provisioner with as many workers as the controller allows streams sends that many
+    /// requests at once on one connection: each is a small DATA frame, all buffered before
+    /// their calls read them, and h2 closes a connection whose small frames exceed half its
+    /// window ("too_many_data_frames"). The controller's window holds them all.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_of_as_many_calls_as_streams_on_one_connection_is_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("csi.sock");
+        let (listener, _) = bind(&sock).unwrap();
+        let services = Services { identity: IdentityService::new(None), controller: None, node: None };
+        tokio::spawn(serve_with(listener, services, Limits::CONTROLLER, std::future::pending()));
+        let path = sock.clone();
+        let channel = tonic::transport::Endpoint::from_static("http://localhost")
+            .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+                let path = path.clone();
+                async move { tokio::net::UnixStream::connect(path).await.map(hyper_util::rt::TokioIo::new) }
+            }))
+            .await
+            .unwrap();
+        let mut calls = tokio::task::JoinSet::new();
+        for _ in 0..Limits::CONTROLLER.max_streams {
+            let mut client = crate::proto::identity_client::IdentityClient::new(channel.clone());
+            calls.spawn(async move { client.get_plugin_info(crate::proto::GetPluginInfoRequest {}).await.map(|_| ()) });
+        }
+        let failed: Vec<tonic::Status> = calls.join_all().await.into_iter().filter_map(Result::err).collect();
+        assert!(
+            failed.is_empty(),
+            "{} of {} failed, first: {:?}",
+            failed.len(),
+            Limits::CONTROLLER.max_streams,
+            failed.first()
+        );
     }
 
     /// Calls in progress are capped (one more is RESOURCE_EXHAUSTED at once), and a request
