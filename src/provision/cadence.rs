@@ -7,7 +7,7 @@
 //! class is due from the shortest of the last durations this controller observed for it
 //! (each one the time the poll saw it done, a second late at most once the estimate is
 //! good), else from a prior of what FSx usually takes ([`prior`]). Until then the next poll is
-//! half the remaining time away (at most twice the base interval); from then on every
+//! three quarters of the remaining time away (at most twice the base interval); from then on every
 //! [`FAST`] (every [`ALONE`] for a resource alone in flight, whose calls nobody shares). A
 //! resource earns one call per base interval of its work (plus [`INITIAL_CREDIT`]) and pays
 //! for the calls it asked for, a batch's call shared by the resources that were due; without
@@ -190,7 +190,7 @@ impl Cadence {
         let fast = if sharing == 1 { ALONE } else { FAST };
         let due = track.started + self.expected(&track.class);
         let wanted = if due > now {
-            let approach = ((due - now) / 2).clamp(fast, 2 * BASE);
+            let approach = ((due - now) * 3 / 4).clamp(fast, 2 * BASE);
             approach.min((2 * BASE / sharing).max(EARLY_FLOOR))
         } else {
             fast
