@@ -596,12 +596,13 @@ impl ControllerService {
 }
 
 /// Runs a handler body in its span and turns its error into the family's status.
-async fn answer<T>(
+fn answer<'a, T: 'a>(
     span: tracing::Span,
     family: Family,
-    body: impl std::future::Future<Output = Result<T, ControllerError>>,
-) -> Result<Response<T>, Status> {
-    observe(span, async { body.await.map(Response::new).map_err(|e| failure(e, family)) }).await
+    body: impl std::future::Future<Output = Result<T, ControllerError>> + 'a,
+) -> impl std::future::Future<Output = Result<Response<T>, Status>> + 'a {
+    // `observe` boxes what it is given at once, so the body is allocated once, alone.
+    observe(span, async move { body.await.map(Response::new).map_err(|e| failure(e, family)) })
 }
 
 #[tonic::async_trait]
