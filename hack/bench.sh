@@ -5,7 +5,7 @@
 #   hack/bench.sh              controller and node
 #   hack/bench.sh controller   200 concurrent volumes: FSx calls, bind lag, peak RSS
 #   hack/bench.sh cadence      the adaptive poll at the defaults: creations, growths and backups
-#                              of 3 and 10 minutes, 1/50/200 creations at once (about 21 min), then
+#                              of 3 and 10 minutes, 1/50/200 creations at once (about 31 min), then
 #                              creations up to 20 s longer at random (FSx's spread)
 #   hack/bench.sh node         start-up, idle RSS, publish latency, RSS with 200 targets
 #   hack/bench.sh chaos        100 volumes created and deleted under SIGKILLs, throttling and 5xx

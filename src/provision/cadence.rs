@@ -4,9 +4,11 @@
 //!
 //! Each watched resource has a [`Track`]: when its work started, its class (what kind of work,
 //! on what: deployment type, storage type and size for a file system) and a call budget. The
-//! class is due from the shortest of the last durations this controller observed for it
-//! (each one the time the poll saw it done, a second late at most once the estimate is
-//! good), else from a prior of what FSx usually takes ([`prior`]). Until then the next poll is
+//! class is due from the last durations this controller observed for it, each the middle of
+//! the last poll that saw the work busy and the one that saw it done, so known to half their
+//! gap: the shortest of the most precise ones (a first one, seen by the early cadence, is
+//! replaced by the next, seen by polls seconds apart), else a prior of what FSx usually takes
+//! ([`prior`]). Until then the next poll is
 //! three quarters of the remaining time away (at most twice the base interval); from then on every
 //! [`FAST`] (every [`ALONE`] for a resource alone in flight, whose calls nobody shares). A
 //! resource earns one call per base interval of its work (plus [`INITIAL_CREDIT`]) and pays
@@ -36,11 +38,19 @@ pub const EARLY_FLOOR: Duration = Duration::from_secs(3);
 /// The base interval of the adaptive cadence: the budget is one call per this much work.
 pub const BASE: Duration = Duration::from_secs(15);
 /// Calls a resource may spend before it has earned them (the first polls of a short wait).
-pub const INITIAL_CREDIT: f64 = 4.0;
+pub const INITIAL_CREDIT: f64 = 2.0;
 /// The most credit a resource saves up.
 const MAX_CREDIT: f64 = 30.0;
-/// Observed durations kept per class; the class is due from the shortest.
+/// Observed durations kept per class.
 const KEPT: usize = 5;
+
+/// One observed duration: the middle of when the work was last seen busy and first seen done,
+/// and that gap.
+#[derive(Debug, Clone, Copy)]
+pub struct Observed {
+    took: Duration,
+    gap: Duration,
+}
 
 /// What a resource is, for its expected duration.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -117,7 +127,7 @@ pub enum Cadence {
     /// Every resource every interval (`--poll-interval`).
     Fixed(Duration),
     /// As the module docs say, with what was observed per class.
-    Adaptive(Mutex<HashMap<Class, VecDeque<Duration>>>),
+    Adaptive(Mutex<HashMap<Class, VecDeque<Observed>>>),
 }
 
 impl std::fmt::Debug for Cadence {
@@ -138,18 +148,21 @@ impl Cadence {
         }
     }
 
-    fn learned(&self) -> Option<std::sync::MutexGuard<'_, HashMap<Class, VecDeque<Duration>>>> {
+    fn learned(&self) -> Option<std::sync::MutexGuard<'_, HashMap<Class, VecDeque<Observed>>>> {
         match self {
             Cadence::Fixed(_) => None,
             Cadence::Adaptive(m) => Some(m.lock().unwrap_or_else(|p| p.into_inner())),
         }
     }
 
-    /// How long work of `class` is expected to take at least: the shortest of what was
-    /// observed lately (a single slow one does not make the next late), else the prior.
+    /// How long work of `class` is expected to take at least: of the durations observed
+    /// lately, those known as precisely as the best (within two seconds of its gap), the
+    /// shortest (a single slow one does not make the next late); else the prior.
     pub fn expected(&self, class: &Class) -> Duration {
         let Some(learned) = self.learned() else { return prior(class) };
-        learned.get(class).and_then(|seen| seen.iter().min().copied()).unwrap_or_else(|| prior(class))
+        let Some(seen) = learned.get(class).filter(|s| !s.is_empty()) else { return prior(class) };
+        let best = seen.iter().map(|o| o.gap).min().unwrap_or_default() + 2 * FAST;
+        seen.iter().filter(|o| o.gap <= best).map(|o| o.took).min().unwrap_or_else(|| prior(class))
     }
 
     /// True if this controller has seen work of `class` end.
@@ -157,14 +170,14 @@ impl Cadence {
         self.learned().is_some_and(|l| l.get(class).is_some_and(|v| !v.is_empty()))
     }
 
-    /// Records that work of `class` took `took`.
-    pub fn observed(&self, class: &Class, took: Duration) {
+    /// Records that work of `class` took `took`, give or take half of `gap`.
+    pub fn observed(&self, class: &Class, took: Duration, gap: Duration) {
         if let Some(mut learned) = self.learned() {
             let seen = learned.entry(class.clone()).or_default();
             if seen.len() == KEPT {
                 seen.pop_front();
             }
-            seen.push_back(took);
+            seen.push_back(Observed { took, gap });
         }
     }
 
@@ -209,7 +222,7 @@ mod tests {
     fn alone(took: Duration, expected: Duration) -> (u32, Duration) {
         let cadence = Cadence::new(None);
         let class = Class::of(InFlight::BackingUp);
-        cadence.observed(&class, expected);
+        cadence.observed(&class, expected, FAST);
         let t0 = Instant::now();
         let mut track = Track::new(class, t0, t0);
         let mut calls = 0;
@@ -246,17 +259,21 @@ mod tests {
     }
 
     #[test]
-    fn the_estimate_is_the_shortest_of_the_last_observations_else_the_prior() {
+    fn the_estimate_is_the_shortest_of_the_most_precise_recent_observations_else_the_prior() {
         let cadence = Cadence::new(None);
         let class = Class { kind: InFlight::Creating, detail: "PERSISTENT_2/SSD/0".into() };
         assert_eq!(cadence.expected(&class), Duration::from_secs(600));
         for s in [100, 900, 200, 300, 250, 260] {
-            cadence.observed(&class, Duration::from_secs(s));
+            cadence.observed(&class, Duration::from_secs(s), FAST);
         }
         // The first (100 s) fell out; the shortest of 900, 200, 300, 250, 260.
         assert_eq!(cadence.expected(&class), Duration::from_secs(200));
+        // One seen 30 s after the poll before (early, while nothing was known) gives way to
+        // the ones seen closely, though it is shorter.
+        cadence.observed(&class, Duration::from_secs(150), Duration::from_secs(30));
+        assert_eq!(cadence.expected(&class), Duration::from_secs(200));
         let fixed = Cadence::new(Some(Duration::from_secs(15)));
-        fixed.observed(&class, Duration::from_secs(1));
+        fixed.observed(&class, Duration::from_secs(1), FAST);
         assert_eq!(fixed.expected(&class), Duration::from_secs(600));
     }
 

@@ -441,11 +441,15 @@ impl Poller {
         // Waiters keep the last value; the channel closes once they have read it.
         let Some(w) = map.remove(id) else { return };
         drop(map);
-        // Done between the last busy sighting and now. The estimate takes now, the late end:
-        // an estimate too long costs a slower approach, one too short spends the credit on
-        // polls before the end; near the end polls are a second apart, so the error is small.
-        if w.track.last_busy.is_some() && matches!(seen, Seen::Found(_)) {
-            self.cadence.observed(&w.track.class, now.saturating_duration_since(w.track.started));
+        // Done between the last busy sighting and now: the middle, wrong by half the gap at
+        // most (a second, once the polls near the end are close; up to 15 s for a first one
+        // seen by the early cadence, which the next observation corrects).
+        if let Some(busy) = w.track.last_busy
+            && matches!(seen, Seen::Found(_))
+        {
+            let gap = now.saturating_duration_since(busy);
+            let done = busy + gap / 2;
+            self.cadence.observed(&w.track.class, done.saturating_duration_since(w.track.started), gap);
         }
         if let (InFlight::Creating, Seen::Found(x)) = (w.kind, &seen)
             && let Some(took) = x.created_and_usable().and_then(|t| t.elapsed().ok())

@@ -357,9 +357,10 @@ async fn deletion_is_idempotent_and_bounded_by_the_deadline() {
     p.delete("not-an-id", Instant::now() + MIN).await.unwrap();
 }
 
-/// The adaptive cadence (no `--poll-interval`): once this controller has seen one creation of
-/// a class, the next ones are noticed within a second or two of AVAILABLE, for fewer describes
-/// per volume than a 15 s poll makes, and the more volumes, the fewer per volume.
+/// The adaptive cadence (no `--poll-interval`): once this controller has seen creations of a
+/// class end (the first seen by the early cadence, so imprecisely; the next closely), the next
+/// ones are noticed within two seconds of AVAILABLE, for about the describes per volume a 15 s
+/// poll makes, and the more volumes, the fewer per volume.
 #[tokio::test(start_paused = true)]
 async fn the_adaptive_cadence_binds_within_seconds_of_available_for_less_than_a_fixed_poll() {
     for creation in [3 * MIN, 10 * MIN] {
@@ -375,6 +376,9 @@ async fn the_adaptive_cadence_binds_within_seconds_of_available_for_less_than_a_
         let start = Instant::now();
         create(&p, "pvc-cold", &[], 20 * MIN).await.unwrap();
         assert!(start.elapsed() <= creation + 2 * POLL, "{:?}", start.elapsed());
+        let start = Instant::now();
+        create(&p, "pvc-second", &[], 20 * MIN).await.unwrap();
+        assert!(start.elapsed() <= creation + POLL, "{:?}", start.elapsed());
         for n in [1usize, 50] {
             let before = fsx.calls("DescribeFileSystems");
             let start = Instant::now();
@@ -391,7 +395,10 @@ async fn the_adaptive_cadence_binds_within_seconds_of_available_for_less_than_a_
             assert!(lag <= Duration::from_secs(2), "{n} volumes: bound {lag:?} after AVAILABLE");
             let per_volume = (fsx.calls("DescribeFileSystems") - before) as f64 / n as f64;
             let fixed = (creation.as_secs() / POLL.as_secs()) as f64;
-            assert!(per_volume <= fixed, "{n} volumes: {per_volume} describes per volume, a 15 s poll makes {fixed}");
+            assert!(
+                per_volume <= fixed + cadence::INITIAL_CREDIT + 1.0,
+                "{n} volumes: {per_volume} describes per volume, a 15 s poll makes {fixed}"
+            );
             if n == 50 {
                 assert!(per_volume <= fixed / 8.0, "50 volumes share each describe: {per_volume} per volume");
             }

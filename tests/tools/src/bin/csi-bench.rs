@@ -346,7 +346,10 @@ fn fixed_cost(volumes: usize, took: Duration) -> f64 {
     (volumes.div_ceil(50) as f64 * (took.as_secs_f64() / 15.0).ceil()) / volumes as f64
 }
 
-/// Creations of `minutes` each: `volumes` at once; with 1, a second one after the first.
+/// The rounds of a resource alone: what a fresh controller sees, then a running one.
+const ORDINAL: [&str; 3] = [" (a fresh controller's 1st)", " (its 2nd)", " (its 3rd)"];
+
+/// Creations of `minutes` each: `volumes` at once; with 1, three one after another.
 async fn cadence_creations(bin: PathBuf, minutes: u64, volumes: usize, timeout: Duration, jitter_s: u64) -> Vec<Row> {
     let took = Duration::from_secs(minutes * 60);
     let config = Config {
@@ -357,7 +360,7 @@ async fn cadence_creations(bin: PathBuf, minutes: u64, volumes: usize, timeout: 
     };
     let emulator = Emulator::start(config, 0).await.unwrap();
     let driver = Driver::start(&bin, &emulator, &format!("create-{minutes}-{volumes}"), &[]).await;
-    let rounds = if volumes == 1 { 2 } else { 1 };
+    let rounds = if volumes == 1 { 3 } else { 1 };
     let mut rows = Vec::new();
     for round in 0..rounds {
         let before = emulator.calls("DescribeFileSystems");
@@ -381,8 +384,7 @@ async fn cadence_creations(bin: PathBuf, minutes: u64, volumes: usize, timeout: 
             lags.push(done.saturating_duration_since(emulator.available_at(&id).unwrap()));
         }
         let which = match (volumes, round) {
-            (1, 0) => " (a fresh controller's first)",
-            (1, _) => " (the next, as a running controller)",
+            (1, r) => ORDINAL[r],
             _ => " (a fresh controller)",
         };
         rows.push(Row {
@@ -397,7 +399,7 @@ async fn cadence_creations(bin: PathBuf, minutes: u64, volumes: usize, timeout: 
     rows
 }
 
-/// Growths of `minutes` each, one after another (a fresh controller's first, then the next).
+/// Growths of `minutes` each, three one after another.
 async fn cadence_growths(bin: PathBuf, minutes: u64, timeout: Duration) -> Vec<Row> {
     let took = Duration::from_secs(minutes * 60);
     let config = Config {
@@ -410,7 +412,7 @@ async fn cadence_growths(bin: PathBuf, minutes: u64, timeout: Duration) -> Vec<R
     let emulator = Emulator::start(config, 0).await.unwrap();
     let driver = Driver::start(&bin, &emulator, &format!("grow-{minutes}"), &[]).await;
     let mut ids = Vec::new();
-    for i in 0..2 {
+    for i in 0..3 {
         ids.push(
             create_volume(&driver.channel, format!("pvc-grow-{i}"), &[("deploymentType", "SCRATCH_2")], timeout).await,
         );
@@ -431,10 +433,7 @@ async fn cadence_growths(bin: PathBuf, minutes: u64, timeout: Duration) -> Vec<R
         })
         .await;
         rows.push(Row {
-            what: format!(
-                "growth {minutes} min{}",
-                if round == 0 { " (a fresh controller's first)" } else { " (the next)" }
-            ),
+            what: format!("growth {minutes} min{}", ORDINAL[round]),
             lags: vec![start.elapsed().saturating_sub(took)],
             describes: emulator.calls("DescribeFileSystems") - before,
             per_volume_fixed: fixed_cost(1, took),
@@ -444,7 +443,7 @@ async fn cadence_growths(bin: PathBuf, minutes: u64, timeout: Duration) -> Vec<R
     rows
 }
 
-/// Backups of `minutes` each, one after another; the snapshotter's calls come every 200 ms
+/// Backups of `minutes` each, three one after another; the snapshotter's calls come every 200 ms
 /// (they read the index the poller keeps, no FSx call of their own).
 async fn cadence_backups(bin: PathBuf, minutes: u64, timeout: Duration) -> Vec<Row> {
     let took = Duration::from_secs(minutes * 60);
@@ -459,7 +458,7 @@ async fn cadence_backups(bin: PathBuf, minutes: u64, timeout: Duration) -> Vec<R
     let persistent = [("deploymentType", "PERSISTENT_2"), ("perUnitStorageThroughput", "125")];
     let id = create_volume(&driver.channel, "pvc-backup".into(), &persistent, timeout).await;
     let mut rows = Vec::new();
-    for round in 0..2 {
+    for round in 0..3 {
         let before = emulator.calls("DescribeBackups");
         let start = Instant::now();
         let mut c = ControllerClient::new(driver.channel.clone());
@@ -478,10 +477,7 @@ async fn cadence_backups(bin: PathBuf, minutes: u64, timeout: Duration) -> Vec<R
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         rows.push(Row {
-            what: format!(
-                "backup {minutes} min{}",
-                if round == 0 { " (a fresh controller's first)" } else { " (the next)" }
-            ),
+            what: format!("backup {minutes} min{}", ORDINAL[round]),
             lags: vec![start.elapsed().saturating_sub(took)],
             describes: emulator.calls("DescribeBackups") - before,
             per_volume_fixed: fixed_cost(1, took),
