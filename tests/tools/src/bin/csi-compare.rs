@@ -7,7 +7,7 @@
 //! external-provisioner's `--timeout`): CreateFileSystem and DescribeFileSystems calls, calls
 //! per volume, AVAILABLE → CreateVolume success (p50, p99), peak RSS; and the start-up listing
 //! of an account with many file systems (ours keeps an index; the Go driver lists nothing).
-//! Both drivers run with their defaults (ours: `--poll-interval 15s`).
+//! Both drivers run with their defaults (ours: the adaptive poll, no `--poll-interval`).
 
 #![allow(clippy::unwrap_used, reason = "a test program: a panic is the comparison failing")]
 
