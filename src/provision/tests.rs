@@ -488,3 +488,69 @@ async fn many_creations_at_once_are_watched_closely_even_before_anything_was_lea
     let per_volume = (fsx.calls("DescribeFileSystems") - before) as f64 / 50.0;
     assert!(per_volume <= 2.0, "{per_volume} describes per volume (a 15 s poll makes 12 for one)");
 }
+
+/// Growth and backups tell their objects too: the claim sees the growth start, its progress
+/// and the new size; the VolumeSnapshot sees its backup being taken and AVAILABLE.
+#[tokio::test(start_paused = true)]
+async fn growth_and_backups_tell_the_claim_and_the_snapshot() {
+    use crate::events::Subject;
+    let fsx = Arc::new(MemoryFsx::new(Timing { create: MIN, ..Timing::default() }));
+    let recorded = Arc::new(crate::events::Recorded::default());
+    let p = Provisioner::new(
+        Arc::clone(&fsx) as Arc<dyn Fsx>,
+        Options {
+            poll_interval: Some(POLL),
+            resync_interval: Duration::from_secs(3600),
+            events: Some(Arc::clone(&recorded) as Arc<dyn Events>),
+            ..Options::default()
+        },
+    );
+    p.start();
+    p.wait_ready(Instant::now() + MIN).await.unwrap();
+    let claim = Claim { namespace: "ml".into(), name: "data".into() };
+    let parameters = params(&P2);
+    let name = "pvc-0f6c2b0a-7d1e-4c55-9a1b-2f3e4d5c6b7b";
+    let req = CreateRequest {
+        name,
+        required_bytes: 1200 * crate::fsx::GIB,
+        limit_bytes: 0,
+        parameters: &parameters,
+        source_snapshot: None,
+        topology: None,
+        claim: Some(&claim),
+    };
+    let fs = p.create(req, Instant::now() + 20 * MIN).await.unwrap();
+    p.expand(&fs.id, 2400 * crate::fsx::GIB, 0, Instant::now() + 20 * MIN).await.unwrap();
+    let snapshot = Claim { namespace: "ml".into(), name: "data-snap".into() };
+    let none = HashMap::new();
+    let backup = p
+        .snapshot(
+            SnapshotRequest {
+                name: "snapcontent-1",
+                source_volume_id: &fs.id,
+                parameters: &none,
+                snapshot: Some(&snapshot),
+            },
+            Instant::now() + MIN,
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Timing::default().backup + 2 * POLL).await;
+    let events = recorded.all();
+    let on_claim: Vec<&str> =
+        events.iter().filter(|e| e.subject == Subject::volume(name, Some(&claim))).map(|e| e.reason).collect();
+    let growing = events.iter().find(|e| e.reason == progress::reason::GROWING).expect("growing");
+    assert!(growing.message.contains("from 1200 to 2400 GiB"), "{}", growing.message);
+    assert!(on_claim.contains(&progress::reason::GROWN), "{on_claim:?}");
+    // Five minutes of growth: progress about once a minute.
+    let progress = on_claim.iter().filter(|r| **r == progress::reason::PROGRESS).count();
+    assert!((3..=6).contains(&progress), "{on_claim:?}");
+    let on_snapshot: Vec<&crate::events::Event> = events
+        .iter()
+        .filter(|e| e.subject == Subject::Snapshot { namespace: "ml".into(), name: "data-snap".into() })
+        .collect();
+    let reasons: Vec<&str> = on_snapshot.iter().map(|e| e.reason).collect();
+    assert_eq!(reasons.first(), Some(&progress::reason::BACKUP_STARTED), "{reasons:?}");
+    assert_eq!(reasons.last(), Some(&progress::reason::BACKUP_AVAILABLE), "{reasons:?}");
+    assert!(on_snapshot.iter().all(|e| e.message.contains(&backup.id)));
+}
