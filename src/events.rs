@@ -197,7 +197,20 @@ impl Poster {
         match subject {
             Subject::Snapshot { namespace, name } => Ok(ObjectRef::snapshot(namespace, name)),
             Subject::Volume { volume, claim: Some((namespace, name)) } => {
-                Ok(ObjectRef::claim(namespace, name, uid_of_volume(volume)))
+                if let Some(uid) = uid_of_volume(volume) {
+                    return Ok(ObjectRef::claim(namespace, name, Some(uid)));
+                }
+                // A PV named with another prefix than `pvc`: the claim's uid from the API.
+                if let Some(found) = self.claims.get(volume) {
+                    return Ok(found.clone());
+                }
+                let uid = self.client.claim_uid(namespace, name).await.map_err(|e| Chain(&e).to_string())?;
+                let found = ObjectRef::claim(namespace, name, uid);
+                if self.claims.len() >= SERIES {
+                    self.claims.clear();
+                }
+                self.claims.insert(volume.clone(), found.clone());
+                Ok(found)
             }
             Subject::Volume { volume, claim: None } => {
                 if let Some(found) = self.claims.get(volume) {
@@ -250,7 +263,8 @@ impl Poster {
 }
 
 /// The claim's uid from the volume's name: the external-provisioner names a PV
-/// `<prefix>-<claim uid>` (`pvc-…` by default). `kubectl describe pvc` finds events by uid.
+/// `<prefix>-<claim uid>` (`pvc-…` by default). `kubectl describe pvc` finds events by uid;
+/// without one in the name, the poster reads the claim.
 pub fn uid_of_volume(volume: &str) -> Option<String> {
     let at = volume.len().checked_sub(36)?;
     let (prefix, uid) = (volume.get(..at)?, volume.get(at..)?);

@@ -435,6 +435,17 @@ impl KubeClient {
         }
     }
 
+    /// The uid of claim `namespace`/`name`, if it exists.
+    pub async fn claim_uid(&self, namespace: &str, name: &str) -> Result<Option<String>, KubeError> {
+        if !crate::events::is_object_name(namespace) || !crate::events::is_object_name(name) {
+            return Ok(None);
+        }
+        let api: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+            Api::namespaced(self.client.clone(), namespace);
+        let claim = bounded(&format!("get persistentvolumeclaims/{name}"), api.get_opt(name)).await?;
+        Ok(claim.and_then(|c| c.metadata.uid))
+    }
+
     /// The claim bound to PersistentVolume `volume` (its claimRef), if any.
     pub async fn claim_of_volume(&self, volume: &str) -> Result<Option<ObjectRef>, KubeError> {
         if !crate::events::is_object_name(volume) {
