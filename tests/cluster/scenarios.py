@@ -382,6 +382,12 @@ def expansion(seed_pv):
 
     ok = wait_for("the claim to grow", grown, 120)
     check("expansion: 4000Gi on SCRATCH_2 gives 4800Gi in the PV and the claim's status", ok)
+    told = wait_for("the growth's events on the claim", lambda: (lambda d: d if "FileSystemGrown" in d else None)(
+        driver_events(ns, "data")), 30) or driver_events(ns, "data")
+    check("expansion: the claim's events say the file system grows from 2400 to 4800 GiB, and when it has",
+          "from 2400 to 4800 GiB" in told.get("FileSystemGrowing", [{}])[0].get("message", "")
+          and "4800 GiB" in told.get("FileSystemGrown", [{}])[0].get("message", ""),
+          {r: [e["message"] for e in v] for r, v in told.items()})
     if ok:
         figures.append(f"expansion: patch → 4800Gi in the claim's status in {time.time() - start:.1f}s")
     if seed_pv is None:
@@ -839,6 +845,11 @@ spec:
     check(f"{path}: a VolumeSnapshot of a PERSISTENT_2 claim becomes one FSx backup and ready to use",
           vs is not None and handle.startswith("backup-") and calls("CreateBackup") - backups_before == 1
           and emulator("/_emulator/stats")["backups"] >= 1, (vs or {}).get("status"))
+    told = wait_for("the backup's events on the VolumeSnapshot", lambda: (lambda d: d if "BackupAvailable" in d else None)(
+        driver_events(ns, "snap")), 30) or driver_events(ns, "snap")
+    check(f"{path}: the VolumeSnapshot's events say which backup is taken, and when it is AVAILABLE",
+          handle and all(handle in told.get(r, [{}])[0].get("message", "") for r in ("BackupCreating", "BackupAvailable")),
+          {r: [e["message"] for e in v] for r, v in told.items()})
     apply(f"""apiVersion: v1
 kind: PersistentVolumeClaim
 metadata: {{name: restored, namespace: {ns}}}
