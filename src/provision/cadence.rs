@@ -16,7 +16,9 @@
 //! credit it falls back to the base interval, which is what a fixed poll costs. With `k` of
 //! a kind in flight each call is shared `k` ways, so the early cadence is also at most
 //! `2 x base / k` (never under [`EARLY_FLOOR`]): many creations are watched closely even when
-//! the estimate is wrong, at a cost per resource that still falls with their number.
+//! the estimate is wrong, at a cost per resource that still falls with their number. Past 50,
+//! each batch is a call: the cadences stretch so that all of them together make at most one
+//! call per [`SPACING`].
 //!
 //! `--poll-interval` set: [`Cadence::Fixed`], every resource every interval, as before.
 
@@ -35,6 +37,9 @@ pub const FAST: Duration = Duration::from_secs(1);
 pub const ALONE: Duration = Duration::from_secs(2);
 /// The shortest early cadence, however many share the calls.
 pub const EARLY_FLOOR: Duration = Duration::from_secs(3);
+/// The least time between two describe calls of one kind on average, however many are in
+/// flight (a thousand creations are 20 batches: each described every 5 s, not every second).
+pub const SPACING: Duration = Duration::from_millis(250);
 /// The base interval of the adaptive cadence: the budget is one call per this much work.
 pub const BASE: Duration = Duration::from_secs(15);
 /// Calls a resource may spend before it has earned them (the first polls of a short wait).
@@ -200,11 +205,15 @@ impl Cadence {
             return *d;
         }
         let sharing = peers.clamp(1, crate::fsx::DESCRIBE_BATCH) as u32;
-        let fast = if sharing == 1 { ALONE } else { FAST };
+        // Past 50 in flight every batch is a call of its own: the spacing keeps their sum at
+        // most one call per SPACING (4 a second: 200 in flight at the fast cadence).
+        let batches = peers.div_ceil(crate::fsx::DESCRIBE_BATCH).max(1) as u32;
+        let fast = (if sharing == 1 { ALONE } else { FAST }).max(SPACING * batches);
+        let early_floor = EARLY_FLOOR.max(3 * SPACING * batches);
         let due = track.started + self.expected(&track.class);
         let wanted = if due > now {
             let approach = ((due - now) * 3 / 4).clamp(fast, 2 * BASE);
-            approach.min((2 * BASE / sharing).max(EARLY_FLOOR))
+            approach.min((2 * BASE / sharing).max(early_floor))
         } else {
             fast
         };

@@ -487,6 +487,31 @@ async fn many_creations_at_once_are_watched_closely_even_before_anything_was_lea
     assert!(lag <= cadence::EARLY_FLOOR + Duration::from_secs(1), "bound {lag:?} after AVAILABLE");
     let per_volume = (fsx.calls("DescribeFileSystems") - before) as f64 / 50.0;
     assert!(per_volume <= 2.0, "{per_volume} describes per volume (a 15 s poll makes 12 for one)");
+
+    // A thousand at once, with a prior too short (10-minute creations): 20 batches, at most
+    // 4 calls a second in all, each volume still noticed within the stretched cadence.
+    let creation = 10 * MIN;
+    let fsx = Arc::new(MemoryFsx::new(Timing { create: creation, ..Timing::default() }));
+    let p = Provisioner::new(
+        Arc::clone(&fsx) as Arc<dyn Fsx>,
+        Options { resync_interval: Duration::from_secs(3600), ..Options::default() },
+    );
+    p.start();
+    p.wait_ready(Instant::now() + MIN).await.unwrap();
+    let before = fsx.calls("DescribeFileSystems");
+    let start = Instant::now();
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..1000 {
+        let p = Arc::clone(&p);
+        calls.spawn(async move {
+            create(&p, &format!("pvc-many-{i}"), &[], 20 * MIN).await.unwrap();
+            start.elapsed()
+        });
+    }
+    let lag = calls.join_all().await.into_iter().max().unwrap().saturating_sub(creation);
+    let rate = (fsx.calls("DescribeFileSystems") - before) as f64 / (creation + lag).as_secs_f64();
+    assert!(rate <= 4.5, "{rate:.2} describes a second");
+    assert!(lag <= 20 * cadence::SPACING + Duration::from_secs(1), "bound {lag:?} after AVAILABLE");
 }
 
 /// Growth and backups tell their objects too: the claim sees the growth start, its progress
