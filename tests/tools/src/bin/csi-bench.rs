@@ -458,7 +458,7 @@ async fn cadence_backups(bin: PathBuf, minutes: u64, timeout: Duration) -> Vec<R
     let persistent = [("deploymentType", "PERSISTENT_2"), ("perUnitStorageThroughput", "125")];
     let id = create_volume(&driver.channel, "pvc-backup".into(), &persistent, timeout).await;
     let mut rows = Vec::new();
-    for round in 0..3 {
+    for (round, which) in ORDINAL.iter().enumerate() {
         let before = emulator.calls("DescribeBackups");
         let start = Instant::now();
         let mut c = ControllerClient::new(driver.channel.clone());
@@ -477,7 +477,7 @@ async fn cadence_backups(bin: PathBuf, minutes: u64, timeout: Duration) -> Vec<R
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         rows.push(Row {
-            what: format!("backup {minutes} min{}", ORDINAL[round]),
+            what: format!("backup {minutes} min{which}"),
             lags: vec![start.elapsed().saturating_sub(took)],
             describes: emulator.calls("DescribeBackups") - before,
             per_volume_fixed: fixed_cost(1, took),
