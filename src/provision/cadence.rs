@@ -209,7 +209,7 @@ impl Cadence {
         // most one call per SPACING (4 a second: 200 in flight at the fast cadence).
         let batches = peers.div_ceil(crate::fsx::DESCRIBE_BATCH).max(1) as u32;
         let fast = (if sharing == 1 { ALONE } else { FAST }).max(SPACING * batches);
-        let early_floor = EARLY_FLOOR.max(3 * SPACING * batches);
+        let early_floor = EARLY_FLOOR.max(SPACING * batches);
         let due = track.started + self.expected(&track.class);
         let wanted = if due > now {
             let approach = ((due - now) * 3 / 4).clamp(fast, 2 * BASE);
