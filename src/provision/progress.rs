@@ -106,25 +106,46 @@ impl Drop for Followed {
     }
 }
 
-/// Waits for `rx`'s next value or `next`, and says which came and whether it settled.
-async fn next_step<T: Tracked>(rx: &mut watch::Receiver<Seen<T>>, next: Instant) -> Step {
-    tokio::select! {
-        changed = rx.changed() => {
-            if changed.is_err() && !rx.borrow().is_settled() {
-                return Step::Lost;
+/// Follows `rx` until the resource settles: `tick` at most once per `every` while it is in
+/// flight, with what was last seen and the time since `start`; then `settled` once, with the
+/// same. Ends without `settled` if the poller stops watching without a settled observation
+/// (never, in practice).
+async fn follow_until_settled<T: Tracked>(
+    mut rx: watch::Receiver<Seen<T>>,
+    every: Duration,
+    start: Instant,
+    mut tick: impl FnMut(&Seen<T>, Duration),
+    settled: impl FnOnce(&Seen<T>, Duration),
+) {
+    let mut next = Instant::now() + every;
+    loop {
+        let ticked = tokio::select! {
+            changed = rx.changed() => {
+                if changed.is_err() && !rx.borrow().is_settled() {
+                    return;
+                }
+                false
             }
-            if rx.borrow().is_settled() { Step::Settled } else { Step::Changed }
+            () = tokio::time::sleep_until(next) => true,
+        };
+        let seen = rx.borrow_and_update().clone();
+        if seen.is_settled() {
+            settled(&seen, start.elapsed());
+            return;
         }
-        () = tokio::time::sleep_until(next) => if rx.borrow().is_settled() { Step::Settled } else { Step::Tick },
+        if ticked {
+            next += every;
+            tick(&seen, start.elapsed());
+        }
     }
 }
 
-enum Step {
-    Changed,
-    Tick,
-    Settled,
-    /// The poller stopped watching without a settled observation (never, in practice).
-    Lost,
+/// "about 4m10s left", or that it runs longer than `expected`.
+fn left(expected: Duration, took: Duration) -> String {
+    match expected.checked_sub(took) {
+        Some(left) if !left.is_zero() => format!("about {} left", elapsed(left)),
+        _ => "longer than expected; still waiting".into(),
+    }
 }
 
 /// When work that FSx accepted at `at` started, on tokio's clock (now, if unknown).
@@ -152,68 +173,53 @@ impl Provisioner {
         let post = move |kind: Kind, reason: &'static str, message: String| {
             events.post(Event { subject: subject.clone(), kind, reason, message });
         };
+        let tick_post = post.clone();
         tokio::spawn(async move {
             let _followed = followed;
-            let mut rx = rx;
-            let start = origin(created_at);
-            let mut next = Instant::now() + every;
-            loop {
-                match next_step(&mut rx, next).await {
-                    Step::Changed => continue,
-                    Step::Lost => return,
-                    Step::Tick => {
-                        next += every;
-                        let state = match &*rx.borrow() {
-                            Seen::Found(fs) => {
-                                let update = fs.updates.iter().find(|u| u.is_running());
-                                format!("{}{}", fs.lifecycle, percent(update.and_then(|u| u.progress_percent)))
-                            }
-                            _ => "not described yet".into(),
-                        };
-                        let took = start.elapsed();
-                        let left = match expected.checked_sub(took) {
-                            Some(left) if !left.is_zero() => format!("about {} left", elapsed(left)),
-                            _ => "longer than expected; still waiting".into(),
-                        };
-                        post(
-                            Kind::Normal,
-                            reason::PROGRESS,
-                            format!("{id} is {state}, {} so far ({left})", elapsed(took)),
-                        );
+            let tick = |seen: &Seen<FileSystem>, took: Duration| {
+                let state = match seen {
+                    Seen::Found(fs) => {
+                        let update = fs.updates.iter().find(|u| u.is_running());
+                        format!("{}{}", fs.lifecycle, percent(update.and_then(|u| u.progress_percent)))
                     }
-                    Step::Settled => {
-                        let took = elapsed(start.elapsed());
-                        match (&*rx.borrow(), kind) {
-                            (Seen::Found(fs), InFlight::Creating)
-                                if matches!(fs.lifecycle, Lifecycle::Available | Lifecycle::Updating) =>
-                            {
-                                post(Kind::Normal, reason::AVAILABLE, format!("{id} is AVAILABLE after {took}"))
-                            }
-                            (Seen::Found(fs), InFlight::Growing) => {
-                                if let Some(failed) = fs.updates.iter().rev().find(|u| u.failure_message.is_some()) {
-                                    post(
-                                        Kind::Warning,
-                                        reason::GROWTH_FAILED,
-                                        format!(
-                                            "growing {id} failed: {}; the claim keeps its size, and the resizer retries",
-                                            failed.failure_message.as_deref().unwrap_or_default()
-                                        ),
-                                    )
-                                } else {
-                                    post(
-                                        Kind::Normal,
-                                        reason::GROWN,
-                                        format!("{id} now has {} GiB, after {took}", fs.capacity_gib),
-                                    )
-                                }
-                            }
-                            // FAILED creations are reported where they are deleted.
-                            _ => {}
+                    _ => "not described yet".into(),
+                };
+                tick_post(
+                    Kind::Normal,
+                    reason::PROGRESS,
+                    format!("{id} is {state}, {} so far ({})", elapsed(took), left(expected, took)),
+                );
+            };
+            let settled = |seen: &Seen<FileSystem>, took: Duration| {
+                let took = elapsed(took);
+                match (seen, kind) {
+                    (Seen::Found(fs), InFlight::Creating)
+                        if matches!(fs.lifecycle, Lifecycle::Available | Lifecycle::Updating) =>
+                    {
+                        post(Kind::Normal, reason::AVAILABLE, format!("{} is AVAILABLE after {took}", fs.id))
+                    }
+                    (Seen::Found(fs), InFlight::Growing) => {
+                        match fs.updates.iter().rev().find_map(|u| u.failure_message.as_deref()) {
+                            Some(why) => post(
+                                Kind::Warning,
+                                reason::GROWTH_FAILED,
+                                format!(
+                                    "growing {} failed: {why}; the claim keeps its size, and the resizer retries",
+                                    fs.id
+                                ),
+                            ),
+                            None => post(
+                                Kind::Normal,
+                                reason::GROWN,
+                                format!("{} now has {} GiB, after {took}", fs.id, fs.capacity_gib),
+                            ),
                         }
-                        return;
                     }
+                    // FAILED creations are reported where they are deleted.
+                    _ => {}
                 }
-            }
+            };
+            follow_until_settled(rx, every, origin(created_at), tick, settled).await;
         });
     }
 
@@ -229,54 +235,40 @@ impl Provisioner {
         let post = move |kind: Kind, reason: &'static str, message: String| {
             events.post(Event { subject: subject.clone(), kind, reason, message });
         };
+        let tick_post = post.clone();
         tokio::spawn(async move {
             let _followed = followed;
-            let mut rx = rx;
-            let start = origin(created_at);
-            let mut next = Instant::now() + every;
-            loop {
-                match next_step(&mut rx, next).await {
-                    Step::Changed => continue,
-                    Step::Lost => return,
-                    Step::Tick => {
-                        next += every;
-                        let state = match &*rx.borrow() {
-                            Seen::Found(b) => format!("{}{}", b.lifecycle, percent(b.progress_percent)),
-                            _ => "not described yet".into(),
-                        };
-                        let took = start.elapsed();
-                        let left = match expected.checked_sub(took) {
-                            Some(left) if !left.is_zero() => format!("about {} left", elapsed(left)),
-                            _ => "longer than expected; still waiting".into(),
-                        };
-                        post(
-                            Kind::Normal,
-                            reason::BACKUP_PROGRESS,
-                            format!("backup {id} of {source} is {state}, {} so far ({left})", elapsed(took)),
-                        );
-                    }
-                    Step::Settled => {
-                        let took = elapsed(start.elapsed());
-                        match &*rx.borrow() {
-                            Seen::Found(b) if b.lifecycle == BackupLifecycle::Available => post(
-                                Kind::Normal,
-                                reason::BACKUP_AVAILABLE,
-                                format!("backup {id} of {source} is AVAILABLE after {took}"),
-                            ),
-                            Seen::Found(b) if b.lifecycle == BackupLifecycle::Failed => post(
-                                Kind::Warning,
-                                reason::BACKUP_FAILED,
-                                format!(
-                                    "backup {id} of {source} FAILED: {}; the driver deletes it at the snapshotter's next call and takes a new one",
-                                    b.failure_message.as_deref().unwrap_or("FSx gave no failure details")
-                                ),
-                            ),
-                            _ => {}
-                        }
-                        return;
-                    }
+            let tick = |seen: &Seen<Backup>, took: Duration| {
+                let state = match seen {
+                    Seen::Found(b) => format!("{}{}", b.lifecycle, percent(b.progress_percent)),
+                    _ => "not described yet".into(),
+                };
+                tick_post(
+                    Kind::Normal,
+                    reason::BACKUP_PROGRESS,
+                    format!("backup {id} of {source} is {state}, {} so far ({})", elapsed(took), left(expected, took)),
+                );
+            };
+            let settled = |seen: &Seen<Backup>, took: Duration| {
+                let took = elapsed(took);
+                match seen {
+                    Seen::Found(b) if b.lifecycle == BackupLifecycle::Available => post(
+                        Kind::Normal,
+                        reason::BACKUP_AVAILABLE,
+                        format!("backup {id} of {source} is AVAILABLE after {took}"),
+                    ),
+                    Seen::Found(b) if b.lifecycle == BackupLifecycle::Failed => post(
+                        Kind::Warning,
+                        reason::BACKUP_FAILED,
+                        format!(
+                            "backup {id} of {source} FAILED: {}; the driver deletes it at the snapshotter's next call and takes a new one",
+                            b.failure_message.as_deref().unwrap_or("FSx gave no failure details")
+                        ),
+                    ),
+                    _ => {}
                 }
-            }
+            };
+            follow_until_settled(rx, every, origin(created_at), tick, settled).await;
         });
     }
 }

@@ -289,6 +289,18 @@ mod tests {
         assert!(!sock.exists());
     }
 
+    /// A gRPC channel over the socket at `sock`.
+    async fn channel_to(sock: &Path) -> tonic::transport::Channel {
+        let path = sock.to_path_buf();
+        tonic::transport::Endpoint::from_static("http://localhost")
+            .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+                let path = path.clone();
+                async move { tokio::net::UnixStream::connect(path).await.map(hyper_util::rt::TokioIo::new) }
+            }))
+            .await
+            .unwrap()
+    }
+
     /// A provisioner with as many workers as the controller allows streams sends that many
     /// requests at once on one connection: each is a small DATA frame, all buffered before
     /// their calls read them, and h2 closes a connection whose small frames exceed half its
@@ -300,14 +312,7 @@ mod tests {
         let (listener, _) = bind(&sock).unwrap();
         let services = Services { identity: IdentityService::new(None), controller: None, node: None };
         tokio::spawn(serve_with(listener, services, Limits::CONTROLLER, std::future::pending()));
-        let path = sock.clone();
-        let channel = tonic::transport::Endpoint::from_static("http://localhost")
-            .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
-                let path = path.clone();
-                async move { tokio::net::UnixStream::connect(path).await.map(hyper_util::rt::TokioIo::new) }
-            }))
-            .await
-            .unwrap();
+        let channel = channel_to(&sock).await;
         let mut calls = tokio::task::JoinSet::new();
         for _ in 0..Limits::CONTROLLER.max_streams {
             let mut client = crate::proto::identity_client::IdentityClient::new(channel.clone());
@@ -356,14 +361,7 @@ mod tests {
         bytes.extend_from_slice(&block);
         raw.write_all(&bytes).await.unwrap();
 
-        let path = sock.clone();
-        let channel = tonic::transport::Endpoint::from_static("http://localhost")
-            .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
-                let path = path.clone();
-                async move { tokio::net::UnixStream::connect(path).await.map(hyper_util::rt::TokioIo::new) }
-            }))
-            .await
-            .unwrap();
+        let channel = channel_to(&sock).await;
         let mut client = crate::proto::identity_client::IdentityClient::new(channel);
         // Once the held request has the only slot, a new call is refused at once.
         let refused = loop {
