@@ -357,6 +357,49 @@ async fn deletion_is_idempotent_and_bounded_by_the_deadline() {
     p.delete("not-an-id", Instant::now() + MIN).await.unwrap();
 }
 
+/// A provisioner at the default, adaptive cadence over an FSx whose creations take `creation`.
+async fn adaptive(creation: Duration) -> (Arc<MemoryFsx>, Arc<Provisioner>) {
+    let fsx = Arc::new(MemoryFsx::new(Timing { create: creation, ..Timing::default() }));
+    let p = Provisioner::new(
+        Arc::clone(&fsx) as Arc<dyn Fsx>,
+        Options { resync_interval: Duration::from_secs(3600), ..Options::default() },
+    );
+    p.start();
+    p.wait_ready(Instant::now() + MIN).await.unwrap();
+    (fsx, p)
+}
+
+/// Creates `n` volumes `<prefix>-<i>` at once; returns when the last one was answered.
+async fn at_once(p: &Arc<Provisioner>, prefix: &str, n: usize) -> Duration {
+    let start = Instant::now();
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let (p, name) = (Arc::clone(p), format!("{prefix}-{i}"));
+        calls.spawn(async move {
+            create(&p, &name, &[], 20 * MIN).await.unwrap();
+            start.elapsed()
+        });
+    }
+    calls.join_all().await.into_iter().max().unwrap_or_default()
+}
+
+/// A provisioner with a fixed poll whose events are recorded.
+async fn recording(fsx: &Arc<MemoryFsx>) -> (Arc<Provisioner>, Arc<crate::events::Recorded>) {
+    let recorded = Arc::new(crate::events::Recorded::default());
+    let p = Provisioner::new(
+        Arc::clone(fsx) as Arc<dyn Fsx>,
+        Options {
+            poll_interval: Some(POLL),
+            resync_interval: Duration::from_secs(3600),
+            events: Some(Arc::clone(&recorded) as Arc<dyn Events>),
+            ..Options::default()
+        },
+    );
+    p.start();
+    p.wait_ready(Instant::now() + MIN).await.unwrap();
+    (p, recorded)
+}
+
 /// The adaptive cadence (no `--poll-interval`): once this controller has seen creations of a
 /// class end (the first seen by the early cadence, so imprecisely; the next closely), the next
 /// ones are noticed within two seconds of AVAILABLE, for about the describes per volume a 15 s
@@ -364,13 +407,7 @@ async fn deletion_is_idempotent_and_bounded_by_the_deadline() {
 #[tokio::test(start_paused = true)]
 async fn the_adaptive_cadence_binds_within_seconds_of_available_for_less_than_a_fixed_poll() {
     for creation in [3 * MIN, 10 * MIN] {
-        let fsx = Arc::new(MemoryFsx::new(Timing { create: creation, ..Timing::default() }));
-        let p = Provisioner::new(
-            Arc::clone(&fsx) as Arc<dyn Fsx>,
-            Options { resync_interval: Duration::from_secs(3600), ..Options::default() },
-        );
-        p.start();
-        p.wait_ready(Instant::now() + MIN).await.unwrap();
+        let (fsx, p) = adaptive(creation).await;
         // Cold: the prior (6 min for scratch) is wrong, so this one may be noticed late, but no
         // later than twice the base interval.
         let start = Instant::now();
@@ -381,17 +418,7 @@ async fn the_adaptive_cadence_binds_within_seconds_of_available_for_less_than_a_
         assert!(start.elapsed() <= creation + POLL, "{:?}", start.elapsed());
         for n in [1usize, 50] {
             let before = fsx.calls("DescribeFileSystems");
-            let start = Instant::now();
-            let mut calls = tokio::task::JoinSet::new();
-            for i in 0..n {
-                let p = Arc::clone(&p);
-                calls.spawn(async move {
-                    create(&p, &format!("pvc-warm-{n}-{i}"), &[], 20 * MIN).await.unwrap();
-                    start.elapsed()
-                });
-            }
-            let done = calls.join_all().await;
-            let lag = done.iter().max().unwrap().saturating_sub(creation);
+            let lag = at_once(&p, &format!("pvc-warm-{n}"), n).await.saturating_sub(creation);
             assert!(lag <= Duration::from_secs(2), "{n} volumes: bound {lag:?} after AVAILABLE");
             let per_volume = (fsx.calls("DescribeFileSystems") - before) as f64 / n as f64;
             let fixed = (creation.as_secs() / POLL.as_secs()) as f64;
@@ -412,18 +439,7 @@ async fn the_adaptive_cadence_binds_within_seconds_of_available_for_less_than_a_
 async fn a_creation_tells_its_claim_how_it_goes_and_a_failure_what_was_done() {
     let fsx = Arc::new(MemoryFsx::new(Timing::default()));
     fsx.fail_next_creates(1, "subnet has no free IP addresses");
-    let recorded = Arc::new(crate::events::Recorded::default());
-    let p = Provisioner::new(
-        Arc::clone(&fsx) as Arc<dyn Fsx>,
-        Options {
-            poll_interval: Some(POLL),
-            resync_interval: Duration::from_secs(3600),
-            events: Some(Arc::clone(&recorded) as Arc<dyn Events>),
-            ..Options::default()
-        },
-    );
-    p.start();
-    p.wait_ready(Instant::now() + MIN).await.unwrap();
+    let (p, recorded) = recording(&fsx).await;
     let claim = Claim { namespace: "team-a".into(), name: "data".into() };
     let parameters = params(&[]);
     let req = CreateRequest {
@@ -466,24 +482,9 @@ async fn a_creation_tells_its_claim_how_it_goes_and_a_failure_what_was_done() {
 #[tokio::test(start_paused = true)]
 async fn many_creations_at_once_are_watched_closely_even_before_anything_was_learned() {
     let creation = 3 * MIN;
-    let fsx = Arc::new(MemoryFsx::new(Timing { create: creation, ..Timing::default() }));
-    let p = Provisioner::new(
-        Arc::clone(&fsx) as Arc<dyn Fsx>,
-        Options { resync_interval: Duration::from_secs(3600), ..Options::default() },
-    );
-    p.start();
-    p.wait_ready(Instant::now() + MIN).await.unwrap();
+    let (fsx, p) = adaptive(creation).await;
     let before = fsx.calls("DescribeFileSystems");
-    let start = Instant::now();
-    let mut calls = tokio::task::JoinSet::new();
-    for i in 0..50 {
-        let p = Arc::clone(&p);
-        calls.spawn(async move {
-            create(&p, &format!("pvc-cold-{i}"), &[], 20 * MIN).await.unwrap();
-            start.elapsed()
-        });
-    }
-    let lag = calls.join_all().await.into_iter().max().unwrap().saturating_sub(creation);
+    let lag = at_once(&p, "pvc-cold", 50).await.saturating_sub(creation);
     assert!(lag <= cadence::EARLY_FLOOR + Duration::from_secs(1), "bound {lag:?} after AVAILABLE");
     let per_volume = (fsx.calls("DescribeFileSystems") - before) as f64 / 50.0;
     assert!(per_volume <= 2.0, "{per_volume} describes per volume (a 15 s poll makes 12 for one)");
@@ -491,24 +492,9 @@ async fn many_creations_at_once_are_watched_closely_even_before_anything_was_lea
     // A thousand at once, with a prior too short (10-minute creations): 20 batches, at most
     // 4 calls a second in all, each volume still noticed within the stretched cadence.
     let creation = 10 * MIN;
-    let fsx = Arc::new(MemoryFsx::new(Timing { create: creation, ..Timing::default() }));
-    let p = Provisioner::new(
-        Arc::clone(&fsx) as Arc<dyn Fsx>,
-        Options { resync_interval: Duration::from_secs(3600), ..Options::default() },
-    );
-    p.start();
-    p.wait_ready(Instant::now() + MIN).await.unwrap();
+    let (fsx, p) = adaptive(creation).await;
     let before = fsx.calls("DescribeFileSystems");
-    let start = Instant::now();
-    let mut calls = tokio::task::JoinSet::new();
-    for i in 0..1000 {
-        let p = Arc::clone(&p);
-        calls.spawn(async move {
-            create(&p, &format!("pvc-many-{i}"), &[], 20 * MIN).await.unwrap();
-            start.elapsed()
-        });
-    }
-    let lag = calls.join_all().await.into_iter().max().unwrap().saturating_sub(creation);
+    let lag = at_once(&p, "pvc-many", 1000).await.saturating_sub(creation);
     let rate = (fsx.calls("DescribeFileSystems") - before) as f64 / (creation + lag).as_secs_f64();
     assert!(rate <= 4.5, "{rate:.2} describes a second");
     assert!(lag <= 20 * cadence::SPACING + Duration::from_secs(1), "bound {lag:?} after AVAILABLE");
@@ -520,18 +506,7 @@ async fn many_creations_at_once_are_watched_closely_even_before_anything_was_lea
 async fn growth_and_backups_tell_the_claim_and_the_snapshot() {
     use crate::events::Subject;
     let fsx = Arc::new(MemoryFsx::new(Timing { create: MIN, ..Timing::default() }));
-    let recorded = Arc::new(crate::events::Recorded::default());
-    let p = Provisioner::new(
-        Arc::clone(&fsx) as Arc<dyn Fsx>,
-        Options {
-            poll_interval: Some(POLL),
-            resync_interval: Duration::from_secs(3600),
-            events: Some(Arc::clone(&recorded) as Arc<dyn Events>),
-            ..Options::default()
-        },
-    );
-    p.start();
-    p.wait_ready(Instant::now() + MIN).await.unwrap();
+    let (p, recorded) = recording(&fsx).await;
     let claim = Claim { namespace: "ml".into(), name: "data".into() };
     let parameters = params(&P2);
     let name = "pvc-0f6c2b0a-7d1e-4c55-9a1b-2f3e4d5c6b7b";

@@ -99,27 +99,12 @@ async fn controller(bin: &Path, volumes: usize, delay: u64, jitter: u64, poll_s:
     )
     .await
     .unwrap();
-    let dir = tempfile_dir();
-    let socket = dir.join("csi.sock");
     let metrics_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new(bin.join("fsx-csi-driver"))
-        .args(["--mode", "controller", "--endpoint", &format!("unix://{}", socket.display())])
-        .args(["--poll-interval", &format!("{poll_s}s")])
-        .args(["--metrics-address", &format!("127.0.0.1:{metrics_port}")])
-        .env("AWS_ENDPOINT_URL_FSX", emulator.endpoint())
-        .env("AWS_ENDPOINT_URL_EC2", emulator.endpoint())
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "bench")
-        .env("AWS_SECRET_ACCESS_KEY", "bench")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start fsx-csi-driver");
-    let child = Killed(child);
-    let pid = child.0.id();
-    wait_socket(&socket, Instant::now()).await;
-    let channel = fsx_csi_tools::connect(&socket).await.unwrap();
+    let (poll, metrics) = (format!("{poll_s}s"), format!("127.0.0.1:{metrics_port}"));
+    let driver =
+        Driver::start(bin, &emulator, "controller", &["--poll-interval", &poll, "--metrics-address", &metrics]).await;
+    let pid = driver.child.0.id();
+    let channel = driver.channel.clone();
 
     println!(
         "controller: {volumes} volumes, creation {:.0}-{:.0} s, --poll-interval {poll_s}s, provisioner --timeout {call_timeout_s}s",
@@ -220,7 +205,7 @@ async fn controller(bin: &Path, volumes: usize, delay: u64, jitter: u64, poll_s:
 /// A driver in controller mode at its defaults (plus `extra` flags) against `emulator`.
 struct Driver {
     /// Killed when the scenario ends.
-    _child: Killed,
+    child: Killed,
     channel: tonic::transport::Channel,
     dir: PathBuf,
 }
@@ -246,7 +231,7 @@ impl Driver {
         let child = Killed(child);
         wait_socket(&socket, Instant::now()).await;
         let channel = fsx_csi_tools::connect(&socket).await.unwrap();
-        Self { _child: child, channel, dir }
+        Self { child, channel, dir }
     }
 }
 
