@@ -26,6 +26,7 @@ command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)"; e
 cargo --version
 if ! cargo fmt --version >/dev/null 2>&1; then rustup component add rustfmt; fi
 if ! cargo clippy --version >/dev/null 2>&1; then rustup component add clippy; fi
+cached_cargo_target
 
 section "cargo fmt --check"
 if cargo fmt --all -- --check; then passed=$((passed + 1)); else echo "FAILED: cargo fmt"; failed=$((failed + 1)); fi

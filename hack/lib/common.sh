@@ -8,6 +8,7 @@
 #   go_wrapper_build DIR OUT PKG FLAGS builds PKG in DIR into OUT (atomically)
 #   k8s_gomod / k8s_staging_replaces / k8s_version_ldflags
 #                                      k8s.io/kubernetes through such a module
+#   cached_cargo_target                a clone without target/ builds into ~/.cache (per rustc)
 #   tier_counts LABEL FILE             "P F" from the last "LABEL: P passed, F failed" line
 #   cargo_counts FILE                  "P F" summed over cargo test's "test result:" lines
 #   check WHAT COMMAND...              runs a check, prints ok/FAIL, counts in passed/failed
@@ -24,6 +25,22 @@ ACTIONLINT_VERSION=v1.7.12
 CSI_SANITY_VERSION=v5.4.0
 # promtool (checks and unit-tests the chart's alerts); Prometheus 3.x modules are v0.3xx.
 PROMTOOL_VERSION=v0.316.0
+
+# A fresh clone (no target/) builds into a cargo target directory kept under ~/.cache, one per
+# rustc version: a second run of the test command on this machine rebuilds only this
+# workspace's crates (their sources are newer), not the ~500 dependencies. target/ becomes a
+# link to it, so every script's target/... paths stay as they are. Other rustc versions'
+# directories are removed (each is ~16 GB). A checkout with its own target/ keeps it.
+cached_cargo_target() {
+  [[ -e "$ROOT/target" || -L "$ROOT/target" ]] && return
+  local base stamp
+  base="${XDG_CACHE_HOME:-$HOME/.cache}/fsx-csi-driver/cargo"
+  stamp="t1-$(rustc -vV | sha256sum | cut -c1-12)"
+  mkdir -p "$base/$stamp"
+  find "$base" -mindepth 1 -maxdepth 1 -type d ! -name "$stamp" -exec rm -rf {} +
+  ln -s "$base/$stamp" "$ROOT/target"
+  echo "==> cargo builds into $base/$stamp (target/ links to it)" >&2
+}
 
 ensure_go() { # why
   command -v go >/dev/null && return
