@@ -28,7 +28,7 @@ PROMTOOL_VERSION=v0.316.0
 
 # A fresh clone (no target/) builds into a cargo target directory kept under ~/.cache, one per
 # rustc version: a second run of the test command on this machine rebuilds only this
-# workspace's crates (their sources are newer), not the ~500 dependencies. target/ becomes a
+# workspace's crates (their sources are newer), not the ~360 crates of Cargo.lock. target/ becomes a
 # link to it, so every script's target/... paths stay as they are. Other rustc versions'
 # directories are removed (each is ~16 GB). A checkout with its own target/ keeps it.
 cached_cargo_target() {
