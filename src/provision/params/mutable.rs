@@ -91,6 +91,20 @@ impl MutableParams {
         let v = &self.values.lustre;
         let have = &fs.lustre;
         let storage = fs.storage_type.unwrap_or(StorageType::Ssd);
+        // Scratch file systems have no automatic backups: 0 keeps them so (nothing to send;
+        // FSx refuses backup settings in a scratch file system's update), more is refused.
+        let scratch_no_backups = deployment.is_scratch() && v.automatic_backup_retention_days.is_some();
+        if deployment.is_scratch()
+            && let Some(days) = v.automatic_backup_retention_days.filter(|d| *d > 0)
+        {
+            return Err(err(
+                keys::AUTOMATIC_BACKUP_RETENTION_DAYS,
+                format!(
+                    "{days} days: {} is {deployment}, which has no backups; use 0, or a PERSISTENT_1 or PERSISTENT_2 file system",
+                    fs.id
+                ),
+            ));
+        }
         if let Some(t) = v.per_unit_storage_throughput {
             if storage == StorageType::Hdd {
                 return Err(err(
@@ -172,6 +186,9 @@ impl MutableParams {
         // association's events); in place it is the legacy link's policy.
         let want = LustreSettings { auto_import_policy: self.values.auto_import_policy, ..v.clone() };
         let mut changes = want.changes_from(have);
+        if scratch_no_backups {
+            changes.automatic_backup_retention_days = None;
+        }
         // FSx takes these pairs in one configuration each: a change to either half sends the
         // whole pair, the other half as requested or as it is, so nothing is reset by omission.
         if changes.log_level.is_some() || changes.log_destination.is_some() {
@@ -397,6 +414,15 @@ mod tests {
         assert!(e.message.contains("USER_PROVISIONED"), "{e}");
         let e = parse(&[("autoImportPolicy", "NEW")]).unwrap().update_for(&p2).unwrap_err();
         assert_eq!(e.key, "autoImportPolicy");
+        // Scratch has no backups: 0 changes nothing, more is refused with the key named
+        // (found by fuzz_mutable_parameters; FSx refuses backup settings on scratch).
+        for d in [DeploymentType::Scratch1, DeploymentType::Scratch2] {
+            assert!(parse(&[("automaticBackupRetentionDays", "0")]).unwrap().update_for(&fs(d)).unwrap().is_empty());
+            let e = parse(&[("automaticBackupRetentionDays", "3")]).unwrap().update_for(&fs(d)).unwrap_err();
+            assert!(e.key == "automaticBackupRetentionDays" && e.message.contains("no backups"), "{e}");
+        }
+        let u = parse(&[("automaticBackupRetentionDays", "0")]).unwrap().update_for(&p2).unwrap();
+        assert_eq!(u.automatic_backup_retention_days, Some(0));
     }
 
     /// A key marked mutable in the table reaches UpdateFileSystem: parsed, it makes an update
