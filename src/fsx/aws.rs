@@ -180,17 +180,27 @@ fn identity_in_use() -> String {
 }
 
 impl AwsFsx {
-    /// Turns any SDK error of `operation` into the driver's few kinds. This is the only place
-    /// AWS error codes are matched.
-    fn classify<E, R>(&self, operation: &'static str) -> impl Fn(SdkError<E, R>) -> FsxError + '_
+    /// Runs one FSx call: waits for a permit ([`MAX_CONCURRENT_CALLS`]), then builds the
+    /// request with `send` and awaits it, its error turned into the driver's few kinds as
+    /// `operation`'s ([`classify`]).
+    ///
+    /// The SDK's future is tens of KiB. Inline, it would size every method's future, which
+    /// exists from the moment the method is called, that is while it waits for a permit; built
+    /// and boxed only once the call may go, a thousand waiting calls cost a thousand small
+    /// futures, not a thousand large ones.
+    async fn call<T, E, R, F>(&self, operation: &'static str, send: impl FnOnce() -> F) -> Result<T, FsxError>
     where
+        F: std::future::Future<Output = Result<T, SdkError<E, R>>>,
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
         R: std::fmt::Debug + Send + Sync + 'static,
     {
-        move |err| classify(&self.identity, operation, err)
+        let _permit = self.permits.acquire().await.ok();
+        Box::pin(send()).await.map_err(|err| classify(&self.identity, operation, err))
     }
 }
 
+/// Turns any SDK error of `operation` into the driver's few kinds, naming `identity` when
+/// access is denied. This and [`classify_code`] are the only places AWS errors are matched.
 fn classify<E, R>(identity: &str, operation: &'static str, err: SdkError<E, R>) -> FsxError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -336,69 +346,48 @@ fn events(events: &[super::EventType]) -> Vec<t::EventType> {
     events.iter().map(|e| t::EventType::from(e.as_str())).collect()
 }
 
-/// An SDK call's future, boxed: it is tens of KiB, and inline it would size every method's
-/// future, allocated when the method is called, that is while it waits for a permit. Boxed, it
-/// is allocated only once the call may go, so a thousand waiting calls cost a thousand small
-/// futures, not a thousand large ones.
-trait BoxedCall: std::future::Future + Sized {
-    fn boxed_call(self) -> std::pin::Pin<Box<Self>> {
-        Box::pin(self)
-    }
-}
-
-impl<F: std::future::Future> BoxedCall for F {}
-
 #[async_trait]
 impl Fsx for AwsFsx {
     async fn create_file_system(&self, spec: &CreateSpec) -> Result<FileSystem, FsxError> {
-        let _permit = self.permits.acquire().await.ok();
         // Intelligent-Tiering is elastic: FSx refuses a StorageCapacity for it.
         let elastic = spec.storage_type.is_some_and(|s| s.is_elastic());
         let out = self
-            .client
-            .create_file_system()
-            .client_request_token(&spec.client_request_token)
-            .file_system_type(t::FileSystemType::Lustre)
-            .set_storage_capacity((!elastic).then_some(spec.capacity_gib))
-            .set_storage_type(spec.storage_type.map(|s| s.as_str().into()))
-            .subnet_ids(&spec.subnet_id)
-            .set_security_group_ids(Some(spec.security_group_ids.clone()))
-            .set_tags(Some(sdk_tags(&spec.tags)))
-            .set_kms_key_id(spec.kms_key_id.clone())
-            .set_file_system_type_version(spec.lustre.file_system_type_version.clone())
-            .lustre_configuration(spec.lustre.create_configuration())
-            .send()
-            .boxed_call()
-            .await
-            .map_err(self.classify("CreateFileSystem"))?;
+            .call("CreateFileSystem", || {
+                self.client
+                    .create_file_system()
+                    .client_request_token(&spec.client_request_token)
+                    .file_system_type(t::FileSystemType::Lustre)
+                    .set_storage_capacity((!elastic).then_some(spec.capacity_gib))
+                    .set_storage_type(spec.storage_type.map(|s| s.as_str().into()))
+                    .subnet_ids(&spec.subnet_id)
+                    .set_security_group_ids(Some(spec.security_group_ids.clone()))
+                    .set_tags(Some(sdk_tags(&spec.tags)))
+                    .set_kms_key_id(spec.kms_key_id.clone())
+                    .set_file_system_type_version(spec.lustre.file_system_type_version.clone())
+                    .lustre_configuration(spec.lustre.create_configuration())
+                    .send()
+            })
+            .await?;
         out.file_system()
             .map(from_sdk)
             .ok_or_else(|| FsxError::other("EmptyResponse", "CreateFileSystem returned no file system"))
     }
 
     async fn describe_file_systems(&self, ids: &[String]) -> Result<Vec<FileSystem>, FsxError> {
-        let _permit = self.permits.acquire().await.ok();
         let out = self
-            .client
-            .describe_file_systems()
-            .set_file_system_ids(Some(ids.to_vec()))
-            .send()
-            .boxed_call()
-            .await
-            .map_err(self.classify("DescribeFileSystems"))?;
+            .call("DescribeFileSystems", || {
+                self.client.describe_file_systems().set_file_system_ids(Some(ids.to_vec())).send()
+            })
+            .await?;
         Ok(out.file_systems().iter().map(from_sdk).collect())
     }
 
     async fn list_file_systems(&self) -> Result<Vec<FileSystem>, FsxError> {
-        let _permit = self.permits.acquire().await.ok();
         let pages: Vec<_> = self
-            .client
-            .describe_file_systems()
-            .into_paginator()
-            .send()
-            .collect::<Result<_, _>>()
-            .await
-            .map_err(self.classify("DescribeFileSystems"))?;
+            .call("DescribeFileSystems", || {
+                self.client.describe_file_systems().into_paginator().send().collect::<Result<_, _>>()
+            })
+            .await?;
         Ok(pages
             .iter()
             .flat_map(|page| page.file_systems())
@@ -412,7 +401,6 @@ impl Fsx for AwsFsx {
         id: &str,
         final_backup: Option<&[(String, String)]>,
     ) -> Result<Lifecycle, FsxError> {
-        let _permit = self.permits.acquire().await.ok();
         let lustre = match final_backup {
             None => t::DeleteFileSystemLustreConfiguration::builder().skip_final_backup(true),
             Some(tags) => t::DeleteFileSystemLustreConfiguration::builder()
@@ -420,35 +408,25 @@ impl Fsx for AwsFsx {
                 .set_final_backup_tags((!tags.is_empty()).then(|| sdk_tags(tags))),
         };
         let out = self
-            .client
-            .delete_file_system()
-            .file_system_id(id)
-            .lustre_configuration(lustre.build())
-            .send()
-            .boxed_call()
-            .await
-            .map_err(self.classify("DeleteFileSystem"))?;
+            .call("DeleteFileSystem", || {
+                self.client.delete_file_system().file_system_id(id).lustre_configuration(lustre.build()).send()
+            })
+            .await?;
         Ok(out.lifecycle().map(|l| Lifecycle::from_wire(l.as_str())).unwrap_or(Lifecycle::Deleting))
     }
 
     async fn update_storage_capacity(&self, id: &str, capacity_gib: i32) -> Result<FileSystem, FsxError> {
-        let _permit = self.permits.acquire().await.ok();
         let out = self
-            .client
-            .update_file_system()
-            .file_system_id(id)
-            .storage_capacity(capacity_gib)
-            .send()
-            .boxed_call()
-            .await
-            .map_err(self.classify("UpdateFileSystem"))?;
+            .call("UpdateFileSystem", || {
+                self.client.update_file_system().file_system_id(id).storage_capacity(capacity_gib).send()
+            })
+            .await?;
         out.file_system()
             .map(from_sdk)
             .ok_or_else(|| FsxError::other("EmptyResponse", "UpdateFileSystem returned no file system"))
     }
 
     async fn create_data_repository_association(&self, spec: &AssociationSpec) -> Result<Association, FsxError> {
-        let _permit = self.permits.acquire().await.ok();
         let mut s3 = t::S3DataRepositoryConfiguration::builder();
         if !spec.auto_import_events.is_empty() {
             s3 = s3.auto_import_policy(
@@ -461,65 +439,60 @@ impl Fsx for AwsFsx {
             );
         }
         let out = self
-            .client
-            .create_data_repository_association()
-            .client_request_token(&spec.client_request_token)
-            .file_system_id(&spec.file_system_id)
-            .file_system_path(&spec.file_system_path)
-            .data_repository_path(&spec.data_repository_path)
-            .batch_import_meta_data_on_create(spec.batch_import_metadata_on_create)
-            .set_imported_file_chunk_size(spec.imported_file_chunk_size)
-            .s3(s3.build())
-            .set_tags(Some(sdk_tags(&spec.tags)))
-            .send()
-            .boxed_call()
-            .await
-            .map_err(self.classify("CreateDataRepositoryAssociation"))?;
+            .call("CreateDataRepositoryAssociation", || {
+                self.client
+                    .create_data_repository_association()
+                    .client_request_token(&spec.client_request_token)
+                    .file_system_id(&spec.file_system_id)
+                    .file_system_path(&spec.file_system_path)
+                    .data_repository_path(&spec.data_repository_path)
+                    .batch_import_meta_data_on_create(spec.batch_import_metadata_on_create)
+                    .set_imported_file_chunk_size(spec.imported_file_chunk_size)
+                    .s3(s3.build())
+                    .set_tags(Some(sdk_tags(&spec.tags)))
+                    .send()
+            })
+            .await?;
         out.association()
             .map(association_from_sdk)
             .ok_or_else(|| FsxError::other("EmptyResponse", "CreateDataRepositoryAssociation returned no association"))
     }
 
     async fn describe_data_repository_associations(&self, ids: &[String]) -> Result<Vec<Association>, FsxError> {
-        let _permit = self.permits.acquire().await.ok();
         let out = self
-            .client
-            .describe_data_repository_associations()
-            .set_association_ids(Some(ids.to_vec()))
-            .send()
-            .boxed_call()
-            .await
-            .map_err(self.classify("DescribeDataRepositoryAssociations"))?;
+            .call("DescribeDataRepositoryAssociations", || {
+                self.client.describe_data_repository_associations().set_association_ids(Some(ids.to_vec())).send()
+            })
+            .await?;
         Ok(out.associations().iter().map(association_from_sdk).collect())
     }
 
     async fn associations_of(&self, file_system_id: &str) -> Result<Vec<Association>, FsxError> {
-        let _permit = self.permits.acquire().await.ok();
         let filter = t::Filter::builder().name(t::FilterName::FileSystemId).values(file_system_id).build();
         let pages: Vec<_> = self
-            .client
-            .describe_data_repository_associations()
-            .filters(filter)
-            .into_paginator()
-            .send()
-            .collect::<Result<_, _>>()
-            .await
-            .map_err(self.classify("DescribeDataRepositoryAssociations"))?;
+            .call("DescribeDataRepositoryAssociations", || {
+                self.client
+                    .describe_data_repository_associations()
+                    .filters(filter)
+                    .into_paginator()
+                    .send()
+                    .collect::<Result<_, _>>()
+            })
+            .await?;
         Ok(pages.iter().flat_map(|page| page.associations()).map(association_from_sdk).collect())
     }
 
     async fn create_backup(&self, spec: &BackupSpec) -> Result<Backup, FsxError> {
-        let _permit = self.permits.acquire().await.ok();
         let out = self
-            .client
-            .create_backup()
-            .client_request_token(&spec.client_request_token)
-            .file_system_id(&spec.file_system_id)
-            .set_tags(Some(sdk_tags(&spec.tags)))
-            .send()
-            .boxed_call()
-            .await
-            .map_err(self.classify("CreateBackup"))?;
+            .call("CreateBackup", || {
+                self.client
+                    .create_backup()
+                    .client_request_token(&spec.client_request_token)
+                    .file_system_id(&spec.file_system_id)
+                    .set_tags(Some(sdk_tags(&spec.tags)))
+                    .send()
+            })
+            .await?;
         out.backup()
             .map(backup_from_sdk)
             .ok_or_else(|| FsxError::other("EmptyResponse", "CreateBackup returned no backup"))
@@ -534,35 +507,26 @@ impl Fsx for AwsFsx {
     }
 
     async fn delete_backup(&self, id: &str) -> Result<BackupLifecycle, FsxError> {
-        let _permit = self.permits.acquire().await.ok();
-        let out = self
-            .client
-            .delete_backup()
-            .backup_id(id)
-            .send()
-            .boxed_call()
-            .await
-            .map_err(self.classify("DeleteBackup"))?;
+        let out = self.call("DeleteBackup", || self.client.delete_backup().backup_id(id).send()).await?;
         Ok(out.lifecycle().map(|l| BackupLifecycle::from_wire(l.as_str())).unwrap_or(BackupLifecycle::Deleted))
     }
 
     async fn create_file_system_from_backup(&self, backup_id: &str, spec: &CreateSpec) -> Result<FileSystem, FsxError> {
-        let _permit = self.permits.acquire().await.ok();
         let out = self
-            .client
-            .create_file_system_from_backup()
-            .backup_id(backup_id)
-            .client_request_token(&spec.client_request_token)
-            .subnet_ids(&spec.subnet_id)
-            .set_security_group_ids(Some(spec.security_group_ids.clone()))
-            .set_tags(Some(sdk_tags(&spec.tags)))
-            .set_kms_key_id(spec.kms_key_id.clone())
-            .set_file_system_type_version(spec.lustre.file_system_type_version.clone())
-            .lustre_configuration(spec.lustre.create_configuration())
-            .send()
-            .boxed_call()
-            .await
-            .map_err(self.classify("CreateFileSystemFromBackup"))?;
+            .call("CreateFileSystemFromBackup", || {
+                self.client
+                    .create_file_system_from_backup()
+                    .backup_id(backup_id)
+                    .client_request_token(&spec.client_request_token)
+                    .subnet_ids(&spec.subnet_id)
+                    .set_security_group_ids(Some(spec.security_group_ids.clone()))
+                    .set_tags(Some(sdk_tags(&spec.tags)))
+                    .set_kms_key_id(spec.kms_key_id.clone())
+                    .set_file_system_type_version(spec.lustre.file_system_type_version.clone())
+                    .lustre_configuration(spec.lustre.create_configuration())
+                    .send()
+            })
+            .await?;
         out.file_system()
             .map(from_sdk)
             .ok_or_else(|| FsxError::other("EmptyResponse", "CreateFileSystemFromBackup returned no file system"))
@@ -576,20 +540,19 @@ impl Fsx for AwsFsx {
                 message: format!("UpdateFileSystem cannot change {field}"),
             });
         }
-        let _permit = self.permits.acquire().await.ok();
         // The version is a top-level field; the rest is LustreConfiguration (sent only when
         // something in it changes).
         let rest = LustreSettings { file_system_type_version: None, ..u.clone() };
         let out = self
-            .client
-            .update_file_system()
-            .file_system_id(id)
-            .set_file_system_type_version(u.file_system_type_version.clone())
-            .set_lustre_configuration((!rest.is_empty()).then(|| rest.update_configuration()))
-            .send()
-            .boxed_call()
-            .await
-            .map_err(self.classify("UpdateFileSystem"))?;
+            .call("UpdateFileSystem", || {
+                self.client
+                    .update_file_system()
+                    .file_system_id(id)
+                    .set_file_system_type_version(u.file_system_type_version.clone())
+                    .set_lustre_configuration((!rest.is_empty()).then(|| rest.update_configuration()))
+                    .send()
+            })
+            .await?;
         out.file_system()
             .map(from_sdk)
             .ok_or_else(|| FsxError::other("EmptyResponse", "UpdateFileSystem returned no file system"))
@@ -598,19 +561,14 @@ impl Fsx for AwsFsx {
 
 impl AwsFsx {
     async fn backups_page(&self, ids: Option<Vec<String>>) -> Result<Vec<Backup>, FsxError> {
-        let _permit = self.permits.acquire().await.ok();
         let mut request = self.client.describe_backups().set_backup_ids(ids.clone());
         if ids.is_none() {
             request = request
                 .filters(t::Filter::builder().name(t::FilterName::FileSystemType).values("LUSTRE").build())
                 .filters(t::Filter::builder().name(t::FilterName::BackupType).values("USER_INITIATED").build());
         }
-        let pages: Vec<_> = request
-            .into_paginator()
-            .send()
-            .collect::<Result<_, _>>()
-            .await
-            .map_err(self.classify("DescribeBackups"))?;
+        let pages: Vec<_> =
+            self.call("DescribeBackups", || request.into_paginator().send().collect::<Result<_, _>>()).await?;
         Ok(pages.iter().flat_map(|page| page.backups()).map(backup_from_sdk).collect())
     }
 }
